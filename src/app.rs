@@ -1,0 +1,62 @@
+//! Starting the server: database, migrations, connections, then HTTP until shutdown.
+
+use std::{future::Future, net::SocketAddr};
+
+use tokio::{net::TcpListener, sync::watch};
+
+use crate::{config::Config, db, graphql, http, state::AppState};
+
+/// Creates the database if missing, applies migrations and connects to PostgreSQL and
+/// Redis. Needs the multi-thread runtime (migrations block in place).
+pub async fn prepare(config: Config) -> anyhow::Result<AppState> {
+    db::ensure_database(config.database_url()).await?;
+    let applied = db::run_migrations(config.database_url()).await?;
+    if applied > 0 {
+        tracing::info!(migrations.applied = applied, "database migrated");
+    }
+    AppState::connect(config).await
+}
+
+/// Serves HTTP and WebSocket on `listener` until `shutdown` resolves, then stops accepting,
+/// closes WebSockets and lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let schema = graphql::build(state.clone());
+    let router = http::router(state, schema, stop_rx);
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining connections");
+        let _ = stop_tx.send(true);
+    })
+    .await
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,174 @@
+//! GraphQL face of accounts: `User`, `AuthPayload`, `me`, `signUp`, `logIn`,
+//! `refreshToken`, `logOut`. Resolvers only parse, call `service` and map.
+
+use async_graphql::{ComplexObject, Context, ID, InputObject, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use super::{Role, Viewer, service, state, store::UserRow, viewer};
+use crate::{error::AppError, http::ClientAddr};
+
+/// An account. `email` and `points` are private: only the account itself and admins may
+/// read them.
+#[derive(SimpleObject, Clone)]
+#[graphql(complex)]
+pub struct User {
+    pub id: ID,
+    pub display_name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    #[graphql(skip)]
+    pub user_id: i64,
+    #[graphql(skip)]
+    email: String,
+    #[graphql(skip)]
+    points_balance: i64,
+    /// Set when the object is the requester's own account (me, a fresh sign-in).
+    #[graphql(skip)]
+    own: bool,
+}
+
+#[ComplexObject]
+impl User {
+    async fn email(&self, ctx: &Context<'_>) -> async_graphql::Result<&str> {
+        self.private(ctx)?;
+        Ok(&self.email)
+    }
+
+    /// The point balance (equal to the sum of the account's ledger entries).
+    async fn points(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        self.private(ctx)?;
+        Ok(self.points_balance)
+    }
+}
+
+impl User {
+    /// Marks the object as the requester's own account, whose private fields it may read.
+    pub fn own(mut self) -> Self {
+        self.own = true;
+        self
+    }
+
+    fn private(&self, ctx: &Context<'_>) -> Result<(), AppError> {
+        if self.own {
+            return Ok(());
+        }
+        let viewer: &Viewer = viewer(ctx)?;
+        viewer.user()?;
+        if viewer.may_read_private(self.user_id) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden("this field is private to its owner"))
+        }
+    }
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = AppError;
+
+    fn try_from(row: UserRow) -> Result<Self, AppError> {
+        Ok(Self {
+            id: ID(row.id.to_string()),
+            role: row.role()?,
+            display_name: row.display_name,
+            created_at: row.created_at,
+            user_id: row.id,
+            email: row.email,
+            points_balance: row.points,
+            own: false,
+        })
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct AuthPayload {
+    /// Short-lived access token: send as `Authorization: Bearer <token>`.
+    pub access_token: String,
+    /// When the access token expires.
+    pub access_token_expires_at: DateTime<Utc>,
+    /// Opaque, single-use: exchange it with `refreshToken` for a new pair.
+    pub refresh_token: String,
+    pub user: User,
+}
+
+impl TryFrom<service::Session> for AuthPayload {
+    type Error = AppError;
+
+    fn try_from(s: service::Session) -> Result<Self, AppError> {
+        Ok(Self {
+            access_token: s.access_token,
+            access_token_expires_at: DateTime::from_timestamp(s.access_token_expires_at, 0)
+                .unwrap_or_default(),
+            refresh_token: s.refresh_token,
+            user: User::try_from(s.user)?.own(),
+        })
+    }
+}
+
+#[derive(InputObject)]
+pub struct SignUpInput {
+    pub email: String,
+    /// At least 8 characters, mixing letters with digits or symbols.
+    pub password: String,
+    pub display_name: String,
+}
+
+#[derive(Default)]
+pub struct AuthQuery;
+
+#[Object]
+impl AuthQuery {
+    /// The signed-in account.
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
+        let id = viewer(ctx)?.user()?.id;
+        let state = state(ctx)?;
+        let mut conn = state.db.get().await.map_err(AppError::from)?;
+        let row = super::store::user_by_id(&mut conn, id)
+            .await
+            .map_err(AppError::from)?
+            .ok_or(AppError::Unauthenticated("this account no longer exists"))?;
+        Ok(User::try_from(row)?.own())
+    }
+}
+
+#[derive(Default)]
+pub struct AuthMutation;
+
+#[Object]
+impl AuthMutation {
+    /// Creates an account (role USER) and signs it in.
+    async fn sign_up(&self, ctx: &Context<'_>, input: SignUpInput) -> async_graphql::Result<AuthPayload> {
+        let session =
+            service::sign_up(state(ctx)?, &input.email, input.password, &input.display_name).await?;
+        Ok(session.try_into()?)
+    }
+
+    /// Any failure answers "invalid credentials"; repeated failures answer RATE_LIMITED.
+    async fn log_in(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+        password: String,
+    ) -> async_graphql::Result<AuthPayload> {
+        let client = ctx.data::<ClientAddr>().ok().and_then(|c| c.0);
+        let session = service::log_in(state(ctx)?, &email, password, client).await?;
+        Ok(session.try_into()?)
+    }
+
+    /// Exchanges a refresh token for a new pair; the old one is used up. Presenting a used
+    /// token again signs out every session descended from the same login.
+    async fn refresh_token(
+        &self,
+        ctx: &Context<'_>,
+        refresh_token: String,
+    ) -> async_graphql::Result<AuthPayload> {
+        let session = service::refresh(state(ctx)?, &refresh_token).await?;
+        Ok(session.try_into()?)
+    }
+
+    /// Ends the session the refresh token belongs to. Access tokens already issued stay
+    /// valid until they expire (at most ACCESS_TOKEN_TTL_SECONDS).
+    async fn log_out(&self, ctx: &Context<'_>, refresh_token: String) -> async_graphql::Result<bool> {
+        service::log_out(state(ctx)?, &refresh_token).await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,198 @@
+//! Accounts, tokens, roles and the viewer of a request.
+//!
+//! - `password`: password rules and argon2id hashing.
+//! - `tokens`: access JWTs and opaque refresh tokens.
+//! - `rate_limit`: login attempt limits in Redis.
+//! - `store`: the diesel queries on users and refresh tokens.
+//! - `service`: sign up, log in, refresh, log out.
+//! - `graphql`: the GraphQL types and resolvers of all of the above.
+//!
+//! Authorization used by every other module lives here too: [`RoleGuard`] for fields, and
+//! [`actor`] + [`Actor::ensure_manages`] for ownership checks on host-owned resources.
+
+pub mod graphql;
+pub use graphql::User;
+pub mod password;
+pub mod rate_limit;
+pub mod service;
+pub mod store;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use async_graphql::{Context, Enum, Guard};
+use tokio::sync::OnceCell;
+
+use crate::{
+    error::{AppError, AppResult},
+    state::AppState,
+};
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Host,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Host => "host",
+            Self::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> AppResult<Self> {
+        match s {
+            "user" => Ok(Self::User),
+            "host" => Ok(Self::Host),
+            "admin" => Ok(Self::Admin),
+            other => Err(AppError::internal(anyhow::anyhow!(
+                "unknown role {other:?} in database"
+            ))),
+        }
+    }
+
+    /// Roles are ordered: an admin may do what a host may, a host what a user may.
+    pub fn allows(self, required: Role) -> bool {
+        self >= required
+    }
+}
+
+/// Who is making the request, from the access token (HTTP header or WebSocket
+/// connection_init). Put into every request's data by the HTTP layer.
+#[derive(Clone, Debug)]
+pub enum Viewer {
+    Anonymous,
+    /// A token was presented but is expired, forged or malformed.
+    InvalidToken,
+    User(AuthUser),
+}
+
+#[derive(Clone, Debug)]
+pub struct AuthUser {
+    pub id: i64,
+    pub token_role: Role,
+    /// The role read from the database, at most once per request.
+    current_role: Arc<OnceCell<Role>>,
+}
+
+impl Viewer {
+    pub fn from_bearer(keys: &tokens::JwtKeys, header: Option<&str>) -> Self {
+        let Some(header) = header else {
+            return Self::Anonymous;
+        };
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .unwrap_or_default()
+            .trim();
+        match keys.verify(token) {
+            Some((id, role)) => Self::User(AuthUser {
+                id,
+                token_role: role,
+                current_role: Arc::default(),
+            }),
+            None => Self::InvalidToken,
+        }
+    }
+
+    pub fn user(&self) -> AppResult<&AuthUser> {
+        match self {
+            Self::User(user) => Ok(user),
+            Self::Anonymous => Err(AppError::Unauthenticated("authentication required")),
+            Self::InvalidToken => Err(AppError::Unauthenticated("invalid or expired access token")),
+        }
+    }
+
+    /// The viewer's user id, if signed in (for what to show, never for who may write).
+    pub fn user_id(&self) -> Option<i64> {
+        match self {
+            Self::User(user) => Some(user.id),
+            _ => None,
+        }
+    }
+
+    /// True when the viewer is `user_id` or carries an admin token: may read that user's
+    /// private fields (email, balance).
+    pub fn may_read_private(&self, user_id: i64) -> bool {
+        matches!(self, Self::User(u) if u.id == user_id || u.token_role == Role::Admin)
+    }
+}
+
+/// The signed-in user with their role as it is now in the database. Every privileged write
+/// goes through this, so a role change takes effect on the next request whatever the
+/// access token says.
+#[derive(Clone, Copy, Debug)]
+pub struct Actor {
+    pub id: i64,
+    pub role: Role,
+}
+
+impl Actor {
+    /// Ownership rule for host-owned resources: the owning host, or any admin.
+    pub fn ensure_manages(&self, owner_id: i64) -> AppResult<()> {
+        if self.role == Role::Admin || (self.role == Role::Host && self.id == owner_id) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden("you do not manage this resource"))
+        }
+    }
+
+    pub fn ensure_role(&self, required: Role) -> AppResult<()> {
+        if self.role.allows(required) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden("your role does not allow this operation"))
+        }
+    }
+}
+
+pub fn viewer<'a>(ctx: &'a Context<'_>) -> AppResult<&'a Viewer> {
+    ctx.data::<Viewer>()
+        .map_err(|_| AppError::internal(anyhow::anyhow!("no viewer in request data")))
+}
+
+pub fn state<'a>(ctx: &'a Context<'_>) -> AppResult<&'a AppState> {
+    ctx.data::<AppState>()
+        .map_err(|_| AppError::internal(anyhow::anyhow!("no app state in schema data")))
+}
+
+/// The signed-in user with their current role (one query per request at most).
+pub async fn actor(ctx: &Context<'_>) -> AppResult<Actor> {
+    let user = viewer(ctx)?.user()?;
+    let state = state(ctx)?;
+    let role = user
+        .current_role
+        .get_or_try_init(|| async {
+            let mut conn = state.db.get().await?;
+            store::current_role(&mut conn, user.id)
+                .await?
+                .ok_or(AppError::Unauthenticated("this account no longer exists"))
+        })
+        .await?;
+    Ok(Actor {
+        id: user.id,
+        role: *role,
+    })
+}
+
+/// Field guard: the viewer must be signed in and (for host and admin) hold the role now.
+pub struct RoleGuard(pub Role);
+
+impl Guard for RoleGuard {
+    async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
+        let user = viewer(ctx)?.user()?;
+        if self.0 == Role::User {
+            // Any account will do; the token proves it.
+            let _ = user;
+            return Ok(());
+        }
+        actor(ctx).await?.ensure_role(self.0)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,173 @@
+//! Queries on users and refresh tokens. Each takes a connection so it can run inside a
+//! caller's transaction.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::Role;
+use crate::{
+    error::AppResult,
+    schema::{refresh_tokens, users},
+};
+
+#[derive(Queryable, Selectable, Clone, Debug)]
+#[diesel(table_name = users)]
+pub struct UserRow {
+    pub id: i64,
+    pub email: String,
+    pub password_hash: String,
+    pub display_name: String,
+    pub role: String,
+    pub points: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+impl UserRow {
+    pub fn role(&self) -> AppResult<Role> {
+        Role::parse(&self.role)
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub display_name: &'a str,
+    pub role: &'a str,
+}
+
+#[derive(Queryable, Selectable, Debug)]
+#[diesel(table_name = refresh_tokens)]
+pub struct RefreshTokenRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub family_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Inserts a user; `Ok(None)` when the email is taken.
+pub async fn insert_user(conn: &mut AsyncPgConnection, new: &NewUser<'_>) -> QueryResult<Option<UserRow>> {
+    diesel::insert_into(users::table)
+        .values(new)
+        .on_conflict(users::email)
+        .do_nothing()
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+pub async fn user_by_email(conn: &mut AsyncPgConnection, email: &str) -> QueryResult<Option<UserRow>> {
+    users::table
+        .filter(users::email.eq(email))
+        .select(UserRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn user_by_id(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<UserRow>> {
+    users::table
+        .find(id)
+        .select(UserRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn users_by_ids(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<Vec<UserRow>> {
+    users::table
+        .filter(users::id.eq_any(ids))
+        .select(UserRow::as_select())
+        .load(conn)
+        .await
+}
+
+pub async fn current_role(conn: &mut AsyncPgConnection, id: i64) -> AppResult<Option<Role>> {
+    let role: Option<String> = users::table
+        .find(id)
+        .select(users::role)
+        .first(conn)
+        .await
+        .optional()?;
+    role.as_deref().map(Role::parse).transpose()
+}
+
+pub async fn set_role(conn: &mut AsyncPgConnection, id: i64, role: Role) -> QueryResult<Option<UserRow>> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::role.eq(role.as_str()),
+            users::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+pub async fn insert_refresh_token(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+    family_id: Uuid,
+    token_hash: &[u8],
+    expires_at: DateTime<Utc>,
+) -> QueryResult<()> {
+    diesel::insert_into(refresh_tokens::table)
+        .values((
+            refresh_tokens::user_id.eq(user_id),
+            refresh_tokens::family_id.eq(family_id),
+            refresh_tokens::token_hash.eq(token_hash),
+            refresh_tokens::expires_at.eq(expires_at),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// The token row, locked until the end of the transaction (two refreshes with one token
+/// are decided one after the other).
+pub async fn refresh_token_for_update(
+    conn: &mut AsyncPgConnection,
+    token_hash: &[u8],
+) -> QueryResult<Option<RefreshTokenRow>> {
+    refresh_tokens::table
+        .filter(refresh_tokens::token_hash.eq(token_hash))
+        .select(RefreshTokenRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn mark_refresh_token_used(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<()> {
+    diesel::update(refresh_tokens::table.find(id))
+        .set(refresh_tokens::used_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+pub async fn revoke_family(conn: &mut AsyncPgConnection, family_id: Uuid) -> QueryResult<usize> {
+    diesel::update(
+        refresh_tokens::table
+            .filter(refresh_tokens::family_id.eq(family_id))
+            .filter(refresh_tokens::revoked_at.is_null()),
+    )
+    .set(refresh_tokens::revoked_at.eq(diesel::dsl::now))
+    .execute(conn)
+    .await
+}
+
+pub async fn family_of(conn: &mut AsyncPgConnection, token_hash: &[u8]) -> QueryResult<Option<Uuid>> {
+    refresh_tokens::table
+        .filter(refresh_tokens::token_hash.eq(token_hash))
+        .select(refresh_tokens::family_id)
+        .first(conn)
+        .await
+        .optional()
+}

@@ -1,0 +1,217 @@
+//! Configuration, read once from the environment at start.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `BOXOFFICE_ENV` | `dev` | `dev` or `prod`; `prod` refuses the default JWT secret |
+//! | `HOST` | `127.0.0.1` | address to listen on |
+//! | `PORT` | `8080` | port to listen on |
+//! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/boxoffice` | PostgreSQL; the database is created if missing |
+//! | `DATABASE_POOL_SIZE` | `16` | connections in the pool |
+//! | `REDIS_URL` | `redis://127.0.0.1:6379` | Redis |
+//! | `REDIS_PREFIX` | `bo:` | prefix of every Redis key (lets several deployments or tests share one Redis) |
+//! | `JWT_SECRET` | a fixed dev secret | HMAC secret for access tokens, at least 32 bytes |
+//! | `ACCESS_TOKEN_TTL_SECONDS` | `900` | access token lifetime |
+//! | `REFRESH_TOKEN_TTL_SECONDS` | `2592000` | refresh token lifetime (30 days) |
+//! | `LOGIN_MAX_FAILURES` | `5` | failed logins per account per window before RATE_LIMITED |
+//! | `LOGIN_MAX_FAILURES_PER_IP` | `30` | failed logins per client address per window |
+//! | `LOGIN_WINDOW_SECONDS` | `900` | the rate-limit window |
+//! | `TRUST_FORWARDED_FOR` | `false` | take the client address from `X-Forwarded-For` (only behind a trusted proxy) |
+//! | `GRAPHQL_PLAYGROUND` | `true` | serve GraphiQL at `/playground` and on browser GETs of `/graphql` |
+//! | `GRAPHQL_INTROSPECTION` | `true` | allow introspection queries |
+//! | `LOG_FORMAT` | `text` | `text` or `json` |
+//! | `RUST_LOG` | `info` | tracing filter |
+
+use std::{net::IpAddr, time::Duration};
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// The development secret. Using it in production is refused at start.
+const DEV_JWT_SECRET: &str = "boxoffice-development-secret-do-not-use-in-production";
+
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Environment {
+    Dev,
+    Prod,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub environment: Environment,
+    pub host: IpAddr,
+    pub port: u16,
+    pub database_url: SecretString,
+    pub database_pool_size: u32,
+    pub redis_url: SecretString,
+    pub redis_prefix: String,
+    pub jwt_secret: SecretString,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub login_max_failures: u32,
+    pub login_max_failures_per_ip: u32,
+    pub login_window: Duration,
+    pub trust_forwarded_for: bool,
+    pub playground: bool,
+    pub introspection: bool,
+    pub log_json: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup`, so tests can configure without touching the
+    /// process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |var: &'static str| lookup(var).filter(|v| !v.trim().is_empty());
+        let environment = match get("BOXOFFICE_ENV").as_deref() {
+            None | Some("dev") | Some("development") => Environment::Dev,
+            Some("prod") | Some("production") => Environment::Prod,
+            Some(other) => {
+                return Err(err(
+                    "BOXOFFICE_ENV",
+                    format!("expected dev or prod, got {other:?}"),
+                ));
+            }
+        };
+        let jwt_secret = get("JWT_SECRET").unwrap_or_else(|| DEV_JWT_SECRET.to_owned());
+        if environment == Environment::Prod && jwt_secret == DEV_JWT_SECRET {
+            return Err(err(
+                "JWT_SECRET",
+                "must be set to a secret of your own in production",
+            ));
+        }
+        if jwt_secret.len() < 32 {
+            return Err(err("JWT_SECRET", "must be at least 32 bytes long"));
+        }
+        let config = Self {
+            environment,
+            host: parse(&get, "HOST", "127.0.0.1".parse().ok())?,
+            port: parse(&get, "PORT", Some(8080))?,
+            database_url: get("DATABASE_URL")
+                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/boxoffice".to_owned())
+                .into(),
+            database_pool_size: parse(&get, "DATABASE_POOL_SIZE", Some(16))?,
+            redis_url: get("REDIS_URL")
+                .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned())
+                .into(),
+            redis_prefix: get("REDIS_PREFIX").unwrap_or_else(|| "bo:".to_owned()),
+            jwt_secret: jwt_secret.into(),
+            access_token_ttl: Duration::from_secs(parse(&get, "ACCESS_TOKEN_TTL_SECONDS", Some(900))?),
+            refresh_token_ttl: Duration::from_secs(parse(
+                &get,
+                "REFRESH_TOKEN_TTL_SECONDS",
+                Some(30 * 24 * 3600),
+            )?),
+            login_max_failures: parse(&get, "LOGIN_MAX_FAILURES", Some(5))?,
+            login_max_failures_per_ip: parse(&get, "LOGIN_MAX_FAILURES_PER_IP", Some(30))?,
+            login_window: Duration::from_secs(parse(&get, "LOGIN_WINDOW_SECONDS", Some(900))?),
+            trust_forwarded_for: parse(&get, "TRUST_FORWARDED_FOR", Some(false))?,
+            playground: parse(&get, "GRAPHQL_PLAYGROUND", Some(true))?,
+            introspection: parse(&get, "GRAPHQL_INTROSPECTION", Some(true))?,
+            log_json: match get("LOG_FORMAT").as_deref() {
+                None | Some("text") => false,
+                Some("json") => true,
+                Some(other) => {
+                    return Err(err("LOG_FORMAT", format!("expected text or json, got {other:?}")));
+                }
+            },
+        };
+        if config.database_pool_size == 0 {
+            return Err(err("DATABASE_POOL_SIZE", "must be at least 1"));
+        }
+        if config.access_token_ttl.is_zero() || config.refresh_token_ttl.is_zero() {
+            return Err(err(
+                "ACCESS_TOKEN_TTL_SECONDS",
+                "token lifetimes must be positive",
+            ));
+        }
+        Ok(config)
+    }
+
+    pub fn database_url(&self) -> &str {
+        self.database_url.expose_secret()
+    }
+
+    pub fn redis_url(&self) -> &str {
+        self.redis_url.expose_secret()
+    }
+}
+
+fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        message: message.into(),
+    }
+}
+
+fn parse<T: std::str::FromStr>(
+    get: &impl Fn(&'static str) -> Option<String>,
+    var: &'static str,
+    default: Option<T>,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match get(var) {
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|e| err(var, format!("cannot parse {raw:?}: {e}"))),
+        None => default.ok_or_else(|| err(var, "is required")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_local() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.environment, Environment::Dev);
+        assert!(c.database_url().contains("127.0.0.1"));
+    }
+
+    #[test]
+    fn production_refuses_the_default_secret() {
+        let e = config(&[("BOXOFFICE_ENV", "prod")]).unwrap_err();
+        assert_eq!(e.var, "JWT_SECRET");
+        let ok = config(&[
+            ("BOXOFFICE_ENV", "prod"),
+            ("JWT_SECRET", "a-production-secret-that-is-long-enough-123"),
+        ]);
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        assert_eq!(config(&[("PORT", "eighty")]).unwrap_err().var, "PORT");
+        assert_eq!(config(&[("JWT_SECRET", "short")]).unwrap_err().var, "JWT_SECRET");
+        assert_eq!(config(&[("LOG_FORMAT", "xml")]).unwrap_err().var, "LOG_FORMAT");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let c = config(&[("JWT_SECRET", "a-very-secret-value-that-is-long-enough")]).unwrap();
+        assert!(!format!("{c:?}").contains("a-very-secret-value"));
+    }
+}

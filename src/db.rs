@@ -1,0 +1,116 @@
+//! PostgreSQL: the connection pool, database creation and embedded migrations.
+//!
+//! Query functions elsewhere take `&mut AsyncPgConnection` so that they compose inside one
+//! `conn.transaction(...)`; this module only hands out connections.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use diesel_async::{
+    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl,
+    pooled_connection::{AsyncDieselConnectionManager, bb8},
+};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+pub type Pool = bb8::Pool<AsyncPgConnection>;
+pub type PooledConn<'a> = bb8::PooledConnection<'a, AsyncPgConnection>;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Key of the advisory lock held while migrating, so that instances starting together do
+/// not apply the same migration twice.
+const MIGRATION_LOCK: i64 = 0x626f_786f_6666_6963; // "boxoffic"
+
+pub async fn connect_pool(url: &str, size: u32) -> anyhow::Result<Pool> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    bb8::Pool::builder()
+        .max_size(size)
+        // A request waits at most this long for a connection, then fails with UNAVAILABLE
+        // instead of piling up behind a saturated database.
+        .connection_timeout(Duration::from_secs(5))
+        .build(manager)
+        .await
+        .context("building the PostgreSQL pool")
+}
+
+/// Creates the database named in `url` if it does not exist yet (local convenience: a
+/// fresh machine runs the server without a manual `createdb`).
+pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
+    let (maintenance_url, name) = split_database_url(url)?;
+    if AsyncPgConnection::establish(url).await.is_ok() {
+        return Ok(());
+    }
+    let mut conn = AsyncPgConnection::establish(&maintenance_url)
+        .await
+        .context("connecting to the maintenance database `postgres`")?;
+    let created = diesel::sql_query(format!("CREATE DATABASE {}", quote_ident(&name)))
+        .execute(&mut conn)
+        .await;
+    match created {
+        Ok(_) => {
+            tracing::info!(db.name = %name, "created database");
+            Ok(())
+        }
+        // Another instance created it between our two connections.
+        Err(diesel::result::Error::DatabaseError(_, info)) if info.message().contains("already exists") => {
+            Ok(())
+        }
+        Err(e) => Err(e).context("creating the database"),
+    }
+}
+
+/// Applies pending migrations under an advisory lock. Needs the multi-thread runtime
+/// (diesel-async's harness blocks in place).
+pub async fn run_migrations(url: &str) -> anyhow::Result<usize> {
+    let mut conn = AsyncPgConnection::establish(url)
+        .await
+        .context("connecting to run migrations")?;
+    diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+        .execute(&mut conn)
+        .await?;
+    let mut harness = AsyncMigrationHarness::new(conn);
+    let applied = harness
+        .run_pending_migrations(MIGRATIONS)
+        .map_err(|e| anyhow::anyhow!("applying migrations: {e}"))?
+        .len();
+    let mut conn = harness.into_inner();
+    diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+        .execute(&mut conn)
+        .await?;
+    Ok(applied)
+}
+
+/// Splits `postgres://u@h:p/name?x` into the URL of the `postgres` database on the same
+/// server and `name`.
+pub fn split_database_url(url: &str) -> anyhow::Result<(String, String)> {
+    let mut parsed = url::Url::parse(url).context("DATABASE_URL is not a URL")?;
+    let name = parsed.path().trim_start_matches('/').to_owned();
+    if name.is_empty() {
+        anyhow::bail!("DATABASE_URL names no database");
+    }
+    parsed.set_path("/postgres");
+    Ok((parsed.to_string(), name))
+}
+
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_the_database_name() {
+        let (m, n) =
+            split_database_url("postgres://postgres@127.0.0.1:5432/boxoffice?sslmode=disable").unwrap();
+        assert_eq!(n, "boxoffice");
+        assert_eq!(m, "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable");
+        assert!(split_database_url("postgres://127.0.0.1/").is_err());
+    }
+
+    #[test]
+    fn quotes_identifiers() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}

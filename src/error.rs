@@ -1,0 +1,182 @@
+//! The one error type of boxoffice and its single mapping to GraphQL.
+//!
+//! Domain code returns [`AppError`]; resolvers return `async_graphql::Result`, and the
+//! `From<AppError>` impl below is the only place where an error becomes something a client
+//! sees. Internal failures (database, Redis, bugs) are logged here, once, with their cause and
+//! reach the client as a generic message: never SQL text, never a stack trace.
+//!
+//! async-graphql is built with `custom-error-conversion`, so a raw `diesel` or `redis` error
+//! cannot be turned into a GraphQL error by `?` by accident: it has to pass through here.
+
+use async_graphql::{Enum, ErrorExtensions};
+
+/// The error codes of the API contract (SPEC.md), sent as `extensions.code`.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq, Hash, serde::Serialize, serde::Deserialize)]
+#[graphql(name = "ErrorCode", rename_items = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    Unauthenticated,
+    Forbidden,
+    BadUserInput,
+    NotFound,
+    Conflict,
+    SeatUnavailable,
+    SoldOut,
+    LimitExceeded,
+    HoldExpired,
+    InsufficientPoints,
+    QueueRequired,
+    RateLimited,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::BadUserInput => "BAD_USER_INPUT",
+            Self::NotFound => "NOT_FOUND",
+            Self::Conflict => "CONFLICT",
+            Self::SeatUnavailable => "SEAT_UNAVAILABLE",
+            Self::SoldOut => "SOLD_OUT",
+            Self::LimitExceeded => "LIMIT_EXCEEDED",
+            Self::HoldExpired => "HOLD_EXPIRED",
+            Self::InsufficientPoints => "INSUFFICIENT_POINTS",
+            Self::QueueRequired => "QUEUE_REQUIRED",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::Unavailable => "UNAVAILABLE",
+            Self::Internal => "INTERNAL",
+        }
+    }
+}
+
+/// Every failure a request can end with.
+///
+/// Client errors carry a message meant for the client. `Internal` carries the cause for the
+/// log only; `Unavailable` is a dependency that is down or overloaded (retrying may help).
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// Bad input; `field` names the offending input field (e.g. `input.password`).
+    #[error("{field}: {message}")]
+    BadInput { field: String, message: String },
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    /// A business-rule refusal with its own code (SEAT_UNAVAILABLE, SOLD_OUT, ...).
+    #[error("{message}")]
+    Rule { code: ErrorCode, message: String },
+    #[error("too many attempts, retry in {retry_after_s} s")]
+    RateLimited { retry_after_s: u64 },
+    #[error("service temporarily unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl AppError {
+    pub fn bad_input(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::BadInput {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn rule(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Rule {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(cause.into())
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::BadInput { .. } => ErrorCode::BadUserInput,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::Conflict(_) => ErrorCode::Conflict,
+            Self::Rule { code, .. } => *code,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<diesel::result::Error> for AppError {
+    fn from(err: diesel::result::Error) -> Self {
+        Self::Internal(err.into())
+    }
+}
+
+impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for AppError {
+    fn from(err: bb8::RunError<diesel_async::pooled_connection::PoolError>) -> Self {
+        // A pool timeout means the database is saturated or gone: the client may retry.
+        Self::Unavailable(anyhow::anyhow!("database pool: {err}"))
+    }
+}
+
+impl From<redis::RedisError> for AppError {
+    fn from(err: redis::RedisError) -> Self {
+        Self::Unavailable(anyhow::anyhow!("redis: {err}"))
+    }
+}
+
+impl From<AppError> for async_graphql::Error {
+    fn from(err: AppError) -> Self {
+        let code = err.code();
+        match &err {
+            AppError::Internal(cause) => {
+                tracing::error!(error.code = code.as_str(), error.cause = ?cause, "internal error");
+            }
+            AppError::Unavailable(cause) => {
+                tracing::warn!(error.code = code.as_str(), error.cause = %cause, "dependency unavailable");
+            }
+            _ => {}
+        }
+        async_graphql::Error::new(err.to_string()).extend_with(|_, ext| {
+            ext.set("code", code.as_str());
+            match &err {
+                AppError::BadInput { field, .. } => ext.set("field", field.as_str()),
+                AppError::RateLimited { retry_after_s } => ext.set("retryAfter", *retry_after_s),
+                _ => {}
+            }
+        })
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let err: async_graphql::Error =
+            AppError::internal(anyhow::anyhow!("relation \"users\" does not exist")).into();
+        assert_eq!(err.message, "internal error");
+        let ext = serde_json::to_value(err.extensions).unwrap_or_default();
+        assert_eq!(ext["code"], "INTERNAL");
+    }
+
+    #[test]
+    fn bad_input_names_the_field() {
+        let err: async_graphql::Error = AppError::bad_input("input.email", "is not an email address").into();
+        assert_eq!(err.message, "input.email: is not an email address");
+        let ext = serde_json::to_value(err.extensions).unwrap_or_default();
+        assert_eq!(ext["code"], "BAD_USER_INPUT");
+        assert_eq!(ext["field"], "input.email");
+    }
+}

@@ -1,0 +1,50 @@
+//! Redis: one multiplexed connection per instance, and the naming of every key.
+//!
+//! Redis holds what can be rebuilt or is transient (rate-limit counters here; later the
+//! queue, admissions, order stream and pub/sub). Keys that belong to one schedule carry a
+//! hash tag (`{s:123}`) so that a Redis Cluster keeps them on one slot.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+#[derive(Clone)]
+pub struct Kv {
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+impl Kv {
+    pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url).context("REDIS_URL is not a Redis URL")?;
+        // Short timeouts: a Redis outage must fail requests fast, never hang them.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .context("connecting to Redis")?;
+        Ok(Self {
+            conn,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    /// A connection handle; cheap to clone, all clones share one socket.
+    pub fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// The full name of a key.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{}", self.prefix, name)
+    }
+
+    pub async fn ping(&self) -> redis::RedisResult<()> {
+        redis::cmd("PING")
+            .query_async::<String>(&mut self.conn())
+            .await
+            .map(drop)
+    }
+}

@@ -1,0 +1,21 @@
+//! boxoffice: a concert box office served as a GraphQL API.
+//!
+//! Each domain module holds its rows and queries, its GraphQL types and resolvers:
+//! `auth` (accounts, tokens, roles, guards), `admin` (users, roles, audit log). The shared
+//! pieces are few: `error` (the one error type), `config`, `db` (pool and migrations),
+//! `kv` (Redis), `state`, `graphql` (the merged schema), `http` (routes), `app` (start-up).
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod ids;
+pub mod kv;
+pub mod pagination;
+pub mod schema;
+pub mod state;
+pub mod telemetry;

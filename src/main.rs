@@ -1,0 +1,116 @@
+//! The `boxoffice` command: `serve` (default), `migrate`, `export-schema`, `create-admin`.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+use boxoffice::{app, config::Config, db, graphql, telemetry};
+
+#[derive(Parser)]
+#[command(version, about = "A concert box office served as a GraphQL API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Create the database if missing and apply pending migrations, then exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL), or write it to a file.
+    ExportSchema {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Create an admin account, or make an existing account admin (idempotent).
+    CreateAdmin {
+        #[arg(long)]
+        email: String,
+        #[arg(long, env = "ADMIN_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::ExportSchema { out }) = &cli.command {
+        let sdl = graphql::sdl();
+        return match out {
+            Some(path) => match std::fs::write(path, sdl) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("writing {}: {e}", path.display());
+                    ExitCode::FAILURE
+                }
+            },
+            None => {
+                print!("{sdl}");
+                ExitCode::SUCCESS
+            }
+        };
+    }
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    telemetry::init_tracing(config.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "boxoffice stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            let addr = SocketAddr::new(config.host, config.port);
+            let started = std::time::Instant::now();
+            let state = app::prepare(config).await?;
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            tracing::info!(
+                http.addr = %listener.local_addr()?,
+                startup_ms = started.elapsed().as_millis() as u64,
+                "boxoffice listening; playground at /playground"
+            );
+            app::serve(listener, state, app::shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Migrate => {
+            db::ensure_database(config.database_url()).await?;
+            let n = db::run_migrations(config.database_url()).await?;
+            tracing::info!(migrations.applied = n, "migrations up to date");
+            Ok(())
+        }
+        Command::CreateAdmin { email, password } => {
+            db::ensure_database(config.database_url()).await?;
+            db::run_migrations(config.database_url()).await?;
+            let pool = db::connect_pool(config.database_url(), 1).await?;
+            let mut conn = pool.get().await?;
+            let (user, created) = boxoffice::auth::service::create_admin(&mut conn, &email, password)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if created {
+                println!("created admin account {} (id {})", user.email, user.id);
+            } else {
+                println!("account {} (id {}) is admin", user.email, user.id);
+            }
+            Ok(())
+        }
+        Command::ExportSchema { .. } => unreachable!("handled before the runtime starts"),
+    }
+}

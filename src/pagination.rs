@@ -1,0 +1,57 @@
+//! Relay cursor pagination shared by every list field: page-size rules and opaque cursors.
+
+use async_graphql::connection::{CursorType, OpaqueCursor};
+
+use crate::error::{AppError, AppResult};
+
+pub const DEFAULT_PAGE: i64 = 20;
+pub const MAX_PAGE: i64 = 100;
+
+/// Validates `first` (default 20, at most 100).
+pub fn page_size(first: Option<i32>) -> AppResult<i64> {
+    match first {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&i64::from(n)) => Ok(i64::from(n)),
+        Some(_) => Err(AppError::bad_input(
+            "first",
+            format!("must be between 1 and {MAX_PAGE}"),
+        )),
+    }
+}
+
+/// Decodes an `after` cursor made by [`encode`]; any other string is BAD_USER_INPUT.
+pub fn decode<T: serde::de::DeserializeOwned + serde::Serialize>(
+    after: Option<&str>,
+) -> AppResult<Option<T>> {
+    after
+        .map(|s| {
+            OpaqueCursor::<T>::decode_cursor(s)
+                .map(|c| c.0)
+                .map_err(|_| AppError::bad_input("after", "is not a cursor from this API"))
+        })
+        .transpose()
+}
+
+pub fn encode<T: serde::Serialize + serde::de::DeserializeOwned>(value: T) -> String {
+    OpaqueCursor(value).encode_cursor()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_sizes() {
+        assert_eq!(page_size(None).unwrap(), 20);
+        assert_eq!(page_size(Some(100)).unwrap(), 100);
+        assert!(page_size(Some(0)).is_err());
+        assert!(page_size(Some(101)).is_err());
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = encode(42i64);
+        assert_eq!(decode::<i64>(Some(&c)).unwrap(), Some(42));
+        assert!(decode::<i64>(Some("not a cursor")).is_err());
+    }
+}

@@ -1,0 +1,36 @@
+//! Logging (tracing) and Prometheus metrics.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+/// Installs the tracing subscriber: `RUST_LOG` filter (default `info`), text or JSON.
+pub fn init_tracing(json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = if json {
+        registry.with(fmt::layer().json().flatten_event(true)).try_init()
+    } else {
+        registry.with(fmt::layer()).try_init()
+    };
+    // A second init (tests start many servers in one process) keeps the first subscriber.
+    drop(result);
+}
+
+/// The process-wide metrics recorder, installed on first use.
+pub fn metrics() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+                .map(PrometheusBuilder::build_recorder)
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed; our handle then renders nothing.
+            drop(metrics::set_global_recorder(recorder));
+            handle
+        })
+        .clone()
+}
