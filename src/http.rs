@@ -53,6 +53,8 @@ struct Http {
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 pub fn router(state: AppState, schema: AppSchema, shutdown: watch::Receiver<bool>) -> Router {
+    // Install the recorder before the first request records anything.
+    let metrics = crate::telemetry::metrics();
     let http = Http {
         state,
         schema,
@@ -64,7 +66,7 @@ pub fn router(state: AppState, schema: AppSchema, shutdown: watch::Receiver<bool
         .route("/", get(index))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(|| async { crate::telemetry::metrics().render() }))
+        .route("/metrics", get(move || async move { metrics.render() }))
         .layer(middleware::from_fn(track_metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
@@ -167,8 +169,8 @@ async fn graphql_post(
                 .to_ascii_lowercase()
         });
     let request = match content_type.as_deref() {
-        Some("application/json") => match serde_json::from_slice::<async_graphql::Request>(&body) {
-            Ok(request) => request,
+        Some("application/json") => match serde_json::from_slice::<PostBody>(&body) {
+            Ok(body) => body.into_request(),
             Err(e) => {
                 return error_response(
                     StatusCode::BAD_REQUEST,
@@ -190,6 +192,35 @@ async fn graphql_post(
         }
     };
     execute(&http, &headers, addr, request, media).await
+}
+
+/// A GraphQL-over-HTTP JSON body. Unlike `async_graphql::Request`, `query` is required:
+/// a body without one is not a GraphQL request (400), not an empty document.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PostBody {
+    query: String,
+    operation_name: Option<String>,
+    #[serde(default)]
+    variables: Option<serde_json::Value>,
+    #[serde(default)]
+    extensions: Option<async_graphql::Extensions>,
+}
+
+impl PostBody {
+    fn into_request(self) -> async_graphql::Request {
+        let mut request = async_graphql::Request::new(self.query);
+        if let Some(name) = self.operation_name {
+            request = request.operation_name(name);
+        }
+        if let Some(vars) = self.variables {
+            request = request.variables(async_graphql::Variables::from_json(vars));
+        }
+        if let Some(ext) = self.extensions {
+            request.extensions = ext;
+        }
+        request
+    }
 }
 
 #[derive(Deserialize)]

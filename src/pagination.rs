@@ -19,6 +19,13 @@ pub fn page_size(first: Option<i32>) -> AppResult<i64> {
     }
 }
 
+/// Query complexity of a page: its size times the cost of one item (for
+/// `#[graphql(complexity = ...)]`), so a client cannot ask for 100 × 100 × 100 rows.
+pub fn cost(first: Option<i32>, child_complexity: usize) -> usize {
+    let n = first.map_or(DEFAULT_PAGE, |n| i64::from(n).clamp(1, MAX_PAGE));
+    usize::try_from(n).unwrap_or(1) * child_complexity.max(1)
+}
+
 /// Decodes an `after` cursor made by [`encode`]; any other string is BAD_USER_INPUT.
 pub fn decode<T: serde::de::DeserializeOwned + serde::Serialize>(
     after: Option<&str>,

@@ -17,7 +17,10 @@ pub struct AdminQuery;
 #[Object]
 impl AdminQuery {
     /// Accounts whose email or display name contains `search`, oldest first. Admins only.
-    #[graphql(guard = "RoleGuard(Role::Admin)")]
+    #[graphql(
+        guard = "RoleGuard(Role::Admin)",
+        complexity = "pagination::cost(first, child_complexity)"
+    )]
     async fn users(
         &self,
         ctx: &Context<'_>,

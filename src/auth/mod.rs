@@ -116,12 +116,6 @@ impl Viewer {
             _ => None,
         }
     }
-
-    /// True when the viewer is `user_id` or carries an admin token: may read that user's
-    /// private fields (email, balance).
-    pub fn may_read_private(&self, user_id: i64) -> bool {
-        matches!(self, Self::User(u) if u.id == user_id || u.token_role == Role::Admin)
-    }
 }
 
 /// The signed-in user with their role as it is now in the database. Every privileged write

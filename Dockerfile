@@ -1,0 +1,16 @@
+# Build: a pure-Rust binary (no libpq, no OpenSSL).
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY migrations ./migrations
+RUN cargo build --release --locked --bin boxoffice
+
+FROM debian:bookworm-slim
+RUN useradd --system --uid 10001 boxoffice
+COPY --from=build /src/target/release/boxoffice /usr/local/bin/boxoffice
+USER boxoffice
+ENV HOST=0.0.0.0 PORT=8080
+EXPOSE 8080
+ENTRYPOINT ["boxoffice"]
+CMD ["serve"]

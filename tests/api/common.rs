@@ -1,0 +1,411 @@
+//! Test harness: every test gets its own PostgreSQL database (cloned from a migrated
+//! template), its own Redis key prefix and its own server on an ephemeral port.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{
+        OnceLock,
+        atomic::{AtomicU32, Ordering},
+    },
+};
+
+use boxoffice::{app, config::Config, db, state::AppState};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
+pub const PG: &str = "postgres://postgres@127.0.0.1:5432";
+pub const REDIS: &str = "redis://127.0.0.1:6379";
+pub const JWT_SECRET: &str = "integration-test-secret-integration-test-secret";
+pub const PASSWORD: &str = "correct horse 9";
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Name of the migrated template database, made once per test process. Its name carries
+/// a hash of migrations/, so a changed migration makes a new template.
+fn template() -> &'static str {
+    static TEMPLATE: OnceLock<String> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        // Its own thread and multi-thread runtime: the migration harness blocks in place,
+        // and the caller may be any kind of runtime.
+        std::thread::spawn(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(make_template())
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+fn migrations_hash() -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut files: Vec<_> = walk(&dir);
+    files.sort();
+    let mut hasher = Sha256::new();
+    for f in files {
+        hasher.update(f.to_string_lossy().as_bytes());
+        hasher.update(std::fs::read(&f).unwrap());
+    }
+    hex::encode(&hasher.finalize()[..6])
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+async fn admin_conn() -> AsyncPgConnection {
+    AsyncPgConnection::establish(&format!("{PG}/postgres"))
+        .await
+        .unwrap()
+}
+
+async fn make_template() -> String {
+    let name = format!("bo_tpl_{}", migrations_hash());
+    let mut conn = admin_conn().await;
+    // Several test processes may start at once (nextest): one makes the template.
+    diesel::sql_query("SELECT pg_advisory_lock(7157)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sweep(&mut conn, &name).await;
+    if !database_exists(&mut conn, &name).await {
+        let building = format!("{name}_building");
+        exec(
+            &mut conn,
+            &format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"),
+        )
+        .await;
+        exec(&mut conn, &format!("CREATE DATABASE {building}")).await;
+        db::run_migrations(&format!("{PG}/{building}")).await.unwrap();
+        // Renamed only once complete, so a crash never leaves a half-migrated template.
+        exec(&mut conn, &format!("ALTER DATABASE {building} RENAME TO {name}")).await;
+    }
+    diesel::sql_query("SELECT pg_advisory_unlock(7157)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    name
+}
+
+/// Drops templates of older migrations and databases left by test processes that died.
+async fn sweep(conn: &mut AsyncPgConnection, keep: &str) {
+    #[derive(diesel::QueryableByName)]
+    struct Db {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        datname: String,
+    }
+    let dbs: Vec<Db> = diesel::sql_query(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'bo\\_tpl\\_%' OR datname LIKE 'bo\\_test\\_%'",
+    )
+    .load(conn)
+    .await
+    .unwrap();
+    for Db { datname } in dbs {
+        let stale = if let Some(rest) = datname.strip_prefix("bo_test_") {
+            let pid = rest.split('_').next().unwrap_or_default();
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        } else {
+            datname != keep && !datname.ends_with("_building")
+        };
+        if stale {
+            exec(conn, &format!("DROP DATABASE IF EXISTS {datname} WITH (FORCE)")).await;
+        }
+    }
+}
+
+async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> bool {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let row: N = diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
+        .bind::<diesel::sql_types::Text, _>(name)
+        .get_result(conn)
+        .await
+        .unwrap();
+    row.n > 0
+}
+
+async fn exec(conn: &mut AsyncPgConnection, sql: &str) {
+    diesel::sql_query(sql).execute(conn).await.unwrap();
+}
+
+/// A fresh database cloned from the template; dropped when the guard is dropped.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let template = template();
+        let name = format!(
+            "bo_test_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut conn = admin_conn().await;
+        exec(&mut conn, &format!("CREATE DATABASE {name} TEMPLATE {template}")).await;
+        Self {
+            url: format!("{PG}/{name}"),
+            name,
+        }
+    }
+
+    /// A database name that does not exist yet (for start-up tests), dropped afterwards.
+    pub fn unborn() -> Self {
+        let name = format!(
+            "bo_test_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        Self {
+            url: format!("{PG}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime; do the async work on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut conn = admin_conn().await;
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+                if let Ok(client) = redis::Client::open(REDIS)
+                    && let Ok(mut r) = client.get_multiplexed_async_connection().await
+                {
+                    let keys: Vec<String> = redis::cmd("KEYS")
+                        .arg(format!("t:{name}:*"))
+                        .query_async(&mut r)
+                        .await
+                        .unwrap_or_default();
+                    if !keys.is_empty() {
+                        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut r).await;
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub fn test_config(db: &TestDb, overrides: &[(&str, &str)]) -> Config {
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("DATABASE_URL".into(), db.url.clone()),
+        ("DATABASE_POOL_SIZE".into(), "8".into()),
+        ("REDIS_URL".into(), REDIS.into()),
+        ("REDIS_PREFIX".into(), format!("t:{}:", db.name)),
+        ("JWT_SECRET".into(), JWT_SECRET.into()),
+    ]);
+    for (k, v) in overrides {
+        vars.insert((*k).into(), (*v).into());
+    }
+    Config::from_lookup(|k| vars.get(k).cloned()).unwrap()
+}
+
+/// A running server on its own database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    // Dropped last: the database outlives the server using it.
+    pub db: TestDb,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    pub async fn spawn_with(overrides: &[(&str, &str)]) -> Self {
+        let db = TestDb::new().await;
+        let config = test_config(&db, overrides);
+        let state = AppState::connect(config).await.unwrap();
+        Self::serve(db, state).await
+    }
+
+    pub async fn serve(db: TestDb, state: AppState) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(app::serve(listener, state.clone(), async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            state,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            db,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops accepting connections and closes WebSockets.
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// POSTs a GraphQL request, optionally with a bearer token; returns the JSON body.
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut req = self
+            .http
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 200, "GraphQL over application/json answers 200");
+        resp.json().await.unwrap()
+    }
+
+    /// Signs up a new account and returns its session.
+    pub async fn sign_up(&self, email: &str) -> Session {
+        let body = self
+            .gql(
+                None,
+                "mutation($i: SignUpInput!) { signUp(input: $i) { accessToken refreshToken user { id } } }",
+                json!({ "i": { "email": email, "password": PASSWORD, "displayName": email.split('@').next() } }),
+            )
+            .await;
+        Session::from_payload(&body["data"]["signUp"]).unwrap_or_else(|| panic!("sign up failed: {body}"))
+    }
+
+    pub async fn log_in(&self, email: &str, password: &str) -> Value {
+        self.gql(
+            None,
+            "mutation($e: String!, $p: String!) { logIn(email: $e, password: $p) { accessToken refreshToken user { id } } }",
+            json!({ "e": email, "p": password }),
+        )
+        .await
+    }
+
+    /// Sets a role directly in the database (test set-up, not the API under test).
+    pub async fn set_role(&self, user_id: i64, role: &str) {
+        let mut conn = self.state.db.get().await.unwrap();
+        diesel::sql_query("UPDATE users SET role = $1 WHERE id = $2")
+            .bind::<diesel::sql_types::Text, _>(role)
+            .bind::<diesel::sql_types::BigInt, _>(user_id)
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+
+    /// A signed-up account with the given role (the token was minted before the change,
+    /// which the guards must not care about).
+    pub async fn user_with_role(&self, email: &str, role: &str) -> Session {
+        let s = self.sign_up(email).await;
+        self.set_role(s.id, role).await;
+        s
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub id: i64,
+    pub access: String,
+    pub refresh: String,
+}
+
+impl Session {
+    pub fn from_payload(p: &Value) -> Option<Self> {
+        Some(Self {
+            id: p["user"]["id"].as_str()?.parse().ok()?,
+            access: p["accessToken"].as_str()?.to_owned(),
+            refresh: p["refreshToken"].as_str()?.to_owned(),
+        })
+    }
+}
+
+/// The `extensions.code` of the first error.
+pub fn code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {body}"))
+}
+
+/// A TCP proxy to a real service that a test can cut (close every connection and refuse
+/// new ones) and restore: a dependency outage without stopping the shared service.
+pub struct TcpProxy {
+    pub addr: SocketAddr,
+    up: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (up, _) = tokio::sync::watch::channel(true);
+        let up = std::sync::Arc::new(up);
+        let target = target.to_owned();
+        let up2 = up.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !*up2.borrow() {
+                    drop(inbound);
+                    continue;
+                }
+                let mut state = up2.subscribe();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = state.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, up }
+    }
+
+    pub fn cut(&self) {
+        self.up.send_replace(false);
+    }
+
+    pub fn restore(&self) {
+        self.up.send_replace(true);
+    }
+}

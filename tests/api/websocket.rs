@@ -1,0 +1,135 @@
+//! WebSocket transport: authentication in connection_init, both subprotocols.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+
+use crate::common::TestApp;
+
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub async fn connect(app: &TestApp, protocol: &str) -> Ws {
+    let mut req = format!("ws://{}/graphql", app.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
+    let (ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(resp.headers()["sec-websocket-protocol"], protocol);
+    ws
+}
+
+pub async fn send(ws: &mut Ws, msg: Value) {
+    ws.send(Message::Text(msg.to_string().into())).await.unwrap();
+}
+
+/// The next text message as JSON, or the close frame as `{"close": code, "reason": ...}`.
+pub async fn recv(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message within 10 s");
+        match msg {
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == "ping" || v["type"] == "ka" {
+                    continue;
+                }
+                return v;
+            }
+            Some(Ok(Message::Close(frame))) => {
+                return match frame {
+                    Some(f) => json!({ "close": u16::from(f.code), "reason": f.reason.to_string() }),
+                    None => json!({ "close": null }),
+                };
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return json!({ "close": null }),
+        }
+    }
+}
+
+pub async fn init(ws: &mut Ws, token: Option<&str>) -> Value {
+    let payload = match token {
+        Some(t) => json!({ "Authorization": format!("Bearer {t}") }),
+        None => json!({}),
+    };
+    send(ws, json!({ "type": "connection_init", "payload": payload })).await;
+    recv(ws).await
+}
+
+#[tokio::test]
+async fn connection_init_authenticates_the_socket() {
+    let app = TestApp::spawn().await;
+    let s = app.sign_up("wendy@example.com").await;
+    let mut ws = connect(&app, "graphql-transport-ws").await;
+    assert_eq!(init(&mut ws, Some(&s.access)).await["type"], "connection_ack");
+    send(
+        &mut ws,
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": "{ me { email } }" } }),
+    )
+    .await;
+    let next = recv(&mut ws).await;
+    assert_eq!(next["type"], "next");
+    assert_eq!(next["payload"]["data"]["me"]["email"], "wendy@example.com");
+    assert_eq!(recv(&mut ws).await["type"], "complete");
+}
+
+#[tokio::test]
+async fn anonymous_sockets_are_anonymous() {
+    let app = TestApp::spawn().await;
+    let mut ws = connect(&app, "graphql-transport-ws").await;
+    assert_eq!(init(&mut ws, None).await["type"], "connection_ack");
+    send(
+        &mut ws,
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": "{ me { email } }" } }),
+    )
+    .await;
+    let next = recv(&mut ws).await;
+    let errors = if next["type"] == "error" {
+        &next["payload"]
+    } else {
+        &next["payload"]["errors"]
+    };
+    assert_eq!(errors[0]["extensions"]["code"], "UNAUTHENTICATED", "{next}");
+}
+
+#[tokio::test]
+async fn a_bad_token_closes_the_socket() {
+    let app = TestApp::spawn().await;
+    let mut ws = connect(&app, "graphql-transport-ws").await;
+    let closed = init(&mut ws, Some("not-a-token")).await;
+    assert!(closed["close"].is_number(), "{closed}");
+    assert!(closed["reason"].as_str().unwrap().contains("invalid"));
+
+    // The legacy subscriptions-transport-ws protocol answers with connection_error.
+    let mut ws = connect(&app, "graphql-ws").await;
+    let refused = init(&mut ws, Some("not-a-token")).await;
+    assert_eq!(refused["type"], "connection_error", "{refused}");
+}
+
+#[tokio::test]
+async fn legacy_graphql_ws_protocol_works() {
+    let app = TestApp::spawn().await;
+    let s = app.sign_up("xena@example.com").await;
+    let mut ws = connect(&app, "graphql-ws").await;
+    assert_eq!(init(&mut ws, Some(&s.access)).await["type"], "connection_ack");
+    send(
+        &mut ws,
+        json!({ "id": "1", "type": "start", "payload": { "query": "{ me { email } }" } }),
+    )
+    .await;
+    let data = recv(&mut ws).await;
+    assert_eq!(data["type"], "data");
+    assert_eq!(data["payload"]["data"]["me"]["email"], "xena@example.com");
+}
+
+#[tokio::test]
+async fn shutdown_closes_open_sockets() {
+    let mut app = TestApp::spawn().await;
+    let mut ws = connect(&app, "graphql-transport-ws").await;
+    assert_eq!(init(&mut ws, None).await["type"], "connection_ack");
+    app.stop();
+    let end = recv(&mut ws).await;
+    assert!(end.get("close").is_some(), "{end}");
+}
