@@ -25,6 +25,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
+    crate::booking::sweeper::spawn(state.clone(), state.config.hold_sweep_interval, stop_rx.clone());
     let schema = graphql::build(state.clone());
     let router = http::router(state, schema, stop_rx);
     axum::serve(

@@ -18,6 +18,7 @@
 //! | `TRUST_FORWARDED_FOR` | `false` | take the client address from `X-Forwarded-For` (only behind a trusted proxy) |
 //! | `GRAPHQL_PLAYGROUND` | `true` | serve GraphiQL at `/playground` and on browser GETs of `/graphql` |
 //! | `GRAPHQL_INTROSPECTION` | `true` | allow introspection queries |
+//! | `HOLD_SWEEP_INTERVAL_MS` | `1000` | how often expired holds are released |
 //! | `LOG_FORMAT` | `text` | `text` or `json` |
 //! | `RUST_LOG` | `info` | tracing filter |
 
@@ -52,6 +53,7 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     pub playground: bool,
     pub introspection: bool,
+    pub hold_sweep_interval: Duration,
     pub log_json: bool,
 }
 
@@ -117,6 +119,7 @@ impl Config {
             trust_forwarded_for: parse(&get, "TRUST_FORWARDED_FOR", Some(false))?,
             playground: parse(&get, "GRAPHQL_PLAYGROUND", Some(true))?,
             introspection: parse(&get, "GRAPHQL_INTROSPECTION", Some(true))?,
+            hold_sweep_interval: Duration::from_millis(parse(&get, "HOLD_SWEEP_INTERVAL_MS", Some(1000))?),
             log_json: match get("LOG_FORMAT").as_deref() {
                 None | Some("text") => false,
                 Some("json") => true,
@@ -127,6 +130,9 @@ impl Config {
         };
         if config.database_pool_size == 0 {
             return Err(err("DATABASE_POOL_SIZE", "must be at least 1"));
+        }
+        if config.hold_sweep_interval.is_zero() {
+            return Err(err("HOLD_SWEEP_INTERVAL_MS", "must be positive"));
         }
         if config.access_token_ttl.is_zero() || config.refresh_token_ttl.is_zero() {
             return Err(err(

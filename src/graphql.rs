@@ -1,24 +1,43 @@
 //! The GraphQL schema: the merged parts of every domain, and the limits that protect it.
 
-use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
+use async_graphql::{
+    MergedObject, MergedSubscription, Request, Schema, SchemaBuilder, dataloader::DataLoader,
+};
 
-use crate::{admin, auth, state::AppState};
+use crate::{admin, auth, booking, concerts, live, points, seats, state::AppState};
 
 #[derive(MergedObject, Default)]
-pub struct Query(auth::graphql::AuthQuery, admin::graphql::AdminQuery);
+pub struct Query(
+    auth::graphql::AuthQuery,
+    admin::graphql::AdminQuery,
+    concerts::graphql::ConcertsQuery,
+    booking::graphql::BookingQuery,
+    points::graphql::PointsQuery,
+);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(auth::graphql::AuthMutation, admin::graphql::AdminMutation);
+pub struct Mutation(
+    auth::graphql::AuthMutation,
+    admin::graphql::AdminMutation,
+    concerts::graphql::ConcertsMutation,
+    seats::graphql::SeatsMutation,
+    booking::graphql::BookingMutation,
+    points::graphql::PointsMutation,
+);
 
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(live::graphql::LiveSubscription);
+
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 /// Deep enough for every legitimate query of this API, shallow enough to refuse abuse.
 const MAX_DEPTH: usize = 12;
-/// Each field costs 1; list fields cost their page size times their children.
+/// Each field costs 1; list fields cost their page size times their children; a seat map
+/// costs 1,000.
 const MAX_COMPLEXITY: usize = 5_000;
 
-fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
 }
@@ -29,6 +48,36 @@ pub fn build(state: AppState) -> AppSchema {
         b = b.disable_introspection();
     }
     b.data(state).finish()
+}
+
+/// Per-request (or per-connection) data: the DataLoaders that batch every foreign-key and
+/// per-parent lookup into one query per kind. They do not cache, so a long-lived
+/// WebSocket connection never serves stale rows.
+pub fn loaders(data: &mut async_graphql::Data, state: &AppState) {
+    let pool = &state.db;
+    let (concert, schedules_of, host, schedule) = concerts::graphql::loaders(pool);
+    data.insert(concert);
+    data.insert(schedules_of);
+    data.insert(host);
+    data.insert(schedule);
+    data.insert(DataLoader::new(
+        seats::graphql::SeatMapLoader(pool.clone()),
+        tokio::spawn,
+    ));
+    data.insert(DataLoader::new(
+        seats::graphql::AvailabilityLoader(pool.clone()),
+        tokio::spawn,
+    ));
+    data.insert(DataLoader::new(
+        booking::graphql::ReservedSeatsLoader(pool.clone()),
+        tokio::spawn,
+    ));
+}
+
+/// A request with its loaders.
+pub fn with_loaders(mut request: Request, state: &AppState) -> Request {
+    loaders(&mut request.data, state);
+    request
 }
 
 /// The SDL, as written to schema.graphql by `boxoffice export-schema`.

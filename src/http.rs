@@ -332,7 +332,8 @@ async fn execute(
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()),
     );
     let client = ClientAddr(Some(client_ip(&http.state, headers, addr)));
-    let response = http.schema.execute(request.data(viewer).data(client)).await;
+    let request = crate::graphql::with_loaders(request.data(viewer).data(client), &http.state);
+    let response = http.schema.execute(request).await;
     // A request error (syntax, validation, unknown operation, bad variables) fails before
     // execution: there is no data and no error has a path.
     let request_error = response.data == Value::Null
@@ -403,6 +404,7 @@ async fn websocket(http: Http, parts: &mut axum::http::request::Parts, addr: Soc
             let mut shutdown = http.shutdown.clone();
             let mut data = Data::default();
             data.insert(client);
+            crate::graphql::loaders(&mut data, &http.state);
             let connection = GraphQLWebSocket::new(socket, http.schema.clone(), protocol)
                 .with_data(data)
                 .on_connection_init(move |payload| async move {

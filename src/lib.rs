@@ -1,13 +1,18 @@
 //! boxoffice: a concert box office served as a GraphQL API.
 //!
 //! Each domain module holds its rows and queries, its GraphQL types and resolvers:
-//! `auth` (accounts, tokens, roles, guards), `admin` (users, roles, audit log). The shared
-//! pieces are few: `error` (the one error type), `config`, `db` (pool and migrations),
-//! `kv` (Redis), `state`, `graphql` (the merged schema), `http` (routes), `app` (start-up).
+//! `auth` (accounts, tokens, roles, guards), `admin` (users, roles, audit log), `concerts`
+//! (concerts, schedules, search), `seats` (layouts, seat map), `booking` (holds, payment,
+//! cancellation, expiry: the lock order lives there), `points` (balance and ledger), `live`
+//! (subscriptions across instances). The shared pieces are few: `error` (the one error
+//! type), `config`, `db` (pool and migrations), `kv` (Redis), `state`, `graphql` (the merged
+//! schema), `http` (routes), `app` (start-up).
 
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod booking;
+pub mod concerts;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -15,7 +20,10 @@ pub mod graphql;
 pub mod http;
 pub mod ids;
 pub mod kv;
+pub mod live;
 pub mod pagination;
+pub mod points;
 pub mod schema;
+pub mod seats;
 pub mod state;
 pub mod telemetry;

@@ -1,5 +1,12 @@
 //! Diesel table definitions, matching migrations/ (a test compares the two).
 
+pub mod sql_types {
+    /// PostgreSQL `tsvector`; only ever written by the database (a generated column).
+    #[derive(diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "tsvector"))]
+    pub struct Tsvector;
+}
+
 diesel::table! {
     users (id) {
         id -> Int8,
@@ -38,7 +45,137 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::Tsvector;
+
+    concerts (id) {
+        id -> Int8,
+        host_id -> Int8,
+        title -> Text,
+        artist -> Text,
+        description -> Text,
+        venue -> Text,
+        category -> Text,
+        poster_url -> Nullable<Text>,
+        status -> Text,
+        cancel_reason -> Nullable<Text>,
+        search_text -> Nullable<Text>,
+        search_doc -> Nullable<Tsvector>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    schedules (id) {
+        id -> Int8,
+        concert_id -> Int8,
+        starts_at -> Timestamptz,
+        sales_open_at -> Timestamptz,
+        sales_close_at -> Timestamptz,
+        per_user_limit -> Int4,
+        hold_seconds -> Int4,
+        queue_enabled -> Bool,
+        admit_per_second -> Int4,
+        max_active -> Int4,
+        admission_seconds -> Int4,
+        status -> Text,
+        capacity -> Int4,
+        booked_count -> Int4,
+        version -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    seat_grades (id) {
+        id -> Int8,
+        schedule_id -> Int8,
+        name -> Text,
+        price -> Int8,
+        color -> Text,
+        position -> Int4,
+    }
+}
+
+diesel::table! {
+    seats (id) {
+        id -> Int8,
+        schedule_id -> Int8,
+        grade_id -> Int8,
+        section -> Text,
+        row_label -> Text,
+        number -> Int4,
+        status -> Text,
+        reservation_id -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    reservations (id) {
+        id -> Int8,
+        schedule_id -> Int8,
+        user_id -> Int8,
+        status -> Text,
+        seat_count -> Int4,
+        total_price -> Int8,
+        idempotency_key -> Nullable<Text>,
+        expires_at -> Timestamptz,
+        paid_at -> Nullable<Timestamptz>,
+        cancelled_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    reservation_seats (reservation_id, seat_id) {
+        reservation_id -> Int8,
+        seat_id -> Int8,
+        grade_name -> Text,
+        price -> Int8,
+    }
+}
+
+diesel::table! {
+    point_ledger (id) {
+        id -> Int8,
+        user_id -> Int8,
+        kind -> Text,
+        amount -> Int8,
+        balance_after -> Int8,
+        reservation_id -> Nullable<Int8>,
+        idempotency_key -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        actor_id -> Nullable<Int8>,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(audit_log -> users (actor_id));
+diesel::joinable!(concerts -> users (host_id));
+diesel::joinable!(schedules -> concerts (concert_id));
+diesel::joinable!(seat_grades -> schedules (schedule_id));
+diesel::joinable!(seats -> schedules (schedule_id));
+diesel::joinable!(seats -> seat_grades (grade_id));
+diesel::joinable!(reservations -> schedules (schedule_id));
+diesel::joinable!(reservations -> users (user_id));
+diesel::joinable!(reservation_seats -> reservations (reservation_id));
+diesel::joinable!(reservation_seats -> seats (seat_id));
+diesel::joinable!(point_ledger -> reservations (reservation_id));
 
-diesel::allow_tables_to_appear_in_same_query!(users, refresh_tokens, audit_log);
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    refresh_tokens,
+    audit_log,
+    concerts,
+    schedules,
+    seat_grades,
+    seats,
+    reservations,
+    reservation_seats,
+    point_ledger,
+);

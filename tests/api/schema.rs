@@ -27,6 +27,7 @@ fn declared() -> BTreeMap<String, Vec<(String, String)>> {
     for line in src.lines().map(str::trim) {
         if let Some(name) = line.strip_suffix('{').and_then(|l| l.split_whitespace().next())
             && line.contains('(')
+            && !line.starts_with("pub ")
         {
             current = Some(name.to_owned());
             tables.insert(name.to_owned(), Vec::new());
@@ -64,6 +65,7 @@ fn diesel_type(udt: &str) -> &str {
         "bytea" => "Bytea",
         "jsonb" => "Jsonb",
         "_int8" => "Array<Int8>",
+        "tsvector" => "Tsvector",
         other => other,
     }
 }

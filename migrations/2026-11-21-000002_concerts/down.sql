@@ -1,0 +1,4 @@
+DROP TABLE seats;
+DROP TABLE seat_grades;
+DROP TABLE schedules;
+DROP TABLE concerts;

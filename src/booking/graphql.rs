@@ -1,0 +1,245 @@
+//! GraphQL face of booking: `Reservation`, `reserveSeats`, `payReservation`,
+//! `cancelReservation`, `reservation`, `myReservations`.
+
+use std::collections::HashMap;
+
+use async_graphql::{
+    Context, Enum, ID, InputObject, Object, SimpleObject,
+    connection::{Connection, Edge},
+    dataloader::{DataLoader, Loader},
+};
+use chrono::{DateTime, Utc};
+
+use super::{service, store};
+use crate::{
+    auth::{Role, RoleGuard, actor, state, viewer},
+    concerts::graphql::{Schedule, ScheduleLoader},
+    db::Pool,
+    error::AppError,
+    ids, pagination,
+};
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+pub enum ReservationStatus {
+    /// Seats held, waiting for payment until `expiresAt`.
+    Held,
+    /// Paid.
+    Confirmed,
+    Cancelled,
+    Expired,
+}
+
+/// A seat of a reservation, with the grade and price it was held at.
+#[derive(SimpleObject, Clone)]
+pub struct ReservedSeat {
+    pub id: ID,
+    pub section: String,
+    pub row: String,
+    pub number: i32,
+    pub grade: String,
+    pub price: i64,
+}
+
+pub struct Reservation(pub store::ReservationRow);
+
+#[Object]
+impl Reservation {
+    async fn id(&self) -> ID {
+        ids::to_id(self.0.id)
+    }
+    async fn schedule(&self, ctx: &Context<'_>) -> async_graphql::Result<Schedule> {
+        ctx.data::<DataLoader<ScheduleLoader>>()?
+            .load_one(self.0.schedule_id)
+            .await?
+            .map(Schedule)
+            .ok_or_else(|| AppError::NotFound("schedule").into())
+    }
+    async fn status(&self) -> ReservationStatus {
+        match self.0.status.as_str() {
+            "confirmed" => ReservationStatus::Confirmed,
+            "cancelled" => ReservationStatus::Cancelled,
+            "expired" => ReservationStatus::Expired,
+            _ => ReservationStatus::Held,
+        }
+    }
+    async fn seats(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ReservedSeat>> {
+        Ok(ctx
+            .data::<DataLoader<ReservedSeatsLoader>>()?
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or_default())
+    }
+    async fn seat_count(&self) -> i32 {
+        self.0.seat_count
+    }
+    /// Sum of the seats' prices when held, in points.
+    async fn total_price(&self) -> i64 {
+        self.0.total_price
+    }
+    /// When an unpaid hold lapses.
+    async fn expires_at(&self) -> DateTime<Utc> {
+        self.0.expires_at
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn paid_at(&self) -> Option<DateTime<Utc>> {
+        self.0.paid_at
+    }
+    async fn cancelled_at(&self) -> Option<DateTime<Utc>> {
+        self.0.cancelled_at
+    }
+}
+
+pub struct ReservedSeatsLoader(pub Pool);
+
+impl Loader<i64> for ReservedSeatsLoader {
+    type Value = Vec<ReservedSeat>;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
+        let mut conn = self.0.get().await.map_err(AppError::from)?;
+        let rows = store::reserved_seats(&mut conn, keys)
+            .await
+            .map_err(AppError::from)?;
+        let mut out: HashMap<i64, Vec<ReservedSeat>> = HashMap::new();
+        for r in rows {
+            out.entry(r.reservation_id).or_default().push(ReservedSeat {
+                id: ids::to_id(r.seat_id),
+                section: r.section,
+                row: r.row_label,
+                number: r.number,
+                grade: r.grade_name,
+                price: r.price,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[derive(InputObject)]
+pub struct ReserveSeatsInput {
+    pub schedule_id: ID,
+    /// 1 to 10 seats of the schedule, held all or nothing.
+    pub seat_ids: Vec<ID>,
+    /// Optional but recommended: repeating a request with the same key holds once and
+    /// answers the same reservation.
+    pub idempotency_key: Option<String>,
+}
+
+impl ReserveSeatsInput {
+    /// The schedule id and a checked request for `user_id`.
+    pub fn parse(&self, user_id: i64) -> Result<(i64, super::reserve::ReserveRequest), AppError> {
+        let schedule_id = ids::parse(&self.schedule_id, "input.scheduleId")?;
+        let seat_ids = self
+            .seat_ids
+            .iter()
+            .map(|id| ids::parse(id, "input.seatIds"))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((
+            schedule_id,
+            service::request(user_id, &seat_ids, self.idempotency_key.as_deref())?,
+        ))
+    }
+}
+
+#[derive(Default)]
+pub struct BookingQuery;
+
+#[Object]
+impl BookingQuery {
+    /// One of the signed-in user's reservations (admins: anyone's).
+    #[graphql(guard = "RoleGuard(Role::User)")]
+    async fn reservation(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Reservation> {
+        let id = ids::parse(&id, "id")?;
+        let user_id = viewer(ctx)?.user()?.id;
+        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
+        let r = store::reservation(&mut conn, id)
+            .await
+            .map_err(AppError::from)?
+            .ok_or(AppError::NotFound("reservation"))?;
+        drop(conn);
+        if r.user_id != user_id && actor(ctx).await?.role != Role::Admin {
+            return Err(AppError::NotFound("reservation").into());
+        }
+        Ok(Reservation(r))
+    }
+
+    /// The signed-in user's reservations, newest first.
+    #[graphql(
+        guard = "RoleGuard(Role::User)",
+        complexity = "pagination::cost(first, child_complexity)"
+    )]
+    async fn my_reservations(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Reservation>> {
+        let limit = pagination::page_size(first)?;
+        let after = pagination::decode::<i64>(after.as_deref())?;
+        let user_id = viewer(ctx)?.user()?.id;
+        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
+        let mut rows = store::reservations_of_user(&mut conn, user_id, after, limit)
+            .await
+            .map_err(AppError::from)?;
+        let has_next = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let mut page = Connection::new(after.is_some(), has_next);
+        for row in rows {
+            page.edges
+                .push(Edge::new(pagination::encode(row.id), Reservation(row)));
+        }
+        Ok(page)
+    }
+}
+
+#[derive(Default)]
+pub struct BookingMutation;
+
+#[Object]
+impl BookingMutation {
+    /// Holds 1 to 10 seats, all or nothing, until `expiresAt`. Errors: SEAT_UNAVAILABLE,
+    /// SOLD_OUT, LIMIT_EXCEEDED, QUEUE_REQUIRED, CONFLICT (sales not open), BAD_USER_INPUT.
+    #[graphql(guard = "RoleGuard(Role::User)")]
+    async fn reserve_seats(
+        &self,
+        ctx: &Context<'_>,
+        input: ReserveSeatsInput,
+    ) -> async_graphql::Result<Reservation> {
+        let user_id = viewer(ctx)?.user()?.id;
+        let (schedule_id, request) = input.parse(user_id)?;
+        let state = state(ctx)?;
+        Ok(Reservation(service::reserve(state, schedule_id, request).await?))
+    }
+
+    /// Pays a hold with points and sells its seats. Errors: INSUFFICIENT_POINTS,
+    /// HOLD_EXPIRED, NOT_FOUND. Paying again answers the paid reservation unchanged.
+    #[graphql(guard = "RoleGuard(Role::User)")]
+    async fn pay_reservation(
+        &self,
+        ctx: &Context<'_>,
+        reservation_id: ID,
+        idempotency_key: String,
+    ) -> async_graphql::Result<Reservation> {
+        let reservation_id = ids::parse(&reservation_id, "reservationId")?;
+        let user_id = viewer(ctx)?.user()?.id;
+        Ok(Reservation(
+            service::pay(state(ctx)?, user_id, reservation_id, &idempotency_key).await?,
+        ))
+    }
+
+    /// Releases a hold, or cancels a paid reservation and refunds it (until the show starts).
+    #[graphql(guard = "RoleGuard(Role::User)")]
+    async fn cancel_reservation(
+        &self,
+        ctx: &Context<'_>,
+        reservation_id: ID,
+    ) -> async_graphql::Result<Reservation> {
+        let reservation_id = ids::parse(&reservation_id, "reservationId")?;
+        let actor = actor(ctx).await?;
+        Ok(Reservation(
+            service::cancel(state(ctx)?, actor, reservation_id).await?,
+        ))
+    }
+}

@@ -1,0 +1,121 @@
+//! Reservation rows and the queries the booking paths share.
+
+use chrono::{DateTime, Utc};
+use diesel::{
+    prelude::*,
+    sql_types::{Array, BigInt, Text},
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::schema::{reservation_seats, reservations};
+
+#[derive(Queryable, Selectable, QueryableByName, Clone, Debug, PartialEq)]
+#[diesel(table_name = reservations)]
+pub struct ReservationRow {
+    pub id: i64,
+    pub schedule_id: i64,
+    pub user_id: i64,
+    pub status: String,
+    pub seat_count: i32,
+    pub total_price: i64,
+    pub idempotency_key: Option<String>,
+    pub expires_at: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A seat of a reservation with the grade and price it was held at.
+#[derive(QueryableByName, Clone, Debug)]
+pub struct ReservedSeatRow {
+    #[diesel(sql_type = BigInt)]
+    pub reservation_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub seat_id: i64,
+    #[diesel(sql_type = Text)]
+    pub section: String,
+    #[diesel(sql_type = Text)]
+    pub row_label: String,
+    #[diesel(sql_type = diesel::sql_types::Int4)]
+    pub number: i32,
+    #[diesel(sql_type = Text)]
+    pub grade_name: String,
+    #[diesel(sql_type = BigInt)]
+    pub price: i64,
+}
+
+pub async fn reservation(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<ReservationRow>> {
+    reservations::table
+        .find(id)
+        .select(ReservationRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn reservation_for_update(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+) -> QueryResult<Option<ReservationRow>> {
+    reservations::table
+        .find(id)
+        .select(ReservationRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn reservations_by_ids(
+    conn: &mut AsyncPgConnection,
+    ids: &[i64],
+) -> QueryResult<Vec<ReservationRow>> {
+    reservations::table
+        .filter(reservations::id.eq_any(ids))
+        .select(ReservationRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// A user's reservations, newest first, after the cursor id.
+pub async fn reservations_of_user(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+    after: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<ReservationRow>> {
+    let mut q = reservations::table
+        .filter(reservations::user_id.eq(user_id))
+        .select(ReservationRow::as_select())
+        .order(reservations::id.desc())
+        .limit(limit + 1)
+        .into_boxed();
+    if let Some(after) = after {
+        q = q.filter(reservations::id.lt(after));
+    }
+    q.load(conn).await
+}
+
+pub async fn reserved_seats(
+    conn: &mut AsyncPgConnection,
+    reservation_ids: &[i64],
+) -> QueryResult<Vec<ReservedSeatRow>> {
+    diesel::sql_query(
+        "SELECT rs.reservation_id, rs.seat_id, s.section, s.row_label, s.number, rs.grade_name, rs.price
+         FROM reservation_seats rs JOIN seats s ON s.id = rs.seat_id
+         WHERE rs.reservation_id = ANY($1)
+         ORDER BY rs.reservation_id, rs.seat_id",
+    )
+    .bind::<Array<BigInt>, _>(reservation_ids)
+    .load(conn)
+    .await
+}
+
+pub async fn seat_ids_of(conn: &mut AsyncPgConnection, reservation_id: i64) -> QueryResult<Vec<i64>> {
+    reservation_seats::table
+        .filter(reservation_seats::reservation_id.eq(reservation_id))
+        .select(reservation_seats::seat_id)
+        .order(reservation_seats::seat_id.asc())
+        .load(conn)
+        .await
+}

@@ -1,0 +1,516 @@
+//! GraphQL face of concerts and schedules: `Concert`, `Schedule`, `Host`, the queries
+//! `concerts`, `concert`, `schedule`, `myConcerts`, and the host mutations.
+
+use std::collections::HashMap;
+
+use async_graphql::{
+    Context, Enum, ID, InputObject, Object, SimpleObject,
+    connection::{Connection, Edge},
+    dataloader::{DataLoader, Loader},
+};
+use chrono::{DateTime, Utc};
+
+use super::{
+    search::{self, ConcertSort, Cursor, Filter},
+    service::{self, ConcertInput, ConcertUpdateInput, ScheduleInput},
+    store::{self, ConcertRow, ScheduleRow},
+};
+use crate::{
+    auth::{Actor, Role, RoleGuard, Viewer, actor, state, viewer},
+    db::Pool,
+    error::{AppError, AppResult},
+    ids, pagination,
+    seats::graphql::{AvailabilityLoader, GradeAvailability, Seat, SeatMapLoader, SeatStatus},
+};
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+pub enum ConcertStatus {
+    Draft,
+    Published,
+    Cancelled,
+}
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+pub enum ScheduleStatus {
+    Scheduled,
+    Cancelled,
+}
+
+/// The public face of a host: no email, no balance.
+#[derive(SimpleObject, Clone)]
+pub struct Host {
+    pub id: ID,
+    pub display_name: String,
+}
+
+pub struct Concert(pub ConcertRow);
+
+#[Object]
+impl Concert {
+    async fn id(&self) -> ID {
+        ids::to_id(self.0.id)
+    }
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    async fn artist(&self) -> &str {
+        &self.0.artist
+    }
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+    async fn venue(&self) -> &str {
+        &self.0.venue
+    }
+    async fn category(&self) -> &str {
+        &self.0.category
+    }
+    async fn poster_url(&self) -> Option<&str> {
+        self.0.poster_url.as_deref()
+    }
+    async fn status(&self) -> ConcertStatus {
+        match self.0.status.as_str() {
+            "published" => ConcertStatus::Published,
+            "cancelled" => ConcertStatus::Cancelled,
+            _ => ConcertStatus::Draft,
+        }
+    }
+    async fn cancel_reason(&self) -> Option<&str> {
+        self.0.cancel_reason.as_deref()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    async fn host(&self, ctx: &Context<'_>) -> async_graphql::Result<Host> {
+        ctx.data::<DataLoader<HostLoader>>()?
+            .load_one(self.0.host_id)
+            .await?
+            .ok_or_else(|| AppError::NotFound("host").into())
+    }
+    /// Performances, earliest first (cancelled ones included, with their status).
+    async fn schedules(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Schedule>> {
+        let rows = ctx
+            .data::<DataLoader<SchedulesOfConcertLoader>>()?
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or_default();
+        Ok(rows.into_iter().map(Schedule).collect())
+    }
+}
+
+pub struct Schedule(pub ScheduleRow);
+
+#[Object]
+impl Schedule {
+    async fn id(&self) -> ID {
+        ids::to_id(self.0.id)
+    }
+    async fn concert(&self, ctx: &Context<'_>) -> async_graphql::Result<Concert> {
+        ctx.data::<DataLoader<ConcertLoader>>()?
+            .load_one(self.0.concert_id)
+            .await?
+            .map(Concert)
+            .ok_or_else(|| AppError::NotFound("concert").into())
+    }
+    async fn starts_at(&self) -> DateTime<Utc> {
+        self.0.starts_at
+    }
+    async fn sales_open_at(&self) -> DateTime<Utc> {
+        self.0.sales_open_at
+    }
+    async fn sales_close_at(&self) -> DateTime<Utc> {
+        self.0.sales_close_at
+    }
+    /// True while seats can be reserved: within the sales window and not cancelled.
+    async fn on_sale(&self) -> bool {
+        let now = Utc::now();
+        self.0.status == "scheduled" && self.0.sales_open_at <= now && now < self.0.sales_close_at
+    }
+    async fn per_user_limit(&self) -> i32 {
+        self.0.per_user_limit
+    }
+    async fn hold_seconds(&self) -> i32 {
+        self.0.hold_seconds
+    }
+    async fn queue_enabled(&self) -> bool {
+        self.0.queue_enabled
+    }
+    async fn admit_per_second(&self) -> i32 {
+        self.0.admit_per_second
+    }
+    async fn max_active(&self) -> i32 {
+        self.0.max_active
+    }
+    async fn admission_seconds(&self) -> i32 {
+        self.0.admission_seconds
+    }
+    async fn status(&self) -> ScheduleStatus {
+        if self.0.status == "cancelled" {
+            ScheduleStatus::Cancelled
+        } else {
+            ScheduleStatus::Scheduled
+        }
+    }
+    /// Seats in the layout.
+    async fn capacity(&self) -> i32 {
+        self.0.capacity
+    }
+    /// Seats held or sold.
+    async fn booked_count(&self) -> i32 {
+        self.0.booked_count
+    }
+    async fn remaining_seats(&self) -> i32 {
+        self.0.capacity - self.0.booked_count
+    }
+    /// Grows with every seat change of this schedule. `seatChanges` events carry it: a
+    /// client that sees a version jump by more than one missed an update and re-reads.
+    async fn version(&self) -> i64 {
+        self.0.version
+    }
+    /// Seats per grade, by status.
+    async fn availability(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<GradeAvailability>> {
+        let counts = ctx
+            .data::<DataLoader<AvailabilityLoader>>()?
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or_default();
+        Ok(counts.into_iter().map(GradeAvailability::from).collect())
+    }
+    /// The seat map, in layout order, optionally narrowed to a section, grade or status.
+    #[graphql(complexity = "1000 + child_complexity")]
+    async fn seats(
+        &self,
+        ctx: &Context<'_>,
+        section: Option<String>,
+        grade: Option<String>,
+        status: Option<SeatStatus>,
+    ) -> async_graphql::Result<Vec<Seat>> {
+        let rows = ctx
+            .data::<DataLoader<SeatMapLoader>>()?
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or_default();
+        Ok(rows
+            .into_iter()
+            .filter(|s| section.as_deref().is_none_or(|x| s.section == x))
+            .filter(|s| grade.as_deref().is_none_or(|x| s.grade == x))
+            .filter(|s| status.is_none_or(|x| SeatStatus::parse(&s.status) == x))
+            .map(Seat)
+            .collect())
+    }
+}
+
+#[derive(InputObject, Default)]
+pub struct ConcertFilter {
+    /// Words or parts of words of the title, artist, venue or description.
+    pub text: Option<String>,
+    pub category: Option<String>,
+    pub host_id: Option<ID>,
+    /// Only concerts with a performance starting at or after this instant.
+    pub starts_from: Option<DateTime<Utc>>,
+    /// Only concerts with a performance starting before this instant.
+    pub starts_before: Option<DateTime<Utc>>,
+    /// Only concerts with a performance that still has seats.
+    #[graphql(default)]
+    pub only_available: bool,
+    #[graphql(default)]
+    pub sort: ConcertSort,
+}
+
+pub struct ConcertLoader(pub Pool);
+
+impl Loader<i64> for ConcertLoader {
+    type Value = ConcertRow;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, ConcertRow>, Self::Error> {
+        let mut conn = self.0.get().await.map_err(AppError::from)?;
+        let rows = store::concerts_by_ids(&mut conn, keys)
+            .await
+            .map_err(AppError::from)?;
+        Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+    }
+}
+
+pub struct SchedulesOfConcertLoader(pub Pool);
+
+impl Loader<i64> for SchedulesOfConcertLoader {
+    type Value = Vec<ScheduleRow>;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Vec<ScheduleRow>>, Self::Error> {
+        let mut conn = self.0.get().await.map_err(AppError::from)?;
+        let rows = store::schedules_of_concerts(&mut conn, keys)
+            .await
+            .map_err(AppError::from)?;
+        let mut out: HashMap<i64, Vec<ScheduleRow>> = HashMap::new();
+        for row in rows {
+            out.entry(row.concert_id).or_default().push(row);
+        }
+        Ok(out)
+    }
+}
+
+pub struct HostLoader(pub Pool);
+
+impl Loader<i64> for HostLoader {
+    type Value = Host;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Host>, Self::Error> {
+        let mut conn = self.0.get().await.map_err(AppError::from)?;
+        let rows = crate::auth::store::users_by_ids(&mut conn, keys)
+            .await
+            .map_err(AppError::from)?;
+        Ok(rows
+            .into_iter()
+            .map(|u| {
+                let host = Host {
+                    id: ids::to_id(u.id),
+                    display_name: u.display_name,
+                };
+                (u.id, host)
+            })
+            .collect())
+    }
+}
+
+/// The viewer as an actor if signed in (one role lookup), for draft visibility.
+async fn optional_actor(ctx: &Context<'_>) -> AppResult<Option<Actor>> {
+    match viewer(ctx)? {
+        Viewer::User(_) => Ok(Some(actor(ctx).await?)),
+        _ => Ok(None),
+    }
+}
+
+/// A concert the viewer may see, or NOT_FOUND (drafts are not revealed to others).
+async fn visible_concert(ctx: &Context<'_>, id: i64) -> AppResult<ConcertRow> {
+    let concert = ctx
+        .data::<DataLoader<ConcertLoader>>()
+        .map_err(|_| AppError::internal(anyhow::anyhow!("no concert loader")))?
+        .load_one(id)
+        .await
+        .map_err(|e| AppError::internal(anyhow::anyhow!("{}", e.message)))?
+        .ok_or(AppError::NotFound("concert"))?;
+    if concert.status == "draft" && !service::visible(&concert, optional_actor(ctx).await?) {
+        return Err(AppError::NotFound("concert"));
+    }
+    Ok(concert)
+}
+
+#[derive(Default)]
+pub struct ConcertsQuery;
+
+#[Object]
+impl ConcertsQuery {
+    /// Published concerts matching `filter`, in Relay pages of at most 100.
+    #[graphql(complexity = "pagination::cost(first, child_complexity)")]
+    async fn concerts(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<ConcertFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Concert>> {
+        let limit = pagination::page_size(first)?;
+        let after_cursor = pagination::decode::<Cursor>(after.as_deref())?;
+        let f = filter.unwrap_or_default();
+        let filter = search::normalize(Filter {
+            text: f.text,
+            category: f.category,
+            host_id: f
+                .host_id
+                .as_ref()
+                .map(|id| ids::parse(id, "filter.hostId"))
+                .transpose()?,
+            starts_from: f.starts_from,
+            starts_before: f.starts_before,
+            only_available: f.only_available,
+            sort: f.sort,
+        })?;
+        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
+        let mut hits = search::search(&mut conn, &filter, after_cursor, limit).await?;
+        let has_next = hits.len() as i64 > limit;
+        hits.truncate(limit as usize);
+        let mut page = Connection::new(after_cursor.is_some(), has_next);
+        for hit in hits {
+            let cursor = pagination::encode(Cursor {
+                key: hit.sort_key,
+                id: hit.concert.id,
+            });
+            page.edges.push(Edge::new(cursor, Concert(hit.concert)));
+        }
+        Ok(page)
+    }
+
+    /// A concert by id. Drafts are visible only to their host and admins.
+    async fn concert(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Concert> {
+        let id = ids::parse(&id, "id")?;
+        Ok(Concert(visible_concert(ctx, id).await?))
+    }
+
+    /// A schedule by id, with its seat map and availability.
+    async fn schedule(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Schedule> {
+        let id = ids::parse(&id, "id")?;
+        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
+        let row = store::schedule(&mut conn, id)
+            .await
+            .map_err(AppError::from)?
+            .ok_or(AppError::NotFound("schedule"))?;
+        drop(conn);
+        visible_concert(ctx, row.concert_id)
+            .await
+            .map_err(|_| AppError::NotFound("schedule"))?;
+        Ok(Schedule(row))
+    }
+
+    /// The signed-in host's own concerts, drafts included, newest first.
+    #[graphql(
+        guard = "RoleGuard(Role::Host)",
+        complexity = "pagination::cost(first, child_complexity)"
+    )]
+    async fn my_concerts(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Concert>> {
+        let limit = pagination::page_size(first)?;
+        let after = pagination::decode::<i64>(after.as_deref())?;
+        let actor = actor(ctx).await?;
+        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
+        let mut rows = store::concerts_of_host(&mut conn, actor.id, after, limit)
+            .await
+            .map_err(AppError::from)?;
+        let has_next = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let mut page = Connection::new(after.is_some(), has_next);
+        for row in rows {
+            page.edges
+                .push(Edge::new(pagination::encode(row.id), Concert(row)));
+        }
+        Ok(page)
+    }
+}
+
+#[derive(Default)]
+pub struct ConcertsMutation;
+
+#[Object]
+impl ConcertsMutation {
+    /// Creates a draft concert owned by the signed-in host.
+    #[graphql(guard = "RoleGuard(Role::Host)")]
+    async fn create_concert(&self, ctx: &Context<'_>, input: ConcertInput) -> async_graphql::Result<Concert> {
+        let actor = actor(ctx).await?;
+        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
+        Ok(Concert(service::create_concert(&mut conn, actor, &input).await?))
+    }
+
+    #[graphql(guard = "RoleGuard(Role::Host)")]
+    async fn update_concert(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: ConcertUpdateInput,
+    ) -> async_graphql::Result<Concert> {
+        let id = ids::parse(&id, "id")?;
+        let actor = actor(ctx).await?;
+        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
+        Ok(Concert(
+            service::update_concert(&mut conn, actor, id, &input).await?,
+        ))
+    }
+
+    /// Makes a draft visible to everyone (needs a schedule with seats).
+    #[graphql(guard = "RoleGuard(Role::Host)")]
+    async fn publish_concert(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Concert> {
+        let id = ids::parse(&id, "id")?;
+        let actor = actor(ctx).await?;
+        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
+        Ok(Concert(service::publish_concert(&mut conn, actor, id).await?))
+    }
+
+    /// Cancels the concert and all its schedules: every hold is released and every paid
+    /// reservation refunded, in one transaction.
+    #[graphql(guard = "RoleGuard(Role::Host)")]
+    async fn cancel_concert(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        reason: String,
+    ) -> async_graphql::Result<Concert> {
+        let id = ids::parse(&id, "id")?;
+        let actor = actor(ctx).await?;
+        let state = state(ctx)?;
+        let mut conn = state.db.get().await.map_err(AppError::from)?;
+        let (concert, changes) = service::cancel_concert(&mut conn, actor, id, &reason).await?;
+        for change in changes {
+            crate::booking::announce(state, change);
+        }
+        Ok(Concert(concert))
+    }
+
+    #[graphql(guard = "RoleGuard(Role::Host)")]
+    async fn add_schedule(
+        &self,
+        ctx: &Context<'_>,
+        concert_id: ID,
+        input: ScheduleInput,
+    ) -> async_graphql::Result<Schedule> {
+        let concert_id = ids::parse(&concert_id, "concertId")?;
+        let actor = actor(ctx).await?;
+        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
+        Ok(Schedule(
+            service::add_schedule(&mut conn, actor, concert_id, &input).await?,
+        ))
+    }
+
+    /// Cancels one performance: its holds are released and paid reservations refunded.
+    #[graphql(guard = "RoleGuard(Role::Host)")]
+    async fn cancel_schedule(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Schedule> {
+        let id = ids::parse(&id, "id")?;
+        let actor = actor(ctx).await?;
+        let state = state(ctx)?;
+        let mut conn = state.db.get().await.map_err(AppError::from)?;
+        let (row, change) = service::cancel_schedule(&mut conn, actor, id).await?;
+        if let Some(change) = change {
+            crate::booking::announce(state, change);
+        }
+        Ok(Schedule(row))
+    }
+}
+
+pub struct ScheduleLoader(pub Pool);
+
+impl Loader<i64> for ScheduleLoader {
+    type Value = ScheduleRow;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, ScheduleRow>, Self::Error> {
+        let mut conn = self.0.get().await.map_err(AppError::from)?;
+        let rows = store::schedules_by_ids(&mut conn, keys)
+            .await
+            .map_err(AppError::from)?;
+        Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+    }
+}
+
+type Loaders = (
+    DataLoader<ConcertLoader>,
+    DataLoader<SchedulesOfConcertLoader>,
+    DataLoader<HostLoader>,
+    DataLoader<ScheduleLoader>,
+);
+
+/// The loaders of this module, for a request's data.
+pub fn loaders(pool: &Pool) -> Loaders {
+    (
+        DataLoader::new(ConcertLoader(pool.clone()), tokio::spawn),
+        DataLoader::new(SchedulesOfConcertLoader(pool.clone()), tokio::spawn),
+        DataLoader::new(HostLoader(pool.clone()), tokio::spawn),
+        DataLoader::new(ScheduleLoader(pool.clone()), tokio::spawn),
+    )
+}

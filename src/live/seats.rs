@@ -1,0 +1,190 @@
+//! Seat changes of a schedule, coalesced once per instance.
+//!
+//! Writers publish every committed `SeatChange` to topic `seats:{schedule}`. Each instance
+//! runs one feed per schedule that has local subscribers: it merges the changes arriving
+//! within a window (per seat, the status of the highest version wins, so a message is never
+//! stale even when events arrive out of order), reads the per-grade counts once, and sends
+//! one update to all local subscribers. A feed with no subscribers left stops.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures_util::Stream;
+use tokio::{
+    sync::broadcast,
+    time::{Instant, sleep_until},
+};
+
+use super::{Event, Hub};
+use crate::{booking::SeatChange, seats::store::GradeCount, state::AppState};
+
+/// At most one update per window per schedule: about ten a second.
+pub const WINDOW: Duration = Duration::from_millis(100);
+
+#[derive(Clone, Debug)]
+pub struct SeatUpdate {
+    pub schedule_id: i64,
+    /// The highest version whose changes this update includes.
+    pub version: i64,
+    /// (seat id, status), ascending seat id.
+    pub seats: Vec<(i64, String)>,
+    pub availability: Vec<GradeCount>,
+    /// Changes may have been missed (a lag or a Redis reconnect): re-read the seat map.
+    pub resync: bool,
+}
+
+pub fn topic(schedule_id: i64) -> String {
+    format!("seats:{schedule_id}")
+}
+
+pub fn publish(hub: &Hub, change: &SeatChange) {
+    match serde_json::to_string(change) {
+        Ok(payload) => hub.publish(&topic(change.schedule_id), payload),
+        Err(e) => tracing::error!(error = %e, "serializing a seat change"),
+    }
+}
+
+/// The running feeds of this instance.
+#[derive(Default)]
+pub struct Feeds(Mutex<HashMap<i64, broadcast::Sender<Arc<SeatUpdate>>>>);
+
+impl Feeds {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, broadcast::Sender<Arc<SeatUpdate>>>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn running(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// Updates of one schedule's seats, from now on.
+pub fn updates(state: &AppState, schedule_id: i64) -> impl Stream<Item = Arc<SeatUpdate>> + use<> {
+    let rx = {
+        let mut feeds = state.live.feeds.lock();
+        match feeds.get(&schedule_id) {
+            Some(tx) => tx.subscribe(),
+            None => {
+                let (tx, rx) = broadcast::channel(16);
+                feeds.insert(schedule_id, tx.clone());
+                // Subscribed to the topic before returning: nothing committed after this
+                // call can be missed.
+                let sub = state.live.hub.subscribe(&topic(schedule_id));
+                tokio::spawn(feed(state.clone(), schedule_id, sub, tx));
+                rx
+            }
+        }
+    };
+    futures_util::stream::unfold((rx, false), |(mut rx, mut missed)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(update) if missed => {
+                    let mut u = (*update).clone();
+                    u.resync = true;
+                    return Some((Arc::new(u), (rx, false)));
+                }
+                Ok(update) => return Some((update, (rx, false))),
+                // Too slow to keep up: skip ahead and say so.
+                Err(broadcast::error::RecvError::Lagged(_)) => missed = true,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}
+
+async fn feed(
+    state: AppState,
+    schedule_id: i64,
+    mut sub: super::hub::Subscription,
+    tx: broadcast::Sender<Arc<SeatUpdate>>,
+) {
+    // seat id -> (version, status)
+    let mut pending: BTreeMap<i64, (i64, String)> = BTreeMap::new();
+    let mut version = 0i64;
+    let mut resync = false;
+    let mut dirty = false;
+    let mut next_send = Instant::now();
+    let mut idle_check = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            event = sub.recv() => match event {
+                Some(Event::Message(payload)) => {
+                    let Ok(change) = serde_json::from_str::<SeatChange>(&payload) else { continue };
+                    version = version.max(change.version);
+                    for (seat, status) in change.seats {
+                        let slot = pending.entry(seat).or_insert((i64::MIN, String::new()));
+                        if change.version >= slot.0 {
+                            *slot = (change.version, status);
+                        }
+                    }
+                    dirty = true;
+                }
+                Some(Event::Resync) => {
+                    resync = true;
+                    dirty = true;
+                }
+                None => return,
+            },
+            () = sleep_until(next_send), if dirty => {
+                let update = build(&state, schedule_id, version, std::mem::take(&mut pending), resync).await;
+                resync = false;
+                dirty = false;
+                next_send = Instant::now() + WINDOW;
+                let _ = tx.send(Arc::new(update));
+            }
+            _ = idle_check.tick() => {
+                let mut feeds = state.live.feeds.lock();
+                if tx.receiver_count() == 0 {
+                    if feeds.get(&schedule_id).is_some_and(|t| t.same_channel(&tx)) {
+                        feeds.remove(&schedule_id);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn build(
+    state: &AppState,
+    schedule_id: i64,
+    version: i64,
+    pending: BTreeMap<i64, (i64, String)>,
+    resync: bool,
+) -> SeatUpdate {
+    let (availability, current) = match counts(state, schedule_id).await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(schedule.id = schedule_id, error = %e, "live: reading availability failed");
+            (Vec::new(), version)
+        }
+    };
+    SeatUpdate {
+        schedule_id,
+        // With changes, exactly the versions they cover; a bare resync points at now.
+        version: if pending.is_empty() {
+            version.max(current)
+        } else {
+            version
+        },
+        seats: pending
+            .into_iter()
+            .map(|(id, (_, status))| (id, status))
+            .collect(),
+        availability,
+        resync,
+    }
+}
+
+/// Per-grade counts and the schedule's current version.
+pub async fn counts(state: &AppState, schedule_id: i64) -> crate::error::AppResult<(Vec<GradeCount>, i64)> {
+    let mut conn = state.db.get().await?;
+    let availability = crate::seats::store::availability(&mut conn, &[schedule_id]).await?;
+    let version = crate::concerts::store::schedule(&mut conn, schedule_id)
+        .await?
+        .map_or(0, |s| s.version);
+    Ok((availability, version))
+}

@@ -1,0 +1,11 @@
+//! Graded seat layouts and the seat map.
+//!
+//! - `layout`: validating a `SeatLayoutInput` and generating its seats in bulk.
+//! - `store`: seat and grade queries (the map, availability per grade).
+//! - `graphql`: `Seat`, `SeatGrade`, `GradeAvailability`, the layout input types, loaders.
+//!
+//! Seat *status* changes (hold, sell, release) belong to `booking`, never here.
+
+pub mod graphql;
+pub mod layout;
+pub mod store;

@@ -1,0 +1,112 @@
+//! Seat map and availability queries.
+
+use diesel::{
+    QueryableByName,
+    sql_types::{Array, BigInt, Int4, Text},
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+#[derive(QueryableByName, Clone, Debug)]
+pub struct SeatRow {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub schedule_id: i64,
+    #[diesel(sql_type = Text)]
+    pub section: String,
+    #[diesel(sql_type = Text)]
+    pub row_label: String,
+    #[diesel(sql_type = Int4)]
+    pub number: i32,
+    #[diesel(sql_type = Text)]
+    pub status: String,
+    #[diesel(sql_type = Text)]
+    pub grade: String,
+    #[diesel(sql_type = BigInt)]
+    pub price: i64,
+}
+
+/// Every seat of the given schedules with grade and price, in layout order.
+pub async fn seat_maps(
+    conn: &mut AsyncPgConnection,
+    schedule_ids: &[i64],
+) -> diesel::QueryResult<Vec<SeatRow>> {
+    diesel::sql_query(
+        "SELECT s.id, s.schedule_id, s.section, s.row_label, s.number, s.status, g.name AS grade, g.price
+         FROM seats s JOIN seat_grades g ON g.id = s.grade_id
+         WHERE s.schedule_id = ANY($1)
+         ORDER BY s.id",
+    )
+    .bind::<Array<BigInt>, _>(schedule_ids)
+    .load(conn)
+    .await
+}
+
+/// The given seats (of any schedule), for reservations.
+pub async fn seats_by_ids(conn: &mut AsyncPgConnection, ids: &[i64]) -> diesel::QueryResult<Vec<SeatRow>> {
+    diesel::sql_query(
+        "SELECT s.id, s.schedule_id, s.section, s.row_label, s.number, s.status, g.name AS grade, g.price
+         FROM seats s JOIN seat_grades g ON g.id = s.grade_id
+         WHERE s.id = ANY($1)
+         ORDER BY s.id",
+    )
+    .bind::<Array<BigInt>, _>(ids)
+    .load(conn)
+    .await
+}
+
+#[derive(QueryableByName, Clone, Debug)]
+pub struct GradeCount {
+    #[diesel(sql_type = BigInt)]
+    pub schedule_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub grade_id: i64,
+    #[diesel(sql_type = Text)]
+    pub name: String,
+    #[diesel(sql_type = BigInt)]
+    pub price: i64,
+    #[diesel(sql_type = Text)]
+    pub color: String,
+    #[diesel(sql_type = BigInt)]
+    pub total: i64,
+    #[diesel(sql_type = BigInt)]
+    pub available: i64,
+    #[diesel(sql_type = BigInt)]
+    pub held: i64,
+    #[diesel(sql_type = BigInt)]
+    pub sold: i64,
+}
+
+/// Per grade: seats in total, available, held and sold, for several schedules at once.
+pub async fn availability(
+    conn: &mut AsyncPgConnection,
+    schedule_ids: &[i64],
+) -> diesel::QueryResult<Vec<GradeCount>> {
+    diesel::sql_query(
+        "SELECT g.schedule_id, g.id AS grade_id, g.name, g.price, g.color,
+                count(s.id) AS total,
+                count(s.id) FILTER (WHERE s.status = 'available') AS available,
+                count(s.id) FILTER (WHERE s.status = 'held') AS held,
+                count(s.id) FILTER (WHERE s.status = 'sold') AS sold
+         FROM seat_grades g LEFT JOIN seats s ON s.grade_id = g.id
+         WHERE g.schedule_id = ANY($1)
+         GROUP BY g.schedule_id, g.id
+         ORDER BY g.schedule_id, g.position",
+    )
+    .bind::<Array<BigInt>, _>(schedule_ids)
+    .load(conn)
+    .await
+}
+
+pub async fn has_reservations(conn: &mut AsyncPgConnection, schedule_id: i64) -> diesel::QueryResult<bool> {
+    #[derive(QueryableByName)]
+    struct E {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        e: bool,
+    }
+    let row: E = diesel::sql_query("SELECT EXISTS (SELECT 1 FROM reservations WHERE schedule_id = $1) AS e")
+        .bind::<BigInt, _>(schedule_id)
+        .get_result(conn)
+        .await?;
+    Ok(row.e)
+}
