@@ -409,3 +409,160 @@ impl TcpProxy {
         self.up.send_replace(true);
     }
 }
+
+/// A layout of `rows` rows of `per_row` seats in one section, grades cycling VIP/R/S/A.
+pub fn layout(rows: usize, per_row: i32) -> Value {
+    let grades = ["VIP", "R", "S", "A"];
+    json!({
+        "grades": [
+            { "name": "VIP", "price": 150, "color": "#FF0000" },
+            { "name": "R", "price": 100, "color": "#00FF00" },
+            { "name": "S", "price": 70, "color": "#0000FF" },
+            { "name": "A", "price": 50, "color": "#FFFF00" },
+        ],
+        "sections": [{
+            "name": "Floor",
+            "rows": (0..rows).map(|r| json!({ "label": format!("R{r}"), "seats": per_row, "grade": grades[r % 4] })).collect::<Vec<_>>(),
+        }],
+    })
+}
+
+pub struct Show {
+    pub host: Session,
+    pub concert_id: String,
+    pub schedule_id: String,
+    /// Seat ids in layout order.
+    pub seats: Vec<String>,
+}
+
+pub const CREATE_CONCERT: &str = "mutation($i: ConcertInput!) { createConcert(input: $i) { id status } }";
+pub const ADD_SCHEDULE: &str = "mutation($c: ID!, $i: ScheduleInput!) { addSchedule(concertId: $c, input: $i) { id } }";
+pub const GENERATE: &str = "mutation($s: ID!, $l: SeatLayoutInput!) { generateSeats(scheduleId: $s, layout: $l) { id capacity } }";
+
+/// Schedule input with sales open now, the show in two days.
+pub fn schedule_input(per_user_limit: i32) -> Value {
+    let now = chrono::Utc::now();
+    json!({
+        "startsAt": (now + chrono::Duration::days(2)).to_rfc3339(),
+        "salesOpenAt": (now - chrono::Duration::minutes(1)).to_rfc3339(),
+        "salesCloseAt": (now + chrono::Duration::days(1)).to_rfc3339(),
+        "perUserLimit": per_user_limit,
+    })
+}
+
+impl TestApp {
+    /// Fails the test with the body if it has errors; returns `data`.
+    pub async fn ok(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let body = self.gql(token, query, variables).await;
+        assert!(body["errors"].is_null(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// A published concert by a new host with one schedule on sale and the given layout.
+    pub async fn show(&self, layout: Value, per_user_limit: i32) -> Show {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let host = self.user_with_role(&format!("host{n}@example.com"), "host").await;
+        let t = Some(host.access.as_str());
+        let concert = self
+            .ok(
+                t,
+                CREATE_CONCERT,
+                json!({ "i": { "title": "Night Show", "artist": "The Band", "venue": "Arena", "category": "pop" } }),
+            )
+            .await;
+        let concert_id = concert["createConcert"]["id"].as_str().unwrap().to_owned();
+        let schedule = self
+            .ok(t, ADD_SCHEDULE, json!({ "c": concert_id, "i": schedule_input(per_user_limit) }))
+            .await;
+        let schedule_id = schedule["addSchedule"]["id"].as_str().unwrap().to_owned();
+        self.ok(t, GENERATE, json!({ "s": schedule_id, "l": layout })).await;
+        self.ok(t, "mutation($c: ID!) { publishConcert(id: $c) { id } }", json!({ "c": concert_id }))
+            .await;
+        let seats = self
+            .ok(None, "query($s: ID!) { schedule(id: $s) { seats { id } } }", json!({ "s": schedule_id }))
+            .await;
+        let seats = seats["schedule"]["seats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect();
+        Show {
+            host,
+            concert_id,
+            schedule_id,
+            seats,
+        }
+    }
+
+    /// Runs a read-only SQL query returning one bigint (`n`), for invariant checks.
+    pub async fn count(&self, sql: &str) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = self.state.db.get().await.unwrap();
+        let row: N = diesel::sql_query(sql).get_result(&mut *conn).await.unwrap();
+        row.n
+    }
+
+    /// Asserts I1-I4 over the whole database.
+    pub async fn assert_invariants(&self) {
+        // I1: a seat belongs to at most one live reservation, and a live reservation's
+        // seats point back at it.
+        assert_eq!(
+            self.count(
+                "SELECT count(*) AS n FROM (SELECT rs.seat_id FROM reservation_seats rs
+                 JOIN reservations r ON r.id = rs.reservation_id
+                 WHERE r.status IN ('held','confirmed') GROUP BY rs.seat_id HAVING count(*) > 1) x"
+            )
+            .await,
+            0,
+            "a seat in two live reservations"
+        );
+        assert_eq!(
+            self.count(
+                "SELECT count(*) AS n FROM reservation_seats rs JOIN reservations r ON r.id = rs.reservation_id
+                 JOIN seats s ON s.id = rs.seat_id
+                 WHERE r.status IN ('held','confirmed') AND s.reservation_id IS DISTINCT FROM r.id"
+            )
+            .await,
+            0,
+            "a live reservation's seat is not marked as its"
+        );
+        // I2: booking count = held + sold seats, within capacity.
+        assert_eq!(
+            self.count(
+                "SELECT count(*) AS n FROM schedules sc WHERE sc.booked_count <>
+                 (SELECT count(*) FROM seats s WHERE s.schedule_id = sc.id AND s.status <> 'available')
+                 OR sc.booked_count > sc.capacity"
+            )
+            .await,
+            0,
+            "a booking count drifted from its seats"
+        );
+        // I3: balance = sum of ledger, never negative.
+        assert_eq!(
+            self.count(
+                "SELECT count(*) AS n FROM users u WHERE u.points < 0 OR u.points <>
+                 coalesce((SELECT sum(amount) FROM point_ledger l WHERE l.user_id = u.id), 0)"
+            )
+            .await,
+            0,
+            "a balance differs from its ledger"
+        );
+        // I4: per-user limit.
+        assert_eq!(
+            self.count(
+                "SELECT count(*) AS n FROM (SELECT r.schedule_id, r.user_id FROM reservations r
+                 JOIN schedules sc ON sc.id = r.schedule_id WHERE r.status IN ('held','confirmed')
+                 GROUP BY r.schedule_id, r.user_id, sc.per_user_limit
+                 HAVING sum(r.seat_count) > sc.per_user_limit) x"
+            )
+            .await,
+            0,
+            "a user holds more than the per-user limit"
+        );
+    }
+}

@@ -3,9 +3,14 @@
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "a test fails loudly")]
 
 mod auth;
+mod booking;
 mod common;
+mod concerts;
 mod http;
+mod live;
+mod points;
 mod roles;
 mod schema;
+mod search;
 mod startup;
 mod websocket;

@@ -1,0 +1,1 @@
+//! Holds, payment, cancellation, expiry and the invariants under contention (C9, I1-I7).

@@ -1,0 +1,1 @@
+//! Concerts, schedules and layouts (C3, C5) over the API.

@@ -1,0 +1,1 @@
+//! Live subscriptions across instances (C11, C14).

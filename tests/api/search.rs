@@ -1,0 +1,1 @@
+//! Search (C4) and the seat map (C6).
