@@ -436,8 +436,10 @@ pub struct Show {
 }
 
 pub const CREATE_CONCERT: &str = "mutation($i: ConcertInput!) { createConcert(input: $i) { id status } }";
-pub const ADD_SCHEDULE: &str = "mutation($c: ID!, $i: ScheduleInput!) { addSchedule(concertId: $c, input: $i) { id } }";
-pub const GENERATE: &str = "mutation($s: ID!, $l: SeatLayoutInput!) { generateSeats(scheduleId: $s, layout: $l) { id capacity } }";
+pub const ADD_SCHEDULE: &str =
+    "mutation($c: ID!, $i: ScheduleInput!) { addSchedule(concertId: $c, input: $i) { id } }";
+pub const GENERATE: &str =
+    "mutation($s: ID!, $l: SeatLayoutInput!) { generateSeats(scheduleId: $s, layout: $l) { id capacity } }";
 
 /// Schedule input with sales open now, the show in two days.
 pub fn schedule_input(per_user_limit: i32) -> Value {
@@ -472,14 +474,27 @@ impl TestApp {
             .await;
         let concert_id = concert["createConcert"]["id"].as_str().unwrap().to_owned();
         let schedule = self
-            .ok(t, ADD_SCHEDULE, json!({ "c": concert_id, "i": schedule_input(per_user_limit) }))
+            .ok(
+                t,
+                ADD_SCHEDULE,
+                json!({ "c": concert_id, "i": schedule_input(per_user_limit) }),
+            )
             .await;
         let schedule_id = schedule["addSchedule"]["id"].as_str().unwrap().to_owned();
-        self.ok(t, GENERATE, json!({ "s": schedule_id, "l": layout })).await;
-        self.ok(t, "mutation($c: ID!) { publishConcert(id: $c) { id } }", json!({ "c": concert_id }))
+        self.ok(t, GENERATE, json!({ "s": schedule_id, "l": layout }))
             .await;
+        self.ok(
+            t,
+            "mutation($c: ID!) { publishConcert(id: $c) { id } }",
+            json!({ "c": concert_id }),
+        )
+        .await;
         let seats = self
-            .ok(None, "query($s: ID!) { schedule(id: $s) { seats { id } } }", json!({ "s": schedule_id }))
+            .ok(
+                None,
+                "query($s: ID!) { schedule(id: $s) { seats { id } } }",
+                json!({ "s": schedule_id }),
+            )
             .await;
         let seats = seats["schedule"]["seats"]
             .as_array()
@@ -509,60 +524,50 @@ impl TestApp {
 
     /// Asserts I1-I4 over the whole database.
     pub async fn assert_invariants(&self) {
-        // I1: a seat belongs to at most one live reservation, and a live reservation's
-        // seats point back at it.
-        assert_eq!(
-            self.count(
+        let v = self.invariant_violations().await;
+        assert!(v.is_empty(), "invariants violated: {v:?}");
+    }
+
+    /// Which of I1-I4 do not hold over the whole database.
+    pub async fn invariant_violations(&self) -> Vec<&'static str> {
+        let checks = [
+            (
+                "I1: a seat in two live reservations",
                 "SELECT count(*) AS n FROM (SELECT rs.seat_id FROM reservation_seats rs
                  JOIN reservations r ON r.id = rs.reservation_id
-                 WHERE r.status IN ('held','confirmed') GROUP BY rs.seat_id HAVING count(*) > 1) x"
-            )
-            .await,
-            0,
-            "a seat in two live reservations"
-        );
-        assert_eq!(
-            self.count(
+                 WHERE r.status IN ('held','confirmed') GROUP BY rs.seat_id HAVING count(*) > 1) x",
+            ),
+            (
+                "I1: a live reservation's seat is not marked as its",
                 "SELECT count(*) AS n FROM reservation_seats rs JOIN reservations r ON r.id = rs.reservation_id
                  JOIN seats s ON s.id = rs.seat_id
-                 WHERE r.status IN ('held','confirmed') AND s.reservation_id IS DISTINCT FROM r.id"
-            )
-            .await,
-            0,
-            "a live reservation's seat is not marked as its"
-        );
-        // I2: booking count = held + sold seats, within capacity.
-        assert_eq!(
-            self.count(
+                 WHERE r.status IN ('held','confirmed') AND s.reservation_id IS DISTINCT FROM r.id",
+            ),
+            (
+                "I2: a booking count differs from held + sold seats, or exceeds capacity",
                 "SELECT count(*) AS n FROM schedules sc WHERE sc.booked_count <>
                  (SELECT count(*) FROM seats s WHERE s.schedule_id = sc.id AND s.status <> 'available')
-                 OR sc.booked_count > sc.capacity"
-            )
-            .await,
-            0,
-            "a booking count drifted from its seats"
-        );
-        // I3: balance = sum of ledger, never negative.
-        assert_eq!(
-            self.count(
+                 OR sc.booked_count > sc.capacity",
+            ),
+            (
+                "I3: a balance differs from its ledger or is negative",
                 "SELECT count(*) AS n FROM users u WHERE u.points < 0 OR u.points <>
-                 coalesce((SELECT sum(amount) FROM point_ledger l WHERE l.user_id = u.id), 0)"
-            )
-            .await,
-            0,
-            "a balance differs from its ledger"
-        );
-        // I4: per-user limit.
-        assert_eq!(
-            self.count(
+                 coalesce((SELECT sum(amount) FROM point_ledger l WHERE l.user_id = u.id), 0)",
+            ),
+            (
+                "I4: a user holds more than the per-user limit",
                 "SELECT count(*) AS n FROM (SELECT r.schedule_id, r.user_id FROM reservations r
                  JOIN schedules sc ON sc.id = r.schedule_id WHERE r.status IN ('held','confirmed')
                  GROUP BY r.schedule_id, r.user_id, sc.per_user_limit
-                 HAVING sum(r.seat_count) > sc.per_user_limit) x"
-            )
-            .await,
-            0,
-            "a user holds more than the per-user limit"
-        );
+                 HAVING sum(r.seat_count) > sc.per_user_limit) x",
+            ),
+        ];
+        let mut violations = Vec::new();
+        for (name, sql) in checks {
+            if self.count(sql).await > 0 {
+                violations.push(name);
+            }
+        }
+        violations
     }
 }
