@@ -149,6 +149,8 @@ async fn exec(conn: &mut AsyncPgConnection, sql: &str) {
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    /// Whether dropping this handle drops the database (a second instance's handle does not).
+    owned: bool,
 }
 
 impl TestDb {
@@ -164,6 +166,7 @@ impl TestDb {
         Self {
             url: format!("{PG}/{name}"),
             name,
+            owned: true,
         }
     }
 
@@ -177,12 +180,25 @@ impl TestDb {
         Self {
             url: format!("{PG}/{name}"),
             name,
+            owned: true,
+        }
+    }
+
+    /// Another handle on the same database that does not drop it.
+    pub fn shared(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            owned: false,
         }
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let name = self.name.clone();
         // Drop runs inside the test's runtime; do the async work on a thread of its own.
         let _ = std::thread::spawn(move || {
@@ -263,6 +279,14 @@ impl TestApp {
             stop: Some(stop),
             db,
         }
+    }
+
+    /// A second server on the same database and Redis prefix: another instance of the
+    /// same deployment.
+    pub async fn second_instance(&self, overrides: &[(&str, &str)]) -> TestApp {
+        let db = self.db.shared();
+        let state = AppState::connect(test_config(&db, overrides)).await.unwrap();
+        Self::serve(db, state).await
     }
 
     pub fn url(&self, path: &str) -> String {

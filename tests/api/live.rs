@@ -1,1 +1,266 @@
-//! Live subscriptions across instances (C11, C14).
+//! Live subscriptions across instances (C11, C14), over real WebSocket connections.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::{
+    common::{Show, TcpProxy, TestApp, layout, test_config},
+    websocket::{Ws, connect, init, recv, send},
+};
+
+const SEAT_CHANGES: &str = "subscription($s: ID!) { seatChanges(scheduleId: $s) { scheduleId version resync seats { id status } availability { grade total available held sold } } }";
+const RESERVE: &str = "mutation($i: ReserveSeatsInput!) { reserveSeats(input: $i) { id } }";
+
+async fn subscribe(app: &TestApp, schedule_id: &str) -> Ws {
+    let mut ws = connect(app, "graphql-transport-ws").await;
+    assert_eq!(init(&mut ws, None).await["type"], "connection_ack");
+    send(&mut ws, json!({ "id": "s", "type": "subscribe", "payload": { "query": SEAT_CHANGES, "variables": { "s": schedule_id } } })).await;
+    ws
+}
+
+/// The next seatChanges payload.
+async fn event(ws: &mut Ws) -> Value {
+    let msg = recv(ws).await;
+    assert_eq!(msg["type"], "next", "{msg}");
+    msg["payload"]["data"]["seatChanges"].clone()
+}
+
+async fn hold(app: &TestApp, show: &Show, who: &str, seat: usize) {
+    let fan = app.sign_up(who).await;
+    app.ok(
+        Some(&fan.access),
+        RESERVE,
+        json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[seat]] } }),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hold_on_one_instance_reaches_a_subscriber_on_another() {
+    let a = TestApp::spawn().await;
+    let b = a.second_instance(&[]).await;
+    let show = a.show(layout(2, 5), 4).await;
+    let mut ws = subscribe(&b, &show.schedule_id).await;
+    let first = event(&mut ws).await;
+    assert_eq!(first["seats"], json!([]), "the first event is the current state");
+    let v0 = first["version"].as_i64().unwrap();
+    let vip = first["availability"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["grade"] == "VIP")
+        .unwrap()
+        .clone();
+    assert_eq!(vip["available"], 5);
+
+    hold(&a, &show, "fan@example.com", 0).await;
+    let next = event(&mut ws).await;
+    assert_eq!(next["seats"], json!([{ "id": show.seats[0], "status": "HELD" }]));
+    assert!(next["version"].as_i64().unwrap() > v0);
+    assert_eq!(next["resync"], false);
+    let vip = next["availability"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["grade"] == "VIP")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (vip["available"].as_i64(), vip["held"].as_i64()),
+        (Some(4), Some(1))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_rapid_changes_are_coalesced_and_exact() {
+    let app = TestApp::spawn().await;
+    let show = app.show(layout(10, 100), 4).await;
+    let mut ws = subscribe(&app, &show.schedule_id).await;
+    let v0 = event(&mut ws).await["version"].as_i64().unwrap();
+    let schedule: i64 = show.schedule_id.parse().unwrap();
+    // 1,000 users each holding one seat, as fast as the server takes them.
+    let users = {
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            id: i64,
+        }
+        let mut conn = app.state.db.get().await.unwrap();
+        let rows: Vec<Id> = diesel::sql_query(
+            "INSERT INTO users (email, password_hash, display_name)
+             SELECT 'x' || g || '@example.com', 'x', 'x' FROM generate_series(1, 1000) g RETURNING id",
+        )
+        .load(&mut *conn)
+        .await
+        .unwrap();
+        rows.into_iter().map(|r| r.id).collect::<Vec<_>>()
+    };
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = users
+        .into_iter()
+        .enumerate()
+        .map(|(i, user_id)| {
+            let state = app.state.clone();
+            let seat: i64 = show.seats[i].parse().unwrap();
+            tokio::spawn(async move {
+                boxoffice::booking::batcher::submit(
+                    &state,
+                    schedule,
+                    boxoffice::booking::reserve::ReserveRequest {
+                        user_id,
+                        seat_ids: vec![seat],
+                        idempotency_key: None,
+                    },
+                )
+                .await
+                .unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let final_version = app
+        .count(&format!(
+            "SELECT version AS n FROM schedules WHERE id = {schedule}"
+        ))
+        .await;
+    let mut held = std::collections::HashSet::new();
+    let mut events = 0;
+    let mut version = v0;
+    while version < final_version {
+        let e = event(&mut ws).await;
+        events += 1;
+        let v = e["version"].as_i64().unwrap();
+        assert!(v > version, "versions only grow");
+        version = v;
+        for s in e["seats"].as_array().unwrap() {
+            assert_eq!(s["status"], "HELD");
+            held.insert(s["id"].as_str().unwrap().to_owned());
+        }
+        let total_held: i64 = e["availability"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["held"].as_i64().unwrap())
+            .sum();
+        assert!(
+            total_held as usize >= held.len(),
+            "counts are never older than the seats in the event"
+        );
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(held.len(), 1000, "every change arrived");
+    // At most ~10 a second (one window of slack), far fewer than the 1,000 changes.
+    let bound = (elapsed.as_secs_f64() * 10.0).ceil() as usize + 2;
+    assert!(events <= bound, "{events} events in {elapsed:?}");
+    println!("1,000 holds in {elapsed:?} arrived in {events} events");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_redis_subscription_per_topic_per_instance() {
+    let app = TestApp::spawn().await;
+    let show = app.show(layout(1, 5), 4).await;
+    let mut sockets = Vec::new();
+    for _ in 0..20 {
+        let mut ws = subscribe(&app, &show.schedule_id).await;
+        event(&mut ws).await;
+        sockets.push(ws);
+    }
+    let channel = format!("t:{}:live:seats:{}", app.db.name, show.schedule_id);
+    let mut redis = redis::Client::open(crate::common::REDIS)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let numsub: (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(&channel)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(numsub.1, 1, "20 local subscribers, one Redis subscription");
+    assert_eq!(app.state.live.hub.topic_count(), 1);
+
+    drop(sockets);
+    let mut gone = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let numsub: (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&channel)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        if numsub.1 == 0 && app.state.live.hub.topic_count() == 0 {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the Redis subscription ends with the last local subscriber");
+}
+
+#[tokio::test]
+async fn unknown_and_draft_schedules_cannot_be_watched() {
+    let app = TestApp::spawn().await;
+    let mut ws = connect(&app, "graphql-transport-ws").await;
+    init(&mut ws, None).await;
+    send(&mut ws, json!({ "id": "1", "type": "subscribe", "payload": { "query": SEAT_CHANGES, "variables": { "s": "999999" } } })).await;
+    let msg = recv(&mut ws).await;
+    let errors = if msg["type"] == "error" {
+        msg["payload"].clone()
+    } else {
+        msg["payload"]["errors"].clone()
+    };
+    assert_eq!(errors[0]["extensions"]["code"], "NOT_FOUND", "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_outage_resyncs_subscribers_and_queries_keep_working() {
+    let proxy = TcpProxy::start("127.0.0.1:6379").await;
+    let redis_url = format!("redis://{}", proxy.addr);
+    let db = crate::common::TestDb::new().await;
+    let state = boxoffice::state::AppState::connect(test_config(&db, &[("REDIS_URL", &redis_url)]))
+        .await
+        .unwrap();
+    let app = TestApp::serve(db, state).await;
+    let show = app.show(layout(1, 10), 4).await;
+    let mut ws = subscribe(&app, &show.schedule_id).await;
+    event(&mut ws).await;
+    hold(&app, &show, "before@example.com", 0).await;
+    assert_eq!(event(&mut ws).await["seats"][0]["status"], "HELD");
+
+    proxy.cut();
+    // PostgreSQL-backed work goes on while Redis is away.
+    hold(&app, &show, "during@example.com", 1).await;
+    let map = app
+        .ok(
+            None,
+            "query($s: ID!) { schedule(id: $s) { bookedCount } }",
+            json!({ "s": show.schedule_id }),
+        )
+        .await;
+    assert_eq!(map["schedule"]["bookedCount"], 2);
+    proxy.restore();
+
+    // The subscription survives and says that changes may have been missed.
+    let resync = event(&mut ws).await;
+    assert_eq!(resync["resync"], true, "{resync}");
+    // And live updates flow again.
+    let mut delivered = false;
+    for i in 2..8 {
+        hold(&app, &show, &format!("after{i}@example.com"), i).await;
+        let e = tokio::time::timeout(Duration::from_secs(3), event(&mut ws)).await;
+        if let Ok(e) = e
+            && e["seats"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["id"] == show.seats[i]))
+        {
+            delivered = true;
+            break;
+        }
+    }
+    assert!(delivered, "updates resume after the outage");
+}
