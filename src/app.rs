@@ -26,6 +26,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     crate::booking::sweeper::spawn(state.clone(), state.config.hold_sweep_interval, stop_rx.clone());
+    crate::queue::gate::spawn(state.clone(), stop_rx.clone());
+    crate::orders::worker::spawn(state.clone(), stop_rx.clone());
     let schema = graphql::build(state.clone());
     let router = http::router(state, schema, stop_rx);
     axum::serve(

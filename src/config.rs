@@ -19,6 +19,10 @@
 //! | `GRAPHQL_PLAYGROUND` | `true` | serve GraphiQL at `/playground` and on browser GETs of `/graphql` |
 //! | `GRAPHQL_INTROSPECTION` | `true` | allow introspection queries |
 //! | `HOLD_SWEEP_INTERVAL_MS` | `1000` | how often expired holds are released |
+//! | `QUEUE_ABANDON_SECONDS` | `30` | a waiting user silent this long (no poll, no subscription) drops out |
+//! | `ORDER_WORKERS` | `2` | order stream consumers per instance (0: this instance takes no orders) |
+//! | `ORDER_CLAIM_IDLE_MS` | `30000` | an order unacknowledged this long is taken over by another worker |
+//! | `ORDER_RESULT_TTL_SECONDS` | `86400` | how long order outcomes stay readable |
 //! | `LOG_FORMAT` | `text` | `text` or `json` |
 //! | `RUST_LOG` | `info` | tracing filter |
 
@@ -54,6 +58,10 @@ pub struct Config {
     pub playground: bool,
     pub introspection: bool,
     pub hold_sweep_interval: Duration,
+    pub queue_abandon: Duration,
+    pub order_workers: u32,
+    pub order_claim_idle: Duration,
+    pub order_result_ttl: Duration,
     pub log_json: bool,
 }
 
@@ -120,6 +128,10 @@ impl Config {
             playground: parse(&get, "GRAPHQL_PLAYGROUND", Some(true))?,
             introspection: parse(&get, "GRAPHQL_INTROSPECTION", Some(true))?,
             hold_sweep_interval: Duration::from_millis(parse(&get, "HOLD_SWEEP_INTERVAL_MS", Some(1000))?),
+            queue_abandon: Duration::from_secs(parse(&get, "QUEUE_ABANDON_SECONDS", Some(30))?),
+            order_workers: parse(&get, "ORDER_WORKERS", Some(2))?,
+            order_claim_idle: Duration::from_millis(parse(&get, "ORDER_CLAIM_IDLE_MS", Some(30_000))?),
+            order_result_ttl: Duration::from_secs(parse(&get, "ORDER_RESULT_TTL_SECONDS", Some(86_400))?),
             log_json: match get("LOG_FORMAT").as_deref() {
                 None | Some("text") => false,
                 Some("json") => true,
@@ -130,6 +142,15 @@ impl Config {
         };
         if config.database_pool_size == 0 {
             return Err(err("DATABASE_POOL_SIZE", "must be at least 1"));
+        }
+        if config.queue_abandon.is_zero() {
+            return Err(err("QUEUE_ABANDON_SECONDS", "must be positive"));
+        }
+        if config.order_claim_idle.as_millis() < 100 {
+            return Err(err("ORDER_CLAIM_IDLE_MS", "must be at least 100"));
+        }
+        if config.order_result_ttl.is_zero() {
+            return Err(err("ORDER_RESULT_TTL_SECONDS", "must be positive"));
         }
         if config.hold_sweep_interval.is_zero() {
             return Err(err("HOLD_SWEEP_INTERVAL_MS", "must be positive"));

@@ -4,7 +4,7 @@ use async_graphql::{
     MergedObject, MergedSubscription, Request, Schema, SchemaBuilder, dataloader::DataLoader,
 };
 
-use crate::{admin, auth, booking, concerts, live, points, seats, state::AppState};
+use crate::{admin, auth, booking, concerts, live, orders, points, queue, seats, state::AppState};
 
 #[derive(MergedObject, Default)]
 pub struct Query(
@@ -13,6 +13,8 @@ pub struct Query(
     concerts::graphql::ConcertsQuery,
     booking::graphql::BookingQuery,
     points::graphql::PointsQuery,
+    queue::graphql::QueueQuery,
+    orders::graphql::OrdersQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -23,10 +25,16 @@ pub struct Mutation(
     seats::graphql::SeatsMutation,
     booking::graphql::BookingMutation,
     points::graphql::PointsMutation,
+    queue::graphql::QueueMutation,
+    orders::graphql::OrdersMutation,
 );
 
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(live::graphql::LiveSubscription);
+pub struct Subscription(
+    live::graphql::LiveSubscription,
+    queue::graphql::QueueSubscription,
+    orders::graphql::OrdersSubscription,
+);
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 

@@ -4,7 +4,8 @@
 //! `auth` (accounts, tokens, roles, guards), `admin` (users, roles, audit log), `concerts`
 //! (concerts, schedules, search), `seats` (layouts, seat map), `booking` (holds, payment,
 //! cancellation, expiry: the lock order lives there), `points` (balance and ledger), `live`
-//! (subscriptions across instances). The shared pieces are few: `error` (the one error
+//! (subscriptions across instances), `queue` (the waiting queue and its gate), `orders`
+//! (asynchronous orders through a Redis stream). The shared pieces are few: `error` (the one error
 //! type), `config`, `db` (pool and migrations), `kv` (Redis), `state`, `graphql` (the merged
 //! schema), `http` (routes), `app` (start-up).
 
@@ -21,8 +22,10 @@ pub mod http;
 pub mod ids;
 pub mod kv;
 pub mod live;
+pub mod orders;
 pub mod pagination;
 pub mod points;
+pub mod queue;
 pub mod schema;
 pub mod seats;
 pub mod state;

@@ -13,6 +13,7 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     pub live: live::Live,
     pub batcher: Arc<Batcher>,
+    pub queue_flags: Arc<crate::queue::QueueFlags>,
 }
 
 impl AppState {
@@ -28,6 +29,7 @@ impl AppState {
             jwt,
             live: live::Live::new(hub),
             batcher: Arc::default(),
+            queue_flags: Arc::default(),
         })
     }
 }

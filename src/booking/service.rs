@@ -38,12 +38,13 @@ pub fn request(user_id: i64, seat_ids: &[i64], idempotency_key: Option<&str>) ->
     })
 }
 
-/// Holds seats through the schedule's batch (group commit).
+/// Holds seats through the schedule's batch (group commit), after the queue check.
 pub async fn reserve(
     state: &AppState,
     schedule_id: i64,
     request: ReserveRequest,
 ) -> AppResult<ReservationRow> {
+    crate::queue::ensure_admitted(state, schedule_id, request.user_id).await?;
     batcher::submit(state, schedule_id, request).await
 }
 

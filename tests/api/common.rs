@@ -534,6 +534,42 @@ impl TestApp {
         }
     }
 
+    /// `n` users made in one INSERT, with access tokens minted by the server's keys (no
+    /// argon2 per user: set-up for load, not the sign-up under test).
+    pub async fn bulk_users(&self, n: usize) -> Vec<Session> {
+        #[derive(diesel::QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            id: i64,
+        }
+        let mut conn = self.state.db.get().await.unwrap();
+        let tag = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let rows: Vec<Id> = diesel::sql_query(format!(
+            "INSERT INTO users (email, password_hash, display_name)
+             SELECT 'bulk{tag}-' || g || '@example.com', 'x', 'fan ' || g FROM generate_series(1, {n}) g
+             RETURNING id"
+        ))
+        .load(&mut *conn)
+        .await
+        .unwrap();
+        rows.into_iter()
+            .map(|r| Session {
+                id: r.id,
+                access: self.state.jwt.issue(r.id, boxoffice::auth::Role::User).unwrap().0,
+                refresh: String::new(),
+            })
+            .collect()
+    }
+
+    /// A connection to the test's Redis.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(REDIS)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
     /// Runs a read-only SQL query returning one bigint (`n`), for invariant checks.
     pub async fn count(&self, sql: &str) -> i64 {
         #[derive(diesel::QueryableByName)]

@@ -1,0 +1,203 @@
+//! GraphQL face of orders: `placeOrder`, `order(jobId)`, `orderResult(jobId)`.
+
+use std::time::Duration;
+
+use async_graphql::{Context, Object, SimpleObject, Subscription};
+use futures_util::Stream;
+
+use super::jobs::{self, Job, JobStatus, Order};
+use crate::{
+    auth::{Role, RoleGuard, state, viewer},
+    booking::{
+        graphql::{Reservation, ReserveSeatsInput},
+        store as booking_store,
+    },
+    error::{AppError, AppResult, ErrorCode},
+    live::Event,
+    state::AppState,
+};
+
+#[derive(SimpleObject)]
+pub struct OrderTicket {
+    /// Follow it with `orderResult(jobId)` or poll `order(jobId)`.
+    pub job_id: String,
+}
+
+/// Where an order stands; once DONE it has the reservation, once FAILED the error code.
+#[derive(SimpleObject, Clone)]
+#[graphql(complex)]
+pub struct OrderResult {
+    pub job_id: String,
+    pub status: JobStatus,
+    pub error_code: Option<ErrorCode>,
+    pub error_message: Option<String>,
+    #[graphql(skip)]
+    pub reservation_id: Option<i64>,
+}
+
+#[async_graphql::ComplexObject]
+impl OrderResult {
+    async fn reservation(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Reservation>> {
+        let Some(id) = self.reservation_id else {
+            return Ok(None);
+        };
+        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
+        Ok(booking_store::reservation(&mut conn, id)
+            .await
+            .map_err(AppError::from)?
+            .map(Reservation))
+    }
+}
+
+impl From<Job> for OrderResult {
+    fn from(j: Job) -> Self {
+        Self {
+            job_id: j.job_id,
+            status: j.status,
+            error_code: j.error_code,
+            error_message: j.error_message,
+            reservation_id: j.reservation_id,
+        }
+    }
+}
+
+/// The job if it is `user_id`'s; someone else's is NOT_FOUND as if it did not exist.
+async fn own_job(state: &AppState, user_id: i64, job_id: &str) -> AppResult<Job> {
+    jobs::job(&state.kv, job_id)
+        .await?
+        .filter(|j| j.user_id == user_id)
+        .ok_or(AppError::NotFound("order"))
+}
+
+fn validate_job_id(job_id: &str) -> AppResult<()> {
+    uuid::Uuid::parse_str(job_id)
+        .map(drop)
+        .map_err(|_| AppError::bad_input("jobId", "is not a job id"))
+}
+
+#[derive(Default)]
+pub struct OrdersQuery;
+
+#[Object]
+impl OrdersQuery {
+    /// An order's state: QUEUED, PROCESSING, DONE (with the reservation) or FAILED (with
+    /// the error code). Kept for ORDER_RESULT_TTL_SECONDS.
+    #[graphql(guard = "RoleGuard(Role::User)")]
+    async fn order(&self, ctx: &Context<'_>, job_id: String) -> async_graphql::Result<OrderResult> {
+        validate_job_id(&job_id)?;
+        let user_id = viewer(ctx)?.user()?.id;
+        Ok(own_job(state(ctx)?, user_id, &job_id).await?.into())
+    }
+}
+
+#[derive(Default)]
+pub struct OrdersMutation;
+
+#[Object]
+impl OrdersMutation {
+    /// Like `reserveSeats`, but answers at once with a job id; the outcome comes through
+    /// `orderResult(jobId)` or `order(jobId)`. Bad input and a missing queue admission are
+    /// refused here; everything else (SEAT_UNAVAILABLE, SOLD_OUT, ...) is the outcome. The
+    /// same `idempotencyKey` answers the same job.
+    #[graphql(guard = "RoleGuard(Role::User)")]
+    async fn place_order(
+        &self,
+        ctx: &Context<'_>,
+        input: ReserveSeatsInput,
+    ) -> async_graphql::Result<OrderTicket> {
+        let user_id = viewer(ctx)?.user()?.id;
+        let (schedule_id, request) = input.parse(user_id)?;
+        let state = state(ctx)?;
+        crate::queue::ensure_admitted(state, schedule_id, user_id).await?;
+        let ttl = state.config.order_result_ttl.as_secs();
+        let job_id = uuid::Uuid::new_v4().to_string();
+        if let Some(key) = &request.idempotency_key
+            && let Some(existing) = jobs::claim_key(&state.kv, user_id, key, &job_id, ttl).await?
+        {
+            return Ok(OrderTicket { job_id: existing });
+        }
+        let order = Order {
+            job_id: job_id.clone(),
+            user_id,
+            schedule_id,
+            seat_ids: request.seat_ids,
+            key: request.idempotency_key,
+        };
+        jobs::enqueue(&state.kv, &order, ttl).await?;
+        metrics::counter!("orders_placed_total").increment(1);
+        Ok(OrderTicket { job_id })
+    }
+}
+
+#[derive(Default)]
+pub struct OrdersSubscription;
+
+#[Subscription]
+impl OrdersSubscription {
+    /// The order's state now, then each change, ending with DONE or FAILED. A result that
+    /// was ready before you subscribed comes at once. Only the order's owner may subscribe.
+    async fn order_result(
+        &self,
+        ctx: &Context<'_>,
+        job_id: String,
+    ) -> async_graphql::Result<impl Stream<Item = OrderResult> + use<>> {
+        validate_job_id(&job_id)?;
+        let user_id = viewer(ctx)?.user()?.id;
+        let state = state(ctx)?.clone();
+        // Listen first, then read: an outcome stored in between is in one or the other.
+        let sub = state.live.hub.subscribe(&jobs::topic(&job_id));
+        let current = own_job(&state, user_id, &job_id).await?;
+        Ok(futures_util::stream::unfold(
+            Follow {
+                state,
+                sub,
+                pending: Some(current),
+                last: None,
+            },
+            move |mut f| {
+                let job_id = job_id.clone();
+                async move {
+                    let job = f.next(&job_id).await?;
+                    Some((OrderResult::from(job), f))
+                }
+            },
+        ))
+    }
+}
+
+/// Following one job: its topic, what is still to send, and what was sent last.
+struct Follow {
+    state: AppState,
+    sub: crate::live::hub::Subscription,
+    pending: Option<Job>,
+    last: Option<JobStatus>,
+}
+
+impl Follow {
+    /// The next state to send; `None` once a final one was sent.
+    async fn next(&mut self, job_id: &str) -> Option<Job> {
+        if self.last.is_some_and(JobStatus::is_final) {
+            return None;
+        }
+        loop {
+            let job = match self.pending.take() {
+                Some(job) => Some(job),
+                // A missed message (lag, Redis outage) is made up for by reading the stored
+                // state again; so is a long silence.
+                None => match tokio::time::timeout(Duration::from_secs(5), self.sub.recv()).await {
+                    Ok(Some(Event::Message(payload))) => serde_json::from_str::<Job>(&payload).ok(),
+                    Ok(Some(Event::Resync)) | Err(_) => {
+                        jobs::job(&self.state.kv, job_id).await.ok().flatten()
+                    }
+                    Ok(None) => return None,
+                },
+            };
+            if let Some(job) = job
+                && self.last != Some(job.status)
+            {
+                self.last = Some(job.status);
+                return Some(job);
+            }
+        }
+    }
+}

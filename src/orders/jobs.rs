@@ -1,0 +1,213 @@
+//! The order stream and the job hashes in Redis.
+
+use std::collections::HashMap;
+
+use redis::AsyncCommands as _;
+use serde::{Deserialize, Serialize};
+
+use crate::{error::AppResult, error::ErrorCode, kv::Kv};
+
+pub const GROUP: &str = "workers";
+/// Entries kept in the stream (acknowledged ones are only history).
+const MAX_LEN: usize = 100_000;
+
+pub fn stream_key(kv: &Kv) -> String {
+    kv.key("orders")
+}
+
+fn job_key(kv: &Kv, job_id: &str) -> String {
+    kv.key(&format!("order:{job_id}"))
+}
+
+pub fn topic(job_id: &str) -> String {
+    format!("order:{job_id}")
+}
+
+#[derive(Clone, Copy, Debug, Eq, PartialEq, Serialize, Deserialize, async_graphql::Enum)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    Queued,
+    Processing,
+    Done,
+    Failed,
+}
+
+impl JobStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "QUEUED",
+            Self::Processing => "PROCESSING",
+            Self::Done => "DONE",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "PROCESSING" => Self::Processing,
+            "DONE" => Self::Done,
+            "FAILED" => Self::Failed,
+            _ => Self::Queued,
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Done | Self::Failed)
+    }
+}
+
+/// What an order asks for (the stream entry).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Order {
+    pub job_id: String,
+    pub user_id: i64,
+    pub schedule_id: i64,
+    pub seat_ids: Vec<i64>,
+    /// The client's key, if it sent one.
+    pub key: Option<String>,
+}
+
+impl Order {
+    /// The hold's idempotency key: the client's, or one made from the job id. Either way
+    /// the same on every attempt, so an order takes effect at most once.
+    pub fn idempotency_key(&self) -> String {
+        self.key
+            .clone()
+            .unwrap_or_else(|| format!("order:{}", self.job_id))
+    }
+}
+
+/// Where a job stands (the job hash), also what `order:{job}` publishes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub job_id: String,
+    pub user_id: i64,
+    pub status: JobStatus,
+    pub reservation_id: Option<i64>,
+    pub error_code: Option<ErrorCode>,
+    pub error_message: Option<String>,
+}
+
+/// Creates the consumer group (and the stream) if missing.
+pub async fn ensure_group(kv: &Kv) -> AppResult<()> {
+    let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(stream_key(kv))
+        .arg(GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut kv.conn())
+        .await;
+    match created {
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// Records the job, then appends the order: durable from here on.
+pub async fn enqueue(kv: &Kv, order: &Order, ttl_s: u64) -> AppResult<()> {
+    let key = job_key(kv, &order.job_id);
+    let payload = serde_json::to_string(order).map_err(crate::error::AppError::internal)?;
+    let () = redis::pipe()
+        .atomic()
+        .hset_multiple(
+            &key,
+            &[
+                ("status", JobStatus::Queued.as_str()),
+                ("user_id", &order.user_id.to_string()),
+            ],
+        )
+        .ignore()
+        .expire(&key, ttl_s as i64)
+        .ignore()
+        .cmd("XADD")
+        .arg(stream_key(kv))
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(MAX_LEN)
+        .arg("*")
+        .arg("order")
+        .arg(payload)
+        .ignore()
+        .query_async(&mut kv.conn())
+        .await?;
+    Ok(())
+}
+
+/// The job already made for this user's key, or `None` after claiming the key for `job_id`.
+pub async fn claim_key(
+    kv: &Kv,
+    user_id: i64,
+    key: &str,
+    job_id: &str,
+    ttl_s: u64,
+) -> AppResult<Option<String>> {
+    let k = kv.key(&format!("orderkey:{user_id}:{key}"));
+    let set: Option<String> = redis::cmd("SET")
+        .arg(&k)
+        .arg(job_id)
+        .arg("NX")
+        .arg("EX")
+        .arg(ttl_s)
+        .query_async(&mut kv.conn())
+        .await?;
+    if set.is_some() {
+        return Ok(None);
+    }
+    Ok(kv.conn().get(&k).await?)
+}
+
+pub async fn job(kv: &Kv, job_id: &str) -> AppResult<Option<Job>> {
+    let map: HashMap<String, String> = kv.conn().hgetall(job_key(kv, job_id)).await?;
+    if map.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Job {
+        job_id: job_id.to_owned(),
+        user_id: map
+            .get("user_id")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default(),
+        status: JobStatus::parse(map.get("status").map_or("", String::as_str)),
+        reservation_id: map.get("reservation_id").and_then(|v| v.parse().ok()),
+        error_code: map
+            .get("error_code")
+            .and_then(|v| serde_json::from_str(&format!("\"{v}\"")).ok()),
+        error_message: map.get("error_message").cloned(),
+    }))
+}
+
+pub async fn set_processing(kv: &Kv, job_id: &str) -> AppResult<()> {
+    let () = kv
+        .conn()
+        .hset(job_key(kv, job_id), "status", JobStatus::Processing.as_str())
+        .await?;
+    Ok(())
+}
+
+/// Stores the outcome (keeping the hash's expiry).
+pub async fn finish(kv: &Kv, job: &Job) -> AppResult<()> {
+    let key = job_key(kv, &job.job_id);
+    let mut fields: Vec<(&str, String)> = vec![("status", job.status.as_str().to_owned())];
+    if let Some(r) = job.reservation_id {
+        fields.push(("reservation_id", r.to_string()));
+    }
+    if let Some(code) = job.error_code {
+        fields.push(("error_code", code.as_str().to_owned()));
+    }
+    if let Some(m) = &job.error_message {
+        fields.push(("error_message", m.clone()));
+    }
+    let () = kv.conn().hset_multiple(key, &fields).await?;
+    Ok(())
+}
+
+pub async fn ack(kv: &Kv, entry_id: &str) -> AppResult<()> {
+    let () = redis::cmd("XACK")
+        .arg(stream_key(kv))
+        .arg(GROUP)
+        .arg(entry_id)
+        .query_async(&mut kv.conn())
+        .await?;
+    Ok(())
+}

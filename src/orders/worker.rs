@@ -1,0 +1,201 @@
+//! Order consumers and the reclaimer of orders whose worker died.
+
+use std::time::Duration;
+
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use tokio::sync::watch;
+
+use super::jobs::{self, GROUP, Job, JobStatus, Order};
+use crate::{
+    booking::{batcher, reserve::ReserveRequest},
+    error::{AppError, AppResult},
+    state::AppState,
+};
+
+/// Entries read per call: they go to the booking batcher together.
+const READ_COUNT: usize = 128;
+const BLOCK_MS: usize = 1000;
+
+pub fn spawn(state: AppState, stop: watch::Receiver<bool>) {
+    let consumer = format!("c-{}", uuid::Uuid::new_v4());
+    for _ in 0..state.config.order_workers {
+        tokio::spawn(consume(state.clone(), consumer.clone(), stop.clone()));
+    }
+    if state.config.order_workers > 0 {
+        tokio::spawn(reclaim(state, consumer, stop));
+    }
+}
+
+async fn consume(state: AppState, consumer: String, mut stop: watch::Receiver<bool>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        // A connection of its own: XREADGROUP blocks, and would stall the shared one.
+        // Its response timeout must outlast BLOCK.
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(5)));
+        let conn = state
+            .kv
+            .client()
+            .get_multiplexed_async_connection_with_config(&config)
+            .await;
+        let mut conn = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "order worker: Redis unavailable");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if let Err(e) = jobs::ensure_group(&state.kv).await {
+            tracing::warn!(error = %e, "order worker: creating the consumer group failed");
+            tokio::time::sleep(backoff).await;
+            continue;
+        }
+        backoff = Duration::from_millis(100);
+        let mut read_cmd = redis::cmd("XREADGROUP");
+        read_cmd
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(&consumer)
+            .arg("COUNT")
+            .arg(READ_COUNT)
+            .arg("BLOCK")
+            .arg(BLOCK_MS)
+            .arg("STREAMS")
+            .arg(jobs::stream_key(&state.kv))
+            .arg(">");
+        loop {
+            let read = tokio::select! {
+                r = read_cmd.query_async::<Option<StreamReadReply>>(&mut conn) => r,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            match read {
+                Ok(Some(reply)) => {
+                    let entries: Vec<StreamId> = reply.keys.into_iter().flat_map(|k| k.ids).collect();
+                    futures_util::future::join_all(entries.iter().map(|e| handle(&state, e))).await;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "order worker: reading the stream failed; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Claims entries another worker took but has not acknowledged for `ORDER_CLAIM_IDLE_MS`.
+async fn reclaim(state: AppState, consumer: String, mut stop: watch::Receiver<bool>) {
+    let idle_ms = state.config.order_claim_idle.as_millis() as u64;
+    let every = (state.config.order_claim_idle / 2).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let claimed: redis::RedisResult<StreamAutoClaimReply> = redis::cmd("XAUTOCLAIM")
+            .arg(jobs::stream_key(&state.kv))
+            .arg(GROUP)
+            .arg(&consumer)
+            .arg(idle_ms)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(READ_COUNT)
+            .query_async(&mut state.kv.conn())
+            .await;
+        match claimed {
+            Ok(reply) if !reply.claimed.is_empty() => {
+                tracing::info!(
+                    orders.claimed = reply.claimed.len(),
+                    "reclaimed orders of a silent worker"
+                );
+                metrics::counter!("orders_reclaimed_total").increment(reply.claimed.len() as u64);
+                futures_util::future::join_all(reply.claimed.iter().map(|e| handle(&state, e))).await;
+            }
+            Ok(_) => {}
+            Err(e) if e.code() == Some("NOGROUP") => {
+                let _ = jobs::ensure_group(&state.kv).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "order reclaim failed"),
+        }
+    }
+}
+
+async fn handle(state: &AppState, entry: &StreamId) {
+    let Some(order) = entry
+        .get::<String>("order")
+        .and_then(|raw| serde_json::from_str::<Order>(&raw).ok())
+    else {
+        tracing::error!(entry.id = %entry.id, "unreadable order entry; acknowledged and dropped");
+        let _ = jobs::ack(&state.kv, &entry.id).await;
+        return;
+    };
+    match process(state, &order).await {
+        Ok(()) => {
+            if let Err(e) = jobs::ack(&state.kv, &entry.id).await {
+                // Left pending: reclaimed later and answered from the stored outcome.
+                tracing::warn!(order.job = %order.job_id, error = %e, "acknowledging an order failed");
+            }
+        }
+        // Left pending on purpose: another attempt after the claim timeout.
+        Err(e) => tracing::warn!(order.job = %order.job_id, error = %e, "order not settled; will be retried"),
+    }
+}
+
+/// Applies an order once: a job already decided is only announced again.
+pub async fn process(state: &AppState, order: &Order) -> AppResult<()> {
+    if let Some(job) = jobs::job(&state.kv, &order.job_id).await?
+        && job.status.is_final()
+    {
+        announce(state, &job);
+        return Ok(());
+    }
+    jobs::set_processing(&state.kv, &order.job_id).await?;
+    let request = ReserveRequest {
+        user_id: order.user_id,
+        seat_ids: order.seat_ids.clone(),
+        idempotency_key: Some(order.idempotency_key()),
+    };
+    let outcome = batcher::submit(state, order.schedule_id, request).await;
+    let job = match outcome {
+        Ok(r) => Job {
+            job_id: order.job_id.clone(),
+            user_id: order.user_id,
+            status: JobStatus::Done,
+            reservation_id: Some(r.id),
+            error_code: None,
+            error_message: None,
+        },
+        // Transient: nothing was written; leave the order for another attempt.
+        Err(e @ AppError::Unavailable(_)) => return Err(e),
+        Err(e) => Job {
+            job_id: order.job_id.clone(),
+            user_id: order.user_id,
+            status: JobStatus::Failed,
+            reservation_id: None,
+            error_code: Some(e.code()),
+            error_message: Some(match &e {
+                AppError::Internal(_) => "internal error".to_owned(),
+                other => other.to_string(),
+            }),
+        },
+    };
+    jobs::finish(&state.kv, &job).await?;
+    announce(state, &job);
+    metrics::counter!("orders_settled_total", "status" => if job.status == JobStatus::Done { "done" } else { "failed" })
+        .increment(1);
+    Ok(())
+}
+
+fn announce(state: &AppState, job: &Job) {
+    match serde_json::to_string(job) {
+        Ok(payload) => state.live.hub.publish(&jobs::topic(&job.job_id), payload),
+        Err(e) => tracing::error!(error = %e, "serializing an order outcome"),
+    }
+}

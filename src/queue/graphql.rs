@@ -1,0 +1,177 @@
+//! GraphQL face of the queue: `enterQueue`, `queueStatus` (query and subscription).
+
+use std::time::Duration;
+
+use async_graphql::{Context, Enum, ID, Object, SimpleObject, Subscription};
+use chrono::{DateTime, Utc};
+use futures_util::Stream;
+
+use super::store::{self, Place};
+use crate::{
+    auth::{Role, RoleGuard, state, viewer},
+    concerts::store::ScheduleRow,
+    error::{AppError, AppResult},
+    ids,
+    state::AppState,
+};
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+pub enum QueueState {
+    /// Arrived before sales opened: placed in random order among the early at opening.
+    Early,
+    Waiting,
+    /// May reserve until `admissionExpiresAt`.
+    Admitted,
+    NotInQueue,
+}
+
+/// A place in a schedule's waiting queue.
+#[derive(SimpleObject, Clone, Debug, PartialEq)]
+pub struct QueueTicket {
+    pub schedule_id: ID,
+    pub state: QueueState,
+    /// 1 for the next to be admitted; null unless WAITING.
+    pub position: Option<i64>,
+    /// People ahead; null unless WAITING.
+    pub ahead: Option<i64>,
+    /// Rough wait until admission, from the admission rate (until opening when EARLY).
+    pub eta_seconds: Option<i64>,
+    pub admitted: bool,
+    pub admission_expires_at: Option<DateTime<Utc>>,
+}
+
+fn ticket(schedule: &ScheduleRow, place: Place) -> QueueTicket {
+    let rate = i64::from(schedule.admit_per_second.max(1));
+    let (state, position, ahead, eta, until) = match place {
+        Place::Early => {
+            let wait = (schedule.sales_open_at - Utc::now()).num_seconds().max(0);
+            (QueueState::Early, None, None, Some(wait), None)
+        }
+        Place::Waiting { ahead } => (
+            QueueState::Waiting,
+            Some(ahead + 1),
+            Some(ahead),
+            Some((ahead + 1 + rate - 1) / rate),
+            None,
+        ),
+        Place::Admitted { until } => (QueueState::Admitted, None, None, Some(0), Some(until)),
+        Place::Absent => (QueueState::NotInQueue, None, None, None, None),
+    };
+    QueueTicket {
+        schedule_id: ids::to_id(schedule.id),
+        state,
+        position,
+        ahead,
+        eta_seconds: eta,
+        admitted: state == QueueState::Admitted,
+        admission_expires_at: until,
+    }
+}
+
+/// The schedule if it runs a queue that can still be joined.
+async fn queued_schedule(state: &AppState, schedule_id: i64) -> AppResult<ScheduleRow> {
+    let mut conn = state.db.get().await?;
+    let schedule = crate::concerts::store::schedule(&mut conn, schedule_id)
+        .await?
+        .ok_or(AppError::NotFound("schedule"))?;
+    let concert = crate::concerts::store::concert(&mut conn, schedule.concert_id)
+        .await?
+        .ok_or(AppError::NotFound("schedule"))?;
+    if concert.status != "published" {
+        return Err(AppError::NotFound("schedule"));
+    }
+    if !schedule.queue_enabled {
+        return Err(AppError::Conflict(
+            "this performance has no waiting queue; reserve directly".into(),
+        ));
+    }
+    if schedule.status != "scheduled" || Utc::now() >= schedule.sales_close_at {
+        return Err(AppError::Conflict("sales for this performance are closed".into()));
+    }
+    Ok(schedule)
+}
+
+async fn status(state: &AppState, schedule: &ScheduleRow, user_id: i64) -> AppResult<QueueTicket> {
+    let before = Utc::now() < schedule.sales_open_at;
+    Ok(ticket(
+        schedule,
+        store::enter(state, schedule.id, user_id, before, false).await?,
+    ))
+}
+
+#[derive(Default)]
+pub struct QueueQuery;
+
+#[Object]
+impl QueueQuery {
+    /// Your place in a schedule's queue. Polling (or subscribing) keeps the place: a waiter
+    /// silent for QUEUE_ABANDON_SECONDS (default 30) drops out.
+    #[graphql(guard = "RoleGuard(Role::User)")]
+    async fn queue_status(&self, ctx: &Context<'_>, schedule_id: ID) -> async_graphql::Result<QueueTicket> {
+        let schedule_id = ids::parse(&schedule_id, "scheduleId")?;
+        let user_id = viewer(ctx)?.user()?.id;
+        let state = state(ctx)?;
+        let schedule = queued_schedule(state, schedule_id).await?;
+        Ok(status(state, &schedule, user_id).await?)
+    }
+}
+
+#[derive(Default)]
+pub struct QueueMutation;
+
+#[Object]
+impl QueueMutation {
+    /// Joins a schedule's waiting queue (entering again keeps your place). Reserve once
+    /// the ticket says ADMITTED, before `admissionExpiresAt`.
+    #[graphql(guard = "RoleGuard(Role::User)")]
+    async fn enter_queue(&self, ctx: &Context<'_>, schedule_id: ID) -> async_graphql::Result<QueueTicket> {
+        let schedule_id = ids::parse(&schedule_id, "scheduleId")?;
+        let user_id = viewer(ctx)?.user()?.id;
+        let state = state(ctx)?;
+        let schedule = queued_schedule(state, schedule_id).await?;
+        let before = Utc::now() < schedule.sales_open_at;
+        let place = store::enter(state, schedule_id, user_id, before, true).await?;
+        metrics::counter!("queue_entered_total").increment(1);
+        Ok(ticket(&schedule, place))
+    }
+}
+
+#[derive(Default)]
+pub struct QueueSubscription;
+
+/// How often a queue subscription looks at its place (and shows it is alive).
+const POLL: Duration = Duration::from_secs(1);
+
+#[Subscription]
+impl QueueSubscription {
+    /// Your place in the queue, sent when it changes (checked every second). While
+    /// subscribed, you keep your place.
+    async fn queue_status(
+        &self,
+        ctx: &Context<'_>,
+        schedule_id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = QueueTicket> + use<>> {
+        let schedule_id = ids::parse(&schedule_id, "scheduleId")?;
+        let user_id = viewer(ctx)?.user()?.id;
+        let state = state(ctx)?.clone();
+        let schedule = queued_schedule(&state, schedule_id).await?;
+        let first = status(&state, &schedule, user_id).await?;
+        Ok(futures_util::stream::unfold(
+            (state, schedule, Some(first.clone()), first),
+            move |(state, schedule, pending, last)| async move {
+                if let Some(t) = pending {
+                    return Some((t, (state, schedule, None, last)));
+                }
+                loop {
+                    tokio::time::sleep(POLL).await;
+                    match status(&state, &schedule, user_id).await {
+                        Ok(t) if t != last => return Some((t.clone(), (state, schedule, None, t))),
+                        Ok(_) => {}
+                        // Redis away: keep the subscription, try again next second.
+                        Err(e) => tracing::debug!(error = %e, "queue status poll failed"),
+                    }
+                }
+            },
+        ))
+    }
+}

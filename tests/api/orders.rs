@@ -1,0 +1,245 @@
+//! Asynchronous orders (C8) through the Redis stream, over real HTTP and WebSocket.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::{
+    common::{Session, Show, TestApp, code, layout},
+    websocket::{connect, init, recv, send},
+};
+
+const ORDER: &str = "mutation($i: ReserveSeatsInput!) { placeOrder(input: $i) { jobId } }";
+const STATUS: &str =
+    "query($j: String!) { order(jobId: $j) { jobId status errorCode reservation { id status seatCount } } }";
+const RESULT: &str = "subscription($j: String!) { orderResult(jobId: $j) { jobId status errorCode reservation { id status } } }";
+
+async fn place(app: &TestApp, who: &Session, show: &Show, seats: &[usize], key: Option<&str>) -> String {
+    let ids: Vec<&str> = seats.iter().map(|i| show.seats[*i].as_str()).collect();
+    let body = app
+        .ok(
+            Some(&who.access),
+            ORDER,
+            json!({ "i": { "scheduleId": show.schedule_id, "seatIds": ids, "idempotencyKey": key } }),
+        )
+        .await;
+    body["placeOrder"]["jobId"].as_str().unwrap().to_owned()
+}
+
+async fn wait_final(app: &TestApp, who: &Session, job: &str) -> Value {
+    for _ in 0..150 {
+        let o = app.ok(Some(&who.access), STATUS, json!({ "j": job })).await["order"].clone();
+        if o["status"] == "DONE" || o["status"] == "FAILED" {
+            return o;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("order {job} never settled");
+}
+
+/// Subscribes to a job's result and collects every event until the stream completes.
+async fn follow(app: &TestApp, who: &Session, job: &str) -> Vec<Value> {
+    let mut ws = connect(app, "graphql-transport-ws").await;
+    assert_eq!(init(&mut ws, Some(&who.access)).await["type"], "connection_ack");
+    send(
+        &mut ws,
+        json!({ "id": "o", "type": "subscribe", "payload": { "query": RESULT, "variables": { "j": job } } }),
+    )
+    .await;
+    let mut events = Vec::new();
+    loop {
+        let msg = recv(&mut ws).await;
+        match msg["type"].as_str() {
+            Some("next") => {
+                if let Some(errors) = msg["payload"]["errors"].as_array() {
+                    events.push(json!({ "error": errors[0]["extensions"]["code"] }));
+                } else {
+                    events.push(msg["payload"]["data"]["orderResult"].clone());
+                }
+            }
+            Some("error") => {
+                events.push(json!({ "error": msg["payload"][0]["extensions"]["code"] }));
+                return events;
+            }
+            Some("complete") => return events,
+            _ => panic!("unexpected {msg}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_order_is_answered_at_once_and_its_result_streamed() {
+    let app = TestApp::spawn().await;
+    let show = app.show(layout(1, 10), 4).await;
+    let fan = app.sign_up("fan@example.com").await;
+    let job = place(&app, &fan, &show, &[0, 1], None).await;
+    let events = follow(&app, &fan, &job).await;
+    let last = events.last().unwrap();
+    assert_eq!(last["status"], "DONE", "{events:?}");
+    assert_eq!(last["reservation"]["status"], "HELD");
+    let order = app.ok(Some(&fan.access), STATUS, json!({ "j": job })).await;
+    assert_eq!(order["order"]["reservation"]["seatCount"], 2);
+
+    // A result ready before subscribing arrives at once, and the stream ends.
+    let events = follow(&app, &fan, &job).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["status"], "DONE");
+
+    // Failures are outcomes with their code.
+    let other = app.sign_up("other@example.com").await;
+    let job = place(&app, &other, &show, &[0], None).await;
+    let o = wait_final(&app, &other, &job).await;
+    assert_eq!(
+        (o["status"].as_str(), o["errorCode"].as_str()),
+        (Some("FAILED"), Some("SEAT_UNAVAILABLE"))
+    );
+    app.assert_invariants().await;
+}
+
+#[tokio::test]
+async fn orders_are_private_and_bad_input_is_refused_at_once() {
+    let app = TestApp::spawn().await;
+    let show = app.show(layout(1, 10), 4).await;
+    let fan = app.sign_up("fan@example.com").await;
+    let thief = app.sign_up("thief@example.com").await;
+    let job = place(&app, &fan, &show, &[0], None).await;
+    assert_eq!(
+        code(&app.gql(Some(&thief.access), STATUS, json!({ "j": job })).await),
+        "NOT_FOUND"
+    );
+    assert_eq!(
+        follow(&app, &thief, &job).await,
+        vec![json!({ "error": "NOT_FOUND" })]
+    );
+    assert_eq!(
+        code(&app.gql(Some(&fan.access), STATUS, json!({ "j": "nope" })).await),
+        "BAD_USER_INPUT"
+    );
+
+    for input in [
+        json!({ "scheduleId": show.schedule_id, "seatIds": [] }),
+        json!({ "scheduleId": show.schedule_id, "seatIds": ["abc"] }),
+        json!({ "scheduleId": "0", "seatIds": [show.seats[0]] }),
+    ] {
+        assert_eq!(
+            code(&app.gql(Some(&fan.access), ORDER, json!({ "i": input })).await),
+            "BAD_USER_INPUT",
+            "{input}"
+        );
+    }
+    let missing = json!({ "i": { "scheduleId": "999999", "seatIds": [show.seats[0]] } });
+    assert_eq!(
+        code(&app.gql(Some(&fan.access), ORDER, missing).await),
+        "NOT_FOUND"
+    );
+    assert_eq!(
+        code(
+            &app.gql(
+                None,
+                ORDER,
+                json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[0]] } })
+            )
+            .await
+        ),
+        "UNAUTHENTICATED"
+    );
+
+    // The same key answers the same job.
+    let k1 = place(&app, &fan, &show, &[3], Some("order-key")).await;
+    let k2 = place(&app, &fan, &show, &[3], Some("order-key")).await;
+    assert_eq!(k1, k2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_order_taken_by_a_dead_worker_completes_exactly_once() {
+    // Instance A takes orders but runs no worker.
+    let a = TestApp::spawn_with(&[("ORDER_WORKERS", "0")]).await;
+    let show = a.show(layout(1, 10), 4).await;
+    let fan = a.sign_up("fan@example.com").await;
+    boxoffice::orders::jobs::ensure_group(&a.state.kv).await.unwrap();
+    let job1 = place(&a, &fan, &show, &[0], None).await;
+    let job2 = place(&a, &fan, &show, &[1], None).await;
+
+    // A worker reads both and dies before acknowledging; it had applied the second.
+    let mut r = a.redis().await;
+    let stream = format!("t:{}:orders", a.db.name);
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("workers")
+        .arg("dead-worker")
+        .arg("COUNT")
+        .arg(10)
+        .arg("STREAMS")
+        .arg(&stream)
+        .arg(">")
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    let applied = boxoffice::booking::batcher::submit(
+        &a.state,
+        show.schedule_id.parse().unwrap(),
+        boxoffice::booking::reserve::ReserveRequest {
+            user_id: fan.id,
+            seat_ids: vec![show.seats[1].parse().unwrap()],
+            idempotency_key: Some(format!("order:{job2}")),
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // Instance B runs a worker that reclaims orders idle for 300 ms.
+    let b = a
+        .second_instance(&[("ORDER_WORKERS", "1"), ("ORDER_CLAIM_IDLE_MS", "300")])
+        .await;
+    let o1 = wait_final(&b, &fan, &job1).await;
+    let o2 = wait_final(&b, &fan, &job2).await;
+    assert_eq!(o1["status"], "DONE", "{o1}");
+    assert_eq!(o2["status"], "DONE", "{o2}");
+    assert_eq!(
+        o2["reservation"]["id"],
+        applied.id.to_string(),
+        "the order took effect once"
+    );
+    assert_eq!(a.count("SELECT count(*) AS n FROM reservations").await, 2);
+    let pending: (i64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+        .arg(&stream)
+        .arg("workers")
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert_eq!(pending.0, 0, "both acknowledged");
+    a.assert_invariants().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_of_orders_for_a_sold_out_show_all_settle() {
+    let app = TestApp::spawn().await;
+    let show = app.show(layout(1, 10), 4).await;
+    let users = app.bulk_users(150).await;
+    let mut jobs = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        jobs.push((u.clone(), place(&app, u, &show, &[i % 10], None).await));
+    }
+    let mut done = 0;
+    for (u, job) in &jobs {
+        let o = wait_final(&app, u, job).await;
+        match o["status"].as_str().unwrap() {
+            "DONE" => done += 1,
+            _ => assert!(
+                ["SOLD_OUT", "SEAT_UNAVAILABLE"].contains(&o["errorCode"].as_str().unwrap()),
+                "{o}"
+            ),
+        }
+    }
+    assert_eq!(
+        done, 10,
+        "every seat sold once, every other order refused, none lost"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM seats WHERE status = 'held'")
+            .await,
+        10
+    );
+    app.assert_invariants().await;
+}
