@@ -92,7 +92,8 @@ SELECT * FROM (
         FROM schedules s
         WHERE s.concert_id = c.id
           AND s.status = 'scheduled'
-          AND ($5::timestamptz IS NULL OR s.starts_at >= $5)
+          -- Upcoming performances only, unless the client asks for a start of its own.
+          AND s.starts_at >= coalesce($5::timestamptz, now())
           AND ($6::timestamptz IS NULL OR s.starts_at < $6)
           AND (NOT $7 OR s.booked_count < s.capacity)
     ) fs

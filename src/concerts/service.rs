@@ -219,7 +219,14 @@ pub async fn cancel_concert(
 ) -> AppResult<(ConcertRow, Vec<crate::booking::SeatChange>)> {
     let reason = text(reason, "reason", 500, true)?;
     conn.transaction(async |conn| {
-        managed_concert(conn, actor, id).await?;
+        let concert = managed_concert(conn, actor, id).await?;
+        if concert.status == "draft" {
+            // Cancelled concerts are public (fans see why their show is off); a draft that
+            // never went on sale would become visible by being cancelled.
+            return Err(AppError::Conflict(
+                "a draft was never on sale: edit it instead of cancelling it".into(),
+            ));
+        }
         let mut changes = Vec::new();
         for schedule_id in store::schedule_ids_of_concert(conn, id).await? {
             if let Some(change) = crate::booking::cancel_schedule(conn, schedule_id).await? {

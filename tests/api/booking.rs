@@ -504,7 +504,7 @@ async fn storm(app: &TestApp, show: &Show, mode: LockMode) -> Tally {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_storm_of_overlapping_holds_keeps_every_invariant() {
-    let app = TestApp::spawn_with(&[("DATABASE_POOL_SIZE", "64")]).await;
+    let app = TestApp::spawn_with(&[("DATABASE_POOL_SIZE", "32")]).await;
     let show = app.show(layout(6, 10), 4).await;
     let tally = storm(&app, &show, LockMode::Locked).await;
     assert!(
@@ -532,7 +532,7 @@ async fn a_storm_of_overlapping_holds_keeps_every_invariant() {
 async fn without_the_lock_the_storm_breaks_an_invariant() {
     let mut caught = Vec::new();
     for _ in 0..5 {
-        let app = TestApp::spawn_with(&[("DATABASE_POOL_SIZE", "64")]).await;
+        let app = TestApp::spawn_with(&[("DATABASE_POOL_SIZE", "32")]).await;
         let show = app.show(layout(6, 10), 4).await;
         let tally = storm(&app, &show, LockMode::SkipLockForNegativeControl).await;
         let violations = app.invariant_violations().await;
@@ -556,7 +556,7 @@ async fn without_the_lock_the_storm_breaks_an_invariant() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_users_fight_for_the_last_seat_and_one_wins() {
-    let app = TestApp::spawn_with(&[("DATABASE_POOL_SIZE", "64")]).await;
+    let app = TestApp::spawn_with(&[("DATABASE_POOL_SIZE", "32")]).await;
     let show = app.show(layout(1, 1), 4).await;
     let users = users(&app, 100).await;
     let schedule = sched(&show);

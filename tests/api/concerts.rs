@@ -1077,3 +1077,13 @@ async fn a_stadium_of_50000_seats_is_generated_in_one_go() {
         .await;
     assert_eq!(last, 50, "seats are numbered in layout order");
 }
+
+#[tokio::test]
+async fn a_draft_cannot_be_cancelled_into_public_view() {
+    let app = TestApp::spawn().await;
+    let host = app.user_with_role("host@example.com", "host").await;
+    let id = create(&app, &host.access, "Secret Draft").await;
+    let body = app.gql(Some(&host.access), CANCEL, json!({ "id": id, "r": "changed my mind" })).await;
+    assert_eq!(code(&body), "CONFLICT");
+    assert_eq!(code(&app.gql(None, CONCERT, json!({ "id": id })).await), "NOT_FOUND");
+}
