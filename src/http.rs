@@ -29,7 +29,9 @@ use axum::{
     routing::get,
 };
 use serde::Deserialize;
-use tokio::sync::watch;
+use axum::extract::ws::{CloseFrame, Message, close_code};
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::sync::{mpsc, watch};
 use tower::ServiceBuilder;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -405,7 +407,19 @@ async fn websocket(http: Http, parts: &mut axum::http::request::Parts, addr: Soc
             let mut data = Data::default();
             data.insert(client);
             crate::graphql::loaders(&mut data, &http.state);
-            let connection = GraphQLWebSocket::new(socket, http.schema.clone(), protocol)
+            // The socket's writing half is ours, behind a channel, so that the connection
+            // can end with a proper close frame when the server shuts down.
+            let (mut socket_out, socket_in) = socket.split();
+            let (out_tx, mut out_rx) = mpsc::channel::<Message>(64);
+            let out = futures_util::sink::unfold(out_tx, |tx, msg: Message| async move {
+                tx.send(msg).await.map_err(axum::Error::new)?;
+                Ok::<_, axum::Error>(tx)
+            });
+            // At shutdown the input ends, which ends the GraphQL session.
+            let input = socket_in.take_until(async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            });
+            let connection = GraphQLWebSocket::new_with_pair(out, input, http.schema.clone(), protocol)
                 .with_data(data)
                 .on_connection_init(move |payload| async move {
                     let header = payload
@@ -422,10 +436,20 @@ async fn websocket(http: Http, parts: &mut axum::http::request::Parts, addr: Soc
                 })
                 .keepalive_timeout(Duration::from_secs(30))
                 .serve();
-            tokio::select! {
-                () = connection => {}
-                _ = shutdown.wait_for(|stop| *stop) => {}
-            }
+            let forward = async move {
+                while let Some(msg) = out_rx.recv().await {
+                    if socket_out.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+                // The session is over (the client left, or the server is stopping).
+                let goodbye = CloseFrame {
+                    code: close_code::AWAY,
+                    reason: "server shutting down".into(),
+                };
+                let _ = socket_out.send(Message::Close(Some(goodbye))).await;
+            };
+            tokio::join!(connection, forward);
         })
 }
 

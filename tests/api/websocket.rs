@@ -131,5 +131,5 @@ async fn shutdown_closes_open_sockets() {
     assert_eq!(init(&mut ws, None).await["type"], "connection_ack");
     app.stop();
     let end = recv(&mut ws).await;
-    assert!(end.get("close").is_some(), "{end}");
+    assert_eq!(end["close"], 1001, "a clean close frame, going away: {end}");
 }
