@@ -7,7 +7,7 @@
 //! | `PORT` | `8080` | port to listen on |
 //! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/boxoffice` | PostgreSQL; the database is created if missing |
 //! | `DATABASE_POOL_SIZE` | `16` | connections in the pool |
-//! | `REDIS_URL` | `redis://127.0.0.1:6379` | Redis |
+//! | `REDIS_URL` | unset | Redis, e.g. `redis://127.0.0.1:6379`. Unset: one instance only, live updates through an in-process broker, login limits in memory, no waiting queue and no `placeOrder` |
 //! | `REDIS_PREFIX` | `bo:` | prefix of every Redis key (lets several deployments or tests share one Redis) |
 //! | `JWT_SECRET` | a fixed dev secret | HMAC secret for access tokens, at least 32 bytes |
 //! | `ACCESS_TOKEN_TTL_SECONDS` | `900` | access token lifetime |
@@ -46,7 +46,7 @@ pub struct Config {
     pub port: u16,
     pub database_url: SecretString,
     pub database_pool_size: u32,
-    pub redis_url: SecretString,
+    pub redis_url: Option<SecretString>,
     pub redis_prefix: String,
     pub jwt_secret: SecretString,
     pub access_token_ttl: Duration,
@@ -110,9 +110,7 @@ impl Config {
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/boxoffice".to_owned())
                 .into(),
             database_pool_size: parse(&get, "DATABASE_POOL_SIZE", Some(16))?,
-            redis_url: get("REDIS_URL")
-                .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned())
-                .into(),
+            redis_url: get("REDIS_URL").map(SecretString::from),
             redis_prefix: get("REDIS_PREFIX").unwrap_or_else(|| "bo:".to_owned()),
             jwt_secret: jwt_secret.into(),
             access_token_ttl: Duration::from_secs(parse(&get, "ACCESS_TOKEN_TTL_SECONDS", Some(900))?),
@@ -168,8 +166,8 @@ impl Config {
         self.database_url.expose_secret()
     }
 
-    pub fn redis_url(&self) -> &str {
-        self.redis_url.expose_secret()
+    pub fn redis_url(&self) -> Option<&str> {
+        self.redis_url.as_ref().map(ExposeSecret::expose_secret)
     }
 }
 

@@ -492,20 +492,18 @@ async fn readyz(State(http): State<Http>) -> Response {
     .ok()
     .flatten()
     .is_some();
-    let redis = tokio::time::timeout(limit, http.state.kv.ping())
-        .await
-        .is_ok_and(|r| r.is_ok());
-    let status = if postgres && redis {
+    let redis = match &http.state.redis {
+        None => None,
+        Some(kv) => Some(tokio::time::timeout(limit, kv.ping()).await.is_ok_and(|r| r.is_ok())),
+    };
+    let status = if postgres && redis != Some(false) {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let word = |ok: bool| if ok { "ok" } else { "unreachable" };
-    (
-        status,
-        Json(serde_json::json!({ "postgres": word(postgres), "redis": word(redis) })),
-    )
-        .into_response()
+    let redis = redis.map_or("disabled", word);
+    (status, Json(serde_json::json!({ "postgres": word(postgres), "redis": redis }))).into_response()
 }
 
 async fn track_metrics(path: Option<MatchedPath>, req: Request, next: Next) -> Response {

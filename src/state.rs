@@ -9,7 +9,10 @@ use crate::{auth::tokens::JwtKeys, booking::batcher::Batcher, config::Config, db
 pub struct AppState {
     pub config: Arc<Config>,
     pub db: Pool,
-    pub kv: Kv,
+    /// `None` when REDIS_URL is unset (single instance, in-process broker).
+    pub redis: Option<Kv>,
+    /// Login limits when there is no Redis.
+    pub local_limits: Arc<crate::auth::rate_limit::LocalLimits>,
     pub jwt: Arc<JwtKeys>,
     pub live: live::Live,
     pub batcher: Arc<Batcher>,
@@ -17,15 +20,38 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Redis, or UNAVAILABLE for the features that cannot run without it.
+    pub fn kv(&self) -> crate::error::AppResult<&Kv> {
+        self.redis.as_ref().ok_or_else(|| {
+            crate::error::AppError::rule(
+                crate::error::ErrorCode::Unavailable,
+                "this server runs without Redis (REDIS_URL unset): the waiting queue and orders are off",
+            )
+        })
+    }
+
     pub async fn connect(config: Config) -> anyhow::Result<Self> {
         let db = crate::db::connect_pool(config.database_url(), config.database_pool_size).await?;
-        let kv = Kv::connect(config.redis_url(), &config.redis_prefix).await?;
+        let redis = match config.redis_url() {
+            Some(url) => Some(Kv::connect(url, &config.redis_prefix).await?),
+            None => None,
+        };
         let jwt = Arc::new(JwtKeys::new(&config.jwt_secret, config.access_token_ttl));
-        let hub = live::Hub::redis(kv.client().clone(), kv.conn(), kv.prefix());
+        let hub = match &redis {
+            Some(kv) => live::Hub::redis(kv.client().clone(), kv.conn(), kv.prefix()),
+            None => {
+                tracing::warn!(
+                    "REDIS_URL is not set: running as a single instance with an in-process broker; \
+                     the waiting queue and placeOrder are unavailable"
+                );
+                live::Hub::local()
+            }
+        };
         Ok(Self {
             config: Arc::new(config),
             db,
-            kv,
+            redis,
+            local_limits: Arc::default(),
             jwt,
             live: live::Live::new(hub),
             batcher: Arc::default(),

@@ -63,7 +63,7 @@ impl From<Job> for OrderResult {
 
 /// The job if it is `user_id`'s; someone else's is NOT_FOUND as if it did not exist.
 async fn own_job(state: &AppState, user_id: i64, job_id: &str) -> AppResult<Job> {
-    jobs::job(&state.kv, job_id)
+    jobs::job(state.kv()?, job_id)
         .await?
         .filter(|j| j.user_id == user_id)
         .ok_or(AppError::NotFound("order"))
@@ -112,7 +112,7 @@ impl OrdersMutation {
         let ttl = state.config.order_result_ttl.as_secs();
         let job_id = uuid::Uuid::new_v4().to_string();
         if let Some(key) = &request.idempotency_key
-            && let Some(existing) = jobs::claim_key(&state.kv, user_id, key, &job_id, ttl).await?
+            && let Some(existing) = jobs::claim_key(state.kv()?, user_id, key, &job_id, ttl).await?
         {
             return Ok(OrderTicket { job_id: existing });
         }
@@ -123,7 +123,7 @@ impl OrdersMutation {
             seat_ids: request.seat_ids,
             key: request.idempotency_key,
         };
-        jobs::enqueue(&state.kv, &order, ttl).await?;
+        jobs::enqueue(state.kv()?, &order, ttl).await?;
         metrics::counter!("orders_placed_total").increment(1);
         Ok(OrderTicket { job_id })
     }
@@ -186,9 +186,10 @@ impl Follow {
                 // state again; so is a long silence.
                 None => match tokio::time::timeout(Duration::from_secs(5), self.sub.recv()).await {
                     Ok(Some(Event::Message(payload))) => serde_json::from_str::<Job>(&payload).ok(),
-                    Ok(Some(Event::Resync)) | Err(_) => {
-                        jobs::job(&self.state.kv, job_id).await.ok().flatten()
-                    }
+                    Ok(Some(Event::Resync)) | Err(_) => match self.state.kv() {
+                        Ok(kv) => jobs::job(kv, job_id).await.ok().flatten(),
+                        Err(_) => None,
+                    },
                     Ok(None) => return None,
                 },
             };

@@ -17,6 +17,9 @@ const READ_COUNT: usize = 128;
 const BLOCK_MS: usize = 1000;
 
 pub fn spawn(state: AppState, stop: watch::Receiver<bool>) {
+    if state.redis.is_none() {
+        return;
+    }
     let consumer = format!("c-{}", uuid::Uuid::new_v4());
     for _ in 0..state.config.order_workers {
         tokio::spawn(consume(state.clone(), consumer.clone(), stop.clone()));
@@ -27,6 +30,7 @@ pub fn spawn(state: AppState, stop: watch::Receiver<bool>) {
 }
 
 async fn consume(state: AppState, consumer: String, mut stop: watch::Receiver<bool>) {
+    let Ok(kv) = state.kv().cloned() else { return };
     let mut backoff = Duration::from_millis(100);
     loop {
         if *stop.borrow() {
@@ -35,8 +39,7 @@ async fn consume(state: AppState, consumer: String, mut stop: watch::Receiver<bo
         // A connection of its own: XREADGROUP blocks, and would stall the shared one.
         // Its response timeout must outlast BLOCK.
         let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(5)));
-        let conn = state
-            .kv
+        let conn = kv
             .client()
             .get_multiplexed_async_connection_with_config(&config)
             .await;
@@ -52,7 +55,7 @@ async fn consume(state: AppState, consumer: String, mut stop: watch::Receiver<bo
                 continue;
             }
         };
-        if let Err(e) = jobs::ensure_group(&state.kv).await {
+        if let Err(e) = jobs::ensure_group(&kv).await {
             tracing::warn!(error = %e, "order worker: creating the consumer group failed");
             tokio::time::sleep(backoff).await;
             continue;
@@ -68,7 +71,7 @@ async fn consume(state: AppState, consumer: String, mut stop: watch::Receiver<bo
             .arg("BLOCK")
             .arg(BLOCK_MS)
             .arg("STREAMS")
-            .arg(jobs::stream_key(&state.kv))
+            .arg(jobs::stream_key(&kv))
             .arg(">");
         loop {
             let read = tokio::select! {
@@ -92,6 +95,7 @@ async fn consume(state: AppState, consumer: String, mut stop: watch::Receiver<bo
 
 /// Claims entries another worker took but has not acknowledged for `ORDER_CLAIM_IDLE_MS`.
 async fn reclaim(state: AppState, consumer: String, mut stop: watch::Receiver<bool>) {
+    let Ok(kv) = state.kv().cloned() else { return };
     let idle_ms = state.config.order_claim_idle.as_millis() as u64;
     let every = (state.config.order_claim_idle / 2).max(Duration::from_millis(100));
     loop {
@@ -100,14 +104,14 @@ async fn reclaim(state: AppState, consumer: String, mut stop: watch::Receiver<bo
             _ = stop.wait_for(|s| *s) => return,
         }
         let claimed: redis::RedisResult<StreamAutoClaimReply> = redis::cmd("XAUTOCLAIM")
-            .arg(jobs::stream_key(&state.kv))
+            .arg(jobs::stream_key(&kv))
             .arg(GROUP)
             .arg(&consumer)
             .arg(idle_ms)
             .arg("0-0")
             .arg("COUNT")
             .arg(READ_COUNT)
-            .query_async(&mut state.kv.conn())
+            .query_async(&mut kv.conn())
             .await;
         match claimed {
             Ok(reply) if !reply.claimed.is_empty() => {
@@ -120,7 +124,7 @@ async fn reclaim(state: AppState, consumer: String, mut stop: watch::Receiver<bo
             }
             Ok(_) => {}
             Err(e) if e.code() == Some("NOGROUP") => {
-                let _ = jobs::ensure_group(&state.kv).await;
+                let _ = jobs::ensure_group(&kv).await;
             }
             Err(e) => tracing::warn!(error = %e, "order reclaim failed"),
         }
@@ -128,17 +132,18 @@ async fn reclaim(state: AppState, consumer: String, mut stop: watch::Receiver<bo
 }
 
 async fn handle(state: &AppState, entry: &StreamId) {
+    let Ok(kv) = state.kv() else { return };
     let Some(order) = entry
         .get::<String>("order")
         .and_then(|raw| serde_json::from_str::<Order>(&raw).ok())
     else {
         tracing::error!(entry.id = %entry.id, "unreadable order entry; acknowledged and dropped");
-        let _ = jobs::ack(&state.kv, &entry.id).await;
+        let _ = jobs::ack(kv, &entry.id).await;
         return;
     };
     match process(state, &order).await {
         Ok(()) => {
-            if let Err(e) = jobs::ack(&state.kv, &entry.id).await {
+            if let Err(e) = jobs::ack(kv, &entry.id).await {
                 // Left pending: reclaimed later and answered from the stored outcome.
                 tracing::warn!(order.job = %order.job_id, error = %e, "acknowledging an order failed");
             }
@@ -150,13 +155,14 @@ async fn handle(state: &AppState, entry: &StreamId) {
 
 /// Applies an order once: a job already decided is only announced again.
 pub async fn process(state: &AppState, order: &Order) -> AppResult<()> {
-    if let Some(job) = jobs::job(&state.kv, &order.job_id).await?
+    let kv = state.kv()?;
+    if let Some(job) = jobs::job(kv, &order.job_id).await?
         && job.status.is_final()
     {
         announce(state, &job);
         return Ok(());
     }
-    jobs::set_processing(&state.kv, &order.job_id).await?;
+    jobs::set_processing(kv, &order.job_id).await?;
     let request = ReserveRequest {
         user_id: order.user_id,
         seat_ids: order.seat_ids.clone(),
@@ -186,7 +192,7 @@ pub async fn process(state: &AppState, order: &Order) -> AppResult<()> {
             }),
         },
     };
-    jobs::finish(&state.kv, &job).await?;
+    jobs::finish(kv, &job).await?;
     announce(state, &job);
     metrics::counter!("orders_settled_total", "status" => if job.status == JobStatus::Done { "done" } else { "failed" })
         .increment(1);

@@ -49,6 +49,9 @@ async fn queued(state: &AppState) -> AppResult<Vec<Queued>> {
 }
 
 pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) {
+    if state.redis.is_none() {
+        return;
+    }
     let instance = uuid::Uuid::new_v4().to_string();
     tokio::spawn(async move {
         let mut schedules: Vec<Queued> = Vec::new();
@@ -77,13 +80,14 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) {
 }
 
 async fn step(state: &AppState, instance: &str, s: &Queued) -> AppResult<()> {
-    if !store::lease(&state.kv, s.id, instance, LEASE_MS).await? {
+    let kv = state.kv()?;
+    if !store::lease(kv, s.id, instance, LEASE_MS).await? {
         return Ok(());
     }
     if Utc::now() < s.sales_open_at {
         return Ok(());
     }
-    let placed = store::shuffle_in_early(&state.kv, s.id).await?;
+    let placed = store::shuffle_in_early(kv, s.id).await?;
     if placed > 0 {
         tracing::info!(
             schedule.id = s.id,
@@ -97,7 +101,7 @@ async fn step(state: &AppState, instance: &str, s: &Queued) -> AppResult<()> {
         admission_seconds: s.admission_seconds,
     };
     let abandon_ms = i64::try_from(state.config.queue_abandon.as_millis()).unwrap_or(i64::MAX);
-    let admitted = store::tick(&state.kv, s.id, &settings, abandon_ms).await?;
+    let admitted = store::tick(kv, s.id, &settings, abandon_ms).await?;
     if admitted > 0 {
         metrics::counter!("queue_admitted_total").increment(admitted as u64);
     }

@@ -79,7 +79,8 @@ pub async fn enter(
     before_opening: bool,
     enter: bool,
 ) -> AppResult<Place> {
-    let k = keys(&state.kv, schedule_id);
+    let kv = state.kv()?;
+    let k = keys(kv, schedule_id);
     let (kind, value): (String, i64) = Script::new(ENTER)
         .key(&k.waiting)
         .key(&k.seq)
@@ -90,7 +91,7 @@ pub async fn enter(
         .arg(now_ms())
         .arg(if before_opening { "1" } else { "0" })
         .arg(if enter { "1" } else { "0" })
-        .invoke_async(&mut state.kv.conn())
+        .invoke_async(&mut kv.conn())
         .await?;
     Ok(match kind.as_str() {
         "admitted" => Place::Admitted {
@@ -104,11 +105,12 @@ pub async fn enter(
 
 /// The admission expiry, if the user holds a live admission.
 pub async fn admitted(state: &AppState, schedule_id: i64, user_id: i64) -> AppResult<Option<DateTime<Utc>>> {
-    let k = keys(&state.kv, schedule_id);
+    let kv = state.kv()?;
+    let k = keys(kv, schedule_id);
     let until: Option<i64> = redis::cmd("ZSCORE")
         .arg(&k.active)
         .arg(user_id)
-        .query_async(&mut state.kv.conn())
+        .query_async(&mut kv.conn())
         .await?;
     Ok(until
         .filter(|u| *u > now_ms())
@@ -117,14 +119,15 @@ pub async fn admitted(state: &AppState, schedule_id: i64, user_id: i64) -> AppRe
 
 /// Queue length and admitted count.
 pub async fn sizes(state: &AppState, schedule_id: i64) -> AppResult<(i64, i64)> {
-    let k = keys(&state.kv, schedule_id);
+    let kv = state.kv()?;
+    let k = keys(kv, schedule_id);
     let (waiting, active): (i64, i64) = redis::pipe()
         .zcard(&k.waiting)
         .cmd("ZCOUNT")
         .arg(&k.active)
         .arg(now_ms())
         .arg("+inf")
-        .query_async(&mut state.kv.conn())
+        .query_async(&mut kv.conn())
         .await?;
     Ok((waiting, active))
 }

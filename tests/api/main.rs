@@ -14,5 +14,6 @@ mod queue;
 mod roles;
 mod schema;
 mod search;
+mod single;
 mod startup;
 mod websocket;

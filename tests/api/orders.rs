@@ -156,7 +156,9 @@ async fn an_order_taken_by_a_dead_worker_completes_exactly_once() {
     let a = TestApp::spawn_with(&[("ORDER_WORKERS", "0")]).await;
     let show = a.show(layout(1, 10), 4).await;
     let fan = a.sign_up("fan@example.com").await;
-    boxoffice::orders::jobs::ensure_group(&a.state.kv).await.unwrap();
+    boxoffice::orders::jobs::ensure_group(a.state.kv().unwrap())
+        .await
+        .unwrap();
     let job1 = place(&a, &fan, &show, &[0], None).await;
     let job2 = place(&a, &fan, &show, &[1], None).await;
 
