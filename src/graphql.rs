@@ -10,6 +10,7 @@ use crate::{admin, auth, booking, concerts, live, orders, points, queue, seats, 
 pub struct Query(
     auth::graphql::AuthQuery,
     admin::graphql::AdminQuery,
+    admin::graphql::ReportsQuery,
     concerts::graphql::ConcertsQuery,
     booking::graphql::BookingQuery,
     points::graphql::PointsQuery,

@@ -1,9 +1,10 @@
-//! Admin GraphQL: `users(search, first, after)` and `setUserRole(userId, role)`.
+//! Admin GraphQL: `users`, `setUserRole`, the audit log and sales figures.
 
 use async_graphql::{
-    Context, ID, Object,
+    Context, ID, Json, Object, SimpleObject,
     connection::{Connection, Edge},
 };
+use chrono::{DateTime, Utc};
 
 use crate::{
     auth::{Role, RoleGuard, User, actor, state},
@@ -42,6 +43,114 @@ impl AdminQuery {
             connection.edges.push(Edge::new(cursor, User::try_from(row)?));
         }
         Ok(connection)
+    }
+}
+
+/// One privileged action.
+#[derive(SimpleObject)]
+pub struct AuditEntry {
+    pub id: ID,
+    pub actor_id: Option<ID>,
+    /// e.g. set_user_role, adjust_points, cancel_concert.
+    pub action: String,
+    pub target_type: String,
+    pub target_id: Option<ID>,
+    pub details: Json<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(SimpleObject)]
+pub struct ScheduleSales {
+    pub schedule_id: ID,
+    pub capacity: i32,
+    pub seats_held: i64,
+    pub seats_sold: i64,
+    /// Points paid for reservations that stand.
+    pub revenue: i64,
+    /// Points given back by cancellations.
+    pub refunded: i64,
+}
+
+#[derive(SimpleObject)]
+pub struct ConcertSales {
+    pub concert_id: ID,
+    pub seats_sold: i64,
+    pub revenue: i64,
+    pub schedules: Vec<ScheduleSales>,
+}
+
+#[derive(Default)]
+pub struct ReportsQuery;
+
+#[Object]
+impl ReportsQuery {
+    /// Privileged actions, newest first. Admins only.
+    #[graphql(
+        guard = "RoleGuard(Role::Admin)",
+        complexity = "pagination::cost(first, child_complexity)"
+    )]
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, AuditEntry>> {
+        let limit = pagination::page_size(first)?;
+        let after = pagination::decode::<i64>(after.as_deref())?;
+        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
+        let mut rows = super::store::audit_log(&mut conn, after, limit)
+            .await
+            .map_err(AppError::from)?;
+        let has_next = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let mut page = Connection::new(after.is_some(), has_next);
+        for r in rows {
+            page.edges.push(Edge::new(
+                pagination::encode(r.id),
+                AuditEntry {
+                    id: ids::to_id(r.id),
+                    actor_id: r.actor_id.map(ids::to_id),
+                    action: r.action,
+                    target_type: r.target_type,
+                    target_id: r.target_id.map(ids::to_id),
+                    details: Json(r.details),
+                    created_at: r.created_at,
+                },
+            ));
+        }
+        Ok(page)
+    }
+
+    /// Sales of a concert per schedule: for its host and admins.
+    #[graphql(guard = "RoleGuard(Role::Host)")]
+    async fn concert_sales(&self, ctx: &Context<'_>, concert_id: ID) -> async_graphql::Result<ConcertSales> {
+        let concert_id = ids::parse(&concert_id, "concertId")?;
+        let actor = actor(ctx).await?;
+        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
+        let concert = crate::concerts::store::concert(&mut conn, concert_id)
+            .await
+            .map_err(AppError::from)?
+            .ok_or(AppError::NotFound("concert"))?;
+        actor.ensure_manages(concert.host_id)?;
+        let rows = super::store::sales(&mut conn, concert_id)
+            .await
+            .map_err(AppError::from)?;
+        Ok(ConcertSales {
+            concert_id: ids::to_id(concert_id),
+            seats_sold: rows.iter().map(|r| r.seats_sold).sum(),
+            revenue: rows.iter().map(|r| r.revenue).sum(),
+            schedules: rows
+                .into_iter()
+                .map(|r| ScheduleSales {
+                    schedule_id: ids::to_id(r.schedule_id),
+                    capacity: r.capacity,
+                    seats_held: r.seats_held,
+                    seats_sold: r.seats_sold,
+                    revenue: r.revenue,
+                    refunded: r.refunded,
+                })
+                .collect(),
+        })
     }
 }
 

@@ -85,3 +85,67 @@ mod tests {
         assert_eq!(super::escape_like("50%_a\\"), "50\\%\\_a\\\\");
     }
 }
+
+#[derive(diesel::Queryable, diesel::Selectable, Debug)]
+#[diesel(table_name = crate::schema::audit_log)]
+pub struct AuditRow {
+    pub id: i64,
+    pub actor_id: Option<i64>,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: Option<i64>,
+    pub details: serde_json::Value,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The audit log, newest first, after the cursor id.
+pub async fn audit_log(
+    conn: &mut AsyncPgConnection,
+    after: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<AuditRow>> {
+    use crate::schema::audit_log;
+    let mut q = audit_log::table
+        .select(AuditRow::as_select())
+        .order(audit_log::id.desc())
+        .limit(limit + 1)
+        .into_boxed();
+    if let Some(after) = after {
+        q = q.filter(audit_log::id.lt(after));
+    }
+    q.load(conn).await
+}
+
+#[derive(diesel::QueryableByName, Debug)]
+pub struct ScheduleSales {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub schedule_id: i64,
+    #[diesel(sql_type = diesel::sql_types::Int4)]
+    pub capacity: i32,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub seats_held: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub seats_sold: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub revenue: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub refunded: i64,
+}
+
+/// Per schedule of a concert: seats held and sold now, points taken by paid reservations
+/// that stand, and points refunded.
+pub async fn sales(conn: &mut AsyncPgConnection, concert_id: i64) -> QueryResult<Vec<ScheduleSales>> {
+    diesel::sql_query(
+        "SELECT sc.id AS schedule_id, sc.capacity,
+                (SELECT count(*) FROM seats s WHERE s.schedule_id = sc.id AND s.status = 'held') AS seats_held,
+                (SELECT count(*) FROM seats s WHERE s.schedule_id = sc.id AND s.status = 'sold') AS seats_sold,
+                coalesce((SELECT sum(r.total_price) FROM reservations r
+                          WHERE r.schedule_id = sc.id AND r.status = 'confirmed'), 0)::bigint AS revenue,
+                coalesce((SELECT sum(l.amount) FROM point_ledger l JOIN reservations r ON r.id = l.reservation_id
+                          WHERE r.schedule_id = sc.id AND l.kind = 'refund'), 0)::bigint AS refunded
+         FROM schedules sc WHERE sc.concert_id = $1 ORDER BY sc.starts_at, sc.id",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(concert_id)
+    .load(conn)
+    .await
+}

@@ -234,6 +234,16 @@ pub async fn cancel_concert(
             }
         }
         let concert = store::set_concert_status(conn, id, "cancelled", Some(&reason)).await?;
+        // Cancelling refunds money: it is a privileged action, audited with who did it.
+        crate::admin::audit::record(
+            conn,
+            actor.id,
+            "cancel_concert",
+            "concert",
+            Some(id),
+            serde_json::json!({ "reason": reason, "schedules": changes.len() }),
+        )
+        .await?;
         Ok((concert, changes))
     })
     .await

@@ -907,3 +907,76 @@ async fn my_reservations_pages_newest_first() {
     }
     assert_eq!(seen, made);
 }
+
+#[tokio::test]
+async fn sales_figures_and_the_audit_trail() {
+    let app = TestApp::spawn().await;
+    let show = app.show(layout(2, 5), 4).await;
+    let admin = app.user_with_role("root@example.com", "admin").await;
+    let fan = app.sign_up("fan@example.com").await;
+    charge(&app, &fan, 1000).await;
+    let id = reserve(&app, &fan, &show, &[0, 5], None).await["data"]["reserveSeats"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.ok(Some(&fan.access), PAY, json!({ "r": id, "k": "k" })).await;
+    reserve(&app, &fan, &show, &[6], None).await;
+    let q = "query($c: ID!) { concertSales(concertId: $c) { seatsSold revenue schedules { capacity seatsHeld seatsSold revenue refunded } } }";
+    let sales = app
+        .ok(Some(&show.host.access), q, json!({ "c": show.concert_id }))
+        .await;
+    assert_eq!(
+        sales["concertSales"],
+        json!({ "seatsSold": 2, "revenue": 250, "schedules": [{ "capacity": 10, "seatsHeld": 1, "seatsSold": 2, "revenue": 250, "refunded": 0 }] })
+    );
+    let other_host = app.user_with_role("other@example.com", "host").await;
+    assert_eq!(
+        code(
+            &app.gql(Some(&other_host.access), q, json!({ "c": show.concert_id }))
+                .await
+        ),
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        code(
+            &app.gql(Some(&fan.access), q, json!({ "c": show.concert_id }))
+                .await
+        ),
+        "FORBIDDEN"
+    );
+
+    // An admin cancels the show: refunded, and the audit log says who did it.
+    app.ok(
+        Some(&admin.access),
+        "mutation($c: ID!) { cancelConcert(id: $c, reason: \"venue flooded\") { status } }",
+        json!({ "c": show.concert_id }),
+    )
+    .await;
+    let sales = app
+        .ok(Some(&admin.access), q, json!({ "c": show.concert_id }))
+        .await;
+    assert_eq!(sales["concertSales"]["schedules"][0]["refunded"], 250);
+    let log = app
+        .ok(
+            Some(&admin.access),
+            "{ auditLog(first: 10) { edges { node { actorId action targetId details } } } }",
+            json!({}),
+        )
+        .await;
+    let entry = &log["auditLog"]["edges"][0]["node"];
+    assert_eq!(entry["action"], "cancel_concert");
+    assert_eq!(entry["actorId"], admin.id.to_string());
+    assert_eq!(entry["targetId"], show.concert_id);
+    assert_eq!(entry["details"]["reason"], "venue flooded");
+    assert_eq!(
+        code(
+            &app.gql(
+                Some(&fan.access),
+                "{ auditLog { edges { node { id } } } }",
+                json!({})
+            )
+            .await
+        ),
+        "FORBIDDEN"
+    );
+}
