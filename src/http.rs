@@ -401,6 +401,11 @@ async fn websocket(http: Http, parts: &mut axum::http::request::Parts, addr: Soc
     let client = ClientAddr(Some(client_ip(&http.state, &parts.headers, addr)));
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        // tungstenite's defaults (128 KiB read and write buffers per socket) would cost
+        // over a gigabyte for 5,000 subscribers; our messages are a few KiB at most.
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
+        .max_message_size(256 * 1024)
         .on_upgrade(move |socket| async move {
             let jwt = http.state.jwt.clone();
             let mut shutdown = http.shutdown.clone();
