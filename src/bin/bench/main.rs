@@ -1,0 +1,247 @@
+//! `bench`: the load generator of BENCH.md.
+//!
+//! It starts from a running server's URL and a database URL, makes its own data (users in
+//! bulk with SQL, shows through the API), drives the server over real HTTP and WebSocket
+//! connections, prints a table and one JSON line per scenario, checks the invariants in the
+//! database afterwards and exits with 1 if any is violated (2 if the run itself failed).
+//! Every scenario ends by itself, in count and in time. Only local servers are accepted.
+//!
+//! ```text
+//! bench flash-sale --url http://127.0.0.1:18090 --database-url postgres://postgres@127.0.0.1:5432/boxoffice_bench
+//! bench two-instances --url http://127.0.0.1:18090 --url http://127.0.0.1:18091 --database-url ...
+//! ```
+
+mod client;
+mod report;
+mod sale;
+mod scenarios;
+mod server;
+mod setup;
+mod ws;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+
+/// The server's development secret: the default of both the server and the bench.
+const DEV_JWT_SECRET: &str = "boxoffice-development-secret-do-not-use-in-production";
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Scenario {
+    /// 20,000 seats, 64 clients holding 1-4 random seats per attempt until sold out.
+    FlashSale,
+    /// Every client wants the same 10 seats (then the next 10), for --seconds (10).
+    HotSeats,
+    /// Clients reading a whole seat map, for --seconds (10).
+    SeatMap,
+    /// --subscribers WebSocket subscribers of a schedule while a flash sale runs on it.
+    FanOut,
+    /// --users (50,000) enter the waiting queue; position reads and the admission rate.
+    Queue,
+    /// A flash sale with the clients split over two --url instances.
+    TwoInstances,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Self::FlashSale => "flash-sale",
+            Self::HotSeats => "hot-seats",
+            Self::SeatMap => "seat-map",
+            Self::FanOut => "fan-out",
+            Self::Queue => "queue",
+            Self::TwoInstances => "two-instances",
+        }
+    }
+}
+
+#[derive(Parser)]
+#[command(name = "bench", about = "Load generator for boxoffice (see BENCH.md)")]
+struct Args {
+    scenario: Scenario,
+    /// Server base URL, e.g. http://127.0.0.1:18090 (twice for two-instances). Local only.
+    #[arg(long = "url", required = true)]
+    urls: Vec<String>,
+    /// The server's PostgreSQL database (for bulk users and the invariant checks). Local only.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Seats of the schedule (1..=100000).
+    #[arg(long, default_value_t = 20_000)]
+    seats: usize,
+    /// The server's JWT secret, to mint access tokens.
+    #[arg(long, env = "JWT_SECRET", default_value = DEV_JWT_SECRET, hide_env_values = true, hide_default_value = true)]
+    jwt_secret: String,
+    /// Time limit (flash-sale, fan-out, two-instances: 60 s; hot-seats, seat-map: 10 s;
+    /// queue: the position-read and admission-sampling window, 10 s).
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Users to make (booking scenarios: as many as seats; queue: 50,000).
+    #[arg(long)]
+    users: Option<usize>,
+    /// perUserLimit of the schedule; each attempt asks for 1 to this many seats (1..=10).
+    #[arg(long, default_value_t = 4)]
+    per_user_limit: u32,
+    /// fan-out: WebSocket subscribers.
+    #[arg(long, default_value_t = 5_000)]
+    subscribers: usize,
+    /// fan-out: subscribers whose events are parsed to measure delivery lag.
+    #[arg(long, default_value_t = 100)]
+    sampled_subscribers: usize,
+    /// fan-out: the server's process id, for its memory (found from the port if omitted).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// queue: the server's Redis, to sample the admitted count. Local only.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// queue: the server's REDIS_PREFIX.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "bo:")]
+    redis_prefix: String,
+    /// queue: admitPerSecond of the queued schedule.
+    #[arg(long, default_value_t = 200)]
+    admit_per_second: u32,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bench: starting the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("bench: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the scenario; true when every invariant held.
+async fn run(args: Args) -> anyhow::Result<bool> {
+    let endpoints = check_args(&args)?;
+    let gql = client::Gql::new(args.clients.max(args.subscribers.min(256)))?;
+    for e in &endpoints {
+        let health = e.replace("/graphql", "/healthz");
+        reqwest::get(&health)
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .with_context(|| format!("the server does not answer at {health}"))?;
+    }
+    let mut ctx = scenarios::Ctx {
+        endpoints,
+        clients: args.clients,
+        seats: args.seats,
+        seconds: args.seconds,
+        users: args.users,
+        per_user_limit: args.per_user_limit,
+        subscribers: args.subscribers,
+        sampled_subscribers: args.sampled_subscribers,
+        server_pid: args.server_pid,
+        redis_url: args.redis_url.clone(),
+        redis_prefix: args.redis_prefix.clone(),
+        admit_per_second: args.admit_per_second,
+        gql,
+        db: setup::connect(&args.database_url).await?,
+        minter: setup::Minter::new(&args.jwt_secret),
+        tag: setup::run_tag(),
+    };
+    let report = match args.scenario {
+        Scenario::FlashSale => scenarios::flash_sale(&mut ctx, "flash-sale").await?,
+        Scenario::TwoInstances => scenarios::flash_sale(&mut ctx, "two-instances").await?,
+        Scenario::HotSeats => scenarios::hot_seats(&mut ctx).await?,
+        Scenario::SeatMap => scenarios::seat_map(&mut ctx).await?,
+        Scenario::FanOut => scenarios::fan_out(&mut ctx).await?,
+        Scenario::Queue => scenarios::queue(&mut ctx).await?,
+    };
+    print!("{}", report.table());
+    println!("{}", report.to_json());
+    Ok(report.violations.is_empty())
+}
+
+/// Validates the options; returns the GraphQL endpoints.
+fn check_args(args: &Args) -> anyhow::Result<Vec<String>> {
+    let want = match args.scenario {
+        Scenario::TwoInstances => 2,
+        _ => 1,
+    };
+    if args.urls.len() != want {
+        anyhow::bail!(
+            "{} takes --url {} time(s), got {}",
+            args.scenario.name(),
+            want,
+            args.urls.len()
+        );
+    }
+    if args.clients == 0 || args.clients > 10_000 {
+        anyhow::bail!("--clients must be 1 to 10000");
+    }
+    if args.seats == 0 || args.seats > 100_000 {
+        anyhow::bail!("--seats must be 1 to 100000");
+    }
+    if !(1..=10).contains(&args.per_user_limit) {
+        anyhow::bail!("--per-user-limit must be 1 to 10");
+    }
+    if args.seconds == Some(0) || args.seconds.is_some_and(|s| s > 3600) {
+        anyhow::bail!("--seconds must be 1 to 3600");
+    }
+    if args.subscribers > 20_000 || args.users.is_some_and(|u| u == 0 || u > 1_000_000) {
+        anyhow::bail!("--subscribers at most 20000, --users 1 to 1000000");
+    }
+    local(&args.database_url, "--database-url", &["postgres", "postgresql"])?;
+    local(&args.redis_url, "--redis-url", &["redis"])?;
+    let mut endpoints = Vec::new();
+    for u in &args.urls {
+        let url = local(u, "--url", &["http"])?;
+        let base = url.as_str().trim_end_matches('/').trim_end_matches("/graphql");
+        endpoints.push(format!("{base}/graphql"));
+    }
+    Ok(endpoints)
+}
+
+/// Parses `raw` and refuses anything but 127.0.0.1 or localhost: the bench floods what
+/// it points at, so it may only point at this machine.
+fn local(raw: &str, option: &str, schemes: &[&str]) -> anyhow::Result<url::Url> {
+    let url = url::Url::parse(raw).with_context(|| format!("{option} is not a URL"))?;
+    if !schemes.contains(&url.scheme()) {
+        anyhow::bail!("{option} must be a {} URL", schemes.join(" or "));
+    }
+    match url.host_str() {
+        Some("127.0.0.1" | "localhost") => Ok(url),
+        other => anyhow::bail!(
+            "{option}: only 127.0.0.1 or localhost is allowed, not {}",
+            other.unwrap_or("(no host)")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_urls() {
+        assert!(local("http://127.0.0.1:18090", "--url", &["http"]).is_ok());
+        assert!(local("http://localhost:18090/graphql", "--url", &["http"]).is_ok());
+        assert!(local("http://10.0.0.1:18090", "--url", &["http"]).is_err());
+        assert!(local("http://example.com", "--url", &["http"]).is_err());
+        assert!(local("http://127.0.0.1.example.com", "--url", &["http"]).is_err());
+        assert!(local("https://127.0.0.1", "--url", &["http"]).is_err());
+        assert!(
+            local(
+                "postgres://postgres@127.0.0.1:5432/x",
+                "--database-url",
+                &["postgres"]
+            )
+            .is_ok()
+        );
+        assert!(local("postgres://db.internal/x", "--database-url", &["postgres"]).is_err());
+    }
+}
