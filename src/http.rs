@@ -17,6 +17,7 @@ use async_graphql::{
     parser::types::{DocumentOperations, OperationType},
 };
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::extract::ws::{CloseFrame, Message, close_code};
 use axum::{
     Json, Router,
     body::Bytes,
@@ -28,9 +29,8 @@ use axum::{
     response::{Html, IntoResponse, Response},
     routing::get,
 };
-use serde::Deserialize;
-use axum::extract::ws::{CloseFrame, Message, close_code};
 use futures_util::{SinkExt as _, StreamExt as _};
+use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 use tower::ServiceBuilder;
 use tower_http::{
@@ -439,7 +439,6 @@ async fn websocket(http: Http, parts: &mut axum::http::request::Parts, addr: Soc
                     data.insert(viewer);
                     Ok(data)
                 })
-                .keepalive_timeout(Duration::from_secs(30))
                 .serve();
             let forward = async move {
                 while let Some(msg) = out_rx.recv().await {
@@ -499,7 +498,11 @@ async fn readyz(State(http): State<Http>) -> Response {
     .is_some();
     let redis = match &http.state.redis {
         None => None,
-        Some(kv) => Some(tokio::time::timeout(limit, kv.ping()).await.is_ok_and(|r| r.is_ok())),
+        Some(kv) => Some(
+            tokio::time::timeout(limit, kv.ping())
+                .await
+                .is_ok_and(|r| r.is_ok()),
+        ),
     };
     let status = if postgres && redis != Some(false) {
         StatusCode::OK
@@ -508,7 +511,11 @@ async fn readyz(State(http): State<Http>) -> Response {
     };
     let word = |ok: bool| if ok { "ok" } else { "unreachable" };
     let redis = redis.map_or("disabled", word);
-    (status, Json(serde_json::json!({ "postgres": word(postgres), "redis": redis }))).into_response()
+    (
+        status,
+        Json(serde_json::json!({ "postgres": word(postgres), "redis": redis })),
+    )
+        .into_response()
 }
 
 async fn track_metrics(path: Option<MatchedPath>, req: Request, next: Next) -> Response {

@@ -17,6 +17,7 @@ pub struct AppState {
     pub live: live::Live,
     pub batcher: Arc<Batcher>,
     pub queue_flags: Arc<crate::queue::QueueFlags>,
+    pub seat_maps: Arc<crate::seats::map::SeatMaps>,
 }
 
 impl AppState {
@@ -56,6 +57,7 @@ impl AppState {
             live: live::Live::new(hub),
             batcher: Arc::default(),
             queue_flags: Arc::default(),
+            seat_maps: Arc::default(),
         })
     }
 }

@@ -44,8 +44,9 @@ impl LocalLimits {
         let now = Instant::now();
         let mut map = self.lock();
         map.retain(|_, (_, until)| *until > now);
-        map.get(key)
-            .map_or((0, 0), |(n, until)| (*n, until.duration_since(now).as_secs() as i64))
+        map.get(key).map_or((0, 0), |(n, until)| {
+            (*n, until.duration_since(now).as_secs() as i64)
+        })
     }
 
     fn fail(&self, key: String, window: Duration) {
@@ -70,7 +71,8 @@ pub async fn check(state: &AppState, email: &str, ip: Option<IpAddr>) -> AppResu
                 Some(a) => pipe.get(kv.key(a)).ttl(kv.key(a)),
                 None => pipe.cmd("ECHO").arg(0).cmd("ECHO").arg(0),
             };
-            let (a, at, i, it): (Option<u32>, i64, Option<u32>, i64) = pipe.query_async(&mut kv.conn()).await?;
+            let (a, at, i, it): (Option<u32>, i64, Option<u32>, i64) =
+                pipe.query_async(&mut kv.conn()).await?;
             ((a.unwrap_or(0), at), (i.unwrap_or(0), it))
         }
         None => (

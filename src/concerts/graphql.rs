@@ -179,6 +179,16 @@ impl Schedule {
             .unwrap_or_default();
         Ok(counts.into_iter().map(GradeAvailability::from).collect())
     }
+    /// The whole seat map in compact form: what a client of a big venue should read
+    /// (a 20,000-seat map is about 25 KB). Shared by all readers of the same version.
+    async fn seat_map(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<std::sync::Arc<crate::seats::map::SeatMap>> {
+        let state = state(ctx)?;
+        Ok(state.seat_maps.get(&state.db, self.0.id, self.0.version).await?)
+    }
+
     /// The seat map, in layout order, optionally narrowed to a section, grade or status.
     #[graphql(complexity = "1000 + child_complexity")]
     async fn seats(
@@ -361,9 +371,10 @@ impl ConcertsQuery {
             .map_err(AppError::from)?
             .ok_or(AppError::NotFound("schedule"))?;
         drop(conn);
-        visible_concert(ctx, row.concert_id)
-            .await
-            .map_err(|_| AppError::NotFound("schedule"))?;
+        visible_concert(ctx, row.concert_id).await.map_err(|e| match e {
+            AppError::NotFound(_) => AppError::NotFound("schedule"),
+            other => other,
+        })?;
         Ok(Schedule(row))
     }
 

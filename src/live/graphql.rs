@@ -1,6 +1,8 @@
 //! The `seatChanges` subscription.
 
-use async_graphql::{Context, ID, SimpleObject, Subscription};
+use std::sync::Arc;
+
+use async_graphql::{Context, ID, Object, SimpleObject, Subscription};
 use futures_util::{Stream, StreamExt as _};
 
 use super::seats::{self, SeatUpdate};
@@ -21,41 +23,49 @@ pub struct SeatState {
 /// Seats of a schedule that changed since the previous event.
 ///
 /// Keep the `version` of your seat map (from `schedule { version }`). Apply an event when
-/// its `version` is higher than yours, then take its version. If `resync` is true, or the
-/// first event after you subscribed has a version more than the changes you know of, you
-/// may have missed changes: read `schedule(id) { seats version }` again. Events are
-/// coalesced: at most about ten per second, each with every change since the last.
-#[derive(SimpleObject, Clone)]
-pub struct SeatChangeEvent {
-    pub schedule_id: ID,
-    pub version: i64,
-    pub seats: Vec<SeatState>,
-    /// Seats per grade by status, read after the changes of this event.
-    pub availability: Vec<GradeAvailability>,
-    pub resync: bool,
-}
+/// its `version` is higher than yours, then take its version. If `resync` is true you may
+/// have missed changes: read `schedule(id) { seatMap { ... } }` again. Events are coalesced:
+/// at most about ten a second, each with every change since the last.
+///
+/// The event is shared by every subscriber of the instance; fields are worked out only if
+/// asked for. Big sales are cheapest to follow through `packed`.
+pub struct SeatChangeEvent(Arc<SeatUpdate>);
 
-impl From<&SeatUpdate> for SeatChangeEvent {
-    fn from(u: &SeatUpdate) -> Self {
-        Self {
-            schedule_id: ids::to_id(u.schedule_id),
-            version: u.version,
-            seats: u
-                .seats
-                .iter()
-                .map(|(id, st)| SeatState {
-                    id: ids::to_id(*id),
-                    status: SeatStatus::parse(st),
-                })
-                .collect(),
-            availability: u
-                .availability
-                .iter()
-                .cloned()
-                .map(GradeAvailability::from)
-                .collect(),
-            resync: u.resync,
-        }
+#[Object]
+impl SeatChangeEvent {
+    async fn schedule_id(&self) -> ID {
+        ids::to_id(self.0.schedule_id)
+    }
+    async fn version(&self) -> i64 {
+        self.0.version
+    }
+    async fn resync(&self) -> bool {
+        self.0.resync
+    }
+    /// The changed seats and their new status, ascending id.
+    async fn seats(&self) -> Vec<SeatState> {
+        self.0
+            .seats
+            .iter()
+            .map(|(id, st)| SeatState {
+                id: ids::to_id(*id),
+                status: SeatStatus::parse(st),
+            })
+            .collect()
+    }
+    /// The same as `seats` in one string: `<seat id><A|H|S>` joined by commas, e.g.
+    /// `1041H,1042H,2001A` (A available, H held, S sold).
+    async fn packed(&self) -> &str {
+        &self.0.packed
+    }
+    /// Seats per grade by status, read after the changes of this event.
+    async fn availability(&self) -> Vec<GradeAvailability> {
+        self.0
+            .availability
+            .iter()
+            .cloned()
+            .map(GradeAvailability::from)
+            .collect()
     }
 }
 
@@ -73,33 +83,42 @@ impl LiveSubscription {
     ) -> async_graphql::Result<impl Stream<Item = SeatChangeEvent> + use<>> {
         let schedule_id = ids::parse(&schedule_id, "scheduleId")?;
         let state = state(ctx)?.clone();
-        let mut conn = state.db.get().await.map_err(AppError::from)?;
-        let schedule = crate::concerts::store::schedule(&mut conn, schedule_id)
-            .await
-            .map_err(AppError::from)?
-            .ok_or(AppError::NotFound("schedule"))?;
-        let concert = crate::concerts::store::concert(&mut conn, schedule.concert_id)
-            .await
-            .map_err(AppError::from)?
-            .ok_or(AppError::NotFound("schedule"))?;
-        drop(conn);
-        if concert.status == "draft" {
+        let visible = state
+            .queue_flags
+            .settings(&state, schedule_id)
+            .await?
+            .is_some_and(|s| s.concert_status != "draft");
+        if !visible {
             return Err(AppError::NotFound("schedule").into());
         }
-        // Subscribe first, then read the current state: nothing falls in between.
-        let updates = seats::updates(&state, schedule_id);
-        let (availability, version) = seats::counts(&state, schedule_id).await?;
-        let first = SeatChangeEvent {
-            schedule_id: ids::to_id(schedule_id),
-            version,
-            seats: Vec::new(),
-            availability: availability.into_iter().map(GradeAvailability::from).collect(),
-            resync: false,
+        // Subscribe first, then take the current state: nothing falls in between.
+        let (updates, last) = seats::updates(&state, schedule_id);
+        let first = match last {
+            Some(last) => SeatUpdate {
+                seats: Vec::new(),
+                packed: "".into(),
+                resync: false,
+                ..(*last).clone()
+            },
+            None => {
+                let (availability, version) = seats::counts(&state, schedule_id).await?;
+                SeatUpdate {
+                    schedule_id,
+                    version,
+                    seats: Vec::new(),
+                    availability,
+                    resync: false,
+                    packed: "".into(),
+                }
+            }
         };
-        Ok(futures_util::stream::once(async move { first }).chain(
-            updates
-                .filter(move |u| futures_util::future::ready(u.version > version || u.resync))
-                .map(|u| SeatChangeEvent::from(u.as_ref())),
-        ))
+        let version = first.version;
+        Ok(
+            futures_util::stream::once(async move { SeatChangeEvent(Arc::new(first)) }).chain(
+                updates
+                    .filter(move |u| futures_util::future::ready(u.version > version || u.resync))
+                    .map(SeatChangeEvent),
+            ),
+        )
     }
 }

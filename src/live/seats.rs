@@ -34,6 +34,30 @@ pub struct SeatUpdate {
     pub availability: Vec<GradeCount>,
     /// Changes may have been missed (a lag or a Redis reconnect): re-read the seat map.
     pub resync: bool,
+    /// `seats` as one string, `<id><A|H|S>` joined by commas, made once for every
+    /// subscriber of this instance: the cheap way to follow a big sale.
+    pub packed: Arc<str>,
+}
+
+/// The one-letter status codes of `packed` strings and compact seat maps.
+pub fn status_letter(status: &str) -> char {
+    match status {
+        "held" => 'H',
+        "sold" => 'S',
+        _ => 'A',
+    }
+}
+
+fn pack(seats: &[(i64, String)]) -> Arc<str> {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(seats.len() * 9);
+    for (i, (id, status)) in seats.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{id}{}", status_letter(status));
+    }
+    out.into()
 }
 
 pub fn topic(schedule_id: i64) -> String {
@@ -47,12 +71,18 @@ pub fn publish(hub: &Hub, change: &SeatChange) {
     }
 }
 
+/// A running feed: its local channel, and the last update it sent.
+struct Feed {
+    tx: broadcast::Sender<Arc<SeatUpdate>>,
+    last: Option<Arc<SeatUpdate>>,
+}
+
 /// The running feeds of this instance.
 #[derive(Default)]
-pub struct Feeds(Mutex<HashMap<i64, broadcast::Sender<Arc<SeatUpdate>>>>);
+pub struct Feeds(Mutex<HashMap<i64, Feed>>);
 
 impl Feeds {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, broadcast::Sender<Arc<SeatUpdate>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Feed>> {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -61,24 +91,38 @@ impl Feeds {
     }
 }
 
-/// Updates of one schedule's seats, from now on.
-pub fn updates(state: &AppState, schedule_id: i64) -> impl Stream<Item = Arc<SeatUpdate>> + use<> {
-    let rx = {
+/// Updates of one schedule's seats, from now on, and the last update the feed sent (if
+/// it was already running): a new subscriber can start from it without reading the
+/// database. Every change after that update comes through the stream.
+pub fn updates(
+    state: &AppState,
+    schedule_id: i64,
+) -> (
+    impl Stream<Item = Arc<SeatUpdate>> + use<>,
+    Option<Arc<SeatUpdate>>,
+) {
+    let (rx, last) = {
         let mut feeds = state.live.feeds.lock();
         match feeds.get(&schedule_id) {
-            Some(tx) => tx.subscribe(),
+            Some(feed) => (feed.tx.subscribe(), feed.last.clone()),
             None => {
                 let (tx, rx) = broadcast::channel(16);
-                feeds.insert(schedule_id, tx.clone());
+                feeds.insert(
+                    schedule_id,
+                    Feed {
+                        tx: tx.clone(),
+                        last: None,
+                    },
+                );
                 // Subscribed to the topic before returning: nothing committed after this
                 // call can be missed.
                 let sub = state.live.hub.subscribe(&topic(schedule_id));
                 tokio::spawn(feed(state.clone(), schedule_id, sub, tx));
-                rx
+                (rx, None)
             }
         }
     };
-    futures_util::stream::unfold((rx, false), |(mut rx, mut missed)| async move {
+    let stream = futures_util::stream::unfold((rx, false), |(mut rx, mut missed)| async move {
         loop {
             match rx.recv().await {
                 Ok(update) if missed => {
@@ -92,7 +136,8 @@ pub fn updates(state: &AppState, schedule_id: i64) -> impl Stream<Item = Arc<Sea
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
-    })
+    });
+    (stream, last)
 }
 
 async fn feed(
@@ -133,12 +178,16 @@ async fn feed(
                 resync = false;
                 dirty = false;
                 next_send = Instant::now() + WINDOW;
-                let _ = tx.send(Arc::new(update));
+                let update = Arc::new(update);
+                if let Some(feed) = state.live.feeds.lock().get_mut(&schedule_id) {
+                    feed.last = Some(update.clone());
+                }
+                let _ = tx.send(update);
             }
             _ = idle_check.tick() => {
                 let mut feeds = state.live.feeds.lock();
                 if tx.receiver_count() == 0 {
-                    if feeds.get(&schedule_id).is_some_and(|t| t.same_channel(&tx)) {
+                    if feeds.get(&schedule_id).is_some_and(|f| f.tx.same_channel(&tx)) {
                         feeds.remove(&schedule_id);
                     }
                     return;
@@ -162,18 +211,20 @@ async fn build(
             (Vec::new(), version)
         }
     };
+    let seats: Vec<(i64, String)> = pending
+        .into_iter()
+        .map(|(id, (_, status))| (id, status))
+        .collect();
     SeatUpdate {
         schedule_id,
         // With changes, exactly the versions they cover; a bare resync points at now.
-        version: if pending.is_empty() {
+        version: if seats.is_empty() {
             version.max(current)
         } else {
             version
         },
-        seats: pending
-            .into_iter()
-            .map(|(id, (_, status))| (id, status))
-            .collect(),
+        packed: pack(&seats),
+        seats,
         availability,
         resync,
     }

@@ -70,14 +70,13 @@ fn ticket(schedule: &ScheduleRow, place: Place) -> QueueTicket {
 
 /// The schedule if it runs a queue that can still be joined.
 async fn queued_schedule(state: &AppState, schedule_id: i64) -> AppResult<ScheduleRow> {
-    let mut conn = state.db.get().await?;
-    let schedule = crate::concerts::store::schedule(&mut conn, schedule_id)
+    let settings = state
+        .queue_flags
+        .settings(state, schedule_id)
         .await?
         .ok_or(AppError::NotFound("schedule"))?;
-    let concert = crate::concerts::store::concert(&mut conn, schedule.concert_id)
-        .await?
-        .ok_or(AppError::NotFound("schedule"))?;
-    if concert.status != "published" {
+    let schedule = settings.schedule;
+    if settings.concert_status != "published" {
         return Err(AppError::NotFound("schedule"));
     }
     if !schedule.queue_enabled {

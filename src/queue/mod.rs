@@ -30,37 +30,59 @@ use std::{
 };
 
 use crate::{
+    concerts::store::ScheduleRow,
     error::{AppError, AppResult, ErrorCode},
     state::AppState,
 };
 
-/// Whether schedules use the queue, remembered for a moment: the check sits on the
-/// booking path and the flag rarely changes.
+/// Schedules' queue settings (and their concert's status), remembered for a moment: they
+/// are read on every booking and every queue call, and rarely change. A change counts
+/// within `SETTINGS_TTL`.
 #[derive(Default)]
-pub struct QueueFlags(Mutex<HashMap<i64, (bool, Instant)>>);
+pub struct QueueFlags(Mutex<HashMap<i64, (Option<Settings>, Instant)>>);
 
-const FLAG_TTL: Duration = Duration::from_secs(2);
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub schedule: ScheduleRow,
+    pub concert_status: String,
+}
+
+const SETTINGS_TTL: Duration = Duration::from_secs(1);
 
 impl QueueFlags {
-    async fn enabled(&self, state: &AppState, schedule_id: i64) -> AppResult<Option<bool>> {
-        if let Some((on, at)) = self
+    /// The schedule and its concert's status; `None` if there is no such schedule.
+    pub async fn settings(&self, state: &AppState, schedule_id: i64) -> AppResult<Option<Settings>> {
+        if let Some((s, at)) = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&schedule_id)
-            && at.elapsed() < FLAG_TTL
+            && at.elapsed() < SETTINGS_TTL
         {
-            return Ok(Some(*on));
+            return Ok(s.clone());
         }
         let mut conn = state.db.get().await?;
-        let Some(schedule) = crate::concerts::store::schedule(&mut conn, schedule_id).await? else {
-            return Ok(None);
+        let settings = match crate::concerts::store::schedule(&mut conn, schedule_id).await? {
+            None => None,
+            Some(schedule) => crate::concerts::store::concert(&mut conn, schedule.concert_id)
+                .await?
+                .map(|c| Settings {
+                    schedule,
+                    concert_status: c.status,
+                }),
         };
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(schedule_id, (schedule.queue_enabled, Instant::now()));
-        Ok(Some(schedule.queue_enabled))
+            .insert(schedule_id, (settings.clone(), Instant::now()));
+        Ok(settings)
+    }
+
+    async fn enabled(&self, state: &AppState, schedule_id: i64) -> AppResult<Option<bool>> {
+        Ok(self
+            .settings(state, schedule_id)
+            .await?
+            .map(|s| s.schedule.queue_enabled))
     }
 }
 

@@ -2,10 +2,12 @@
 //!
 //! - `layout`: validating a `SeatLayoutInput` and generating its seats in bulk.
 //! - `store`: seat and grade queries (the map, availability per grade).
+//! - `map`: the compact seat map, cached per schedule version.
 //! - `graphql`: `Seat`, `SeatGrade`, `GradeAvailability`, the layout input types, loaders.
 //!
 //! Seat *status* changes (hold, sell, release) belong to `booking`, never here.
 
 pub mod graphql;
 pub mod layout;
+pub mod map;
 pub mod store;

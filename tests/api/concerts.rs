@@ -1083,7 +1083,16 @@ async fn a_draft_cannot_be_cancelled_into_public_view() {
     let app = TestApp::spawn().await;
     let host = app.user_with_role("host@example.com", "host").await;
     let id = create(&app, &host.access, "Secret Draft").await;
-    let body = app.gql(Some(&host.access), CANCEL, json!({ "id": id, "r": "changed my mind" })).await;
+    let body = app
+        .gql(
+            Some(&host.access),
+            CANCEL,
+            json!({ "id": id, "r": "changed my mind" }),
+        )
+        .await;
     assert_eq!(code(&body), "CONFLICT");
-    assert_eq!(code(&app.gql(None, CONCERT, json!({ "id": id })).await), "NOT_FOUND");
+    assert_eq!(
+        code(&app.gql(None, CONCERT, json!({ "id": id })).await),
+        "NOT_FOUND"
+    );
 }

@@ -9,7 +9,7 @@ use crate::{
     websocket::{Ws, connect, init, recv, send},
 };
 
-const SEAT_CHANGES: &str = "subscription($s: ID!) { seatChanges(scheduleId: $s) { scheduleId version resync seats { id status } availability { grade total available held sold } } }";
+const SEAT_CHANGES: &str = "subscription($s: ID!) { seatChanges(scheduleId: $s) { scheduleId version resync packed seats { id status } availability { grade total available held sold } } }";
 const RESERVE: &str = "mutation($i: ReserveSeatsInput!) { reserveSeats(input: $i) { id } }";
 
 async fn subscribe(app: &TestApp, schedule_id: &str) -> Ws {
@@ -263,4 +263,52 @@ async fn a_redis_outage_resyncs_subscribers_and_queries_keep_working() {
         }
     }
     assert!(delivered, "updates resume after the outage");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn packed_events_and_the_compact_seat_map_agree_with_the_full_ones() {
+    let app = TestApp::spawn().await;
+    let show = app.show(layout(3, 4), 4).await;
+    let q = "query($s: ID!) { schedule(id: $s) { version seats { id status } seatMap { version rows { section row seats grade } grades { name price } idRuns statuses } } }";
+    let before = app.ok(None, q, json!({ "s": show.schedule_id })).await["schedule"].clone();
+    let map = &before["seatMap"];
+    assert_eq!(map["statuses"], "AAAAAAAAAAAA");
+    assert_eq!(map["rows"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        map["rows"][1],
+        json!({ "section": "Floor", "row": "R1", "seats": 4, "grade": 1 })
+    );
+    assert_eq!(map["grades"][1], json!({ "name": "R", "price": 100 }));
+    // The runs expand to exactly the ids of the full map, in order.
+    let runs: Vec<i64> = map["idRuns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    let expanded: Vec<String> = runs
+        .chunks(2)
+        .flat_map(|r| (r[0]..r[0] + r[1]).map(|id| id.to_string()))
+        .collect();
+    assert_eq!(expanded, show.seats);
+
+    let sub = "subscription($s: ID!) { seatChanges(scheduleId: $s) { version packed } }";
+    let mut ws = connect(&app, "graphql-transport-ws").await;
+    init(&mut ws, None).await;
+    send(&mut ws, json!({ "id": "p", "type": "subscribe", "payload": { "query": sub, "variables": { "s": show.schedule_id } } })).await;
+    assert_eq!(event(&mut ws).await["packed"], "");
+    hold(&app, &show, "fan@example.com", 5).await;
+    let e = event(&mut ws).await;
+    assert_eq!(e["packed"], format!("{}H", show.seats[5]));
+
+    let after = app.ok(None, q, json!({ "s": show.schedule_id })).await["schedule"].clone();
+    assert!(after["seatMap"]["version"].as_i64().unwrap() > map["version"].as_i64().unwrap());
+    assert_eq!(after["seatMap"]["statuses"], "AAAAAHAAAAAA");
+    let full: String = after["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["status"].as_str().unwrap()[..1])
+        .collect();
+    assert_eq!(full, "AAAAAHAAAAAA");
 }

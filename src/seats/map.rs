@@ -1,0 +1,159 @@
+//! The compact seat map: the whole map of a big venue in a few kilobytes, built once per
+//! schedule version and shared by every reader of this instance.
+//!
+//! A 20,000-seat map as GraphQL objects is 140,000 resolved fields and 2 MB of JSON per
+//! request; here it is one row object per row of seats and one character per seat.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use async_graphql::SimpleObject;
+use diesel::{
+    QueryableByName,
+    sql_types::{BigInt, Int4, Text},
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::{error::AppResult, live::seats::status_letter};
+
+/// One row of seats, numbered 1 to `seats`.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct SeatMapRow {
+    pub section: String,
+    pub row: String,
+    pub seats: i32,
+    /// Index into `SeatMap.grades`.
+    pub grade: i32,
+}
+
+#[derive(SimpleObject, Clone, Debug)]
+pub struct SeatMapGrade {
+    pub name: String,
+    pub price: i64,
+    pub color: String,
+}
+
+/// A whole seat map, compactly. Walk `rows` in order; each row's seats are numbered 1 to
+/// `seats`; their ids come from `idRuns` and their statuses from `statuses`, in that same
+/// order.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct SeatMap {
+    /// The schedule version the statuses are at least as new as.
+    pub version: i64,
+    pub grades: Vec<SeatMapGrade>,
+    pub rows: Vec<SeatMapRow>,
+    /// Seat ids in layout order as runs of consecutive ids: `[first, count, first, count, ...]`.
+    pub id_runs: Vec<i64>,
+    /// One letter per seat in layout order: A available, H held, S sold.
+    pub statuses: Arc<str>,
+}
+
+#[derive(QueryableByName)]
+struct Row {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    section: String,
+    #[diesel(sql_type = Text)]
+    row_label: String,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Int4)]
+    grade: i32,
+}
+
+#[derive(QueryableByName)]
+struct Grade {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = BigInt)]
+    price: i64,
+    #[diesel(sql_type = Text)]
+    color: String,
+}
+
+/// Maps already built, by schedule: one per schedule, replaced when its version moves.
+#[derive(Default)]
+pub struct SeatMaps(Mutex<HashMap<i64, Arc<SeatMap>>>);
+
+impl SeatMaps {
+    /// The map of `schedule_id` at `version` or newer.
+    pub async fn get(
+        &self,
+        pool: &crate::db::Pool,
+        schedule_id: i64,
+        version: i64,
+    ) -> AppResult<Arc<SeatMap>> {
+        if let Some(map) = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&schedule_id)
+            && map.version >= version
+        {
+            return Ok(map.clone());
+        }
+        let mut conn = pool.get().await?;
+        let map = Arc::new(build(&mut conn, schedule_id, version).await?);
+        let mut maps = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let keep = maps.get(&schedule_id).is_none_or(|m| m.version < map.version);
+        if keep {
+            maps.insert(schedule_id, map.clone());
+        }
+        Ok(map)
+    }
+}
+
+async fn build(conn: &mut AsyncPgConnection, schedule_id: i64, version: i64) -> AppResult<SeatMap> {
+    let grades: Vec<Grade> = diesel::sql_query(
+        "SELECT name, price, color FROM seat_grades WHERE schedule_id = $1 ORDER BY position",
+    )
+    .bind::<BigInt, _>(schedule_id)
+    .load(conn)
+    .await?;
+    let seats: Vec<Row> = diesel::sql_query(
+        "SELECT s.id, s.section, s.row_label, s.status, (g.position - 1) AS grade
+         FROM seats s JOIN seat_grades g ON g.id = s.grade_id
+         WHERE s.schedule_id = $1 ORDER BY s.id",
+    )
+    .bind::<BigInt, _>(schedule_id)
+    .load(conn)
+    .await?;
+    let mut rows: Vec<SeatMapRow> = Vec::new();
+    let mut id_runs: Vec<i64> = Vec::new();
+    let mut statuses = String::with_capacity(seats.len());
+    for s in &seats {
+        match rows.last_mut() {
+            Some(r) if r.section == s.section && r.row == s.row_label => r.seats += 1,
+            _ => rows.push(SeatMapRow {
+                section: s.section.clone(),
+                row: s.row_label.clone(),
+                seats: 1,
+                grade: s.grade,
+            }),
+        }
+        let n = id_runs.len();
+        if n >= 2 && id_runs[n - 2] + id_runs[n - 1] == s.id {
+            id_runs[n - 1] += 1;
+        } else {
+            id_runs.extend([s.id, 1]);
+        }
+        statuses.push(status_letter(&s.status));
+    }
+    Ok(SeatMap {
+        version,
+        grades: grades
+            .into_iter()
+            .map(|g| SeatMapGrade {
+                name: g.name,
+                price: g.price,
+                color: g.color,
+            })
+            .collect(),
+        rows,
+        id_runs,
+        statuses: statuses.into(),
+    })
+}
