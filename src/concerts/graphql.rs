@@ -172,6 +172,10 @@ impl Schedule {
     }
     /// Seats per grade, by status.
     async fn availability(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<GradeAvailability>> {
+        // A seat map of this version already built has the counts: no query.
+        if let Some(counts) = state(ctx)?.seat_maps.availability(self.0.id, self.0.version) {
+            return Ok(counts);
+        }
         let counts = ctx
             .data::<DataLoader<AvailabilityLoader>>()?
             .load_one(self.0.id)

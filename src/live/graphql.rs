@@ -102,14 +102,16 @@ impl LiveSubscription {
             },
             None => {
                 let (availability, version) = seats::counts(&state, schedule_id).await?;
-                SeatUpdate {
+                let current = Arc::new(SeatUpdate {
                     schedule_id,
                     version,
                     seats: Vec::new(),
                     availability,
                     resync: false,
                     packed: "".into(),
-                }
+                });
+                state.live.feeds.remember(&current);
+                (*current).clone()
             }
         };
         let version = first.version;

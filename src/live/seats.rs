@@ -89,6 +89,16 @@ impl Feeds {
     pub fn running(&self) -> usize {
         self.lock().len()
     }
+
+    /// Keeps a state read after subscribing as the feed's last update, unless the feed
+    /// has sent a newer one: the next subscribers start from it without a query.
+    pub fn remember(&self, update: &Arc<SeatUpdate>) {
+        if let Some(feed) = self.lock().get_mut(&update.schedule_id)
+            && feed.last.as_ref().is_none_or(|l| l.version < update.version)
+        {
+            feed.last = Some(update.clone());
+        }
+    }
 }
 
 /// Updates of one schedule's seats, from now on, and the last update the feed sent (if

@@ -79,6 +79,45 @@ struct Grade {
 pub struct SeatMaps(Mutex<HashMap<i64, Arc<SeatMap>>>);
 
 impl SeatMaps {
+    /// Per-grade counts from a built map of exactly `version`, if there is one.
+    pub fn availability(
+        &self,
+        schedule_id: i64,
+        version: i64,
+    ) -> Option<Vec<crate::seats::graphql::GradeAvailability>> {
+        let maps = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let map = maps.get(&schedule_id).filter(|m| m.version == version)?;
+        let mut counts = vec![[0i64; 3]; map.grades.len()];
+        let mut letters = map.statuses.chars();
+        for row in &map.rows {
+            let slot = counts.get_mut(usize::try_from(row.grade).ok()?)?;
+            for _ in 0..row.seats {
+                match letters.next()? {
+                    'H' => slot[1] += 1,
+                    'S' => slot[2] += 1,
+                    _ => slot[0] += 1,
+                }
+            }
+        }
+        Some(
+            map.grades
+                .iter()
+                .zip(counts)
+                .map(
+                    |(g, [available, held, sold])| crate::seats::graphql::GradeAvailability {
+                        grade: g.name.clone(),
+                        price: g.price,
+                        color: g.color.clone(),
+                        total: available + held + sold,
+                        available,
+                        held,
+                        sold,
+                    },
+                )
+                .collect(),
+        )
+    }
+
     /// The map of `schedule_id` at `version` or newer.
     pub async fn get(
         &self,

@@ -311,4 +311,16 @@ async fn packed_events_and_the_compact_seat_map_agree_with_the_full_ones() {
         .map(|s| &s["status"].as_str().unwrap()[..1])
         .collect();
     assert_eq!(full, "AAAAAHAAAAAA");
+    // Availability read from the built map (same version) matches the seats.
+    let counts = app
+        .ok(
+            None,
+            "query($s: ID!) { schedule(id: $s) { availability { grade total available held } } }",
+            json!({ "s": show.schedule_id }),
+        )
+        .await;
+    assert_eq!(
+        counts["schedule"]["availability"][1],
+        json!({ "grade": "R", "total": 4, "available": 3, "held": 1 })
+    );
 }

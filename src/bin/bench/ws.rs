@@ -23,8 +23,7 @@ use tokio_tungstenite::tungstenite::{
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-const SUBSCRIPTION: &str =
-    "subscription($s: ID!) { seatChanges(scheduleId: $s) { version resync seats { id status } } }";
+const SUBSCRIPTION: &str = "subscription($s: ID!) { seatChanges(scheduleId: $s) { version resync packed } }";
 
 const PING_EVERY: Duration = Duration::from_secs(10);
 
@@ -179,9 +178,10 @@ pub async fn listen(
                 if event["resync"].as_bool() == Some(true) {
                     seen.resyncs += 1;
                 }
-                if sampled && let Some(seats) = event["seats"].as_array() {
-                    for s in seats {
-                        if let Some(id) = s["id"].as_str().and_then(|id| id.parse().ok()) {
+                // `packed`: `<seat id><A|H|S>` joined by commas.
+                if sampled && let Some(packed) = event["packed"].as_str() {
+                    for s in packed.split(',').filter(|s| s.len() > 1) {
+                        if let Ok(id) = s[..s.len() - 1].parse() {
                             seen.arrivals.push((id, at));
                         }
                     }
