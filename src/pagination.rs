@@ -1,6 +1,9 @@
 //! Relay cursor pagination shared by every list field: page-size rules and opaque cursors.
 
-use async_graphql::connection::{CursorType, OpaqueCursor};
+use async_graphql::{
+    OutputType,
+    connection::{Connection, CursorType, Edge, OpaqueCursor},
+};
 
 use crate::error::{AppError, AppResult};
 
@@ -17,6 +20,25 @@ pub fn page_size(first: Option<i32>) -> AppResult<i64> {
             format!("must be between 1 and {MAX_PAGE}"),
         )),
     }
+}
+
+/// A Relay page from the `limit + 1` rows a query fetched (the extra row only says that
+/// there is a next page), each row's cursor, and its GraphQL node.
+pub fn page<R, N: OutputType>(
+    mut rows: Vec<R>,
+    limit: i64,
+    has_previous: bool,
+    cursor: impl Fn(&R) -> String,
+    mut node: impl FnMut(R) -> AppResult<N>,
+) -> AppResult<Connection<String, N>> {
+    let has_next = rows.len() as i64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    let mut page = Connection::new(has_previous, has_next);
+    for row in rows {
+        let c = cursor(&row);
+        page.edges.push(Edge::new(c, node(row)?));
+    }
+    Ok(page)
 }
 
 /// Query complexity of a page: its size times the cost of one item (for

@@ -1,9 +1,6 @@
 //! Admin GraphQL: `users`, `setUserRole`, the audit log and sales figures.
 
-use async_graphql::{
-    Context, ID, Json, Object, SimpleObject,
-    connection::{Connection, Edge},
-};
+use async_graphql::{Context, ID, Json, Object, SimpleObject, connection::Connection};
 use chrono::{DateTime, Utc};
 
 use crate::{
@@ -32,17 +29,16 @@ impl AdminQuery {
         let limit = pagination::page_size(first)?;
         let after = pagination::decode::<i64>(after.as_deref())?;
         let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
-        let mut rows = super::store::search_users(&mut conn, search.as_deref(), after, limit)
+        let rows = super::store::search_users(&mut conn, search.as_deref(), after, limit)
             .await
             .map_err(AppError::from)?;
-        let has_next = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
-        let mut connection = Connection::new(after.is_some(), has_next);
-        for row in rows {
-            let cursor = pagination::encode(row.id);
-            connection.edges.push(Edge::new(cursor, User::try_from(row)?));
-        }
-        Ok(connection)
+        Ok(pagination::page(
+            rows,
+            limit,
+            after.is_some(),
+            |r| pagination::encode(r.id),
+            User::try_from,
+        )?)
     }
 }
 
@@ -98,27 +94,27 @@ impl ReportsQuery {
         let limit = pagination::page_size(first)?;
         let after = pagination::decode::<i64>(after.as_deref())?;
         let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
-        let mut rows = super::store::audit_log(&mut conn, after, limit)
+        let rows = super::store::audit_log(&mut conn, after, limit)
             .await
             .map_err(AppError::from)?;
-        let has_next = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
-        let mut page = Connection::new(after.is_some(), has_next);
-        for r in rows {
-            page.edges.push(Edge::new(
-                pagination::encode(r.id),
-                AuditEntry {
-                    id: ids::to_id(r.id),
-                    actor_id: r.actor_id.map(ids::to_id),
-                    action: r.action,
-                    target_type: r.target_type,
-                    target_id: r.target_id.map(ids::to_id),
-                    details: Json(r.details),
-                    created_at: r.created_at,
-                },
-            ));
-        }
-        Ok(page)
+        let entry = |r: super::store::AuditRow| {
+            Ok(AuditEntry {
+                id: ids::to_id(r.id),
+                actor_id: r.actor_id.map(ids::to_id),
+                action: r.action,
+                target_type: r.target_type,
+                target_id: r.target_id.map(ids::to_id),
+                details: Json(r.details),
+                created_at: r.created_at,
+            })
+        };
+        Ok(pagination::page(
+            rows,
+            limit,
+            after.is_some(),
+            |r| pagination::encode(r.id),
+            entry,
+        )?)
     }
 
     /// Sales of a concert per schedule: for its host and admins.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use async_graphql::{
     Context, Enum, ID, InputObject, Object, SimpleObject,
-    connection::{Connection, Edge},
+    connection::Connection,
     dataloader::{DataLoader, Loader},
 };
 use chrono::{DateTime, Utc};
@@ -180,17 +180,16 @@ impl BookingQuery {
         let after = pagination::decode::<i64>(after.as_deref())?;
         let user_id = viewer(ctx)?.user()?.id;
         let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
-        let mut rows = store::reservations_of_user(&mut conn, user_id, after, limit)
+        let rows = store::reservations_of_user(&mut conn, user_id, after, limit)
             .await
             .map_err(AppError::from)?;
-        let has_next = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
-        let mut page = Connection::new(after.is_some(), has_next);
-        for row in rows {
-            page.edges
-                .push(Edge::new(pagination::encode(row.id), Reservation(row)));
-        }
-        Ok(page)
+        Ok(pagination::page(
+            rows,
+            limit,
+            after.is_some(),
+            |r| pagination::encode(r.id),
+            |r| Ok(Reservation(r)),
+        )?)
     }
 }
 

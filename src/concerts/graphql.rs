@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use async_graphql::{
     Context, Enum, ID, InputObject, Object, SimpleObject,
-    connection::{Connection, Edge},
+    connection::Connection,
     dataloader::{DataLoader, Loader},
 };
 use chrono::{DateTime, Utc};
@@ -346,18 +346,20 @@ impl ConcertsQuery {
             sort: f.sort,
         })?;
         let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
-        let mut hits = search::search(&mut conn, &filter, after_cursor, limit).await?;
-        let has_next = hits.len() as i64 > limit;
-        hits.truncate(limit as usize);
-        let mut page = Connection::new(after_cursor.is_some(), has_next);
-        for hit in hits {
-            let cursor = pagination::encode(Cursor {
-                key: hit.sort_key,
-                id: hit.concert.id,
-            });
-            page.edges.push(Edge::new(cursor, Concert(hit.concert)));
-        }
-        Ok(page)
+        let hits = search::search(&mut conn, &filter, after_cursor, limit).await?;
+        let cursor = |h: &search::Hit| {
+            pagination::encode(Cursor {
+                key: h.sort_key,
+                id: h.concert.id,
+            })
+        };
+        Ok(pagination::page(
+            hits,
+            limit,
+            after_cursor.is_some(),
+            cursor,
+            |h| Ok(Concert(h.concert)),
+        )?)
     }
 
     /// A concert by id. Drafts are visible only to their host and admins.
@@ -397,17 +399,16 @@ impl ConcertsQuery {
         let after = pagination::decode::<i64>(after.as_deref())?;
         let actor = actor(ctx).await?;
         let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
-        let mut rows = store::concerts_of_host(&mut conn, actor.id, after, limit)
+        let rows = store::concerts_of_host(&mut conn, actor.id, after, limit)
             .await
             .map_err(AppError::from)?;
-        let has_next = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
-        let mut page = Connection::new(after.is_some(), has_next);
-        for row in rows {
-            page.edges
-                .push(Edge::new(pagination::encode(row.id), Concert(row)));
-        }
-        Ok(page)
+        Ok(pagination::page(
+            rows,
+            limit,
+            after.is_some(),
+            |r| pagination::encode(r.id),
+            |r| Ok(Concert(r)),
+        )?)
     }
 }
 

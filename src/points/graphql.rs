@@ -1,9 +1,6 @@
 //! GraphQL face of points: `PointEntry`, `chargePoints`, `pointHistory`, `adjustPoints`.
 
-use async_graphql::{
-    Context, Enum, ID, Object, SimpleObject,
-    connection::{Connection, Edge},
-};
+use async_graphql::{Context, Enum, ID, Object, SimpleObject, connection::Connection};
 use chrono::{DateTime, Utc};
 
 use super::{service, store};
@@ -74,17 +71,16 @@ impl PointsQuery {
         let after = pagination::decode::<i64>(after.as_deref())?;
         let user_id = viewer(ctx)?.user()?.id;
         let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
-        let mut rows = store::history(&mut conn, user_id, after, limit)
+        let rows = store::history(&mut conn, user_id, after, limit)
             .await
             .map_err(AppError::from)?;
-        let has_next = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
-        let mut page = Connection::new(after.is_some(), has_next);
-        for row in rows {
-            page.edges
-                .push(Edge::new(pagination::encode(row.id), PointEntry::from(row)));
-        }
-        Ok(page)
+        Ok(pagination::page(
+            rows,
+            limit,
+            after.is_some(),
+            |r| pagination::encode(r.id),
+            |r| Ok(PointEntry::from(r)),
+        )?)
     }
 }
 
