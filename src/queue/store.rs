@@ -146,10 +146,11 @@ for _, u in ipairs(gone) do
     redis.call('ZREM', seen, u)
   end
 end
--- Token bucket: rate per second, at most a fifth of a second saved up.
+-- Token bucket: rate per second, at most half a second saved up (a late tick loses
+-- nothing; a long idle spell does not turn into a burst).
 local b = redis.call('HMGET', bucket, 'tokens', 'at')
 local tokens, at = tonumber(b[1]) or 0, tonumber(b[2]) or now
-if now > at then tokens = math.min(tokens + (now - at) * rate / 1000, math.max(rate / 5, 1)) end
+if now > at then tokens = math.min(tokens + (now - at) * rate / 1000, math.max(rate / 2, 1)) end
 local room = max_active - redis.call('ZCARD', active)
 local n = math.min(math.floor(tokens), room)
 local admitted = 0
