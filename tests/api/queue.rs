@@ -119,7 +119,8 @@ async fn the_gate_admits_at_the_configured_rate_and_two_gates_admit_as_one() {
     let per_s = admitted as f64 / t0.elapsed().as_secs_f64();
     // Two instances run gates; the lease and the shared bucket make them admit as one.
     assert!(
-        (12.0..=28.0).contains(&per_s),
+        // Generous bounds: a loaded CI machine delays ticks; the exact rate is the benchmark's.
+        (10.0..=28.0).contains(&per_s),
         "admitted {per_s:.1}/s at a configured 20/s"
     );
     drop(b);
