@@ -53,6 +53,8 @@ struct Http {
 }
 
 const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// A quiet WebSocket gets a ping this often.
+const KEEPALIVE: Duration = Duration::from_secs(20);
 
 pub fn router(state: AppState, schema: AppSchema, shutdown: watch::Receiver<bool>) -> Router {
     // Install the recorder before the first request records anything.
@@ -441,10 +443,23 @@ async fn websocket(http: Http, parts: &mut axum::http::request::Parts, addr: Soc
                 })
                 .serve();
             let forward = async move {
-                while let Some(msg) = out_rx.recv().await {
+                // Keep-alive: a WebSocket ping when nothing was sent for a while, so that
+                // proxies and load balancers do not drop a quiet subscription (browsers
+                // answer pings by themselves).
+                let mut idle = tokio::time::interval(KEEPALIVE);
+                idle.reset();
+                loop {
+                    let msg = tokio::select! {
+                        msg = out_rx.recv() => match msg {
+                            Some(msg) => msg,
+                            None => break,
+                        },
+                        _ = idle.tick() => Message::Ping(Default::default()),
+                    };
                     if socket_out.send(msg).await.is_err() {
                         return;
                     }
+                    idle.reset();
                 }
                 // The session is over (the client left, or the server is stopping).
                 let goodbye = CloseFrame {
