@@ -21,7 +21,7 @@ pub mod tokens;
 use std::sync::Arc;
 
 use async_graphql::{Context, Enum, Guard};
-use tokio::sync::OnceCell;
+use std::{sync::Mutex, time::Instant};
 
 use crate::{
     error::{AppError, AppResult},
@@ -77,8 +77,9 @@ pub enum Viewer {
 pub struct AuthUser {
     pub id: i64,
     pub token_role: Role,
-    /// The role read from the database, at most once per request.
-    current_role: Arc<OnceCell<Role>>,
+    /// The role read from the database and when: reused for `ROLE_FRESH`, so a request
+    /// reads it once, and an operation on a long-lived WebSocket still sees a role change.
+    current_role: Arc<Mutex<Option<(Role, Instant)>>>,
 }
 
 impl Viewer {
@@ -156,23 +157,29 @@ pub fn state<'a>(ctx: &'a Context<'_>) -> AppResult<&'a AppState> {
         .map_err(|_| AppError::internal(anyhow::anyhow!("no app state in schema data")))
 }
 
+const ROLE_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The signed-in user with their current role (one query per request at most).
 pub async fn actor(ctx: &Context<'_>) -> AppResult<Actor> {
     let user = viewer(ctx)?.user()?;
-    let state = state(ctx)?;
-    let role = user
+    let cached = *user
         .current_role
-        .get_or_try_init(|| async {
-            let mut conn = state.db.get().await?;
-            store::current_role(&mut conn, user.id)
-                .await?
-                .ok_or(AppError::Unauthenticated("this account no longer exists"))
-        })
-        .await?;
-    Ok(Actor {
-        id: user.id,
-        role: *role,
-    })
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((role, at)) = cached
+        && at.elapsed() < ROLE_FRESH
+    {
+        return Ok(Actor { id: user.id, role });
+    }
+    let mut conn = state(ctx)?.db.get().await?;
+    let role = store::current_role(&mut conn, user.id)
+        .await?
+        .ok_or(AppError::Unauthenticated("this account no longer exists"))?;
+    *user
+        .current_role
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((role, Instant::now()));
+    Ok(Actor { id: user.id, role })
 }
 
 /// Field guard: the viewer must be signed in and (for host and admin) hold the role now.

@@ -133,3 +133,35 @@ async fn shutdown_closes_open_sockets() {
     let end = recv(&mut ws).await;
     assert_eq!(end["close"], 1001, "a clean close frame, going away: {end}");
 }
+
+#[tokio::test]
+async fn a_role_change_counts_on_an_open_socket_too() {
+    let app = TestApp::spawn().await;
+    let admin = app.user_with_role("boss@example.com", "admin").await;
+    let mut ws = connect(&app, "graphql-transport-ws").await;
+    assert_eq!(init(&mut ws, Some(&admin.access)).await["type"], "connection_ack");
+    let users = json!({ "query": "{ users(first: 1) { edges { node { id } } } }" });
+    send(
+        &mut ws,
+        json!({ "id": "1", "type": "subscribe", "payload": users }),
+    )
+    .await;
+    let first = recv(&mut ws).await;
+    assert!(first["payload"]["errors"].is_null(), "{first}");
+    assert_eq!(recv(&mut ws).await["type"], "complete");
+
+    app.set_role(admin.id, "user").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    send(
+        &mut ws,
+        json!({ "id": "2", "type": "subscribe", "payload": users }),
+    )
+    .await;
+    let second = recv(&mut ws).await;
+    let errors = if second["type"] == "error" {
+        &second["payload"]
+    } else {
+        &second["payload"]["errors"]
+    };
+    assert_eq!(errors[0]["extensions"]["code"], "FORBIDDEN", "{second}");
+}
