@@ -76,7 +76,6 @@ pub enum Viewer {
 #[derive(Clone, Debug)]
 pub struct AuthUser {
     pub id: i64,
-    pub token_role: Role,
     /// The role read from the database and when: reused for `ROLE_FRESH`, so a request
     /// reads it once, and an operation on a long-lived WebSocket still sees a role change.
     current_role: Arc<Mutex<Option<(Role, Instant)>>>,
@@ -93,9 +92,9 @@ impl Viewer {
             .unwrap_or_default()
             .trim();
         match keys.verify(token) {
-            Some((id, role)) => Self::User(AuthUser {
+            // The token's role is not trusted for anything: `actor` reads the real one.
+            Some((id, _role)) => Self::User(AuthUser {
                 id,
-                token_role: role,
                 current_role: Arc::default(),
             }),
             None => Self::InvalidToken,
@@ -107,14 +106,6 @@ impl Viewer {
             Self::User(user) => Ok(user),
             Self::Anonymous => Err(AppError::Unauthenticated("authentication required")),
             Self::InvalidToken => Err(AppError::Unauthenticated("invalid or expired access token")),
-        }
-    }
-
-    /// The viewer's user id, if signed in (for what to show, never for who may write).
-    pub fn user_id(&self) -> Option<i64> {
-        match self {
-            Self::User(user) => Some(user.id),
-            _ => None,
         }
     }
 }

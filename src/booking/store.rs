@@ -7,7 +7,7 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::schema::{reservation_seats, reservations};
+use crate::schema::reservations;
 
 #[derive(Queryable, Selectable, QueryableByName, Clone, Debug, PartialEq)]
 #[diesel(table_name = reservations)]
@@ -66,17 +66,6 @@ pub async fn reservation_for_update(
         .optional()
 }
 
-pub async fn reservations_by_ids(
-    conn: &mut AsyncPgConnection,
-    ids: &[i64],
-) -> QueryResult<Vec<ReservationRow>> {
-    reservations::table
-        .filter(reservations::id.eq_any(ids))
-        .select(ReservationRow::as_select())
-        .load(conn)
-        .await
-}
-
 /// A user's reservations, newest first, after the cursor id.
 pub async fn reservations_of_user(
     conn: &mut AsyncPgConnection,
@@ -109,13 +98,4 @@ pub async fn reserved_seats(
     .bind::<Array<BigInt>, _>(reservation_ids)
     .load(conn)
     .await
-}
-
-pub async fn seat_ids_of(conn: &mut AsyncPgConnection, reservation_id: i64) -> QueryResult<Vec<i64>> {
-    reservation_seats::table
-        .filter(reservation_seats::reservation_id.eq(reservation_id))
-        .select(reservation_seats::seat_id)
-        .order(reservation_seats::seat_id.asc())
-        .load(conn)
-        .await
 }

@@ -86,10 +86,6 @@ impl Feeds {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub fn running(&self) -> usize {
-        self.lock().len()
-    }
-
     /// Keeps a state read after subscribing as the feed's last update, unless the feed
     /// has sent a newer one: the next subscribers start from it without a query.
     pub fn remember(&self, update: &Arc<SeatUpdate>) {

@@ -117,21 +117,6 @@ pub async fn admitted(state: &AppState, schedule_id: i64, user_id: i64) -> AppRe
         .and_then(DateTime::from_timestamp_millis))
 }
 
-/// Queue length and admitted count.
-pub async fn sizes(state: &AppState, schedule_id: i64) -> AppResult<(i64, i64)> {
-    let kv = state.kv()?;
-    let k = keys(kv, schedule_id);
-    let (waiting, active): (i64, i64) = redis::pipe()
-        .zcard(&k.waiting)
-        .cmd("ZCOUNT")
-        .arg(&k.active)
-        .arg(now_ms())
-        .arg("+inf")
-        .query_async(&mut kv.conn())
-        .await?;
-    Ok((waiting, active))
-}
-
 const TICK: &str = r"
 local waiting, early, seen, active, bucket, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local now, rate, max_active, admission_ms, abandon_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
