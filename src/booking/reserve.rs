@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use diesel::{
-    QueryableByName,
+    OptionalExtension as _, QueryableByName,
     sql_types::{Array, BigInt, Int4, Nullable, Text, Timestamptz},
 };
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
@@ -119,14 +119,7 @@ async fn apply(
     .bind::<BigInt, _>(schedule_id)
     .get_result(conn)
     .await
-    .map(Some)
-    .or_else(|e| {
-        if e == diesel::result::Error::NotFound {
-            Ok(None)
-        } else {
-            Err(e)
-        }
-    })?;
+    .optional()?;
     let Some(Locked {
         schedule,
         concert_status,
