@@ -110,21 +110,17 @@ impl OrdersMutation {
         let state = state(ctx)?;
         crate::queue::ensure_admitted(state, schedule_id, user_id).await?;
         let ttl = state.config.order_result_ttl.as_secs();
-        let job_id = uuid::Uuid::new_v4().to_string();
-        if let Some(key) = &request.idempotency_key
-            && let Some(existing) = jobs::claim_key(state.kv()?, user_id, key, &job_id, ttl).await?
-        {
-            return Ok(OrderTicket { job_id: existing });
-        }
         let order = Order {
-            job_id: job_id.clone(),
+            job_id: uuid::Uuid::new_v4().to_string(),
             user_id,
             schedule_id,
             seat_ids: request.seat_ids,
             key: request.idempotency_key,
         };
-        jobs::enqueue(state.kv()?, &order, ttl).await?;
-        metrics::counter!("orders_placed_total").increment(1);
+        let job_id = jobs::enqueue(state.kv()?, &order, ttl).await?;
+        if job_id == order.job_id {
+            metrics::counter!("orders_placed_total").increment(1);
+        }
         Ok(OrderTicket { job_id })
     }
 }

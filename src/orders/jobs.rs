@@ -104,57 +104,40 @@ pub async fn ensure_group(kv: &Kv) -> AppResult<()> {
     }
 }
 
-/// Records the job, then appends the order: durable from here on.
-pub async fn enqueue(kv: &Kv, order: &Order, ttl_s: u64) -> AppResult<()> {
-    let key = job_key(kv, &order.job_id);
-    let payload = serde_json::to_string(order).map_err(crate::error::AppError::internal)?;
-    let () = redis::pipe()
-        .atomic()
-        .hset_multiple(
-            &key,
-            &[
-                ("status", JobStatus::Queued.as_str()),
-                ("user_id", &order.user_id.to_string()),
-            ],
-        )
-        .ignore()
-        .expire(&key, ttl_s as i64)
-        .ignore()
-        .cmd("XADD")
-        .arg(stream_key(kv))
-        .arg("MAXLEN")
-        .arg("~")
-        .arg(MAX_LEN)
-        .arg("*")
-        .arg("order")
-        .arg(payload)
-        .ignore()
-        .query_async(&mut kv.conn())
-        .await?;
-    Ok(())
-}
+const ENQUEUE: &str = r"
+-- KEYS: job hash, stream, client key claim ('' when the client sent no key)
+-- ARGV: job id, user id, ttl seconds, max stream length, order payload
+if KEYS[3] ~= '' then
+  local existing = redis.call('GET', KEYS[3])
+  if existing then return existing end
+  redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3])
+end
+redis.call('HSET', KEYS[1], 'status', 'QUEUED', 'user_id', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'order', ARGV[5])
+return ARGV[1]
+";
 
-/// The job already made for this user's key, or `None` after claiming the key for `job_id`.
-pub async fn claim_key(
-    kv: &Kv,
-    user_id: i64,
-    key: &str,
-    job_id: &str,
-    ttl_s: u64,
-) -> AppResult<Option<String>> {
-    let k = kv.key(&format!("orderkey:{user_id}:{key}"));
-    let set: Option<String> = redis::cmd("SET")
-        .arg(&k)
-        .arg(job_id)
-        .arg("NX")
-        .arg("EX")
+/// Records the job and appends the order in one step: durable from here on. With a
+/// client key, the key is claimed in the same step, so a key never points at a job that
+/// was not enqueued; a key already claimed answers its job instead. Returns the job id.
+pub async fn enqueue(kv: &Kv, order: &Order, ttl_s: u64) -> AppResult<String> {
+    let payload = serde_json::to_string(order).map_err(crate::error::AppError::internal)?;
+    let claim = order.key.as_ref().map_or_else(String::new, |k| {
+        kv.key(&format!("orderkey:{}:{k}", order.user_id))
+    });
+    let job_id: String = redis::Script::new(ENQUEUE)
+        .key(job_key(kv, &order.job_id))
+        .key(stream_key(kv))
+        .key(claim)
+        .arg(&order.job_id)
+        .arg(order.user_id)
         .arg(ttl_s)
-        .query_async(&mut kv.conn())
+        .arg(MAX_LEN)
+        .arg(payload)
+        .invoke_async(&mut kv.conn())
         .await?;
-    if set.is_some() {
-        return Ok(None);
-    }
-    Ok(kv.conn().get(&k).await?)
+    Ok(job_id)
 }
 
 pub async fn job(kv: &Kv, job_id: &str) -> AppResult<Option<Job>> {

@@ -245,3 +245,35 @@ async fn a_flood_of_orders_for_a_sold_out_show_all_settle() {
     );
     app.assert_invariants().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_orders_with_one_key_make_one_job_and_one_hold() {
+    let app = TestApp::spawn().await;
+    let show = app.show(layout(1, 10), 4).await;
+    let fan = app.sign_up("fan@example.com").await;
+    let input = json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[2]], "idempotencyKey": "click" } });
+    let clicks: Vec<_> = (0..10)
+        .map(|_| app.gql(Some(&fan.access), ORDER, input.clone()))
+        .collect();
+    let jobs: std::collections::HashSet<String> = futures_util::future::join_all(clicks)
+        .await
+        .iter()
+        .map(|b| {
+            b["data"]["placeOrder"]["jobId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{b}"))
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(jobs.len(), 1, "every click answers the one job");
+    let job = jobs.into_iter().next().unwrap();
+    assert_eq!(wait_final(&app, &fan, &job).await["status"], "DONE");
+    assert_eq!(app.count("SELECT count(*) AS n FROM reservations").await, 1);
+    let mut r = app.redis().await;
+    let entries: i64 = redis::cmd("XLEN")
+        .arg(format!("t:{}:orders", app.db.name))
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert_eq!(entries, 1, "one stream entry for ten clicks");
+}
