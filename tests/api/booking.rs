@@ -31,6 +31,15 @@ async fn reserve(app: &TestApp, who: &Session, show: &Show, seats: &[usize], key
     .await
 }
 
+/// Holds seats and returns the reservation id (set-up: the hold must succeed).
+async fn hold_id(app: &TestApp, who: &Session, show: &Show, seats: &[usize]) -> String {
+    let body = reserve(app, who, show, seats, None).await;
+    body["data"]["reserveSeats"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned()
+}
+
 async fn charge(app: &TestApp, who: &Session, amount: i64) {
     let key = uuid::Uuid::new_v4().to_string();
     app.ok(Some(&who.access), CHARGE, json!({ "a": amount, "k": key }))
@@ -365,10 +374,7 @@ async fn paid_reservations_cannot_be_cancelled_once_the_show_started() {
     let show = app.show(layout(1, 5), 4).await;
     let fan = app.sign_up("fan@example.com").await;
     charge(&app, &fan, 1000).await;
-    let id = reserve(&app, &fan, &show, &[0], None).await["data"]["reserveSeats"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = hold_id(&app, &fan, &show, &[0]).await;
     app.ok(Some(&fan.access), PAY, json!({ "r": id, "k": "p" })).await;
     app.count(&format!(
         "WITH u AS (UPDATE schedules SET sales_open_at = now() - interval '3 hours', sales_close_at = now() - interval '2 hours',
@@ -419,23 +425,9 @@ async fn the_sweeper_releases_expired_holds() {
     app.assert_invariants().await;
 }
 
-/// `n` users with tokens, without going through argon2 for each (test set-up only).
+/// Ids of `n` users made in bulk (tokens are not needed: these tests call the core).
 async fn users(app: &TestApp, n: usize) -> Vec<i64> {
-    let mut conn = app.state.db.get().await.unwrap();
-    #[derive(diesel::QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        id: i64,
-    }
-    use diesel_async::RunQueryDsl;
-    let rows: Vec<Id> = diesel::sql_query(format!(
-        "INSERT INTO users (email, password_hash, display_name)
-         SELECT 'u' || g || '-' || md5(random()::text) || '@example.com', 'x', 'u' || g FROM generate_series(1, {n}) g RETURNING id"
-    ))
-    .load(&mut *conn)
-    .await
-    .unwrap();
-    rows.into_iter().map(|r| r.id).collect()
+    app.bulk_users(n).await.into_iter().map(|u| u.id).collect()
 }
 
 /// Outcome counts of a storm; panics on anything but the expected refusals.
@@ -645,10 +637,7 @@ async fn pay_and_expiry_race_and_exactly_one_wins() {
     for i in 0..40 {
         let fan = app.sign_up(&format!("racer{i}@example.com")).await;
         charge(&app, &fan, 500).await;
-        let id = reserve(&app, &fan, &show, &[i], None).await["data"]["reserveSeats"]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let id = hold_id(&app, &fan, &show, &[i]).await;
         // Due a moment from now, so that the payment and the sweeper meet at the edge.
         app.count(&format!(
             "WITH u AS (UPDATE reservations SET expires_at = now() + interval '15 milliseconds' WHERE id = {id} RETURNING 1) SELECT count(*) AS n FROM u"
@@ -703,10 +692,7 @@ async fn cancel_and_pay_race_consistently() {
     for i in 0..20 {
         let fan = app.sign_up(&format!("c{i}@example.com")).await;
         charge(&app, &fan, 500).await;
-        let id = reserve(&app, &fan, &show, &[i], None).await["data"]["reserveSeats"]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let id = hold_id(&app, &fan, &show, &[i]).await;
         let (pay, cancel) = tokio::join!(
             app.gql(Some(&fan.access), PAY, json!({ "r": id, "k": "k" })),
             app.gql(Some(&fan.access), CANCEL, json!({ "r": id })),
@@ -732,10 +718,7 @@ async fn double_clicking_pay_charges_once() {
     let show = app.show(layout(1, 5), 4).await;
     let fan = app.sign_up("fan@example.com").await;
     charge(&app, &fan, 1000).await;
-    let id = reserve(&app, &fan, &show, &[0], None).await["data"]["reserveSeats"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = hold_id(&app, &fan, &show, &[0]).await;
     let clicks: Vec<_> = (0..10)
         .map(|_| app.gql(Some(&fan.access), PAY, json!({ "r": id, "k": "same" })))
         .collect();
@@ -829,15 +812,9 @@ async fn cancelling_a_concert_refunds_everyone() {
     let b = app.sign_up("b@example.com").await;
     charge(&app, &a, 1000).await;
     charge(&app, &b, 1000).await;
-    let ra = reserve(&app, &a, &show, &[0, 1], None).await["data"]["reserveSeats"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let ra = hold_id(&app, &a, &show, &[0, 1]).await;
     app.ok(Some(&a.access), PAY, json!({ "r": ra, "k": "k" })).await;
-    let rb = reserve(&app, &b, &show, &[5], None).await["data"]["reserveSeats"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let rb = hold_id(&app, &b, &show, &[5]).await;
     app.ok(Some(&b.access), PAY, json!({ "r": rb, "k": "k" })).await;
     reserve(&app, &b, &show, &[6], None).await; // a hold, unpaid
     assert_eq!(points(&app, &a).await, 700);
@@ -878,12 +855,7 @@ async fn my_reservations_pages_newest_first() {
     let fan = app.sign_up("fan@example.com").await;
     let mut made = Vec::new();
     for i in 0..5 {
-        made.push(
-            reserve(&app, &fan, &show, &[i], None).await["data"]["reserveSeats"]["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        made.push(hold_id(&app, &fan, &show, &[i]).await);
     }
     made.reverse();
     let q = "query($a: String) { myReservations(first: 2, after: $a) { edges { node { id schedule { id } } } pageInfo { hasNextPage endCursor } } }";
@@ -915,10 +887,7 @@ async fn sales_figures_and_the_audit_trail() {
     let admin = app.user_with_role("root@example.com", "admin").await;
     let fan = app.sign_up("fan@example.com").await;
     charge(&app, &fan, 1000).await;
-    let id = reserve(&app, &fan, &show, &[0, 5], None).await["data"]["reserveSeats"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = hold_id(&app, &fan, &show, &[0, 5]).await;
     app.ok(Some(&fan.access), PAY, json!({ "r": id, "k": "k" })).await;
     reserve(&app, &fan, &show, &[6], None).await;
     let q = "query($c: ID!) { concertSales(concertId: $c) { seatsSold revenue schedules { capacity seatsHeld seatsSold revenue refunded } } }";

@@ -80,23 +80,7 @@ async fn a_thousand_rapid_changes_are_coalesced_and_exact() {
     let v0 = event(&mut ws).await["version"].as_i64().unwrap();
     let schedule: i64 = show.schedule_id.parse().unwrap();
     // 1,000 users each holding one seat, as fast as the server takes them.
-    let users = {
-        use diesel_async::RunQueryDsl;
-        #[derive(diesel::QueryableByName)]
-        struct Id {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            id: i64,
-        }
-        let mut conn = app.state.db.get().await.unwrap();
-        let rows: Vec<Id> = diesel::sql_query(
-            "INSERT INTO users (email, password_hash, display_name)
-             SELECT 'x' || g || '@example.com', 'x', 'x' FROM generate_series(1, 1000) g RETURNING id",
-        )
-        .load(&mut *conn)
-        .await
-        .unwrap();
-        rows.into_iter().map(|r| r.id).collect::<Vec<_>>()
-    };
+    let users: Vec<i64> = app.bulk_users(1000).await.into_iter().map(|u| u.id).collect();
     let started = std::time::Instant::now();
     let tasks: Vec<_> = users
         .into_iter()
