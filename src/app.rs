@@ -25,7 +25,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    crate::booking::sweeper::spawn(state.clone(), state.config.hold_sweep_interval, stop_rx.clone());
+    crate::booking::spawn_sweeper(state.clone(), state.config.hold_sweep_interval, stop_rx.clone());
     crate::queue::gate::spawn(state.clone(), stop_rx.clone());
     crate::orders::worker::spawn(state.clone(), stop_rx.clone());
     let schema = graphql::build(state.clone());

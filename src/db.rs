@@ -1,7 +1,8 @@
 //! PostgreSQL: the connection pool, database creation and embedded migrations.
 //!
 //! Query functions elsewhere take `&mut AsyncPgConnection` so that they compose inside one
-//! `conn.transaction(...)`; this module only hands out connections.
+//! `conn.transaction(...)`; this module only hands out connections, and maps closed Rust
+//! enums to `text` columns ([`text_enum!`](crate::text_enum)).
 
 use std::time::Duration;
 
@@ -94,6 +95,65 @@ pub fn split_database_url(url: &str) -> anyhow::Result<(String, String)> {
 
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A `text` column held a value its Rust enum does not know: bad data is an error, never
+/// a default.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown {what} `{value}` in the database")]
+pub struct UnknownValue {
+    pub what: &'static str,
+    pub value: String,
+}
+
+/// Maps a closed enum to a `text` column, once: each variant has one spelling in the
+/// database, and reading anything else fails the query. The enum needs
+/// `#[derive(AsExpression, FromSqlRow)]` (from `diesel::expression` and `diesel::deserialize`) and
+/// `#[diesel(sql_type = diesel::sql_types::Text)]`.
+#[macro_export]
+macro_rules! text_enum {
+    ($ty:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The spelling in the database.
+            pub const fn as_db(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+
+            pub fn from_db(s: &str) -> Result<Self, $crate::db::UnknownValue> {
+                match s {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err($crate::db::UnknownValue {
+                        what: stringify!($ty),
+                        value: other.to_owned(),
+                    }),
+                }
+            }
+        }
+
+        impl diesel::deserialize::FromSql<diesel::sql_types::Text, diesel::pg::Pg> for $ty {
+            fn from_sql(bytes: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+                let s = <String as diesel::deserialize::FromSql<
+                    diesel::sql_types::Text,
+                    diesel::pg::Pg,
+                >>::from_sql(bytes)?;
+                Ok(Self::from_db(&s)?)
+            }
+        }
+
+        impl diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg> for $ty {
+            fn to_sql<'b>(
+                &'b self,
+                out: &mut diesel::serialize::Output<'b, '_, diesel::pg::Pg>,
+            ) -> diesel::serialize::Result {
+                <str as diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg>>::to_sql(
+                    self.as_db(),
+                    &mut out.reborrow(),
+                )
+            }
+        }
+    };
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 //! (concerts, schedules, search), `seats` (layouts, seat map), `booking` (holds, payment,
 //! cancellation, expiry: the lock order lives there), `points` (balance and ledger), `live`
 //! (subscriptions across instances), `queue` (the waiting queue and its gate), `orders`
-//! (asynchronous orders through a Redis stream). The shared pieces are few: `error` (the one error
+//! (asynchronous orders through a Redis stream). The shared pieces are few: `locks` (every
+//! row lock and their order), `error` (the one error
 //! type), `config`, `db` (pool and migrations), `kv` (Redis), `state`, `graphql` (the merged
 //! schema), `http` (routes), `app` (start-up).
 
@@ -22,6 +23,7 @@ pub mod http;
 pub mod ids;
 pub mod kv;
 pub mod live;
+pub mod locks;
 pub mod orders;
 pub mod pagination;
 pub mod points;

@@ -3,7 +3,14 @@
 
 use std::sync::Arc;
 
-use crate::{auth::tokens::JwtKeys, booking::batcher::Batcher, config::Config, db::Pool, kv::Kv, live};
+use crate::{
+    auth::tokens::JwtKeys,
+    booking::{Batcher, sale::DbClock},
+    config::Config,
+    db::Pool,
+    kv::Kv,
+    live,
+};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -15,7 +22,10 @@ pub struct AppState {
     pub local_limits: Arc<crate::auth::rate_limit::LocalLimits>,
     pub jwt: Arc<JwtKeys>,
     pub live: live::Live,
+    /// The per-schedule hold queues of this instance (group commit).
     pub batcher: Arc<Batcher>,
+    /// The database clock, for the sale rules asked outside a booking transaction.
+    pub db_clock: Arc<DbClock>,
     pub queue_flags: Arc<crate::queue::QueueFlags>,
     pub seat_maps: Arc<crate::seats::map::SeatMaps>,
 }
@@ -56,6 +66,7 @@ impl AppState {
             jwt,
             live: live::Live::new(hub),
             batcher: Arc::default(),
+            db_clock: Arc::default(),
             queue_flags: Arc::default(),
             seat_maps: Arc::default(),
         })

@@ -121,7 +121,7 @@ pub async fn refresh(state: &AppState, presented: &str) -> AppResult<Session> {
     let mut conn = state.db.get().await?;
     let outcome = conn
         .transaction(async |conn| -> AppResult<Rotation> {
-            let Some(row) = store::refresh_token_for_update(conn, &hash).await? else {
+            let Some(row) = crate::locks::refresh_token(conn, &hash).await? else {
                 return Ok(Rotation::Invalid);
             };
             if row.revoked_at.is_some() {

@@ -129,21 +129,6 @@ pub async fn insert_refresh_token(
         .map(drop)
 }
 
-/// The token row, locked until the end of the transaction (two refreshes with one token
-/// are decided one after the other).
-pub async fn refresh_token_for_update(
-    conn: &mut AsyncPgConnection,
-    token_hash: &[u8],
-) -> QueryResult<Option<RefreshTokenRow>> {
-    refresh_tokens::table
-        .filter(refresh_tokens::token_hash.eq(token_hash))
-        .select(RefreshTokenRow::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()
-}
-
 pub async fn mark_refresh_token_used(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<()> {
     diesel::update(refresh_tokens::table.find(id))
         .set(refresh_tokens::used_at.eq(diesel::dsl::now))

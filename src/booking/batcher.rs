@@ -5,12 +5,22 @@
 //! batch is in the database the next one fills up, so the busier a schedule, the bigger
 //! its batches and the fewer commits per booking. Several instances each batch their own
 //! requests; the schedule row lock serializes their batches. An idle worker exits.
+//!
+//! Isolation (I8): the decision step refuses every bad request on its own, so a batch
+//! transaction should only fail when the database does. If it fails for another reason
+//! anyway, the batch is retried in halves, down to single requests, so that only the
+//! request that poisons it fails, with its own error. A database that is unavailable
+//! answers UNAVAILABLE to the whole batch at once (retrying smaller groups would not help).
+//!
+//! Honest answers (I9): a caller that stops waiting withdraws its request; a worker never
+//! starts a request that was withdrawn, and a caller whose request is already in a running
+//! batch waits for that batch's real outcome.
 
 use std::{
     collections::HashMap,
     sync::{
-        Mutex,
-        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicU8, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -18,7 +28,8 @@ use std::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    reserve::{self, LockMode, ReserveRequest},
+    decide::HoldRequest,
+    reserve::{self, Lock},
     store::ReservationRow,
 };
 use crate::{
@@ -32,12 +43,19 @@ pub const MAX_BATCH: usize = 128;
 const QUEUE_DEPTH: usize = 8192;
 /// A worker with nothing to do for this long exits.
 const IDLE: Duration = Duration::from_secs(30);
-/// A caller gives up waiting for its outcome after this long.
+/// A caller whose request has not started after this long withdraws it.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Where a queued request stands, decided by whoever moves it first: the worker taking it
+/// into a batch, or its caller giving up.
+const PENDING: u8 = 0;
+const TAKEN: u8 = 1;
+const WITHDRAWN: u8 = 2;
+
 struct Job {
-    request: ReserveRequest,
+    request: HoldRequest,
     reply: oneshot::Sender<AppResult<ReservationRow>>,
+    state: Arc<AtomicU8>,
 }
 
 #[derive(Default)]
@@ -48,12 +66,19 @@ pub struct Batcher {
     stats: Stats,
 }
 
-/// Counters for tests and metrics: how much batching happened.
+/// Counters for tests and metrics: how much batching happened, and how often a batch
+/// failed and was retried in smaller groups.
 #[derive(Default)]
 pub struct Stats {
     pub batches: AtomicU64,
     pub requests: AtomicU64,
     pub largest: AtomicU64,
+    /// Batch transactions that failed for a reason other than the database being down.
+    pub failures: AtomicU64,
+    /// Smaller groups run again after such a failure.
+    pub retries: AtomicU64,
+    /// Requests withdrawn by callers that stopped waiting before their batch started.
+    pub withdrawn: AtomicU64,
 }
 
 impl Batcher {
@@ -91,25 +116,38 @@ impl Batcher {
 }
 
 /// Hands a request to its schedule's batch and waits for its own outcome.
-pub async fn submit(
+pub(super) async fn submit(
     state: &AppState,
     schedule_id: i64,
-    request: ReserveRequest,
+    request: HoldRequest,
 ) -> AppResult<ReservationRow> {
-    let (reply, answer) = oneshot::channel();
-    let mut job = Job { request, reply };
+    let (reply, mut answer) = oneshot::channel();
+    let progress = Arc::new(AtomicU8::new(PENDING));
+    let mut job = Job {
+        request,
+        reply,
+        state: progress.clone(),
+    };
     // A worker may be exiting as we send: then its queue is closed and we start another.
     for _ in 0..3 {
         let tx = state.batcher.queue(state, schedule_id);
         match tx.try_send(job) {
             Ok(()) => {
-                return match tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
-                    Ok(Ok(outcome)) => outcome,
-                    Ok(Err(_)) => Err(AppError::internal(anyhow::anyhow!(
-                        "booking worker dropped a request"
-                    ))),
-                    Err(_) => Err(AppError::unavailable(anyhow::anyhow!("booking timed out"))),
-                };
+                if let Ok(outcome) = tokio::time::timeout(ANSWER_TIMEOUT, &mut answer).await {
+                    return outcome.unwrap_or_else(|_| Err(dropped()));
+                }
+                if progress
+                    .compare_exchange(PENDING, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    state.batcher.stats.withdrawn.fetch_add(1, Ordering::Relaxed);
+                    return Err(AppError::unavailable(anyhow::anyhow!(
+                        "booking timed out before its batch started; nothing was held"
+                    )));
+                }
+                // Already in a running batch: its real outcome comes when the batch ends
+                // (the database's lock and statement timeouts bound that wait).
+                return answer.await.unwrap_or_else(|_| Err(dropped()));
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 return Err(AppError::unavailable(anyhow::anyhow!("booking queue full")));
@@ -120,6 +158,18 @@ pub async fn submit(
     Err(AppError::unavailable(anyhow::anyhow!(
         "booking worker unavailable"
     )))
+}
+
+fn dropped() -> AppError {
+    AppError::internal(anyhow::anyhow!("booking worker dropped a request"))
+}
+
+/// Takes a job into a batch unless its caller withdrew it.
+fn take(job: Job) -> Option<Job> {
+    job.state
+        .compare_exchange(PENDING, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+        .then_some(job)
 }
 
 async fn work(state: AppState, schedule_id: i64, worker: u64, mut rx: mpsc::Receiver<Job>) {
@@ -133,7 +183,7 @@ async fn work(state: AppState, schedule_id: i64, worker: u64, mut rx: mpsc::Rece
                 rx.close();
                 let mut rest = Vec::new();
                 while let Ok(job) = rx.try_recv() {
-                    rest.push(job);
+                    rest.extend(take(job));
                 }
                 while !rest.is_empty() {
                     let chunk: Vec<Job> = rest.drain(..rest.len().min(MAX_BATCH)).collect();
@@ -142,50 +192,72 @@ async fn work(state: AppState, schedule_id: i64, worker: u64, mut rx: mpsc::Rece
                 return;
             }
         };
-        let mut jobs = vec![first];
+        let mut jobs: Vec<Job> = take(first).into_iter().collect();
         while jobs.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(job) => jobs.push(job),
+                Ok(job) => jobs.extend(take(job)),
                 Err(_) => break,
             }
         }
-        run(&state, schedule_id, jobs).await;
+        if !jobs.is_empty() {
+            run(&state, schedule_id, jobs).await;
+        }
     }
 }
 
+/// Runs a batch; if its transaction fails for a reason other than an unavailable
+/// database, runs it again in halves, down to single requests.
 async fn run(state: &AppState, schedule_id: i64, jobs: Vec<Job>) {
-    let requests: Vec<ReserveRequest> = jobs.iter().map(|j| j.request.clone()).collect();
     let stats = &state.batcher.stats;
     stats.batches.fetch_add(1, Ordering::Relaxed);
     stats.requests.fetch_add(jobs.len() as u64, Ordering::Relaxed);
     stats.largest.fetch_max(jobs.len() as u64, Ordering::Relaxed);
     metrics::histogram!("booking_batch_size").record(jobs.len() as f64);
-    let started = std::time::Instant::now();
-    let outcome = match state.db.get().await {
-        Ok(mut conn) => reserve::reserve_batch(&mut conn, schedule_id, &requests, LockMode::Locked).await,
-        Err(e) => Err(AppError::from(e)),
-    };
-    metrics::histogram!("booking_batch_seconds").record(started.elapsed().as_secs_f64());
-    match outcome {
-        Ok(outcome) => {
-            if let Some(change) = outcome.change {
-                super::announce(state, change);
+    // Groups still to run, last first.
+    let mut groups = vec![jobs];
+    while let Some(jobs) = groups.pop() {
+        let requests: Vec<HoldRequest> = jobs.iter().map(|j| j.request.clone()).collect();
+        let started = std::time::Instant::now();
+        let outcome = match state.db.get().await {
+            Ok(mut conn) => reserve::reserve_batch(&mut conn, schedule_id, &requests, Lock::Take).await,
+            Err(e) => Err(AppError::from(e)),
+        };
+        metrics::histogram!("booking_batch_seconds").record(started.elapsed().as_secs_f64());
+        match outcome {
+            Ok(outcome) => {
+                if let Some(change) = outcome.change {
+                    super::announce(state, change);
+                }
+                for (job, result) in jobs.into_iter().zip(outcome.results) {
+                    let _ = job.reply.send(result);
+                }
             }
-            for (job, result) in jobs.into_iter().zip(outcome.results) {
-                let _ = job.reply.send(result);
+            // Nothing was written for anyone. The database is down: everyone may retry.
+            Err(e @ AppError::Unavailable(_)) => {
+                tracing::warn!(schedule.id = schedule_id, batch.size = jobs.len(), error.cause = ?e, "booking batch: database unavailable");
+                for job in jobs {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
             }
-        }
-        Err(e) => {
-            // The whole transaction failed: nothing was written for anyone.
-            let unavailable = matches!(e, AppError::Unavailable(_));
-            tracing::error!(schedule.id = schedule_id, batch.size = jobs.len(), error = %e, error.cause = ?e, "booking batch failed");
-            for job in jobs {
-                let err = if unavailable {
-                    AppError::unavailable(anyhow::anyhow!("database unavailable"))
-                } else {
-                    AppError::internal(anyhow::anyhow!("booking batch failed (logged above)"))
-                };
-                let _ = job.reply.send(Err(err));
+            // One request poisons the transaction: this is its own answer.
+            Err(e) if jobs.len() == 1 => {
+                stats.failures.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("booking_batch_failures_total").increment(1);
+                tracing::error!(schedule.id = schedule_id, error.cause = ?e, "booking request failed alone");
+                for job in jobs {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+            Err(e) => {
+                stats.failures.fetch_add(1, Ordering::Relaxed);
+                stats.retries.fetch_add(2, Ordering::Relaxed);
+                metrics::counter!("booking_batch_failures_total").increment(1);
+                metrics::counter!("booking_batch_retries_total").increment(2);
+                tracing::warn!(schedule.id = schedule_id, batch.size = jobs.len(), error.cause = ?e, "booking batch failed; retrying in halves");
+                let mut first = jobs;
+                let second = first.split_off(first.len() / 2);
+                groups.push(second);
+                groups.push(first);
             }
         }
     }

@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 
 use async_graphql::{
-    Context, Enum, ID, InputObject, Object, SimpleObject,
+    Context, ID, InputObject, Object, SimpleObject,
     connection::Connection,
     dataloader::{DataLoader, Loader},
 };
 use chrono::{DateTime, Utc};
 
-use super::{service, store};
+use super::store;
 use crate::{
     auth::{Role, RoleGuard, actor, state, viewer},
     concerts::graphql::{Schedule, ScheduleLoader},
@@ -19,15 +19,7 @@ use crate::{
     ids, pagination,
 };
 
-#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
-pub enum ReservationStatus {
-    /// Seats held, waiting for payment until `expiresAt`.
-    Held,
-    /// Paid.
-    Confirmed,
-    Cancelled,
-    Expired,
-}
+pub use super::ReservationStatus;
 
 /// A seat of a reservation, with the grade and price it was held at.
 #[derive(SimpleObject, Clone)]
@@ -55,12 +47,7 @@ impl Reservation {
             .ok_or_else(|| AppError::NotFound("schedule"))
     }
     async fn status(&self) -> ReservationStatus {
-        match self.0.status.as_str() {
-            "confirmed" => ReservationStatus::Confirmed,
-            "cancelled" => ReservationStatus::Cancelled,
-            "expired" => ReservationStatus::Expired,
-            _ => ReservationStatus::Held,
-        }
+        self.0.status
     }
     async fn seats(&self, ctx: &Context<'_>) -> Result<Vec<ReservedSeat>, AppError> {
         Ok(ctx
@@ -127,7 +114,7 @@ pub struct ReserveSeatsInput {
 
 impl ReserveSeatsInput {
     /// The schedule id and a checked request for `user_id`.
-    pub fn parse(&self, user_id: i64) -> Result<(i64, super::reserve::ReserveRequest), AppError> {
+    pub fn parse(&self, user_id: i64) -> Result<(i64, super::HoldRequest), AppError> {
         let schedule_id = ids::parse(&self.schedule_id, "input.scheduleId")?;
         let seat_ids = self
             .seat_ids
@@ -136,7 +123,7 @@ impl ReserveSeatsInput {
             .collect::<Result<Vec<_>, _>>()?;
         Ok((
             schedule_id,
-            service::request(user_id, &seat_ids, self.idempotency_key.as_deref())?,
+            super::hold_request(user_id, &seat_ids, self.idempotency_key.as_deref())?,
         ))
     }
 }
@@ -204,7 +191,7 @@ impl BookingMutation {
         let user_id = viewer(ctx)?.user()?.id;
         let (schedule_id, request) = input.parse(user_id)?;
         let state = state(ctx)?;
-        Ok(Reservation(service::reserve(state, schedule_id, request).await?))
+        Ok(Reservation(super::hold(state, schedule_id, request).await?))
     }
 
     /// Pays a hold with points and sells its seats. Errors: INSUFFICIENT_POINTS,
@@ -219,7 +206,7 @@ impl BookingMutation {
         let reservation_id = ids::parse(&reservation_id, "reservationId")?;
         let user_id = viewer(ctx)?.user()?.id;
         Ok(Reservation(
-            service::pay(state(ctx)?, user_id, reservation_id, &idempotency_key).await?,
+            super::pay(state(ctx)?, user_id, reservation_id, &idempotency_key).await?,
         ))
     }
 
@@ -233,7 +220,7 @@ impl BookingMutation {
         let reservation_id = ids::parse(&reservation_id, "reservationId")?;
         let actor = actor(ctx).await?;
         Ok(Reservation(
-            service::cancel(state(ctx)?, actor, reservation_id).await?,
+            super::cancel(state(ctx)?, actor, reservation_id).await?,
         ))
     }
 }

@@ -1,9 +1,7 @@
 //! After the hold: payment, cancellation (with refund), expiry, and cancelling a whole
-//! schedule. Each function is one transaction and takes its locks in the order stated in
-//! `booking` (schedule → reservations → seats ascending → users ascending); payment skips
-//! the schedule row.
+//! schedule. Each takes its locks through `locks`, in the order stated there (schedule →
+//! reservations → seats ascending → users ascending); payment skips the schedule row.
 
-use chrono::{DateTime, Utc};
 use diesel::{
     QueryableByName,
     sql_types::{Array, BigInt, Text},
@@ -11,13 +9,14 @@ use diesel::{
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 
 use super::{
-    SeatChange,
+    ReservationStatus, SeatChange, sale,
     store::{self, ReservationRow},
 };
 use crate::{
-    concerts::store as concerts_store,
+    concerts::ScheduleStatus,
     error::{AppError, AppResult, ErrorCode},
-    points,
+    locks, points,
+    seats::SeatStatus,
 };
 
 #[derive(QueryableByName)]
@@ -26,33 +25,7 @@ struct Id {
     id: i64,
 }
 
-#[derive(QueryableByName)]
-struct Now {
-    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
-    now: DateTime<Utc>,
-}
-
-async fn db_now(conn: &mut AsyncPgConnection) -> AppResult<DateTime<Utc>> {
-    Ok(diesel::sql_query("SELECT now() AS now")
-        .get_result::<Now>(conn)
-        .await?
-        .now)
-}
-
-/// Locks the seats of a reservation in ascending id order (I6) and returns their ids.
-async fn lock_seats_of(conn: &mut AsyncPgConnection, reservation_id: i64) -> AppResult<Vec<i64>> {
-    Ok(
-        diesel::sql_query("SELECT id FROM seats WHERE reservation_id = $1 ORDER BY id FOR UPDATE")
-            .bind::<BigInt, _>(reservation_id)
-            .load::<Id>(conn)
-            .await?
-            .into_iter()
-            .map(|r| r.id)
-            .collect(),
-    )
-}
-
-pub enum Paid {
+pub(super) enum Paid {
     /// Newly paid: the seats went from held to sold.
     Now(ReservationRow, SeatChange),
     /// Was already paid (a retry): nothing changed.
@@ -63,14 +36,14 @@ pub enum Paid {
 /// reservation answers it unchanged; a key already used for another payment is a CONFLICT.
 /// Racing the sweeper for the same hold, exactly one wins: both lock the reservation row,
 /// and whoever comes second finds it confirmed (sweeper skips it) or expired (HOLD_EXPIRED).
-pub async fn pay(
+pub(super) async fn pay(
     conn: &mut AsyncPgConnection,
     user_id: i64,
     reservation_id: i64,
     idempotency_key: &str,
 ) -> AppResult<Paid> {
     conn.transaction(async |conn| {
-        let r = store::reservation_for_update(conn, reservation_id)
+        let r = locks::reservation(conn, reservation_id)
             .await?
             .filter(|r| r.user_id == user_id)
             .ok_or(AppError::NotFound("reservation"))?;
@@ -81,16 +54,20 @@ pub async fn pay(
                 "this idempotency key was used for another payment".into(),
             ));
         }
-        match r.status.as_str() {
-            "confirmed" => return Ok(Paid::Already(r)),
-            "expired" => return Err(AppError::rule(ErrorCode::HoldExpired, "the hold has expired")),
-            "cancelled" => return Err(AppError::Conflict("the reservation is cancelled".into())),
-            _ => {}
+        match r.status {
+            ReservationStatus::Confirmed => return Ok(Paid::Already(r)),
+            ReservationStatus::Expired => {
+                return Err(AppError::rule(ErrorCode::HoldExpired, "the hold has expired"));
+            }
+            ReservationStatus::Cancelled => {
+                return Err(AppError::Conflict("the reservation is cancelled".into()));
+            }
+            ReservationStatus::Held => {}
         }
-        if r.expires_at <= db_now(conn).await? {
+        if r.expires_at <= sale::db_now(conn).await? {
             return Err(AppError::rule(ErrorCode::HoldExpired, "the hold has expired"));
         }
-        let seats = lock_seats_of(conn, r.id).await?;
+        let seats = locks::seats_of(conn, &[r.id]).await?;
         diesel::sql_query("UPDATE seats SET status = 'sold' WHERE reservation_id = $1")
             .bind::<BigInt, _>(r.id)
             .execute(conn)
@@ -128,7 +105,7 @@ pub async fn pay(
             // Filled in by `bump_version` after commit: payment does not take the
             // schedule row lock (it would serialize every payment with every booking).
             version: 0,
-            seats: seats.into_iter().map(|id| (id, "sold".to_owned())).collect(),
+            seats: seats.into_iter().map(|id| (id, SeatStatus::Sold)).collect(),
         };
         Ok(Paid::Now(r, change))
     })
@@ -137,7 +114,10 @@ pub async fn pay(
 
 /// Gives a committed change its schedule version (for changes made without the schedule
 /// lock). A short transaction of its own, holding no other lock.
-pub async fn bump_version(conn: &mut AsyncPgConnection, mut change: SeatChange) -> AppResult<SeatChange> {
+pub(super) async fn bump_version(
+    conn: &mut AsyncPgConnection,
+    mut change: SeatChange,
+) -> AppResult<SeatChange> {
     change.version =
         diesel::sql_query("UPDATE schedules SET version = version + 1 WHERE id = $1 RETURNING version AS id")
             .bind::<BigInt, _>(change.schedule_id)
@@ -149,7 +129,7 @@ pub async fn bump_version(conn: &mut AsyncPgConnection, mut change: SeatChange) 
 
 /// Cancels a reservation: a hold is released; a paid one is refunded until the show starts.
 /// `by_admin` lets an admin cancel anyone's reservation.
-pub async fn cancel(
+pub(super) async fn cancel(
     conn: &mut AsyncPgConnection,
     user_id: i64,
     by_admin: bool,
@@ -160,29 +140,29 @@ pub async fn cancel(
         .filter(|r| r.user_id == user_id || by_admin)
         .ok_or(AppError::NotFound("reservation"))?;
     conn.transaction(async |conn| {
-        let schedule = concerts_store::lock_schedule(conn, r.schedule_id)
+        let schedule = locks::schedule(conn, r.schedule_id)
             .await?
             .ok_or(AppError::NotFound("schedule"))?;
-        let r = store::reservation_for_update(conn, reservation_id)
+        let r = locks::reservation(conn, reservation_id)
             .await?
             .ok_or(AppError::NotFound("reservation"))?;
-        match r.status.as_str() {
-            "cancelled" => return Ok((r, None)),
-            "expired" => {
+        match r.status {
+            ReservationStatus::Cancelled => return Ok((r, None)),
+            ReservationStatus::Expired => {
                 return Err(AppError::rule(
                     ErrorCode::HoldExpired,
                     "the hold has already expired",
                 ));
             }
-            "confirmed" if db_now(conn).await? >= schedule.starts_at => {
+            ReservationStatus::Confirmed if sale::db_now(conn).await? >= schedule.starts_at => {
                 return Err(AppError::Conflict(
                     "the show has started; it can no longer be cancelled".into(),
                 ));
             }
-            _ => {}
+            ReservationStatus::Confirmed | ReservationStatus::Held => {}
         }
-        let refunded = r.status == "confirmed";
-        let (rows, change) = release(conn, schedule.id, &[r.id], "cancelled").await?;
+        let refunded = r.status == ReservationStatus::Confirmed;
+        let (rows, change) = release(conn, schedule.id, &[r.id], ReservationStatus::Cancelled).await?;
         if refunded {
             refund(conn, &rows).await?;
         }
@@ -198,7 +178,7 @@ async fn release(
     conn: &mut AsyncPgConnection,
     schedule_id: i64,
     reservation_ids: &[i64],
-    status: &str,
+    status: ReservationStatus,
 ) -> AppResult<(Vec<ReservationRow>, Option<SeatChange>)> {
     let rows: Vec<ReservationRow> = diesel::sql_query(
         "UPDATE reservations SET status = $2, cancelled_at = CASE WHEN $2 = 'cancelled' THEN now() END,
@@ -214,19 +194,11 @@ async fn release(
         return Ok((rows, None));
     }
     let live: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    // Seats in ascending id (I6).
-    let freed: Vec<i64> = diesel::sql_query(
-        "WITH locked AS (SELECT id FROM seats WHERE reservation_id = ANY($1) ORDER BY id FOR UPDATE)
-         UPDATE seats SET status = 'available', reservation_id = NULL
-         FROM locked WHERE seats.id = locked.id
-         RETURNING seats.id",
-    )
-    .bind::<Array<BigInt>, _>(&live)
-    .load::<Id>(conn)
-    .await?
-    .into_iter()
-    .map(|r| r.id)
-    .collect();
+    let freed = locks::seats_of(conn, &live).await?;
+    diesel::sql_query("UPDATE seats SET status = 'available', reservation_id = NULL WHERE id = ANY($1)")
+        .bind::<Array<BigInt>, _>(&freed)
+        .execute(conn)
+        .await?;
     let version = diesel::sql_query(
         "UPDATE schedules SET booked_count = booked_count - $2, version = version + 1, updated_at = now()
          WHERE id = $1 RETURNING version AS id",
@@ -236,8 +208,7 @@ async fn release(
     .get_result::<Id>(conn)
     .await?
     .id;
-    let mut seats: Vec<(i64, String)> = freed.into_iter().map(|id| (id, "available".to_owned())).collect();
-    seats.sort_unstable();
+    let seats: Vec<(i64, SeatStatus)> = freed.into_iter().map(|id| (id, SeatStatus::Available)).collect();
     Ok((
         rows,
         Some(SeatChange {
@@ -257,7 +228,7 @@ async fn refund(conn: &mut AsyncPgConnection, rows: &[ReservationRow]) -> AppRes
     paid.sort_by_key(|r| (r.user_id, r.id));
     let mut users: Vec<i64> = paid.iter().map(|r| r.user_id).collect();
     users.dedup();
-    points::store::lock_users(conn, &users).await?;
+    locks::users(conn, &users).await?;
     for r in paid {
         points::store::apply(
             conn,
@@ -279,29 +250,20 @@ async fn refund(conn: &mut AsyncPgConnection, rows: &[ReservationRow]) -> AppRes
 
 /// Cancels a schedule and every live reservation of it, refunding paid ones. Runs inside
 /// the caller's transaction. `None` when it was already cancelled.
-pub async fn cancel_schedule(
+pub(super) async fn cancel_schedule(
     conn: &mut AsyncPgConnection,
     schedule_id: i64,
 ) -> AppResult<Option<SeatChange>> {
-    let schedule = concerts_store::lock_schedule(conn, schedule_id)
+    let schedule = locks::schedule(conn, schedule_id)
         .await?
         .ok_or(AppError::NotFound("schedule"))?;
-    if schedule.status == "cancelled" {
+    if schedule.status == ScheduleStatus::Cancelled {
         return Ok(None);
     }
-    let live: Vec<i64> = diesel::sql_query(
-        "SELECT id FROM reservations WHERE schedule_id = $1 AND status IN ('held', 'confirmed')
-         ORDER BY id FOR UPDATE",
-    )
-    .bind::<BigInt, _>(schedule_id)
-    .load::<Id>(conn)
-    .await?
-    .into_iter()
-    .map(|r| r.id)
-    .collect();
-    let (rows, change) = release(conn, schedule_id, &live, "cancelled").await?;
+    let live = locks::live_reservations(conn, schedule_id).await?;
+    let (rows, change) = release(conn, schedule_id, &live, ReservationStatus::Cancelled).await?;
     refund(conn, &rows).await?;
-    let cancelled = concerts_store::set_schedule_cancelled(conn, schedule_id).await?;
+    let cancelled = crate::concerts::store::set_schedule_cancelled(conn, schedule_id).await?;
     Ok(Some(match change {
         Some(mut c) => {
             c.version = cancelled.version;
@@ -317,38 +279,30 @@ pub async fn cancel_schedule(
 
 /// Expires up to `limit` overdue holds of one schedule. Holds being paid right now are
 /// skipped (SKIP LOCKED) and decided by the payment.
-pub async fn expire_due(
+pub(super) async fn expire_due(
     conn: &mut AsyncPgConnection,
     schedule_id: i64,
     limit: i64,
 ) -> AppResult<Option<SeatChange>> {
     conn.transaction(async |conn| {
-        if concerts_store::lock_schedule(conn, schedule_id).await?.is_none() {
+        if locks::schedule(conn, schedule_id).await?.is_none() {
             return Ok(None);
         }
-        let due: Vec<i64> = diesel::sql_query(
-            "SELECT id FROM reservations
-             WHERE schedule_id = $1 AND status = 'held' AND expires_at <= now()
-             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
-        )
-        .bind::<BigInt, _>(schedule_id)
-        .bind::<BigInt, _>(limit)
-        .load::<Id>(conn)
-        .await?
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
+        let due = locks::due_holds(conn, schedule_id, limit).await?;
         if due.is_empty() {
             return Ok(None);
         }
-        let (_, change) = release(conn, schedule_id, &due, "expired").await?;
+        let (_, change) = release(conn, schedule_id, &due, ReservationStatus::Expired).await?;
         Ok(change)
     })
     .await
 }
 
 /// Schedules that have overdue holds.
-pub async fn schedules_with_due_holds(conn: &mut AsyncPgConnection, limit: i64) -> AppResult<Vec<i64>> {
+pub(super) async fn schedules_with_due_holds(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+) -> AppResult<Vec<i64>> {
     Ok(diesel::sql_query(
         "SELECT DISTINCT schedule_id AS id FROM reservations
          WHERE status = 'held' AND expires_at <= now() LIMIT $1",

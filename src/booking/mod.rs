@@ -1,37 +1,83 @@
 //! The booking core: holding seats, paying, cancelling, expiring.
 //!
-//! # Lock order (I6)
+//! This file is booking's one entrance. Resolvers, the order worker and the concerts module
+//! call only the functions below; each commits its change and then announces it to live
+//! subscribers, here, in one place. Everything else is internal:
 //!
-//! Every transaction that changes seats of a schedule takes its locks in this order:
-//!
-//! 1. the schedule row (`SELECT ... FOR UPDATE`: the booking-count lock),
-//! 2. reservation rows,
-//! 3. seat rows, ascending id,
-//! 4. user rows, ascending id.
-//!
-//! Payment changes no availability (held → sold), so it skips step 1 and starts at the
-//! reservation; its version bump runs afterwards in a transaction of its own. Because every
-//! writer that can make a seat available or unavailable holds the schedule lock, a batch
-//! holding it can decide all its requests from one read of the seats.
-//!
-//! - `reserve`: the batch transaction (group commit) and its request type.
-//! - `batcher`: one in-process queue per schedule feeding `reserve` with batches.
+//! - `batcher`: one in-process queue per schedule feeding `reserve` with batches (group
+//!   commit), retrying a failed batch in halves.
+//! - `reserve`: the batch transaction, load → `decide` → write.
+//! - `decide`: the pure decision of a batch (unit- and property-tested without a database).
+//! - `sale`: the sale rules (on sale, sales window, published, not cancelled) on the
+//!   database clock, for every place that asks.
 //! - `lifecycle`: pay, cancel, expire, cancel a schedule.
 //! - `sweeper`: the background task that expires overdue holds.
-//! - `store`: reservation rows and queries.
+//! - `store`: reservation rows and reads.
 //! - `graphql`: `Reservation`, `reserveSeats`, `payReservation`, `cancelReservation`, ...
+//!
+//! Row locks and their order (I6) are in `crate::locks`.
 
-pub mod batcher;
+mod batcher;
+mod decide;
 pub mod graphql;
-pub mod lifecycle;
-pub mod reserve;
-pub mod service;
-pub mod store;
-pub mod sweeper;
+mod lifecycle;
+mod reserve;
+pub mod sale;
+mod store;
+mod sweeper;
 
-pub use lifecycle::cancel_schedule;
+use std::collections::HashSet;
 
-use crate::state::AppState;
+use diesel_async::{AsyncConnection as _, AsyncPgConnection};
+
+pub use batcher::{Batcher, MAX_BATCH, Stats};
+pub use decide::{HoldRequest, MAX_SEATS_PER_REQUEST};
+pub use store::ReservationRow;
+
+use crate::{
+    auth::{Actor, Role},
+    concerts::{
+        ScheduleStatus, service as concerts,
+        store::{ConcertRow, ScheduleRow},
+    },
+    error::{AppError, AppResult},
+    points::service::validate_key,
+    seats::SeatStatus,
+    state::AppState,
+};
+
+// Stored in `reservations.status`, mapped once by `text_enum!`.
+/// Where a reservation stands.
+#[derive(
+    async_graphql::Enum,
+    Copy,
+    Clone,
+    Debug,
+    Eq,
+    PartialEq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+#[serde(rename_all = "lowercase")]
+pub enum ReservationStatus {
+    /// Seats held, waiting for payment until `expiresAt`.
+    Held,
+    /// Paid.
+    Confirmed,
+    Cancelled,
+    Expired,
+}
+
+crate::text_enum!(ReservationStatus {
+    Held => "held",
+    Confirmed => "confirmed",
+    Cancelled => "cancelled",
+    Expired => "expired",
+});
 
 /// Seats of one schedule that changed in one committed transaction, with the schedule
 /// version after it.
@@ -39,13 +85,219 @@ use crate::state::AppState;
 pub struct SeatChange {
     pub schedule_id: i64,
     pub version: i64,
-    /// (seat id, new status: available, held or sold)
-    pub seats: Vec<(i64, String)>,
+    /// (seat id, new status), ascending seat id.
+    pub seats: Vec<(i64, SeatStatus)>,
 }
 
 /// Tells live subscribers about a committed change. Never fails the caller: the change
 /// is already committed, and a subscriber that misses it sees the version gap.
-pub fn announce(state: &AppState, change: SeatChange) {
+fn announce(state: &AppState, change: SeatChange) {
     metrics::counter!("seat_changes_total").increment(change.seats.len() as u64);
     state.live.publish_seats(change);
+}
+
+/// Checks and normalises a hold request (sorted, distinct seats; a sane key).
+pub fn hold_request(user_id: i64, seat_ids: &[i64], idempotency_key: Option<&str>) -> AppResult<HoldRequest> {
+    if seat_ids.is_empty() || seat_ids.len() > MAX_SEATS_PER_REQUEST {
+        return Err(AppError::bad_input(
+            "input.seatIds",
+            format!("must list 1 to {MAX_SEATS_PER_REQUEST} seats"),
+        ));
+    }
+    let distinct: HashSet<i64> = seat_ids.iter().copied().collect();
+    if distinct.len() != seat_ids.len() {
+        return Err(AppError::bad_input("input.seatIds", "lists a seat twice"));
+    }
+    let mut seat_ids = seat_ids.to_vec();
+    seat_ids.sort_unstable();
+    Ok(HoldRequest {
+        user_id,
+        seat_ids,
+        idempotency_key: idempotency_key
+            .map(|k| validate_key(k, "input.idempotencyKey"))
+            .transpose()?,
+    })
+}
+
+/// Holds seats for a fan (`reserveSeats`): the queue admission first, then the schedule's
+/// batch (group commit).
+pub async fn hold(state: &AppState, schedule_id: i64, request: HoldRequest) -> AppResult<ReservationRow> {
+    crate::queue::ensure_admitted(state, schedule_id, request.user_id).await?;
+    batcher::submit(state, schedule_id, request).await
+}
+
+/// Holds seats for an accepted order (`placeOrder`, whose admission was checked when it
+/// was placed).
+pub async fn hold_order(
+    state: &AppState,
+    schedule_id: i64,
+    request: HoldRequest,
+) -> AppResult<ReservationRow> {
+    batcher::submit(state, schedule_id, request).await
+}
+
+/// Pays a hold with the user's points and sells its seats.
+pub async fn pay(
+    state: &AppState,
+    user_id: i64,
+    reservation_id: i64,
+    key: &str,
+) -> AppResult<ReservationRow> {
+    let key = validate_key(key, "idempotencyKey")?;
+    let mut conn = state.db.get().await?;
+    match lifecycle::pay(&mut conn, user_id, reservation_id, &key).await? {
+        lifecycle::Paid::Already(r) => Ok(r),
+        lifecycle::Paid::Now(r, change) => {
+            // Payment does not take the schedule lock; its version bump is a short
+            // transaction of its own after the commit.
+            match lifecycle::bump_version(&mut conn, change).await {
+                Ok(change) => announce(state, change),
+                // The sale is committed; only the live update is lost, and the next
+                // change's version tells subscribers to re-read.
+                Err(e) => tracing::warn!(error = %e, "could not bump the schedule version after a payment"),
+            }
+            Ok(r)
+        }
+    }
+}
+
+/// Releases a hold or refunds a paid reservation (its owner, or an admin).
+pub async fn cancel(state: &AppState, actor: Actor, reservation_id: i64) -> AppResult<ReservationRow> {
+    let mut conn = state.db.get().await?;
+    let (r, change) =
+        lifecycle::cancel(&mut conn, actor.id, actor.role == Role::Admin, reservation_id).await?;
+    if let Some(change) = change {
+        announce(state, change);
+    }
+    Ok(r)
+}
+
+/// Cancels one schedule (its host or an admin): every live reservation is cancelled and
+/// paid ones refunded, in one transaction.
+pub async fn cancel_schedule(state: &AppState, actor: Actor, schedule_id: i64) -> AppResult<ScheduleRow> {
+    let mut conn = state.db.get().await?;
+    let (schedule, change) = conn
+        .transaction(async |conn| {
+            let schedule = concerts::check_cancel_schedule(conn, actor, schedule_id).await?;
+            if schedule.status == ScheduleStatus::Cancelled {
+                return Ok((schedule, None));
+            }
+            let change = lifecycle::cancel_schedule(conn, schedule_id).await?;
+            let schedule = crate::concerts::store::schedule(conn, schedule_id)
+                .await?
+                .ok_or(AppError::NotFound("schedule"))?;
+            Ok::<_, AppError>((schedule, change))
+        })
+        .await?;
+    if let Some(change) = change {
+        announce(state, change);
+    }
+    Ok(schedule)
+}
+
+/// Cancels a concert and every schedule of it, refunding every paid reservation, in one
+/// transaction (concert row first, then each schedule in ascending id: see `locks`).
+pub async fn cancel_concert(
+    state: &AppState,
+    actor: Actor,
+    concert_id: i64,
+    reason: &str,
+) -> AppResult<ConcertRow> {
+    let reason = concerts::cancel_reason(reason)?;
+    let mut conn = state.db.get().await?;
+    let (concert, changes) = conn
+        .transaction(async |conn| {
+            let schedules = concerts::check_cancel_concert(conn, actor, concert_id).await?;
+            let mut changes = Vec::new();
+            for schedule_id in schedules {
+                changes.extend(lifecycle::cancel_schedule(conn, schedule_id).await?);
+            }
+            let concert =
+                concerts::mark_concert_cancelled(conn, actor, concert_id, &reason, changes.len()).await?;
+            Ok::<_, AppError>((concert, changes))
+        })
+        .await?;
+    for change in changes {
+        announce(state, change);
+    }
+    Ok(concert)
+}
+
+/// Expires every overdue hold now (what the sweeper does on each tick). Returns the number
+/// of seats released.
+pub async fn expire_due_holds(state: &AppState) -> AppResult<usize> {
+    sweeper::sweep(state).await
+}
+
+/// Starts the background sweeper of overdue holds.
+pub fn spawn_sweeper(
+    state: AppState,
+    interval: std::time::Duration,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    sweeper::spawn(state, interval, stop);
+}
+
+/// A reservation by id (no ownership check: the caller's).
+pub async fn reservation(conn: &mut AsyncPgConnection, id: i64) -> AppResult<Option<ReservationRow>> {
+    Ok(store::reservation(conn, id).await?)
+}
+
+/// The negative control of the concurrency tests, and the one-request-per-transaction path
+/// they race with. Compiled only with the `negative-control` cargo feature, which the test
+/// suite turns on for itself; a release build has neither.
+#[cfg(feature = "negative-control")]
+pub mod negative_control {
+    use diesel_async::AsyncPgConnection;
+
+    use super::{HoldRequest, ReservationRow, reserve};
+    use crate::error::AppResult;
+
+    /// One request in a batch transaction of its own, on the caller's connection.
+    pub async fn hold_alone(
+        conn: &mut AsyncPgConnection,
+        schedule_id: i64,
+        request: HoldRequest,
+    ) -> AppResult<AppResult<ReservationRow>> {
+        one(conn, schedule_id, request, reserve::Lock::Take).await
+    }
+
+    /// The same without the schedule lock: what the lock prevents.
+    pub async fn hold_alone_without_lock(
+        conn: &mut AsyncPgConnection,
+        schedule_id: i64,
+        request: HoldRequest,
+    ) -> AppResult<AppResult<ReservationRow>> {
+        one(conn, schedule_id, request, reserve::Lock::Skip).await
+    }
+
+    async fn one(
+        conn: &mut AsyncPgConnection,
+        schedule_id: i64,
+        request: HoldRequest,
+        lock: reserve::Lock,
+    ) -> AppResult<AppResult<ReservationRow>> {
+        let outcome = reserve::reserve_batch(conn, schedule_id, &[request], lock).await?;
+        Ok(outcome
+            .results
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Err(crate::error::AppError::internal(anyhow::anyhow!("no result")))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_checked_and_sorted() {
+        let r = hold_request(1, &[5, 3, 9], Some(" k1 ")).unwrap();
+        assert_eq!(r.seat_ids, vec![3, 5, 9]);
+        assert_eq!(r.idempotency_key.as_deref(), Some("k1"));
+        assert!(hold_request(1, &[], None).is_err());
+        assert!(hold_request(1, &[1, 1], None).is_err());
+        assert!(hold_request(1, &(1..=11).collect::<Vec<_>>(), None).is_err());
+        assert!(hold_request(1, &[1], Some("")).is_err());
+    }
 }

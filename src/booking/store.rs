@@ -1,4 +1,4 @@
-//! Reservation rows and the queries the booking paths share.
+//! Reservation rows and the queries the booking paths share (locking reads are in `locks`).
 
 use chrono::{DateTime, Utc};
 use diesel::{
@@ -7,6 +7,7 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::ReservationStatus;
 use crate::schema::reservations;
 
 #[derive(Queryable, Selectable, QueryableByName, Clone, Debug, PartialEq)]
@@ -15,7 +16,7 @@ pub struct ReservationRow {
     pub id: i64,
     pub schedule_id: i64,
     pub user_id: i64,
-    pub status: String,
+    pub status: ReservationStatus,
     pub seat_count: i32,
     pub total_price: i64,
     pub idempotency_key: Option<String>,
@@ -53,17 +54,20 @@ pub async fn reservation(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<O
         .optional()
 }
 
-pub async fn reservation_for_update(
+/// Reservations made with any of these (user, key) pairs, of any schedule.
+pub async fn reservations_with_keys(
     conn: &mut AsyncPgConnection,
-    id: i64,
-) -> QueryResult<Option<ReservationRow>> {
-    reservations::table
-        .find(id)
-        .select(ReservationRow::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()
+    keys: &[(i64, String)],
+) -> QueryResult<Vec<ReservationRow>> {
+    diesel::sql_query(
+        "SELECT r.* FROM reservations r
+         JOIN unnest($1::bigint[], $2::text[]) AS k(user_id, key)
+           ON r.user_id = k.user_id AND r.idempotency_key = k.key",
+    )
+    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(keys.iter().map(|k| k.1.as_str()).collect::<Vec<_>>())
+    .load(conn)
+    .await
 }
 
 /// A user's reservations, newest first, after the cursor id.

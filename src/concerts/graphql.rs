@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use async_graphql::{
-    Context, Enum, ID, InputObject, Object, SimpleObject,
+    Context, ID, InputObject, Object, SimpleObject,
     connection::Connection,
     dataloader::{DataLoader, Loader},
 };
@@ -23,18 +23,7 @@ use crate::{
     seats::graphql::{AvailabilityLoader, GradeAvailability, Seat, SeatMapLoader, SeatStatus},
 };
 
-#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
-pub enum ConcertStatus {
-    Draft,
-    Published,
-    Cancelled,
-}
-
-#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
-pub enum ScheduleStatus {
-    Scheduled,
-    Cancelled,
-}
+pub use super::{ConcertStatus, ScheduleStatus};
 
 /// The public face of a host: no email, no balance.
 #[derive(SimpleObject, Clone)]
@@ -69,11 +58,7 @@ impl Concert {
         self.0.poster_url.as_deref()
     }
     async fn status(&self) -> ConcertStatus {
-        match self.0.status.as_str() {
-            "published" => ConcertStatus::Published,
-            "cancelled" => ConcertStatus::Cancelled,
-            _ => ConcertStatus::Draft,
-        }
+        self.0.status
     }
     async fn cancel_reason(&self) -> Option<&str> {
         self.0.cancel_reason.as_deref()
@@ -124,10 +109,18 @@ impl Schedule {
     async fn sales_close_at(&self) -> DateTime<Utc> {
         self.0.sales_close_at
     }
-    /// True while seats can be reserved: within the sales window and not cancelled.
-    async fn on_sale(&self) -> bool {
-        let now = Utc::now();
-        self.0.status == "scheduled" && self.0.sales_open_at <= now && now < self.0.sales_close_at
+    /// True while seats can be reserved: the concert published, the schedule not
+    /// cancelled, and the database clock within the sales window (the rule `reserveSeats`
+    /// applies).
+    async fn on_sale(&self, ctx: &Context<'_>) -> Result<bool, AppError> {
+        let concert = ctx
+            .data::<DataLoader<ConcertLoader>>()?
+            .load_one(self.0.concert_id)
+            .await?
+            .ok_or(AppError::NotFound("concert"))?;
+        let state = state(ctx)?;
+        let now = state.db_clock.now(&state.db).await?;
+        Ok(crate::booking::sale::rules(&self.0, concert.status, now).is_open())
     }
     async fn per_user_limit(&self) -> i32 {
         self.0.per_user_limit
@@ -148,11 +141,7 @@ impl Schedule {
         self.0.admission_seconds
     }
     async fn status(&self) -> ScheduleStatus {
-        if self.0.status == "cancelled" {
-            ScheduleStatus::Cancelled
-        } else {
-            ScheduleStatus::Scheduled
-        }
+        self.0.status
     }
     /// Seats in the layout.
     async fn capacity(&self) -> i32 {
@@ -211,7 +200,7 @@ impl Schedule {
             .into_iter()
             .filter(|s| section.as_deref().is_none_or(|x| s.section == x))
             .filter(|s| grade.as_deref().is_none_or(|x| s.grade == x))
-            .filter(|s| status.is_none_or(|x| SeatStatus::parse(&s.status) == x))
+            .filter(|s| status.is_none_or(|x| s.status == x))
             .map(Seat)
             .collect())
     }
@@ -301,7 +290,7 @@ async fn visible_concert(ctx: &Context<'_>, id: i64) -> AppResult<ConcertRow> {
         .load_one(id)
         .await?
         .ok_or(AppError::NotFound("concert"))?;
-    if concert.status == "draft" && !service::visible(&concert, optional_actor(ctx).await?) {
+    if concert.status == ConcertStatus::Draft && !service::visible(&concert, optional_actor(ctx).await?) {
         return Err(AppError::NotFound("concert"));
     }
     Ok(concert)
@@ -440,13 +429,9 @@ impl ConcertsMutation {
     async fn cancel_concert(&self, ctx: &Context<'_>, id: ID, reason: String) -> Result<Concert, AppError> {
         let id = ids::parse(&id, "id")?;
         let actor = actor(ctx).await?;
-        let state = state(ctx)?;
-        let mut conn = state.db.get().await?;
-        let (concert, changes) = service::cancel_concert(&mut conn, actor, id, &reason).await?;
-        for change in changes {
-            crate::booking::announce(state, change);
-        }
-        Ok(Concert(concert))
+        Ok(Concert(
+            crate::booking::cancel_concert(state(ctx)?, actor, id, &reason).await?,
+        ))
     }
 
     #[graphql(guard = "RoleGuard(Role::Host)")]
@@ -469,13 +454,9 @@ impl ConcertsMutation {
     async fn cancel_schedule(&self, ctx: &Context<'_>, id: ID) -> Result<Schedule, AppError> {
         let id = ids::parse(&id, "id")?;
         let actor = actor(ctx).await?;
-        let state = state(ctx)?;
-        let mut conn = state.db.get().await?;
-        let (row, change) = service::cancel_schedule(&mut conn, actor, id).await?;
-        if let Some(change) = change {
-            crate::booking::announce(state, change);
-        }
-        Ok(Schedule(row))
+        Ok(Schedule(
+            crate::booking::cancel_schedule(state(ctx)?, actor, id).await?,
+        ))
     }
 }
 

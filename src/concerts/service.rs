@@ -4,7 +4,10 @@ use async_graphql::InputObject;
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 
-use super::store::{self, ConcertChanges, ConcertRow, NewSchedule, ScheduleRow};
+use super::{
+    ConcertStatus,
+    store::{self, ConcertChanges, ConcertRow, NewSchedule, ScheduleRow},
+};
 use crate::{
     auth::{Actor, Role},
     error::{AppError, AppResult},
@@ -159,11 +162,11 @@ pub async fn create_concert(
 /// Loads a concert for a change by `actor`: it must exist, be theirs (or they an admin),
 /// and not be cancelled. Locks the row until the transaction ends.
 async fn managed_concert(conn: &mut AsyncPgConnection, actor: Actor, id: i64) -> AppResult<ConcertRow> {
-    let concert = store::concert_for_update(conn, id)
+    let concert = crate::locks::concert(conn, id)
         .await?
         .ok_or(AppError::NotFound("concert"))?;
     actor.ensure_manages(concert.host_id)?;
-    if concert.status == "cancelled" {
+    if concert.status == ConcertStatus::Cancelled {
         return Err(AppError::Conflict("the concert is cancelled".into()));
     }
     Ok(concert)
@@ -196,7 +199,7 @@ pub async fn update_concert(
 pub async fn publish_concert(conn: &mut AsyncPgConnection, actor: Actor, id: i64) -> AppResult<ConcertRow> {
     conn.transaction(async |conn| {
         let concert = managed_concert(conn, actor, id).await?;
-        if concert.status == "published" {
+        if concert.status == ConcertStatus::Published {
             return Ok(concert);
         }
         if store::count_sellable_schedules(conn, id).await? == 0 {
@@ -204,72 +207,69 @@ pub async fn publish_concert(conn: &mut AsyncPgConnection, actor: Actor, id: i64
                 "add a schedule and its seat layout before publishing".into(),
             ));
         }
-        Ok(store::set_concert_status(conn, id, "published", None).await?)
+        Ok(store::set_concert_status(conn, id, ConcertStatus::Published, None).await?)
     })
     .await
 }
 
-/// Cancels the concert and every schedule of it; each schedule's reservations are
-/// cancelled and paid points refunded in the same transaction (see `booking`).
-pub async fn cancel_concert(
+/// The reason given for cancelling a concert, checked.
+pub fn cancel_reason(reason: &str) -> AppResult<String> {
+    text(reason, "reason", 500, true)
+}
+
+/// The concert side of cancelling a concert, before its schedules are cancelled (by
+/// `booking::cancel_concert`, in the same transaction): locks the concert, checks that
+/// `actor` may cancel it, and returns its schedules in ascending id.
+pub async fn check_cancel_concert(
+    conn: &mut AsyncPgConnection,
+    actor: Actor,
+    id: i64,
+) -> AppResult<Vec<i64>> {
+    let concert = managed_concert(conn, actor, id).await?;
+    if concert.status == ConcertStatus::Draft {
+        // Cancelled concerts are public (fans see why their show is off); a draft that
+        // never went on sale would become visible by being cancelled.
+        return Err(AppError::Conflict(
+            "a draft was never on sale: edit it instead of cancelling it".into(),
+        ));
+    }
+    Ok(store::schedule_ids_of_concert(conn, id).await?)
+}
+
+/// The concert side of cancelling a concert, after its schedules: the status, and the audit
+/// entry (cancelling refunds money, so it is recorded with who did it).
+pub async fn mark_concert_cancelled(
     conn: &mut AsyncPgConnection,
     actor: Actor,
     id: i64,
     reason: &str,
-) -> AppResult<(ConcertRow, Vec<crate::booking::SeatChange>)> {
-    let reason = text(reason, "reason", 500, true)?;
-    conn.transaction(async |conn| {
-        let concert = managed_concert(conn, actor, id).await?;
-        if concert.status == "draft" {
-            // Cancelled concerts are public (fans see why their show is off); a draft that
-            // never went on sale would become visible by being cancelled.
-            return Err(AppError::Conflict(
-                "a draft was never on sale: edit it instead of cancelling it".into(),
-            ));
-        }
-        let mut changes = Vec::new();
-        for schedule_id in store::schedule_ids_of_concert(conn, id).await? {
-            if let Some(change) = crate::booking::cancel_schedule(conn, schedule_id).await? {
-                changes.push(change);
-            }
-        }
-        let concert = store::set_concert_status(conn, id, "cancelled", Some(&reason)).await?;
-        // Cancelling refunds money: it is a privileged action, audited with who did it.
-        crate::admin::audit::record(
-            conn,
-            actor.id,
-            "cancel_concert",
-            "concert",
-            Some(id),
-            serde_json::json!({ "reason": reason, "schedules": changes.len() }),
-        )
-        .await?;
-        Ok((concert, changes))
-    })
-    .await
+    schedules_cancelled: usize,
+) -> AppResult<ConcertRow> {
+    let concert = store::set_concert_status(conn, id, ConcertStatus::Cancelled, Some(reason)).await?;
+    crate::admin::audit::record(
+        conn,
+        actor.id,
+        "cancel_concert",
+        "concert",
+        Some(id),
+        serde_json::json!({ "reason": reason, "schedules": schedules_cancelled }),
+    )
+    .await?;
+    Ok(concert)
 }
 
-/// Cancels one schedule: its reservations are cancelled and refunded.
-pub async fn cancel_schedule(
+/// The concert side of cancelling one schedule (by `booking::cancel_schedule`, in the same
+/// transaction): locks its concert and checks that `actor` may change it.
+pub async fn check_cancel_schedule(
     conn: &mut AsyncPgConnection,
     actor: Actor,
     schedule_id: i64,
-) -> AppResult<(ScheduleRow, Option<crate::booking::SeatChange>)> {
-    conn.transaction(async |conn| {
-        let schedule = store::schedule(conn, schedule_id)
-            .await?
-            .ok_or(AppError::NotFound("schedule"))?;
-        managed_concert(conn, actor, schedule.concert_id).await?;
-        if schedule.status == "cancelled" {
-            return Ok((schedule, None));
-        }
-        let change = crate::booking::cancel_schedule(conn, schedule_id).await?;
-        let schedule = store::schedule(conn, schedule_id)
-            .await?
-            .ok_or(AppError::NotFound("schedule"))?;
-        Ok((schedule, change))
-    })
-    .await
+) -> AppResult<ScheduleRow> {
+    let schedule = store::schedule(conn, schedule_id)
+        .await?
+        .ok_or(AppError::NotFound("schedule"))?;
+    managed_concert(conn, actor, schedule.concert_id).await?;
+    Ok(schedule)
 }
 
 fn range(v: i32, field: &str, lo: i32, hi: i32) -> AppResult<i32> {
@@ -333,7 +333,7 @@ pub async fn add_schedule(
 /// Whether `viewer` may see this concert: published and cancelled ones are public, drafts
 /// only to their host and admins.
 pub fn visible(concert: &ConcertRow, actor: Option<Actor>) -> bool {
-    concert.status != "draft"
+    concert.status != ConcertStatus::Draft
         || actor.is_some_and(|a| a.role == Role::Admin || (a.role == Role::Host && a.id == concert.host_id))
 }
 

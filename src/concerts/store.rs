@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::{ConcertStatus, ScheduleStatus};
 use crate::schema::{concerts, schedules};
 
 #[derive(Queryable, Selectable, QueryableByName, Clone, Debug)]
@@ -17,7 +18,7 @@ pub struct ConcertRow {
     pub venue: String,
     pub category: String,
     pub poster_url: Option<String>,
-    pub status: String,
+    pub status: ConcertStatus,
     pub cancel_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -48,7 +49,7 @@ pub struct ScheduleRow {
     pub admit_per_second: i32,
     pub max_active: i32,
     pub admission_seconds: i32,
-    pub status: String,
+    pub status: ScheduleStatus,
     pub capacity: i32,
     pub booked_count: i32,
     pub version: i64,
@@ -91,16 +92,6 @@ pub async fn concert(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Optio
         .optional()
 }
 
-pub async fn concert_for_update(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<ConcertRow>> {
-    concerts::table
-        .find(id)
-        .select(ConcertRow::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()
-}
-
 pub async fn concerts_by_ids(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<Vec<ConcertRow>> {
     concerts::table
         .filter(concerts::id.eq_any(ids))
@@ -124,7 +115,7 @@ pub async fn update_concert(
 pub async fn set_concert_status(
     conn: &mut AsyncPgConnection,
     id: i64,
-    status: &str,
+    status: ConcertStatus,
     reason: Option<&str>,
 ) -> QueryResult<ConcertRow> {
     diesel::update(concerts::table.find(id))
@@ -182,17 +173,6 @@ pub async fn schedules_by_ids(conn: &mut AsyncPgConnection, ids: &[i64]) -> Quer
         .await
 }
 
-/// The booking-count row lock (I6: the first lock any writer of the schedule's seats takes).
-pub async fn lock_schedule(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<ScheduleRow>> {
-    schedules::table
-        .find(id)
-        .select(ScheduleRow::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()
-}
-
 pub async fn schedules_of_concerts(
     conn: &mut AsyncPgConnection,
     concert_ids: &[i64],
@@ -217,7 +197,7 @@ pub async fn schedule_ids_of_concert(conn: &mut AsyncPgConnection, concert_id: i
 pub async fn count_sellable_schedules(conn: &mut AsyncPgConnection, concert_id: i64) -> QueryResult<i64> {
     schedules::table
         .filter(schedules::concert_id.eq(concert_id))
-        .filter(schedules::status.eq("scheduled"))
+        .filter(schedules::status.eq(ScheduleStatus::Scheduled))
         .filter(schedules::capacity.gt(0))
         .count()
         .get_result(conn)
@@ -227,7 +207,7 @@ pub async fn count_sellable_schedules(conn: &mut AsyncPgConnection, concert_id: 
 pub async fn set_schedule_cancelled(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<ScheduleRow> {
     diesel::update(schedules::table.find(id))
         .set((
-            schedules::status.eq("cancelled"),
+            schedules::status.eq(ScheduleStatus::Cancelled),
             schedules::version.eq(schedules::version + 1),
             schedules::updated_at.eq(diesel::dsl::now),
         ))

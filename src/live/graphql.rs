@@ -49,7 +49,7 @@ impl SeatChangeEvent {
             .iter()
             .map(|(id, st)| SeatState {
                 id: ids::to_id(*id),
-                status: SeatStatus::parse(st),
+                status: *st,
             })
             .collect()
     }
@@ -87,7 +87,7 @@ impl LiveSubscription {
             .queue_flags
             .settings(&state, schedule_id)
             .await?
-            .is_some_and(|s| s.concert_status != "draft");
+            .is_some_and(|s| s.concert_status != crate::concerts::ConcertStatus::Draft);
         if !visible {
             return Err(AppError::NotFound("schedule").into());
         }

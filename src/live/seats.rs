@@ -19,7 +19,11 @@ use tokio::{
 };
 
 use super::{Event, Hub};
-use crate::{booking::SeatChange, seats::store::GradeCount, state::AppState};
+use crate::{
+    booking::SeatChange,
+    seats::{SeatStatus, store::GradeCount},
+    state::AppState,
+};
 
 /// At most one update per window per schedule: about ten a second.
 pub const WINDOW: Duration = Duration::from_millis(100);
@@ -30,7 +34,7 @@ pub struct SeatUpdate {
     /// The highest version whose changes this update includes.
     pub version: i64,
     /// (seat id, status), ascending seat id.
-    pub seats: Vec<(i64, String)>,
+    pub seats: Vec<(i64, SeatStatus)>,
     pub availability: Vec<GradeCount>,
     /// Changes may have been missed (a lag or a Redis reconnect): re-read the seat map.
     pub resync: bool,
@@ -40,22 +44,22 @@ pub struct SeatUpdate {
 }
 
 /// The one-letter status codes of `packed` strings and compact seat maps.
-pub fn status_letter(status: &str) -> char {
+pub fn status_letter(status: SeatStatus) -> char {
     match status {
-        "held" => 'H',
-        "sold" => 'S',
-        _ => 'A',
+        SeatStatus::Available => 'A',
+        SeatStatus::Held => 'H',
+        SeatStatus::Sold => 'S',
     }
 }
 
-fn pack(seats: &[(i64, String)]) -> Arc<str> {
+fn pack(seats: &[(i64, SeatStatus)]) -> Arc<str> {
     use std::fmt::Write as _;
     let mut out = String::with_capacity(seats.len() * 9);
     for (i, (id, status)) in seats.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        let _ = write!(out, "{id}{}", status_letter(status));
+        let _ = write!(out, "{id}{}", status_letter(*status));
     }
     out.into()
 }
@@ -153,7 +157,7 @@ async fn feed(
     tx: broadcast::Sender<Arc<SeatUpdate>>,
 ) {
     // seat id -> (version, status)
-    let mut pending: BTreeMap<i64, (i64, String)> = BTreeMap::new();
+    let mut pending: BTreeMap<i64, (i64, SeatStatus)> = BTreeMap::new();
     let mut version = 0i64;
     let mut resync = false;
     let mut dirty = false;
@@ -166,7 +170,7 @@ async fn feed(
                     let Ok(change) = serde_json::from_str::<SeatChange>(&payload) else { continue };
                     version = version.max(change.version);
                     for (seat, status) in change.seats {
-                        let slot = pending.entry(seat).or_insert((i64::MIN, String::new()));
+                        let slot = pending.entry(seat).or_insert((i64::MIN, status));
                         if change.version >= slot.0 {
                             *slot = (change.version, status);
                         }
@@ -207,7 +211,7 @@ async fn build(
     state: &AppState,
     schedule_id: i64,
     version: i64,
-    pending: BTreeMap<i64, (i64, String)>,
+    pending: BTreeMap<i64, (i64, SeatStatus)>,
     resync: bool,
 ) -> SeatUpdate {
     let (availability, current) = match counts(state, schedule_id).await {
@@ -217,7 +221,7 @@ async fn build(
             (Vec::new(), version)
         }
     };
-    let seats: Vec<(i64, String)> = pending
+    let seats: Vec<(i64, SeatStatus)> = pending
         .into_iter()
         .map(|(id, (_, status))| (id, status))
         .collect();

@@ -8,10 +8,7 @@ use futures_util::Stream;
 use super::jobs::{self, Job, JobStatus, Order};
 use crate::{
     auth::{Role, RoleGuard, state, viewer},
-    booking::{
-        graphql::{Reservation, ReserveSeatsInput},
-        store as booking_store,
-    },
+    booking::graphql::{Reservation, ReserveSeatsInput},
     error::{AppError, AppResult, ErrorCode},
     live::Event,
     state::AppState,
@@ -42,7 +39,7 @@ impl OrderResult {
             return Ok(None);
         };
         let mut conn = state(ctx)?.db.get().await?;
-        Ok(booking_store::reservation(&mut conn, id).await?.map(Reservation))
+        Ok(crate::booking::reservation(&mut conn, id).await?.map(Reservation))
     }
 }
 

@@ -42,12 +42,16 @@ impl JobStatus {
         }
     }
 
-    fn parse(s: &str) -> Self {
+    /// Unknown data is an error, never a default.
+    fn parse(s: &str) -> AppResult<Self> {
         match s {
-            "PROCESSING" => Self::Processing,
-            "DONE" => Self::Done,
-            "FAILED" => Self::Failed,
-            _ => Self::Queued,
+            "QUEUED" => Ok(Self::Queued),
+            "PROCESSING" => Ok(Self::Processing),
+            "DONE" => Ok(Self::Done),
+            "FAILED" => Ok(Self::Failed),
+            other => Err(crate::error::AppError::internal(anyhow::anyhow!(
+                "unknown order job status `{other}`"
+            ))),
         }
     }
 
@@ -151,7 +155,7 @@ pub async fn job(kv: &Kv, job_id: &str) -> AppResult<Option<Job>> {
             .get("user_id")
             .and_then(|v| v.parse().ok())
             .unwrap_or_default(),
-        status: JobStatus::parse(map.get("status").map_or("", String::as_str)),
+        status: JobStatus::parse(map.get("status").map_or("", String::as_str))?,
         reservation_id: map.get("reservation_id").and_then(|v| v.parse().ok()),
         error_code: map
             .get("error_code")

@@ -7,7 +7,7 @@ use tokio::sync::watch;
 
 use super::jobs::{self, GROUP, Job, JobStatus, Order};
 use crate::{
-    booking::{batcher, reserve::ReserveRequest},
+    booking::{self, HoldRequest},
     error::{AppError, AppResult},
     state::AppState,
 };
@@ -163,12 +163,12 @@ pub async fn process(state: &AppState, order: &Order) -> AppResult<()> {
         return Ok(());
     }
     jobs::set_processing(kv, &order.job_id).await?;
-    let request = ReserveRequest {
+    let request = HoldRequest {
         user_id: order.user_id,
         seat_ids: order.seat_ids.clone(),
         idempotency_key: Some(order.idempotency_key()),
     };
-    let outcome = batcher::submit(state, order.schedule_id, request).await;
+    let outcome = booking::hold_order(state, order.schedule_id, request).await;
     let job = match outcome {
         Ok(r) => Job {
             job_id: order.job_id.clone(),

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::{
     prelude::*,
-    sql_types::{Array, BigInt, Nullable, Text},
+    sql_types::{BigInt, Nullable, Text},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -59,18 +59,6 @@ pub async fn apply(conn: &mut AsyncPgConnection, e: &Entry<'_>) -> QueryResult<O
     .get_result(conn)
     .await
     .optional()
-}
-
-/// Locks user rows in ascending id (I6) before several balance changes in one transaction.
-pub async fn lock_users(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    diesel::sql_query("SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind::<Array<BigInt>, _>(ids)
-        .execute(conn)
-        .await
-        .map(drop)
 }
 
 pub async fn entry_with_key(

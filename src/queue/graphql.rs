@@ -9,6 +9,7 @@ use futures_util::Stream;
 use super::store::{self, Place};
 use crate::{
     auth::{Role, RoleGuard, state, viewer},
+    booking::sale::{self, Sale},
     concerts::store::ScheduleRow,
     error::{AppError, AppResult},
     ids,
@@ -76,16 +77,19 @@ async fn queued_schedule(state: &AppState, schedule_id: i64) -> AppResult<Schedu
         .await?
         .ok_or(AppError::NotFound("schedule"))?;
     let schedule = settings.schedule;
-    if settings.concert_status != "published" {
-        return Err(AppError::NotFound("schedule"));
+    let now = state.db_clock.now(&state.db).await?;
+    match sale::rules(&schedule, settings.concert_status, now) {
+        Sale::Unpublished => return Err(AppError::NotFound("schedule")),
+        Sale::Closed | Sale::Cancelled => {
+            return Err(AppError::Conflict("sales for this performance are closed".into()));
+        }
+        // The queue fills before opening too.
+        Sale::Open | Sale::NotYetOpen => {}
     }
     if !schedule.queue_enabled {
         return Err(AppError::Conflict(
             "this performance has no waiting queue; reserve directly".into(),
         ));
-    }
-    if schedule.status != "scheduled" || Utc::now() >= schedule.sales_close_at {
-        return Err(AppError::Conflict("sales for this performance are closed".into()));
     }
     Ok(schedule)
 }

@@ -44,7 +44,7 @@ pub struct QueueFlags(Mutex<HashMap<i64, (Option<Settings>, Instant)>>);
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub schedule: ScheduleRow,
-    pub concert_status: String,
+    pub concert_status: crate::concerts::ConcertStatus,
 }
 
 const SETTINGS_TTL: Duration = Duration::from_secs(1);

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use async_graphql::{Context, Enum, ID, Object, SimpleObject, dataloader::Loader};
+use async_graphql::{Context, ID, Object, SimpleObject, dataloader::Loader};
 
 use super::{
     layout::{self, SeatLayoutInput},
@@ -17,22 +17,7 @@ use crate::{
     ids,
 };
 
-#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
-pub enum SeatStatus {
-    Available,
-    Held,
-    Sold,
-}
-
-impl SeatStatus {
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "held" => Self::Held,
-            "sold" => Self::Sold,
-            _ => Self::Available,
-        }
-    }
-}
+pub use super::SeatStatus;
 
 pub struct Seat(pub SeatRow);
 
@@ -59,7 +44,7 @@ impl Seat {
         self.0.price
     }
     async fn status(&self) -> SeatStatus {
-        SeatStatus::parse(&self.0.status)
+        self.0.status
     }
 }
 

@@ -188,14 +188,16 @@ pub async fn generate(
     plan: &Plan,
 ) -> AppResult<()> {
     conn.transaction(async |conn| {
-        let schedule = concerts_store::lock_schedule(conn, schedule_id)
+        let schedule = crate::locks::schedule(conn, schedule_id)
             .await?
             .ok_or(AppError::NotFound("schedule"))?;
         let concert = concerts_store::concert(conn, schedule.concert_id)
             .await?
             .ok_or(AppError::NotFound("concert"))?;
         actor.ensure_manages(concert.host_id)?;
-        if concert.status == "cancelled" || schedule.status == "cancelled" {
+        if concert.status == crate::concerts::ConcertStatus::Cancelled
+            || schedule.status == crate::concerts::ScheduleStatus::Cancelled
+        {
             return Err(AppError::Conflict("the schedule is cancelled".into()));
         }
         if schedule.booked_count > 0 || super::store::has_reservations(conn, schedule_id).await? {

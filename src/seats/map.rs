@@ -59,7 +59,7 @@ struct Row {
     #[diesel(sql_type = Text)]
     row_label: String,
     #[diesel(sql_type = Text)]
-    status: String,
+    status: crate::seats::SeatStatus,
     #[diesel(sql_type = Int4)]
     grade: i32,
 }
@@ -179,7 +179,7 @@ async fn build(conn: &mut AsyncPgConnection, schedule_id: i64, version: i64) -> 
         } else {
             id_runs.extend([s.id, 1]);
         }
-        statuses.push(status_letter(&s.status));
+        statuses.push(status_letter(s.status));
     }
     Ok(SeatMap {
         version,

@@ -19,7 +19,7 @@ pub struct SeatRow {
     #[diesel(sql_type = Int4)]
     pub number: i32,
     #[diesel(sql_type = Text)]
-    pub status: String,
+    pub status: super::SeatStatus,
     #[diesel(sql_type = Text)]
     pub grade: String,
     #[diesel(sql_type = BigInt)]

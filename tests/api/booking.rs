@@ -4,9 +4,8 @@ use std::sync::Arc;
 
 use boxoffice::{
     booking::{
-        batcher,
-        reserve::{LockMode, ReserveRequest, reserve_batch},
-        sweeper,
+        self, HoldRequest,
+        negative_control::{hold_alone, hold_alone_without_lock},
     },
     error::{AppError, ErrorCode},
 };
@@ -439,7 +438,7 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, r: &Result<boxoffice::booking::store::ReservationRow, AppError>) {
+    fn add(&mut self, r: &Result<boxoffice::booking::ReservationRow, AppError>) {
         match r {
             Ok(_) => self.held += 1,
             Err(e)
@@ -456,7 +455,7 @@ impl Tally {
 }
 
 /// 200 tasks each holding 1 to 4 random seats out of 60, one transaction each, all at once.
-async fn storm(app: &TestApp, show: &Show, mode: LockMode) -> Tally {
+async fn storm(app: &TestApp, show: &Show, locked: bool) -> Tally {
     let users = users(app, 200).await;
     let schedule = sched(show);
     let barrier = Arc::new(tokio::sync::Barrier::new(users.len()));
@@ -473,14 +472,16 @@ async fn storm(app: &TestApp, show: &Show, mode: LockMode) -> Tally {
             tokio::spawn(async move {
                 barrier.wait().await;
                 let mut conn = pool.get().await.unwrap();
-                let request = ReserveRequest {
+                let request = HoldRequest {
                     user_id,
                     seat_ids: seats,
                     idempotency_key: None,
                 };
-                reserve_batch(&mut conn, schedule, &[request], mode)
-                    .await
-                    .map(|o| o.results.into_iter().next().unwrap())
+                if locked {
+                    hold_alone(&mut conn, schedule, request).await
+                } else {
+                    hold_alone_without_lock(&mut conn, schedule, request).await
+                }
             })
         })
         .collect();
@@ -498,7 +499,7 @@ async fn storm(app: &TestApp, show: &Show, mode: LockMode) -> Tally {
 async fn a_storm_of_overlapping_holds_keeps_every_invariant() {
     let app = TestApp::spawn_with(&[("DATABASE_POOL_SIZE", "32")]).await;
     let show = app.show(layout(6, 10), 4).await;
-    let tally = storm(&app, &show, LockMode::Locked).await;
+    let tally = storm(&app, &show, true).await;
     assert!(
         tally.internal.is_empty(),
         "no deadlock or other failure: {:?}",
@@ -526,7 +527,7 @@ async fn without_the_lock_the_storm_breaks_an_invariant() {
     for _ in 0..5 {
         let app = TestApp::spawn_with(&[("DATABASE_POOL_SIZE", "32")]).await;
         let show = app.show(layout(6, 10), 4).await;
-        let tally = storm(&app, &show, LockMode::SkipLockForNegativeControl).await;
+        let tally = storm(&app, &show, false).await;
         let violations = app.invariant_violations().await;
         if !violations.is_empty() {
             caught.extend(violations);
@@ -558,10 +559,10 @@ async fn many_users_fight_for_the_last_seat_and_one_wins() {
         .map(|user_id| {
             let state = app.state.clone();
             tokio::spawn(async move {
-                batcher::submit(
+                booking::hold_order(
                     &state,
                     schedule,
-                    ReserveRequest {
+                    HoldRequest {
                         user_id,
                         seat_ids: vec![seat],
                         idempotency_key: None,
@@ -598,10 +599,10 @@ async fn concurrent_holds_are_batched_and_keep_every_invariant() {
             seats.sort_unstable();
             seats.dedup();
             tokio::spawn(async move {
-                batcher::submit(
+                booking::hold_order(
                     &state,
                     schedule,
-                    ReserveRequest {
+                    HoldRequest {
                         user_id,
                         seat_ids: seats,
                         idempotency_key: None,
@@ -645,7 +646,7 @@ async fn pay_and_expiry_race_and_exactly_one_wins() {
         .await;
         tokio::time::sleep(std::time::Duration::from_millis((i as u64 * 3) % 25)).await;
         let state = app.state.clone();
-        let sweep = tokio::spawn(async move { sweeper::sweep(&state).await.unwrap() });
+        let sweep = tokio::spawn(async move { booking::expire_due_holds(&state).await.unwrap() });
         let pay = app
             .gql(Some(&fan.access), PAY, json!({ "r": id, "k": "k" }))
             .await;
@@ -675,7 +676,7 @@ async fn pay_and_expiry_race_and_exactly_one_wins() {
         }
     }
     // A final sweep; then every hold is decided one way or the other.
-    sweeper::sweep(&app.state).await.unwrap();
+    booking::expire_due_holds(&app.state).await.unwrap();
     assert_eq!(
         app.count("SELECT count(*) AS n FROM reservations WHERE status = 'held'")
             .await,
@@ -777,12 +778,12 @@ async fn a_connection_lost_mid_transaction_leaves_nothing_behind() {
         let seat = seat_id(&show, i % 5);
         let work = async move {
             let mut conn = pool.get().await.unwrap();
-            let r = ReserveRequest {
+            let r = HoldRequest {
                 user_id,
                 seat_ids: vec![seat],
                 idempotency_key: None,
             };
-            let _ = reserve_batch(&mut conn, schedule, &[r], LockMode::Locked).await;
+            let _ = hold_alone(&mut conn, schedule, r).await;
         };
         let _ = tokio::time::timeout(std::time::Duration::from_micros((i as u64 * 97) % 3000), work).await;
     }

@@ -48,7 +48,9 @@ fn migrations_hash() -> String {
     files.sort();
     let mut hasher = Sha256::new();
     for f in files {
-        hasher.update(f.to_string_lossy().as_bytes());
+        // Relative paths: every checkout of the same migrations shares one template.
+        let relative = f.strip_prefix(&dir).unwrap_or(&f);
+        hasher.update(relative.to_string_lossy().as_bytes());
         hasher.update(std::fs::read(&f).unwrap());
     }
     hex::encode(&hasher.finalize()[..6])
@@ -74,14 +76,14 @@ async fn admin_conn() -> AsyncPgConnection {
 }
 
 async fn make_template() -> String {
-    let name = format!("bo_tpl_{}", migrations_hash());
+    let name = format!("bo_template_{}", migrations_hash());
     let mut conn = admin_conn().await;
     // Several test processes may start at once (nextest): one makes the template.
     diesel::sql_query("SELECT pg_advisory_lock(7157)")
         .execute(&mut conn)
         .await
         .unwrap();
-    sweep(&mut conn, &name).await;
+    sweep(&mut conn).await;
     if !database_exists(&mut conn, &name).await {
         let building = format!("{name}_building");
         exec(
@@ -101,27 +103,23 @@ async fn make_template() -> String {
     name
 }
 
-/// Drops templates of older migrations and databases left by test processes that died.
-async fn sweep(conn: &mut AsyncPgConnection, keep: &str) {
+/// Drops databases left by test processes that died. Templates stay: checkouts of other
+/// branches (other migrations) may be using theirs right now.
+async fn sweep(conn: &mut AsyncPgConnection) {
     #[derive(diesel::QueryableByName)]
     struct Db {
         #[diesel(sql_type = diesel::sql_types::Text)]
         datname: String,
     }
-    let dbs: Vec<Db> = diesel::sql_query(
-        "SELECT datname FROM pg_database WHERE datname LIKE 'bo\\_tpl\\_%' OR datname LIKE 'bo\\_test\\_%'",
-    )
-    .load(conn)
-    .await
-    .unwrap();
+    let dbs: Vec<Db> =
+        diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'bo\\_test\\_%'")
+            .load(conn)
+            .await
+            .unwrap();
     for Db { datname } in dbs {
-        let stale = if let Some(rest) = datname.strip_prefix("bo_test_") {
-            let pid = rest.split('_').next().unwrap_or_default();
-            !std::path::Path::new(&format!("/proc/{pid}")).exists()
-        } else {
-            datname != keep && !datname.ends_with("_building")
-        };
-        if stale {
+        let rest = datname.trim_start_matches("bo_test_");
+        let pid = rest.split('_').next().unwrap_or_default();
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             exec(conn, &format!("DROP DATABASE IF EXISTS {datname} WITH (FORCE)")).await;
         }
     }

@@ -128,7 +128,9 @@ async fn a_host_creates_lays_out_and_publishes_a_concert() {
         .clone();
     let sid = schedule["id"].as_str().unwrap().to_owned();
     assert_eq!(schedule["status"], "SCHEDULED");
-    assert_eq!(schedule["onSale"], true);
+    // Inside its sales window, but a draft's schedule is not on sale (the rule reserveSeats
+    // applies): it goes on sale when the concert is published.
+    assert_eq!(schedule["onSale"], false);
     assert_eq!(schedule["perUserLimit"], 4);
     assert_eq!(schedule["holdSeconds"], 300, "the default hold");
     assert_eq!(schedule["queueEnabled"], false);
@@ -212,6 +214,14 @@ async fn a_host_creates_lays_out_and_publishes_a_concert() {
 
     let public = app.ok(None, CONCERT, json!({ "id": id })).await;
     assert_eq!(public["concert"]["status"], "PUBLISHED");
+    let on_sale = app
+        .ok(
+            None,
+            "query($id: ID!) { schedule(id: $id) { onSale } }",
+            json!({ "id": sid }),
+        )
+        .await;
+    assert_eq!(on_sale["schedule"]["onSale"], true);
     assert_eq!(
         public["concert"]["schedules"],
         json!([{ "id": sid, "status": "SCHEDULED", "capacity": 72 }])

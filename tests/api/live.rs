@@ -89,10 +89,10 @@ async fn a_thousand_rapid_changes_are_coalesced_and_exact() {
             let state = app.state.clone();
             let seat: i64 = show.seats[i].parse().unwrap();
             tokio::spawn(async move {
-                boxoffice::booking::batcher::submit(
+                boxoffice::booking::hold_order(
                     &state,
                     schedule,
-                    boxoffice::booking::reserve::ReserveRequest {
+                    boxoffice::booking::HoldRequest {
                         user_id,
                         seat_ids: vec![seat],
                         idempotency_key: None,

@@ -7,6 +7,7 @@ mod booking;
 mod common;
 mod concerts;
 mod http;
+mod isolation;
 mod live;
 mod orders;
 mod points;

@@ -177,10 +177,10 @@ async fn an_order_taken_by_a_dead_worker_completes_exactly_once() {
         .query_async(&mut r)
         .await
         .unwrap();
-    let applied = boxoffice::booking::batcher::submit(
+    let applied = boxoffice::booking::hold_order(
         &a.state,
         show.schedule_id.parse().unwrap(),
-        boxoffice::booking::reserve::ReserveRequest {
+        boxoffice::booking::HoldRequest {
             user_id: fan.id,
             seat_ids: vec![show.seats[1].parse().unwrap()],
             idempotency_key: Some(format!("order:{job2}")),
