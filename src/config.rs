@@ -7,7 +7,12 @@
 //! | `PORT` | `8080` | port to listen on |
 //! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/boxoffice` | PostgreSQL; the database is created if missing |
 //! | `DATABASE_POOL_SIZE` | `16` | connections in the pool |
+//! | `DATABASE_LOCK_TIMEOUT_MS` | `3000` | longest wait for a row lock (`lock_timeout`); the request then answers UNAVAILABLE |
+//! | `DATABASE_STATEMENT_TIMEOUT_MS` | `30000` | longest statement (`statement_timeout`) |
+//! | `DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS` | `5000` | a session idle inside a transaction this long is ended by PostgreSQL, releasing its locks (a frozen instance) |
+//! | `DATABASE_TCP_KEEPALIVE_SECONDS` | `10` | TCP keepalive idle time on database connections (a partitioned peer is noticed) |
 //! | `REDIS_URL` | unset | Redis, e.g. `redis://127.0.0.1:6379`. Unset: one instance only, live updates through an in-process broker, login limits in memory, no waiting queue and no `placeOrder` |
+//! | `REDIS_ACCEPT_VOLATILE` | `false` | in prod, start even though Redis keeps no append-only file (accepted orders and queue admissions are lost if Redis restarts) |
 //! | `REDIS_PREFIX` | `bo:` | prefix of every Redis key (lets several deployments or tests share one Redis) |
 //! | `JWT_SECRET` | a fixed dev secret | HMAC secret for access tokens, at least 32 bytes |
 //! | `ACCESS_TOKEN_TTL_SECONDS` | `900` | access token lifetime |
@@ -18,6 +23,7 @@
 //! | `TRUST_FORWARDED_FOR` | `false` | take the client address from `X-Forwarded-For` (only behind a trusted proxy) |
 //! | `GRAPHQL_PLAYGROUND` | `true` | serve GraphiQL at `/playground` and on browser GETs of `/graphql` |
 //! | `GRAPHQL_INTROSPECTION` | `true` | allow introspection queries |
+//! | `BOOKING_ANSWER_TIMEOUT_MS` | `15000` | a hold request whose batch has not started after this long is withdrawn and answered UNAVAILABLE (one already in a running batch gets that batch's real outcome) |
 //! | `HOLD_SWEEP_INTERVAL_MS` | `1000` | how often expired holds are released |
 //! | `QUEUE_ABANDON_SECONDS` | `30` | a waiting user silent this long (no poll, no subscription) drops out |
 //! | `ORDER_WORKERS` | `2` | order stream consumers per instance (0: this instance takes no orders) |
@@ -46,8 +52,10 @@ pub struct Config {
     pub port: u16,
     pub database_url: SecretString,
     pub database_pool_size: u32,
+    pub database_timeouts: DatabaseTimeouts,
     pub redis_url: Option<SecretString>,
     pub redis_prefix: String,
+    pub redis_accept_volatile: bool,
     pub jwt_secret: SecretString,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
@@ -57,12 +65,23 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     pub playground: bool,
     pub introspection: bool,
+    pub booking_answer_timeout: Duration,
     pub hold_sweep_interval: Duration,
     pub queue_abandon: Duration,
     pub order_workers: u32,
     pub order_claim_idle: Duration,
     pub order_result_ttl: Duration,
     pub log_json: bool,
+}
+
+/// Bounds on how long a database session may wait or hold locks: a frozen or partitioned
+/// instance holding a schedule lock blocks the others for seconds, not hours.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct DatabaseTimeouts {
+    pub lock: Duration,
+    pub statement: Duration,
+    pub idle_in_transaction: Duration,
+    pub keepalive_idle: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,8 +129,19 @@ impl Config {
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/boxoffice".to_owned())
                 .into(),
             database_pool_size: parse(&get, "DATABASE_POOL_SIZE", Some(16))?,
+            database_timeouts: DatabaseTimeouts {
+                lock: Duration::from_millis(parse(&get, "DATABASE_LOCK_TIMEOUT_MS", Some(3000))?),
+                statement: Duration::from_millis(parse(&get, "DATABASE_STATEMENT_TIMEOUT_MS", Some(30_000))?),
+                idle_in_transaction: Duration::from_millis(parse(
+                    &get,
+                    "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+                    Some(5000),
+                )?),
+                keepalive_idle: Duration::from_secs(parse(&get, "DATABASE_TCP_KEEPALIVE_SECONDS", Some(10))?),
+            },
             redis_url: get("REDIS_URL").map(SecretString::from),
             redis_prefix: get("REDIS_PREFIX").unwrap_or_else(|| "bo:".to_owned()),
+            redis_accept_volatile: parse(&get, "REDIS_ACCEPT_VOLATILE", Some(false))?,
             jwt_secret: jwt_secret.into(),
             access_token_ttl: Duration::from_secs(parse(&get, "ACCESS_TOKEN_TTL_SECONDS", Some(900))?),
             refresh_token_ttl: Duration::from_secs(parse(
@@ -125,6 +155,11 @@ impl Config {
             trust_forwarded_for: parse(&get, "TRUST_FORWARDED_FOR", Some(false))?,
             playground: parse(&get, "GRAPHQL_PLAYGROUND", Some(true))?,
             introspection: parse(&get, "GRAPHQL_INTROSPECTION", Some(true))?,
+            booking_answer_timeout: Duration::from_millis(parse(
+                &get,
+                "BOOKING_ANSWER_TIMEOUT_MS",
+                Some(15_000),
+            )?),
             hold_sweep_interval: Duration::from_millis(parse(&get, "HOLD_SWEEP_INTERVAL_MS", Some(1000))?),
             queue_abandon: Duration::from_secs(parse(&get, "QUEUE_ABANDON_SECONDS", Some(30))?),
             order_workers: parse(&get, "ORDER_WORKERS", Some(2))?,
@@ -138,6 +173,18 @@ impl Config {
                 }
             },
         };
+        let t = config.database_timeouts;
+        for (var, value) in [
+            ("DATABASE_LOCK_TIMEOUT_MS", t.lock),
+            ("DATABASE_STATEMENT_TIMEOUT_MS", t.statement),
+            ("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", t.idle_in_transaction),
+            ("DATABASE_TCP_KEEPALIVE_SECONDS", t.keepalive_idle),
+        ] {
+            // Zero would mean "no limit" to PostgreSQL: exactly what these exist to prevent.
+            if value.is_zero() {
+                return Err(err(var, "must be positive"));
+            }
+        }
         if config.database_pool_size == 0 {
             return Err(err("DATABASE_POOL_SIZE", "must be at least 1"));
         }
@@ -149,6 +196,9 @@ impl Config {
         }
         if config.order_result_ttl.is_zero() {
             return Err(err("ORDER_RESULT_TTL_SECONDS", "must be positive"));
+        }
+        if config.booking_answer_timeout.is_zero() {
+            return Err(err("BOOKING_ANSWER_TIMEOUT_MS", "must be positive"));
         }
         if config.hold_sweep_interval.is_zero() {
             return Err(err("HOLD_SWEEP_INTERVAL_MS", "must be positive"));

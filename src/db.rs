@@ -13,6 +13,8 @@ use diesel_async::{
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+use crate::config::DatabaseTimeouts;
+
 pub type Pool = bb8::Pool<AsyncPgConnection>;
 pub type PooledConn<'a> = bb8::PooledConnection<'a, AsyncPgConnection>;
 
@@ -22,7 +24,29 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 /// not apply the same migration twice.
 const MIGRATION_LOCK: i64 = 0x626f_786f_6666_6963; // "boxoffic"
 
-pub async fn connect_pool(url: &str, size: u32) -> anyhow::Result<Pool> {
+/// The database URL with the session settings every pooled connection runs with: lock,
+/// statement and idle-in-transaction timeouts (so that a frozen instance holding a schedule
+/// lock is cut off after seconds, and nobody waits on it for longer), and TCP keepalive (so
+/// that a partitioned peer is noticed).
+pub fn session_url(url: &str, t: &DatabaseTimeouts) -> anyhow::Result<String> {
+    url::Url::parse(url).context("DATABASE_URL is not a URL")?;
+    // Percent-encoded by hand: tokio-postgres decodes `%20`, not the `+` of form encoding.
+    let options = format!(
+        "-c%20lock_timeout%3D{}%20-c%20statement_timeout%3D{}%20-c%20idle_in_transaction_session_timeout%3D{}",
+        t.lock.as_millis(),
+        t.statement.as_millis(),
+        t.idle_in_transaction.as_millis()
+    );
+    let keepalive = t.keepalive_idle.as_secs().max(1);
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Ok(format!(
+        "{url}{sep}options={options}&keepalives=1&keepalives_idle={keepalive}\
+         &keepalives_interval={keepalive}&keepalives_retries=3"
+    ))
+}
+
+pub async fn connect_pool(url: &str, size: u32, timeouts: &DatabaseTimeouts) -> anyhow::Result<Pool> {
+    let url = session_url(url, timeouts)?;
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
     bb8::Pool::builder()
         .max_size(size)
@@ -167,6 +191,27 @@ mod tests {
         assert_eq!(n, "boxoffice");
         assert_eq!(m, "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable");
         assert!(split_database_url("postgres://127.0.0.1/").is_err());
+    }
+
+    #[test]
+    fn sessions_carry_their_timeouts() {
+        let t = DatabaseTimeouts {
+            lock: Duration::from_millis(3000),
+            statement: Duration::from_secs(30),
+            idle_in_transaction: Duration::from_secs(5),
+            keepalive_idle: Duration::from_secs(10),
+        };
+        let url = session_url("postgres://postgres@127.0.0.1:5432/bo?sslmode=disable", &t).unwrap();
+        assert!(url.starts_with(
+            "postgres://postgres@127.0.0.1:5432/bo?sslmode=disable&options=-c%20lock_timeout%3D3000%20"
+        ));
+        assert!(url.contains("idle_in_transaction_session_timeout%3D5000"));
+        assert!(url.ends_with("&keepalives_idle=10&keepalives_interval=10&keepalives_retries=3"));
+        assert!(
+            session_url("postgres://h/bo", &t)
+                .unwrap()
+                .contains("/bo?options=")
+        );
     }
 
     #[test]

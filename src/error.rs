@@ -156,9 +156,41 @@ impl AppError {
     }
 }
 
+/// Database failures a retry may cure: the connection was lost or the server is going away,
+/// a lock or statement timeout fired (a peer holds a lock too long), a serialization failure
+/// or deadlock. Everything else is a bug or bad data: INTERNAL. PostgreSQL's messages are
+/// matched where diesel does not keep the SQLSTATE; they are stable with the default
+/// `lc_messages`.
+fn is_transient(err: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind as K, Error as E};
+    match err {
+        E::DatabaseError(K::UnableToSendCommand | K::SerializationFailure | K::ClosedConnection, _) => true,
+        E::DatabaseError(_, info) => {
+            let m = info.message();
+            [
+                "lock timeout",
+                "statement timeout",
+                "idle-in-transaction timeout",
+                "deadlock detected",
+                "terminating connection",
+                "shutting down",
+                "server closed the connection",
+            ]
+            .iter()
+            .any(|p| m.contains(p))
+        }
+        E::BrokenTransactionManager => true,
+        _ => false,
+    }
+}
+
 impl From<diesel::result::Error> for AppError {
     fn from(err: diesel::result::Error) -> Self {
-        Self::Internal(Cause::new(err))
+        if is_transient(&err) {
+            Self::Unavailable(Cause::new(err))
+        } else {
+            Self::Internal(Cause::new(err))
+        }
     }
 }
 
@@ -200,6 +232,8 @@ impl From<AppError> for async_graphql::Error {
             match &err {
                 AppError::BadInput { field, .. } => ext.set("field", field.as_str()),
                 AppError::RateLimited { retry_after_s } => ext.set("retryAfter", *retry_after_s),
+                // Transient: a second is long enough for a lock timeout or a reconnect.
+                AppError::Unavailable(_) => ext.set("retryAfter", 1),
                 _ => {}
             }
         })

@@ -511,13 +511,13 @@ async fn readyz(State(http): State<Http>) -> Response {
     .ok()
     .flatten()
     .is_some();
-    let redis = match &http.state.redis {
-        None => None,
-        Some(kv) => Some(
-            tokio::time::timeout(limit, kv.ping())
-                .await
-                .is_ok_and(|r| r.is_ok()),
-        ),
+    // Redis answers, and whether it persists accepted orders (the durability contract).
+    let (redis, aof) = match &http.state.redis {
+        None => (None, None),
+        Some(kv) => match tokio::time::timeout(limit, kv.aof_enabled()).await {
+            Ok(Ok(aof)) => (Some(true), Some(aof)),
+            _ => (Some(false), None),
+        },
     };
     let status = if postgres && redis != Some(false) {
         StatusCode::OK
@@ -528,7 +528,7 @@ async fn readyz(State(http): State<Http>) -> Response {
     let redis = redis.map_or("disabled", word);
     (
         status,
-        Json(serde_json::json!({ "postgres": word(postgres), "redis": redis })),
+        Json(serde_json::json!({ "postgres": word(postgres), "redis": redis, "redisAof": aof })),
     )
         .into_response()
 }

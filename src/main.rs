@@ -99,7 +99,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::CreateAdmin { email, password } => {
             db::ensure_database(config.database_url()).await?;
             db::run_migrations(config.database_url()).await?;
-            let pool = db::connect_pool(config.database_url(), 1).await?;
+            let pool = db::connect_pool(config.database_url(), 1, &config.database_timeouts).await?;
             let mut conn = pool.get().await?;
             let (user, created) = boxoffice::auth::service::create_admin(&mut conn, &email, password)
                 .await

@@ -30,6 +30,30 @@ pub struct AppState {
     pub seat_maps: Arc<crate::seats::map::SeatMaps>,
 }
 
+/// The durability contract: accepted orders and queue admissions live only in Redis, so in
+/// prod Redis must keep an append-only file, unless volatile orders are accepted explicitly.
+fn check_durability(config: &Config, aof: bool) -> anyhow::Result<()> {
+    if aof {
+        tracing::info!(
+            redis.aof = true,
+            "Redis persists accepted orders (append-only file)"
+        );
+        return Ok(());
+    }
+    if config.environment == crate::config::Environment::Prod && !config.redis_accept_volatile {
+        anyhow::bail!(
+            "Redis has no append-only file: accepted orders and queue admissions would be lost \
+             on a Redis restart. Turn on appendonly (appendfsync everysec), or set \
+             REDIS_ACCEPT_VOLATILE=true to accept that"
+        );
+    }
+    tracing::warn!(
+        redis.aof = false,
+        "Redis keeps no append-only file: a Redis restart loses accepted orders and queue admissions"
+    );
+    Ok(())
+}
+
 impl AppState {
     /// Redis, or UNAVAILABLE for the features that cannot run without it.
     pub fn kv(&self) -> crate::error::AppResult<&Kv> {
@@ -42,11 +66,19 @@ impl AppState {
     }
 
     pub async fn connect(config: Config) -> anyhow::Result<Self> {
-        let db = crate::db::connect_pool(config.database_url(), config.database_pool_size).await?;
+        let db = crate::db::connect_pool(
+            config.database_url(),
+            config.database_pool_size,
+            &config.database_timeouts,
+        )
+        .await?;
         let redis = match config.redis_url() {
             Some(url) => Some(Kv::connect(url, &config.redis_prefix).await?),
             None => None,
         };
+        if let Some(kv) = &redis {
+            check_durability(&config, kv.aof_enabled().await?)?;
+        }
         let jwt = Arc::new(JwtKeys::new(&config.jwt_secret, config.access_token_ttl));
         let hub = match &redis {
             Some(kv) => live::Hub::redis(kv.client().clone(), kv.conn(), kv.prefix()),
@@ -70,5 +102,27 @@ impl AppState {
             queue_flags: Arc::default(),
             seat_maps: Arc::default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(env: &str, accept: &str) -> Config {
+        let vars = [
+            ("BOXOFFICE_ENV", env),
+            ("JWT_SECRET", "a-production-secret-of-at-least-32-bytes"),
+            ("REDIS_ACCEPT_VOLATILE", accept),
+        ];
+        Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())).unwrap()
+    }
+
+    #[test]
+    fn prod_refuses_a_volatile_redis_unless_told() {
+        assert!(check_durability(&config("prod", "false"), false).is_err());
+        assert!(check_durability(&config("prod", "true"), false).is_ok());
+        assert!(check_durability(&config("prod", "false"), true).is_ok());
+        assert!(check_durability(&config("dev", "false"), false).is_ok());
     }
 }

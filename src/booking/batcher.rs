@@ -43,8 +43,6 @@ pub const MAX_BATCH: usize = 128;
 const QUEUE_DEPTH: usize = 8192;
 /// A worker with nothing to do for this long exits.
 const IDLE: Duration = Duration::from_secs(30);
-/// A caller whose request has not started after this long withdraws it.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Where a queued request stands, decided by whoever moves it first: the worker taking it
 /// into a batch, or its caller giving up.
@@ -133,7 +131,9 @@ pub(super) async fn submit(
         let tx = state.batcher.queue(state, schedule_id);
         match tx.try_send(job) {
             Ok(()) => {
-                if let Ok(outcome) = tokio::time::timeout(ANSWER_TIMEOUT, &mut answer).await {
+                if let Ok(outcome) =
+                    tokio::time::timeout(state.config.booking_answer_timeout, &mut answer).await
+                {
                     return outcome.unwrap_or_else(|_| Err(dropped()));
                 }
                 if progress

@@ -151,10 +151,10 @@ pub async fn job(kv: &Kv, job_id: &str) -> AppResult<Option<Job>> {
     }
     Ok(Some(Job {
         job_id: job_id.to_owned(),
-        user_id: map
-            .get("user_id")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_default(),
+        // A job without an owner is nobody's: unreadable rather than user 0's.
+        user_id: map.get("user_id").and_then(|v| v.parse().ok()).ok_or_else(|| {
+            crate::error::AppError::internal(anyhow::anyhow!("order job {job_id} has no owner"))
+        })?,
         status: JobStatus::parse(map.get("status").map_or("", String::as_str))?,
         reservation_id: map.get("reservation_id").and_then(|v| v.parse().ok()),
         error_code: map
@@ -164,16 +164,32 @@ pub async fn job(kv: &Kv, job_id: &str) -> AppResult<Option<Job>> {
     }))
 }
 
-pub async fn set_processing(kv: &Kv, job_id: &str) -> AppResult<()> {
-    let () = kv
-        .conn()
-        .hset(job_key(kv, job_id), "status", JobStatus::Processing.as_str())
+/// Marks the job as being processed. Writes its owner and an expiry too: if Redis lost the
+/// job hash, the one re-created here still has both.
+pub async fn set_processing(kv: &Kv, order: &Order, ttl_s: u64) -> AppResult<()> {
+    let key = job_key(kv, &order.job_id);
+    let () = redis::pipe()
+        .atomic()
+        .hset_multiple(
+            &key,
+            &[
+                ("status", JobStatus::Processing.as_str().to_owned()),
+                ("user_id", order.user_id.to_string()),
+            ],
+        )
+        .ignore()
+        .cmd("EXPIRE")
+        .arg(&key)
+        .arg(ttl_s)
+        .arg("NX")
+        .ignore()
+        .query_async(&mut kv.conn())
         .await?;
     Ok(())
 }
 
-/// Stores the outcome (keeping the hash's expiry).
-pub async fn finish(kv: &Kv, job: &Job) -> AppResult<()> {
+/// Stores the outcome (keeping the hash's expiry, or setting one if it had none).
+pub async fn finish(kv: &Kv, job: &Job, ttl_s: u64) -> AppResult<()> {
     let key = job_key(kv, &job.job_id);
     let mut fields: Vec<(&str, String)> = vec![("status", job.status.as_str().to_owned())];
     if let Some(r) = job.reservation_id {
@@ -185,7 +201,18 @@ pub async fn finish(kv: &Kv, job: &Job) -> AppResult<()> {
     if let Some(m) = &job.error_message {
         fields.push(("error_message", m.clone()));
     }
-    let () = kv.conn().hset_multiple(key, &fields).await?;
+    fields.push(("user_id", job.user_id.to_string()));
+    let () = redis::pipe()
+        .atomic()
+        .hset_multiple(&key, &fields)
+        .ignore()
+        .cmd("EXPIRE")
+        .arg(&key)
+        .arg(ttl_s)
+        .arg("NX")
+        .ignore()
+        .query_async(&mut kv.conn())
+        .await?;
     Ok(())
 }
 

@@ -15,6 +15,9 @@ use crate::{
 /// Entries read per call: they go to the booking batcher together.
 const READ_COUNT: usize = 128;
 const BLOCK_MS: usize = 1000;
+/// Retries of an order hit by a transient failure before it is left for the reclaimer
+/// (backoff 0.2, 0.4, 0.8, 1.6 s).
+const TRANSIENT_RETRIES: usize = 4;
 
 pub fn spawn(state: AppState, stop: watch::Receiver<bool>) {
     if state.redis.is_none() {
@@ -99,10 +102,20 @@ async fn reclaim(state: AppState, consumer: String, mut stop: watch::Receiver<bo
     let idle_ms = state.config.order_claim_idle.as_millis() as u64;
     let every = (state.config.order_claim_idle / 2).max(Duration::from_millis(100));
     loop {
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            _ = stop.wait_for(|s| *s) => return,
+        let stopping = tokio::select! {
+            () = tokio::time::sleep(every) => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        if stopping {
+            leave_group(&kv, &consumer).await;
+            return;
         }
+        // A live consumer blocks in XREADGROUP for BLOCK_MS at a time: never call it dead
+        // within ten of those.
+        let dead_ms = idle_ms
+            .saturating_mul(DEAD_AFTER_CLAIM_IDLES)
+            .max(10 * BLOCK_MS as u64);
+        prune_dead_consumers(&kv, &consumer, dead_ms).await;
         let claimed: redis::RedisResult<StreamAutoClaimReply> = redis::cmd("XAUTOCLAIM")
             .arg(jobs::stream_key(&kv))
             .arg(GROUP)
@@ -127,6 +140,57 @@ async fn reclaim(state: AppState, consumer: String, mut stop: watch::Receiver<bo
                 let _ = jobs::ensure_group(&kv).await;
             }
             Err(e) => tracing::warn!(error = %e, "order reclaim failed"),
+        }
+    }
+}
+
+/// A consumer silent for this many claim timeouts, with nothing pending, is dead.
+const DEAD_AFTER_CLAIM_IDLES: u64 = 10;
+
+/// Consumers of the group and what each has pending.
+async fn consumers(kv: &crate::kv::Kv) -> redis::RedisResult<Vec<redis::streams::StreamInfoConsumer>> {
+    let reply: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(jobs::stream_key(kv))
+        .arg(GROUP)
+        .query_async(&mut kv.conn())
+        .await?;
+    Ok(reply.consumers)
+}
+
+async fn delete_consumer(kv: &crate::kv::Kv, name: &str) -> redis::RedisResult<()> {
+    redis::cmd("XGROUP")
+        .arg("DELCONSUMER")
+        .arg(jobs::stream_key(kv))
+        .arg(GROUP)
+        .arg(name)
+        .query_async(&mut kv.conn())
+        .await
+}
+
+/// On shutdown: this instance's consumer leaves the group, unless it still has entries
+/// pending (deleting it would drop them from the pending list; they are reclaimed instead).
+async fn leave_group(kv: &crate::kv::Kv, me: &str) {
+    match consumers(kv).await {
+        Ok(list) if list.iter().any(|c| c.name == me && c.pending == 0) => {
+            if let Err(e) = delete_consumer(kv, me).await {
+                tracing::warn!(error = %e, "order worker: leaving the consumer group failed");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "order worker: reading the consumer group failed"),
+    }
+}
+
+/// Removes consumers of dead instances: nothing pending and silent for `dead_ms`.
+async fn prune_dead_consumers(kv: &crate::kv::Kv, me: &str, dead_ms: u64) {
+    let Ok(list) = consumers(kv).await else { return };
+    for c in list {
+        if c.name != me && c.pending == 0 && c.idle as u64 >= dead_ms {
+            match delete_consumer(kv, &c.name).await {
+                Ok(()) => tracing::info!(consumer = %c.name, "removed a dead order consumer"),
+                Err(e) => tracing::warn!(error = %e, "removing a dead order consumer failed"),
+            }
         }
     }
 }
@@ -162,13 +226,27 @@ pub async fn process(state: &AppState, order: &Order) -> AppResult<()> {
         announce(state, &job);
         return Ok(());
     }
-    jobs::set_processing(kv, &order.job_id).await?;
+    let ttl = state.config.order_result_ttl.as_secs();
+    jobs::set_processing(kv, order, ttl).await?;
     let request = HoldRequest {
         user_id: order.user_id,
         seat_ids: order.seat_ids.clone(),
         idempotency_key: Some(order.idempotency_key()),
     };
-    let outcome = booking::hold_order(state, order.schedule_id, request).await;
+    // A transient failure (database blip, lock timeout) is retried here with backoff; if it
+    // lasts, the entry stays pending and another attempt comes after the claim timeout. A
+    // job is never FAILED by a transient error.
+    let mut backoff = Duration::from_millis(200);
+    let mut outcome = booking::hold_order(state, order.schedule_id, request.clone()).await;
+    for _ in 0..TRANSIENT_RETRIES {
+        if !matches!(outcome, Err(AppError::Unavailable(_))) {
+            break;
+        }
+        metrics::counter!("orders_transient_retries_total").increment(1);
+        tokio::time::sleep(backoff).await;
+        backoff *= 2;
+        outcome = booking::hold_order(state, order.schedule_id, request.clone()).await;
+    }
     let job = match outcome {
         Ok(r) => Job {
             job_id: order.job_id.clone(),
@@ -192,7 +270,7 @@ pub async fn process(state: &AppState, order: &Order) -> AppResult<()> {
             }),
         },
     };
-    jobs::finish(kv, &job).await?;
+    jobs::finish(kv, &job, ttl).await?;
     announce(state, &job);
     metrics::counter!("orders_settled_total", "status" => if job.status == JobStatus::Done { "done" } else { "failed" })
         .increment(1);

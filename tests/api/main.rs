@@ -6,6 +6,7 @@ mod auth;
 mod booking;
 mod common;
 mod concerts;
+mod faults;
 mod http;
 mod isolation;
 mod live;

@@ -29,7 +29,10 @@ async fn live_updates_flow_through_the_in_process_broker() {
         .json()
         .await
         .unwrap();
-    assert_eq!(ready, json!({ "postgres": "ok", "redis": "disabled" }));
+    assert_eq!(
+        ready,
+        json!({ "postgres": "ok", "redis": "disabled", "redisAof": null })
+    );
 
     let show = app.show(layout(1, 5), 4).await;
     let mut ws = connect(&app, "graphql-transport-ws").await;

@@ -1,0 +1,318 @@
+//! Faults (issue 11): a frozen peer, killed database connections, a batch poisoned in a
+//! way the decision step cannot see. Real PostgreSQL; the frozen peer is a session of its
+//! own holding the schedule lock and going quiet, as a paused instance would.
+
+use std::time::{Duration, Instant};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde_json::{Value, json};
+
+use crate::common::{TestApp, code, layout};
+
+const RESERVE: &str = "mutation($i: ReserveSeatsInput!) { reserveSeats(input: $i) { id } }";
+
+async fn hold(app: &TestApp, token: &str, schedule: &str, seat: &str) -> Value {
+    app.gql(
+        Some(token),
+        RESERVE,
+        json!({ "i": { "scheduleId": schedule, "seatIds": [seat] } }),
+    )
+    .await
+}
+
+/// A peer instance frozen while its batch holds the schedule lock: with the lock timeout
+/// the others answer UNAVAILABLE (retryable) within about a second instead of waiting, and
+/// with the idle-in-transaction timeout PostgreSQL ends the frozen session, so holds go on
+/// within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_peer_holding_the_schedule_lock_stalls_nobody_for_long() {
+    let settings = [
+        ("DATABASE_LOCK_TIMEOUT_MS", "800"),
+        ("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", "2000"),
+    ];
+    let app = TestApp::spawn_with(&settings).await;
+    let show = app.show(layout(1, 10), 4).await;
+    let fans = app.bulk_users(2).await;
+
+    // The frozen peer: a session with the same settings, in a transaction holding the lock.
+    let url = boxoffice::db::session_url(&app.db.url, &app.state.config.database_timeouts).unwrap();
+    let mut peer = AsyncPgConnection::establish(&url).await.unwrap();
+    diesel::sql_query("BEGIN").execute(&mut peer).await.unwrap();
+    diesel::sql_query(format!(
+        "SELECT id FROM schedules WHERE id = {} FOR UPDATE",
+        show.schedule_id
+    ))
+    .execute(&mut peer)
+    .await
+    .unwrap();
+
+    let started = Instant::now();
+    let blocked = hold(&app, &fans[0].access, &show.schedule_id, &show.seats[0]).await;
+    let waited = started.elapsed();
+    assert_eq!(code(&blocked), "UNAVAILABLE", "{blocked}");
+    assert_eq!(blocked["errors"][0]["extensions"]["retryAfter"], 1);
+    assert!(waited < Duration::from_millis(2500), "answered after {waited:?}");
+    // Nothing was held by the refused request.
+    assert_eq!(app.count("SELECT count(*) AS n FROM reservations").await, 0);
+
+    // The frozen session is ended by PostgreSQL; holds succeed again within seconds.
+    let mut held = None;
+    while started.elapsed() < Duration::from_secs(8) {
+        let body = hold(&app, &fans[1].access, &show.schedule_id, &show.seats[1]).await;
+        if body["errors"].is_null() {
+            held = Some(started.elapsed());
+            break;
+        }
+        assert_eq!(code(&body), "UNAVAILABLE", "{body}");
+    }
+    let held = held.expect("holds resumed after the frozen session was ended");
+    assert!(held < Duration::from_secs(5), "holds resumed after {held:?}");
+    app.assert_invariants().await;
+    drop(peer);
+}
+
+/// A batch that fails for a reason the decision step cannot see (here a trigger refusing
+/// one user's reservation) is retried in halves: only that user's request fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_poisoned_past_the_decision_fails_only_the_poisoned_request() {
+    let app = TestApp::spawn_with(&[("DATABASE_POOL_SIZE", "16")]).await;
+    let show = app.show(layout(2, 20), 4).await;
+    let fans = app.bulk_users(30).await;
+    let poisoned = fans[7].id;
+    let mut conn = app.state.db.get().await.unwrap();
+    diesel::sql_query(format!(
+        "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.user_id = {poisoned} THEN RAISE EXCEPTION 'poisoned row'; END IF; RETURN NEW; END $$"
+    ))
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    diesel::sql_query(
+        "CREATE TRIGGER poison BEFORE INSERT ON reservations FOR EACH ROW EXECUTE FUNCTION poison()",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    drop(conn);
+
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(fans.len()));
+    let tasks: Vec<_> = fans
+        .iter()
+        .enumerate()
+        .map(|(i, fan)| {
+            let state = app.state.clone();
+            let barrier = barrier.clone();
+            let request = boxoffice::booking::HoldRequest {
+                user_id: fan.id,
+                seat_ids: vec![show.seats[i].parse().unwrap()],
+                idempotency_key: None,
+            };
+            let schedule: i64 = show.schedule_id.parse().unwrap();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                (
+                    request.user_id,
+                    boxoffice::booking::hold_order(&state, schedule, request).await,
+                )
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (user, outcome) = t.await.unwrap();
+        if user == poisoned {
+            assert_eq!(outcome.unwrap_err().code(), boxoffice::error::ErrorCode::Internal);
+        } else {
+            assert!(outcome.is_ok(), "user {user}: {outcome:?}");
+        }
+    }
+    let stats = app.state.batcher.stats();
+    assert!(std::sync::atomic::AtomicU64::load(&stats.failures, std::sync::atomic::Ordering::Relaxed) >= 1);
+    app.assert_invariants().await;
+}
+
+async fn consumer_names(app: &TestApp) -> Vec<String> {
+    let mut r = app.redis().await;
+    let stream = format!("t:{}:orders", app.db.name);
+    let reply: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(&stream)
+        .arg("workers")
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    reply.consumers.into_iter().map(|c| c.name).collect()
+}
+
+/// Dead order consumers with nothing pending are removed; an instance that shuts down takes
+/// its own consumer out of the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dead_order_consumers_leave_the_group() {
+    let mut app = TestApp::spawn_with(&[("ORDER_WORKERS", "1"), ("ORDER_CLAIM_IDLE_MS", "100")]).await;
+    boxoffice::orders::jobs::ensure_group(app.state.kv().unwrap())
+        .await
+        .unwrap();
+    // A consumer of an instance that died long ago, with nothing pending.
+    let mut r = app.redis().await;
+    let stream = format!("t:{}:orders", app.db.name);
+    let _: redis::Value = redis::cmd("XGROUP")
+        .arg("CREATECONSUMER")
+        .arg(&stream)
+        .arg("workers")
+        .arg("dead-instance")
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert!(consumer_names(&app).await.contains(&"dead-instance".to_owned()));
+    // Dead after ten seconds of silence (ten XREADGROUP blocks of a live worker).
+    let deadline = Instant::now() + Duration::from_secs(16);
+    while consumer_names(&app).await.contains(&"dead-instance".to_owned()) {
+        assert!(Instant::now() < deadline, "the dead consumer was not removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // This instance's own consumer joins with its first order, and leaves when it stops.
+    let show = app.show(layout(1, 4), 4).await;
+    let fan = app.bulk_users(1).await.remove(0);
+    app.ok(
+        Some(&fan.access),
+        "mutation($i: ReserveSeatsInput!) { placeOrder(input: $i) { jobId } }",
+        json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[0]] } }),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while consumer_names(&app).await.is_empty() {
+        assert!(Instant::now() < deadline, "the live worker never joined");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Settled and acknowledged: nothing pending (an instance with entries pending stays,
+    // so that they are reclaimed rather than dropped).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while app.count("SELECT count(*) AS n FROM reservations").await == 0 {
+        assert!(Instant::now() < deadline, "the order was not applied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.stop();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !consumer_names(&app).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the stopped instance stayed in the group"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Honest answers (I9): a caller that stops waiting before its batch starts withdraws its
+/// request, which is then never committed; a request already in a running batch is answered
+/// with that batch's real outcome (here the lock timeout), not earlier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_caller_that_gave_up_is_never_committed_afterwards() {
+    let settings = [
+        ("BOOKING_ANSWER_TIMEOUT_MS", "500"),
+        ("DATABASE_LOCK_TIMEOUT_MS", "2500"),
+        ("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", "20000"),
+    ];
+    let app = TestApp::spawn_with(&settings).await;
+    let show = app.show(layout(1, 10), 4).await;
+    let fans = app.bulk_users(2).await;
+    let url = boxoffice::db::session_url(&app.db.url, &app.state.config.database_timeouts).unwrap();
+    let mut peer = AsyncPgConnection::establish(&url).await.unwrap();
+    diesel::sql_query("BEGIN").execute(&mut peer).await.unwrap();
+    diesel::sql_query(format!(
+        "SELECT id FROM schedules WHERE id = {} FOR UPDATE",
+        show.schedule_id
+    ))
+    .execute(&mut peer)
+    .await
+    .unwrap();
+
+    // The first request's batch starts and waits for the lock; the second queues behind it.
+    let started = Instant::now();
+    let first = {
+        let app_url = app.url("/graphql");
+        let http = app.http.clone();
+        let token = fans[0].access.clone();
+        let body = json!({ "query": RESERVE, "variables": { "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[0]] } } });
+        tokio::spawn(async move {
+            let r: Value = http
+                .post(app_url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (r, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let second = hold(&app, &fans[1].access, &show.schedule_id, &show.seats[1]).await;
+    assert_eq!(code(&second), "UNAVAILABLE", "{second}");
+    let (first, first_after) = first.await.unwrap();
+    assert_eq!(code(&first), "UNAVAILABLE", "{first}");
+    assert!(
+        first_after >= Duration::from_millis(2000),
+        "the request in the running batch waited for its real outcome, not {first_after:?}"
+    );
+    // The peer goes; the withdrawn request must never take effect.
+    drop(peer);
+    let third = hold(&app, &fans[0].access, &show.schedule_id, &show.seats[2]).await;
+    assert!(third["errors"].is_null(), "{third}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM reservations WHERE user_id = {}",
+            fans[1].id
+        ))
+        .await,
+        0,
+        "the withdrawn request was committed"
+    );
+    let withdrawn = std::sync::atomic::AtomicU64::load(
+        &app.state.batcher.stats().withdrawn,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    assert_eq!(withdrawn, 1);
+    app.assert_invariants().await;
+}
+
+/// Redis refusing connections: calls that need it answer UNAVAILABLE within about a second,
+/// and service comes back as soon as Redis does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_redis_fails_fast_and_recovers() {
+    let proxy = crate::common::TcpProxy::start("127.0.0.1:6379").await;
+    let redis_url = format!("redis://{}", proxy.addr);
+    let app = TestApp::spawn_with(&[("REDIS_URL", redis_url.as_str())]).await;
+    let show = app.show(layout(1, 10), 4).await;
+    let fan = app.bulk_users(1).await.remove(0);
+    let order = "mutation($i: ReserveSeatsInput!) { placeOrder(input: $i) { jobId } }";
+    let input = |seat: &str| json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [seat] } });
+
+    proxy.cut();
+    for seat in [&show.seats[0], &show.seats[1]] {
+        let started = Instant::now();
+        let body = app.gql(Some(&fan.access), order, input(seat)).await;
+        let took = started.elapsed();
+        assert_eq!(code(&body), "UNAVAILABLE", "{body}");
+        assert!(took < Duration::from_millis(1800), "answered after {took:?}");
+    }
+    // Holds on a schedule without a queue do not need Redis.
+    let held = hold(&app, &fan.access, &show.schedule_id, &show.seats[2]).await;
+    assert!(held["errors"].is_null(), "{held}");
+
+    proxy.restore();
+    let back = Instant::now();
+    loop {
+        let body = app.gql(Some(&fan.access), order, input(&show.seats[3])).await;
+        if body["errors"].is_null() {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(3),
+            "Redis came back but orders did not: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
