@@ -4,16 +4,19 @@
 //! Nothing here touches the database. A [`SeatLayout`] is the whole layout of one schedule
 //! (sections in order, rows in order, seats in number order) with one free/taken flag per
 //! seat and a small index per *lane* (the seats of one grade that sit side by side in one
-//! row): its free-seat count and its longest run of free seats. [`SeatLayout::pick`] reads
-//! it; [`SeatLayout::take`] marks a pick's seats taken and refreshes only the lanes it
-//! touched, so many pickers run one after another against one in-memory layout.
+//! row): its free-seat count, its longest run of free seats, and which counts fit in one
+//! of its runs without leaving an orphan. [`SeatLayout::pick`] reads it;
+//! [`SeatLayout::take`] marks a pick's seats taken and refreshes only the lanes it touched,
+//! so many pickers run one after another against one in-memory layout.
 //!
 //! # What "best" means
 //! A pick is always of **one grade** (one price per seat on the reservation). In order:
 //! 1. *together*: `count` adjacent seats of one lane (same row, consecutive numbers, one
 //!    grade) beat any scattered choice;
-//! 2. *no orphan*: among together choices, one that leaves no free seat alone (a free seat
-//!    whose neighbours in its lane are taken seats or the lane's ends) beats one that does;
+//! 2. *no orphan*: among together choices, one that leaves no free seat newly alone (a
+//!    free seat whose neighbours in its lane are taken or the lane's ends) beats one that
+//!    does, whatever its price or row: fans asked for together seats, and a lone seat is
+//!    the one nobody else can buy together;
 //! 3. *grade price*: the dearer grade first when no grade is asked for;
 //! 4. *nearest the front*: first section, then first row, in layout order;
 //! 5. *centre*: the block whose middle is nearest the middle of its physical row;
