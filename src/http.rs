@@ -13,7 +13,7 @@ use std::{
 
 use async_graphql::{
     Data, Value,
-    http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource},
+    http::ALL_WEBSOCKET_PROTOCOLS,
     parser::types::{DocumentOperations, OperationType},
 };
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
@@ -26,7 +26,7 @@ use axum::{
     },
     http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware::{self, Next},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
     routing::get,
 };
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -66,8 +66,7 @@ pub fn router(state: AppState, schema: AppSchema, shutdown: watch::Receiver<bool
     };
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
-        .route("/playground", get(playground))
-        .route("/", get(index))
+        .merge(crate::web::router(http.state.config.playground))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(move || async move { metrics.render() }))
@@ -261,7 +260,7 @@ async fn graphql_get(
         .is_some_and(|v| v.contains("text/html"));
     let Some(query) = params.query else {
         if wants_html && http.state.config.playground {
-            return graphiql();
+            return crate::web::playground_redirect();
         }
         return error_response(
             StatusCode::BAD_REQUEST,
@@ -470,33 +469,6 @@ async fn websocket(http: Http, parts: &mut axum::http::request::Parts, addr: Soc
             };
             tokio::join!(connection, forward);
         })
-}
-
-fn graphiql() -> Response {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql")
-            .title("boxoffice")
-            .finish(),
-    )
-    .into_response()
-}
-
-async fn playground(State(http): State<Http>) -> Response {
-    if http.state.config.playground {
-        graphiql()
-    } else {
-        StatusCode::NOT_FOUND.into_response()
-    }
-}
-
-async fn index() -> Html<&'static str> {
-    Html(
-        "<!doctype html><title>boxoffice</title><h1>boxoffice</h1>\
-         <p>GraphQL API at <code>/graphql</code>. Open the <a href=\"/playground\">playground</a>.</p>\
-         <p><a href=\"/healthz\">/healthz</a> · <a href=\"/readyz\">/readyz</a> · <a href=\"/metrics\">/metrics</a></p>",
-    )
 }
 
 /// Ready when PostgreSQL and Redis both answer within a second.

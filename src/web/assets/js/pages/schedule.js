@@ -26,7 +26,7 @@ const TICKET = 'state position ahead etaSeconds admitted admissionExpiresAt';
 
 export async function render(main, [id]) {
   const stops = [];
-  const page = { id, model: null, selection: new Set(), hold: null, ticket: null, rereading: true, buffer: [], firstEvent: true };
+  const page = { id, model: null, selection: new Set(), holding: new Set(), hold: null, ticket: null, rereading: true, buffer: [], firstEvent: true };
 
   const head = h('div');
   const msg = h('div', { class: 'page-msg' });
@@ -44,6 +44,7 @@ export async function render(main, [id]) {
   const pickBox = h('section', { class: 'panel', 'aria-labelledby': 'pick-title' });
   const holdBox = h('section', { class: 'panel', hidden: true, 'aria-labelledby': 'hold-title', 'aria-live': 'polite' });
   const mineBox = h('section', { class: 'panel', 'aria-labelledby': 'mine-title' });
+  const orderStatus = h('p', { class: 'order-status', 'aria-live': 'polite' });
 
   fill(main, head, msg, h('div', { class: 'seat-page' },
     h('div', { class: 'map-col' }, legend, h('div', { class: 'mapbox' }, canvas), cursorInfo,
@@ -135,11 +136,13 @@ export async function render(main, [id]) {
     try {
       const sm = (await gql(MAP, { s: id })).schedule.seatMap;
       const keep = page.model ? [...page.selection].map((i) => page.model.ids[i]) : [];
+      const holding = page.model ? [...page.holding].map((i) => page.model.ids[i]) : [];
       const model = fromSeatMap(sm);
+      page.holding = new Set(holding.map((sid) => model.index.get(sid)).filter((i) => i !== undefined));
       page.selection = new Set(keep.map((sid) => model.index.get(sid)).filter((i) => i !== undefined && model.status[i] === AVAILABLE));
       page.model = model;
       if (view) view.setModel(model);
-      else view = new SeatCanvas(canvas, model, { pickable: true, selection: () => page.selection, onPick: pick, onCursor: showCursor });
+      else view = new SeatCanvas(canvas, model, { pickable: true, selection: () => [...page.selection, ...page.holding], onPick: pick, onCursor: showCursor });
       renderAvailability(countByGrade(model));
       fill(live, `live · v${model.version}`);
       renderPick();
@@ -164,7 +167,6 @@ export async function render(main, [id]) {
   // --- queue --------------------------------------------------------------------------
   let queueStop = null;
   let admissionTimer = null;
-  const admitted = () => !schedule.queueEnabled || (page.ticket?.state === 'ADMITTED' && new Date(page.ticket.admissionExpiresAt) > new Date());
   const renderQueue = () => {
     if (!schedule.queueEnabled) return;
     queueBox.hidden = false;
@@ -222,7 +224,9 @@ export async function render(main, [id]) {
   };
 
   // --- picking and holding --------------------------------------------------------------
-  const orderStatus = h('p', { class: 'order-status', 'aria-live': 'polite' });
+  function admitted() {
+    return !schedule.queueEnabled || (page.ticket?.state === 'ADMITTED' && new Date(page.ticket.admissionExpiresAt) > new Date());
+  }
   function renderPick() {
     const m = page.model;
     if (!m) return;
@@ -247,6 +251,18 @@ export async function render(main, [id]) {
     if (!auth.signedIn() && !(await accountDialog())) return;
     const m = page.model;
     const input = { scheduleId: id, seatIds: [...page.selection].map((i) => String(m.ids[i])), idempotencyKey: key('hold') };
+    // While the order is decided its seats are ours-in-waiting: the live event that shows
+    // them held is not "someone else was faster".
+    const seatIds = input.seatIds.map(Number);
+    page.holding = new Set(page.selection);
+    page.selection.clear();
+    const failed = () => {
+      const mm = page.model;
+      page.selection = new Set(seatIds.map((sid) => mm.index.get(sid)).filter((i) => i !== undefined && mm.status[i] === AVAILABLE));
+      page.holding.clear();
+      renderPick();
+      view.invalidate();
+    };
     await busy(button, async () => {
       let ticket;
       try {
@@ -260,11 +276,11 @@ export async function render(main, [id]) {
         return;
       }
       fill(orderStatus, 'Order accepted: waiting for its turn…');
-      await followOrder(ticket.jobId);
-    }, (e) => { fill(orderStatus); notice(msg, explain(e), 'error'); });
+      await followOrder(ticket.jobId, failed);
+    }, (e) => { fill(orderStatus); failed(); notice(msg, explain(e), 'error'); });
   }
 
-  function followOrder(jobId) {
+  function followOrder(jobId, failed) {
     return new Promise((resolve) => {
       let done = false;
       const finish = (r) => {
@@ -273,7 +289,7 @@ export async function render(main, [id]) {
         stop();
         clearTimeout(poll);
         if (r.status === 'DONE') held(r.reservation);
-        else { fill(orderStatus); notice(msg, explain({ code: r.errorCode, message: r.errorMessage }), 'error'); }
+        else { fill(orderStatus); failed(); notice(msg, explain({ code: r.errorCode, message: r.errorMessage }), 'error'); }
         resolve();
       };
       const stop = subscribe(`subscription($j: String!) { orderResult(jobId: $j) { jobId status errorCode errorMessage reservation { ${RESERVATION} } } }`, { j: jobId }, {
@@ -298,7 +314,8 @@ export async function render(main, [id]) {
 
   function held(r) {
     fill(orderStatus);
-    page.selection.clear();
+    page.holding.clear();
+    notice(msg, '');
     renderPick();
     view.invalidate();
     toast(`Held ${r.seatCount} seat${r.seatCount > 1 ? 's' : ''}: pay before the countdown ends.`, 'ok');
