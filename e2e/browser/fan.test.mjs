@@ -131,3 +131,33 @@ test('the seat page is usable on a phone-sized screen', async () => {
   p.assertClean();
   await p.context.close();
 });
+
+test('a 50,000-seat map is drawn, followed live and usable from the keyboard', async () => {
+  const s = await show(server, { rows: 200, perRow: 250 });
+  const p = await openPage(browser, server);
+  const { page } = p;
+  const start = Date.now();
+  await page.goto(`${server.url}/schedules/${s.scheduleId}`);
+  await page.waitForFunction(() => document.querySelector('#seats-left')?.textContent === '50000 of 50000 seats available', null, { timeout: 20_000 });
+  const ready = Date.now() - start;
+  await page.waitForFunction(() => /live · v\d+/.test(document.querySelector('.live')?.textContent || ''));
+  // The canvas is as tall as 200 rows of at least 2 px.
+  const height = await page.evaluate(() => document.querySelector('canvas.seatmap').getBoundingClientRect().height);
+  assert.ok(height >= 400, `canvas ${height}px high`);
+
+  const other = await signUp(server, 'bulk');
+  const last = s.seatIds.slice(-4);
+  await hold(s, last, other.accessToken);
+  const held = Date.now();
+  await page.waitForFunction(() => document.querySelector('#seats-left')?.textContent === '49996 of 50000 seats available', null, { timeout: 1000 });
+  const live = Date.now() - held;
+
+  await page.locator('canvas.seatmap').focus();
+  await page.keyboard.press('End');
+  await page.keyboard.press('Enter');
+  assert.match(await text(page, '#seat-cursor'), /Floor, row R1, seat 250: VIP, 150 pts, available, picked/);
+  console.log(`# 50,000 seats: page ready in ${ready} ms, live update ${live} ms after the hold answered`);
+  await shot(page, 'schedule-50k', false);
+  p.assertClean();
+  await p.context.close();
+});
