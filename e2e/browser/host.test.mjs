@@ -59,9 +59,14 @@ test('a host builds a layout in the builder, publishes it and sees sales live', 
   await page.locator('table.sales tr[data-schedule] td.held', { hasText: '0' }).waitFor();
   const fan = await signUp(server, 'buyer');
   const seats = await ok(server, 'query($s: ID!) { schedule(id: $s) { seats(grade: "S") { id } } }', { s: sched.id });
-  await ok(server, 'mutation($i: ReserveSeatsInput!) { reserveSeats(input: $i) { id } }',
+  const r = await ok(server, 'mutation($i: ReserveSeatsInput!) { reserveSeats(input: $i) { id } }',
     { i: { scheduleId: sched.id, seatIds: seats.schedule.seats.slice(0, 3).map((x) => x.id) } }, fan.accessToken);
   await page.locator('table.sales tr[data-schedule] td.held', { hasText: '3' }).waitFor({ timeout: 3000 });
+  // Paid: the seats move from held to sold, and the revenue is the S price three times.
+  await ok(server, 'mutation { chargePoints(amount: 270000, idempotencyKey: "c1") { balanceAfter } }', {}, fan.accessToken);
+  await ok(server, 'mutation($r: ID!) { payReservation(reservationId: $r, idempotencyKey: "p1") { id } }', { r: r.reserveSeats.id }, fan.accessToken);
+  await page.locator('table.sales tr[data-schedule] td.sold', { hasText: '3' }).waitFor({ timeout: 3000 });
+  await page.locator('.sales-total', { hasText: '3 seats sold · revenue 270,000 pts' }).waitFor();
   await shot(page, 'host');
   p.assertClean();
   await p.context.close();

@@ -73,7 +73,7 @@ export function describe(model, i) {
 
 /**
  * A canvas view of a model. Options: `pickable` (seats can be chosen), `selection()`
- * (the chosen seat indexes),
+ * (the chosen seat indexes), `mine()` (the viewer's own seats, marked with a dot),
  * `onPick(i)` (click / Enter / Space on a seat), `onCursor(i)` (the seat under the mouse
  * or keyboard cursor, for a text description).
  */
@@ -105,7 +105,7 @@ export class SeatCanvas {
     const width = Math.max(240, this.canvas.parentElement?.clientWidth || 600);
     const widest = m.rows.reduce((w, r) => Math.max(w, r.seats), 1);
     const labelW = 34;
-    const cell = Math.max(2, Math.min(22, Math.floor((width - labelW - 8) / widest)));
+    const cell = Math.max(2, Math.min(26, Math.floor((width - labelW - 8) / widest)));
     const gap = cell >= 8 ? 2 : cell >= 4 ? 1 : 0;
     const header = 16;
     const drawWidth = Math.max(width, labelW + widest * cell + 8);
@@ -167,6 +167,15 @@ export class SeatCanvas {
       }
     });
     // Selected seats and the cursor on top, outlined so they read on any grade colour.
+    // The viewer's own held or bought seats: a white dot in the middle.
+    if (size >= 4) {
+      ctx.fillStyle = '#fff';
+      const dot = Math.max(2, Math.floor(size / 3));
+      for (const i of this.opts.mine?.() || []) {
+        const { x, y } = this.rect(i);
+        ctx.fillRect(x + (size - dot) / 2, y + (size - dot) / 2, dot, dot);
+      }
+    }
     ctx.lineWidth = Math.max(1, Math.min(3, cell / 5));
     for (const i of this.opts.selection?.() || []) this.mark(ctx, i, '#111', true);
     if (this.cursor >= 0) this.mark(ctx, this.cursor, '#0a58ca', false);

@@ -287,9 +287,12 @@ export function render(main) {
   // --- live sales ---------------------------------------------------------------------------
   function sales(c) {
     const canvas = h('canvas', { class: 'chart', role: 'img', 'aria-label': 'Seats sold and held per performance' });
+    const trend = h('canvas', { class: 'chart', role: 'img', 'aria-label': 'Seats sold and held over time, since this page opened' });
+    const history = [];
     const table = h('table', { class: 'sales' });
     const total = h('p', { class: 'sales-total', 'aria-live': 'polite' });
-    const panel = h('section', { class: 'panel', 'aria-labelledby': 'sales-title' }, h('h2', { id: 'sales-title' }, 'Live sales'), total, h('div', { class: 'chart-box' }, canvas), table);
+    const panel = h('section', { class: 'panel', 'aria-labelledby': 'sales-title' }, h('h2', { id: 'sales-title' }, 'Live sales'), total, h('div', { class: 'chart-box' }, canvas),
+      h('h3', {}, 'Since this page opened'), h('div', { class: 'chart-box' }, trend), table);
     let timer = null;
     const refresh = async () => {
       try {
@@ -300,6 +303,9 @@ export function render(main) {
           h('tbody', {}, named.map((x) => h('tr', { dataset: { schedule: x.scheduleId } }, h('th', { scope: 'row' }, x.name), h('td', { class: 'held' }, String(x.seatsHeld)), h('td', { class: 'sold' }, String(x.seatsSold)),
             h('td', {}, String(x.capacity)), h('td', {}, points(x.revenue)), h('td', {}, points(x.refunded))))));
         drawSales(canvas, named);
+        history.push({ t: Date.now(), rows: named });
+        if (history.length > 600) history.shift();
+        drawTrend(trend, history);
       } catch (e) { fill(total, explain(e)); }
     };
     const soon = () => { clearTimeout(timer); timer = setTimeout(refresh, 300); };
@@ -342,7 +348,7 @@ function nextLabel(sec) {
 
 function drawSales(canvas, rows) {
   const width = Math.max(280, canvas.parentElement?.clientWidth || 600);
-  const bar = 22;
+  const bar = 28;
   const labelW = Math.min(170, width * 0.35);
   const height = rows.length * (bar + 12) + 30;
   const dpr = window.devicePixelRatio || 1;
@@ -373,4 +379,53 @@ function drawSales(canvas, rows) {
     ctx.fillStyle = col; ctx.fillRect(labelW + k * 70, ly - 9, 10, 10);
     ctx.fillStyle = '#333'; ctx.fillText(t, labelW + k * 70 + 14, ly);
   });
+}
+
+const SERIES = ['#1f4fd1', '#c0392b', '#1e7b3a', '#8e44ad', '#d35400', '#16a085'];
+
+/** Sold (solid) and held (dashed) seats of each performance over time. */
+function drawTrend(canvas, history) {
+  const width = Math.max(280, canvas.parentElement?.clientWidth || 600);
+  const height = 160;
+  const dpr = window.devicePixelRatio || 1;
+  canvas.width = width * dpr;
+  canvas.height = height * dpr;
+  canvas.style.width = `${width}px`;
+  canvas.style.height = `${height}px`;
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, width, height);
+  ctx.font = '11px system-ui, sans-serif';
+  const left = 40;
+  const bottom = height - 18;
+  const t0 = history[0].t;
+  const t1 = Math.max(t0 + 20_000, history.at(-1).t);
+  const top = Math.max(4, ...history.flatMap((h) => h.rows.map((r) => r.seatsSold + r.seatsHeld)));
+  const x = (t) => left + ((t - t0) / (t1 - t0)) * (width - left - 8);
+  const y = (v) => bottom - (v / top) * (bottom - 8);
+  ctx.strokeStyle = '#d9dee5';
+  ctx.fillStyle = '#5f6b7a';
+  for (const v of [0, Math.round(top / 2), top]) {
+    ctx.beginPath(); ctx.moveTo(left, y(v)); ctx.lineTo(width - 8, y(v)); ctx.stroke();
+    ctx.fillText(String(v), 4, y(v) + 4);
+  }
+  ctx.fillText(`${Math.round((t1 - t0) / 1000)} s`, width - 40, height - 4);
+  const ids = history.at(-1).rows.map((r) => r.scheduleId);
+  ids.forEach((id, k) => {
+    for (const [field, dash] of [['seatsSold', []], ['seatsHeld', [4, 3]]]) {
+      ctx.strokeStyle = SERIES[k % SERIES.length];
+      ctx.setLineDash(dash);
+      ctx.lineWidth = 2;
+      ctx.beginPath();
+      history.forEach((hh, i) => {
+        const r = hh.rows.find((row) => row.scheduleId === id);
+        if (!r) return;
+        if (i === 0) ctx.moveTo(x(hh.t), y(r[field])); else ctx.lineTo(x(hh.t), y(r[field]));
+      });
+      ctx.stroke();
+    }
+  });
+  ctx.setLineDash([]);
+  ctx.fillStyle = '#333';
+  ctx.fillText('solid: sold · dashed: held', left, height - 4);
 }

@@ -26,7 +26,7 @@ const TICKET = 'state position ahead etaSeconds admitted admissionExpiresAt';
 
 export async function render(main, [id]) {
   const stops = [];
-  const page = { id, model: null, selection: new Set(), holding: new Set(), hold: null, ticket: null, rereading: true, buffer: [], firstEvent: true };
+  const page = { id, model: null, selection: new Set(), holding: new Set(), mine: [], hold: null, ticket: null, rereading: true, buffer: [], firstEvent: true };
 
   const head = h('div');
   const msg = h('div', { class: 'page-msg' });
@@ -76,7 +76,7 @@ export async function render(main, [id]) {
   const showCursor = (i) => {
     if (i < 0 || !page.model) return;
     const d = describe(page.model, i);
-    fill(cursorInfo, `${d.section}, row ${d.row}, seat ${d.number}: ${d.grade}, ${points(d.price)}, ${d.status}${page.selection.has(i) ? ', picked' : ''}`);
+    fill(cursorInfo, `${d.section}, row ${d.row}, seat ${d.number}: ${d.grade}, ${points(d.price)}, ${d.status}${page.selection.has(i) ? ', picked' : ''}${page.mine.includes(page.model.ids[i]) ? ', yours' : ''}`);
   };
   const pick = (i) => {
     const m = page.model;
@@ -92,7 +92,8 @@ export async function render(main, [id]) {
   const renderAvailability = (avail) => {
     fill(legend, avail.map((g) => h('li', {}, swatch(g.color), `${g.grade} ${points(g.price)}`)),
       h('li', {}, swatch(HELD_COLOR), 'held'), h('li', {}, swatch(SOLD_COLOR), 'sold'),
-      h('li', {}, h('span', { class: 'swatch picked', 'aria-hidden': 'true' }), 'your pick'));
+      h('li', {}, h('span', { class: 'swatch picked', 'aria-hidden': 'true' }), 'your pick'),
+      h('li', {}, h('span', { class: 'swatch mine', 'aria-hidden': 'true' }), 'yours'));
     const free = avail.reduce((n, g) => n + g.available, 0);
     const total = avail.reduce((n, g) => n + g.total, 0);
     fill(summary, `${free} of ${total} seats available`);
@@ -127,6 +128,7 @@ export async function render(main, [id]) {
       toast(`Taken by someone else just now: ${lost.map((i) => seatName(m, i)).join(', ')}.`, 'error');
       renderPick();
     }
+    if (view.cursor >= 0) showCursor(view.cursor);
     view.invalidate();
   };
 
@@ -142,7 +144,7 @@ export async function render(main, [id]) {
       page.selection = new Set(keep.map((sid) => model.index.get(sid)).filter((i) => i !== undefined && model.status[i] === AVAILABLE));
       page.model = model;
       if (view) view.setModel(model);
-      else view = new SeatCanvas(canvas, model, { pickable: true, selection: () => [...page.selection, ...page.holding], onPick: pick, onCursor: showCursor });
+      else view = new SeatCanvas(canvas, model, { pickable: true, selection: () => [...page.selection, ...page.holding], mine: () => mineIndexes(), onPick: pick, onCursor: showCursor });
       renderAvailability(countByGrade(model));
       fill(live, `live · v${model.version}`);
       renderPick();
@@ -222,6 +224,11 @@ export async function render(main, [id]) {
     } catch (e) { notice(msg, explain(e), 'error'); }
     renderQueue();
   };
+
+  function mineIndexes() {
+    const m = page.model;
+    return m ? page.mine.map((sid) => m.index.get(sid)).filter((i) => i !== undefined) : [];
+  }
 
   // --- picking and holding --------------------------------------------------------------
   function admitted() {
@@ -316,6 +323,7 @@ export async function render(main, [id]) {
     fill(orderStatus);
     page.holding.clear();
     notice(msg, '');
+    if (view.cursor >= 0) showCursor(view.cursor);
     renderPick();
     view.invalidate();
     toast(`Held ${r.seatCount} seat${r.seatCount > 1 ? 's' : ''}: pay before the countdown ends.`, 'ok');
@@ -381,6 +389,8 @@ export async function render(main, [id]) {
   async function loadMine() {
     const title = h('h2', { id: 'mine-title' }, 'My reservations here');
     if (!auth.signedIn()) {
+      page.mine = [];
+      view?.invalidate();
       fill(mineBox, title, h('p', { class: 'muted' }, 'Log in to see your reservations.'));
       return;
     }
@@ -391,6 +401,8 @@ export async function render(main, [id]) {
       fill(mineBox, title, h('p', { class: 'msg error' }, explain(e)));
       return;
     }
+    page.mine = list.filter((r) => r.status === 'HELD' || r.status === 'CONFIRMED').flatMap((r) => r.seats.map((x) => Number(x.id)));
+    view?.invalidate();
     const mmsg = h('div');
     fill(mineBox, title, mmsg, list.length === 0 ? h('p', { class: 'muted' }, 'None yet.') : h('ul', { class: 'reservations' }, list.map((r) => {
       const live = r.status === 'HELD' || r.status === 'CONFIRMED';
