@@ -1,13 +1,15 @@
 // Shared set-up of the browser suite: a page that records every request, every CSP
 // violation and every uncaught error, a way to sign a page in without the UI, and
 // screenshots saved to docs/screenshots/ for the README.
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { newPage, foreign } from '../lib/browser.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-export const SHOTS = path.resolve(here, '..', '..', 'docs', 'screenshots');
+// The README shows two of them; E2E_SCREENSHOTS=<dir> writes them elsewhere.
+export const SHOTS = process.env.E2E_SCREENSHOTS || path.resolve(here, '..', '..', 'docs', 'screenshots');
 
 /**
  * A page on `server` that records what it does. `session` (from api.mjs logIn/signUp)
@@ -43,6 +45,7 @@ export async function openPage(browser, server, { session, viewport = { width: 1
 }
 
 export async function shot(page, name, fullPage = true) {
+  await mkdir(SHOTS, { recursive: true });
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage });
 }
 

@@ -126,6 +126,6 @@ export async function reloadUser() {
 /** At page load: resume the tab's session, if it has one. */
 export async function start() {
   useTokens({ access: () => access, refresh });
-  useToken(() => access);
+  useToken(() => access, () => { if (access) refresh(); });
   await refresh();
 }

@@ -6,14 +6,18 @@
 // tells each subscriber (`onReconnect`), so pages can re-read what they may have missed.
 
 let tokenOf = () => null;
+let refused = () => {};
 let socket = null;
 let ready = false;
 let retry = 0;
 let nextId = 1;
 const subs = new Map(); // id -> { payload, sink }
 
-export function useToken(fn) {
-  tokenOf = fn;
+/** `token()` gives the access token for connection_init; `onRefused()` is called when the
+ * server refuses it (close 4401/4403), so the session can be renewed. */
+export function useToken(token, onRefused = () => {}) {
+  tokenOf = token;
+  refused = onRefused;
 }
 
 function send(msg) {
@@ -65,8 +69,9 @@ function open() {
     ready = false;
     if (subs.size === 0) return;
     if (ev.code === 4403 || ev.code === 4401) {
-      // The token was refused: tell the subscribers once, then try anonymously later.
-      for (const s of subs.values()) s.sink.error?.({ message: 'session ended', extensions: { code: 'UNAUTHENTICATED' } });
+      // The token was refused (expired, or the session ended): renew the session, which
+      // reopens the socket with the new token; without one, reconnect anonymously.
+      refused();
     }
     retry += 1;
     setTimeout(open, Math.min(10_000, 250 * 2 ** Math.min(retry, 6)));
