@@ -32,8 +32,13 @@ test('a host builds a layout in the builder, publishes it and sees sales live', 
   // The default layout: Floor A-B (2 x 20 VIP), C-F (4 x 24 R); Balcony 1-3 (3 x 30 S).
   assert.equal(await text(page, '.layout-stats'), '226 seats in 9 rows · VIP 40 · R 96 · S 90');
 
-  // Change it: the VIP rows get 10 seats each, and a new section of 2 rows of 12 S seats.
+  // A bad layout is refused whole, with the server's words and the field it names.
   const builder = page.locator('.builder');
+  await builder.getByLabel('Seats per row', { exact: true }).first().fill('0');
+  await page.getByRole('button', { name: 'Generate seats' }).click();
+  await builder.getByRole('alert').filter({ hasText: 'layout.sections[0].rows[0].seats' }).waitFor();
+
+  // Change it: the VIP rows get 10 seats each, and a new section of 2 rows of 12 S seats.
   await builder.getByLabel('Seats per row', { exact: true }).first().fill('10');
   await builder.getByRole('button', { name: 'Add section' }).click();
   const box = builder.locator('fieldset.section').last();

@@ -89,6 +89,15 @@ export class SeatCanvas {
     if (opts.pickable) this.listen();
   }
 
+  /** Zooms in (factor > 1) or out, keeping the cursor's seat in view. */
+  setZoom(zoom) {
+    this.zoom = Math.max(1, Math.min(16, zoom));
+    this.layout();
+    this.draw();
+    if (this.cursor >= 0) this.setCursor(this.cursor);
+    return this.zoom;
+  }
+
   destroy() {
     window.removeEventListener('resize', this.resize);
   }
@@ -105,7 +114,9 @@ export class SeatCanvas {
     const width = Math.max(240, this.canvas.parentElement?.clientWidth || 600);
     const widest = m.rows.reduce((w, r) => Math.max(w, r.seats), 1);
     const labelW = 34;
-    const cell = Math.max(2, Math.min(26, Math.floor((width - labelW - 8) / widest)));
+    // Fit the widest row at zoom 1; zooming in multiplies the seat size (the box scrolls).
+    const fit = Math.max(2, Math.min(26, Math.floor((width - labelW - 8) / widest)));
+    const cell = Math.min(48, Math.max(fit, Math.round(fit * (this.zoom || 1))));
     const gap = cell >= 8 ? 2 : cell >= 4 ? 1 : 0;
     const header = 16;
     const drawWidth = Math.max(width, labelW + widest * cell + 8);
@@ -275,6 +286,8 @@ export class SeatCanvas {
         case 'PageUp': i = sameSpot(Math.max(0, ri - 10)); break;
         case 'Home': i = r.start; break;
         case 'End': i = r.start + r.seats - 1; break;
+        case '+': case '=': this.setZoom((this.zoom || 1) * 2); ev.preventDefault(); return;
+        case '-': this.setZoom((this.zoom || 1) / 2); ev.preventDefault(); return;
         case 'n': case 'N': i = this.firstAvailable(i + 1, 1); break;
         case 'p': case 'P': i = this.firstAvailable(i - 1, -1); break;
         case 'Enter': case ' ':

@@ -40,6 +40,10 @@ export async function render(main, [id]) {
   const summary = h('p', { id: 'seats-left', class: 'seats-left', 'aria-live': 'polite' });
   const live = h('span', { class: 'live', title: 'Updated live' }, 'connecting…');
   const availTable = h('table', { class: 'avail' });
+  const zoomIn = h('button', { type: 'button', class: 'zoom', 'aria-label': 'Zoom in' }, '+');
+  const zoomOut = h('button', { type: 'button', class: 'zoom', 'aria-label': 'Zoom out' }, '−');
+  zoomIn.onclick = () => view?.setZoom((view.zoom || 1) * 2);
+  zoomOut.onclick = () => view?.setZoom((view.zoom || 1) / 2);
   const queueBox = h('section', { class: 'panel', hidden: true, 'aria-labelledby': 'q-title' });
   const pickBox = h('section', { class: 'panel', 'aria-labelledby': 'pick-title' });
   const holdBox = h('section', { class: 'panel', hidden: true, 'aria-labelledby': 'hold-title', 'aria-live': 'polite' });
@@ -47,8 +51,8 @@ export async function render(main, [id]) {
   const orderStatus = h('p', { class: 'order-status', 'aria-live': 'polite' });
 
   fill(main, head, msg, h('div', { class: 'seat-page' },
-    h('div', { class: 'map-col' }, legend, h('div', { class: 'mapbox' }, canvas), cursorInfo,
-      h('p', { class: 'muted small' }, 'Keyboard: arrows move, Enter or Space picks, N / P next / previous free seat, Home / End row ends.')),
+    h('div', { class: 'map-col' }, h('div', { class: 'map-tools' }, legend, zoomOut, zoomIn), h('div', { class: 'mapbox' }, canvas), cursorInfo,
+      h('p', { class: 'muted small' }, 'Keyboard: arrows move, Enter or Space picks, N / P next / previous free seat, Home / End row ends, + / − zoom.')),
     h('div', { class: 'side-col' },
       h('section', { class: 'panel', 'aria-labelledby': 'avail-title' },
         h('h2', { id: 'avail-title' }, 'Availability ', live), summary, availTable),
