@@ -47,6 +47,9 @@ test('a fan signs up, picks seats with the keyboard, holds them and pays, chargi
   const s = await show(server, { rows: 4, perRow: 10 });
   const p = await openPage(browser, server);
   const { page } = p;
+  // The hold goes through placeOrder and its result arrives on the orderResult subscription.
+  const frames = [];
+  page.on('websocket', (ws) => ws.on('framesent', (f) => frames.push(String(f.payload))));
   await page.goto(`${server.url}/schedules/${s.scheduleId}`);
   await page.waitForFunction(() => /live · v\d+/.test(document.querySelector('.live')?.textContent || ''));
 
@@ -72,6 +75,7 @@ test('a fan signs up, picks seats with the keyboard, holds them and pays, chargi
   await page.locator('#hold-title', { hasText: 'Your hold' }).waitFor();
   assert.match(await text(page, '.countdown'), /^[45]:\d\d$/);
   await shot(page, 'schedule-hold');
+  assert.ok(frames.some((f) => f.includes('orderResult')), 'no orderResult subscription');
 
   // A new account has no points: paying charges the 300 first.
   await page.getByRole('button', { name: 'Charge 300 pts and pay' }).click();
