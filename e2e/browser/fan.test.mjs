@@ -123,6 +123,26 @@ test('with the queue on, a fan enters it, is admitted live, then holds', async (
   await p.context.close();
 });
 
+test('a fan who queues before opening is EARLY, then admitted live at opening', async () => {
+  const opening = Date.now() + 8000;
+  const s = await show(server, { rows: 2, perRow: 10, schedule: { queueEnabled: true, admitPerSecond: 50, salesOpenAt: new Date(opening).toISOString() } });
+  const fan = await signUp(server, 'early');
+  const p = await openPage(browser, server, { session: fan });
+  const { page } = p;
+  await page.goto(`${server.url}/schedules/${s.scheduleId}`);
+  await page.getByRole('button', { name: 'Enter the queue' }).click();
+  await page.locator('.queue-state', { hasText: 'You are in early' }).waitFor();
+  await page.locator('canvas.seatmap').focus();
+  await page.keyboard.press('Enter');
+  assert.equal(await page.getByRole('button', { name: /Hold 1 seat/ }).isDisabled(), true);
+  await page.locator('.queue-state', { hasText: 'It is your turn' }).waitFor({ timeout: 20_000 });
+  assert.ok(Date.now() >= opening - 1000, 'admitted before opening');
+  await page.getByRole('button', { name: /Hold 1 seat/ }).click();
+  await page.locator('#hold-title', { hasText: 'Your hold' }).waitFor();
+  p.assertClean();
+  await p.context.close();
+});
+
 test('the seat page is usable on a phone-sized screen', async () => {
   const s = await show(server, { rows: 12, perRow: 30 });
   const p = await openPage(browser, server, { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });

@@ -19,6 +19,7 @@ async function route() {
   const main = document.getElementById('main');
   if (cleanup) { try { cleanup(); } catch { /* page already gone */ } cleanup = null; }
   closeAll();
+  renderNav(auth.currentUser());
   const path = location.pathname;
   for (const [re, load, title] of routes) {
     const m = path.match(re);
@@ -113,8 +114,6 @@ export function accountDialog(mode = 'login') {
 }
 
 auth.onChange((user) => { renderNav(user); renderAccount(user); });
-window.addEventListener('popstate', () => renderNav(auth.currentUser()));
-document.addEventListener('click', (ev) => { if (ev.target.closest?.('a[data-nav]')) setTimeout(() => renderNav(auth.currentUser())); });
 
 (async () => {
   renderNav(null);

@@ -235,6 +235,16 @@ export async function render(main, [id]) {
   }
 
   // --- picking and holding --------------------------------------------------------------
+  // On sale by the clock, not only as read at load: a page opened early turns on at opening.
+  function onSale() {
+    const now = Date.now();
+    return schedule.status !== 'CANCELLED' && now >= new Date(schedule.salesOpenAt).getTime() && now < new Date(schedule.salesCloseAt).getTime();
+  }
+  const opens = new Date(schedule.salesOpenAt).getTime() - Date.now();
+  if (opens > 0 && opens < 2 ** 31) {
+    const t = setTimeout(() => renderPick(), opens + 50);
+    stops.push(() => clearTimeout(t));
+  }
   function admitted() {
     return !schedule.queueEnabled || (page.ticket?.state === 'ADMITTED' && new Date(page.ticket.admissionExpiresAt) > new Date());
   }
@@ -246,7 +256,7 @@ export async function render(main, [id]) {
     const holdBtn = h('button', { type: 'button', class: 'primary', id: 'hold', disabled: chosen.length === 0 },
       chosen.length ? `Hold ${chosen.length} seat${chosen.length > 1 ? 's' : ''} · ${points(total)}` : 'Hold seats');
     holdBtn.onclick = () => hold(holdBtn);
-    const why = !schedule.onSale ? 'Sales are not open.' : !admitted() ? 'Wait for your turn in the queue first.' : null;
+    const why = !onSale() ? 'Sales are not open.' : !admitted() ? 'Wait for your turn in the queue first.' : null;
     if (why) holdBtn.disabled = true;
     fill(pickBox, h('h2', { id: 'pick-title' }, 'Your pick'),
       chosen.length === 0 ? h('p', { class: 'muted' }, 'Pick seats on the map.') : h('ul', { class: 'picked-list' }, chosen.map((i) => {
