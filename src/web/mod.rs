@@ -96,7 +96,7 @@ async fn asset(Path((build, path)): Path<(String, String)>, request: HeaderMap) 
     let gzip_ok = request
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+        .is_some_and(accepts_gzip);
     let twin = assets::get(&format!("{path}.gz"));
     let (bytes, gzipped) = match twin {
         Some(gz) if gzip_ok => (gz.bytes, true),
@@ -122,6 +122,21 @@ async fn asset(Path((build, path)): Path<(String, String)>, request: HeaderMap) 
     }
     secure(headers);
     response
+}
+
+/// `Accept-Encoding` lists gzip (or `*`) without `q=0`.
+fn accepts_gzip(header: &str) -> bool {
+    header.split(',').any(|item| {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or_default().trim();
+        let refused = parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+    })
 }
 
 /// Browsers ask for `/favicon.ico` by themselves; answer with the app's icon.
@@ -150,4 +165,19 @@ fn secure(headers: &mut HeaderMap) {
         HeaderValue::from_static("nosniff"),
     );
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accepts_gzip;
+
+    #[test]
+    fn gzip_is_sent_only_where_accepted() {
+        assert!(accepts_gzip("gzip, deflate, br"));
+        assert!(accepts_gzip("br;q=1.0, GZIP;q=0.5"));
+        assert!(accepts_gzip("*"));
+        assert!(!accepts_gzip("gzip;q=0, br"));
+        assert!(!accepts_gzip("identity"));
+        assert!(!accepts_gzip("x-gzip-not"));
+    }
 }

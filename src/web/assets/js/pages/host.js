@@ -40,7 +40,7 @@ export function render(main) {
     const newBtn = h('button', { type: 'button', class: 'primary', id: 'new-concert' }, 'New concert');
     newBtn.onclick = () => select(null);
     fill(list, newBtn, h('ul', {}, state.concerts.map((c) => {
-      const b = h('button', { type: 'button', class: 'link', 'aria-current': state.selected?.id === c.id ? 'true' : false }, c.title);
+      const b = h('button', { type: 'button', class: 'link', dataset: { concert: c.id } }, c.title);
       b.onclick = () => select(c.id);
       return h('li', {}, b, ' ', h('span', { class: `badge ${c.status.toLowerCase()}` }, c.status));
     })));
@@ -53,7 +53,10 @@ export function render(main) {
     state.stops = [];
     const c = state.concerts.find((x) => x.id === id) || null;
     state.selected = c;
-    list.querySelectorAll('[aria-current]').forEach((el) => el.removeAttribute('aria-current'));
+    list.querySelectorAll('[data-concert]').forEach((el) => {
+      if (el.dataset.concert === c?.id) el.setAttribute('aria-current', 'true');
+      else el.removeAttribute('aria-current');
+    });
     fill(detail, concertForm(c), c ? concertActions(c) : null, c ? schedules(c) : null, c ? sales(c) : null);
     if (focus) detail.querySelector('input')?.focus();
   }

@@ -49,6 +49,7 @@ export async function render(main, [id]) {
   const holdBox = h('section', { class: 'panel', hidden: true, 'aria-labelledby': 'hold-title', 'aria-live': 'polite' });
   const mineBox = h('section', { class: 'panel', 'aria-labelledby': 'mine-title' });
   const orderStatus = h('p', { class: 'order-status', 'aria-live': 'polite' });
+  const saleNote = h('p', { class: 'msg info', hidden: true });
 
   fill(main, head, msg, h('div', { class: 'seat-page' },
     h('div', { class: 'map-col' }, h('div', { class: 'map-tools' }, legend, zoomOut, zoomIn), h('div', { class: 'mapbox' }, canvas), cursorInfo,
@@ -70,9 +71,7 @@ export async function render(main, [id]) {
   const c = schedule.concert;
   fill(head, h('h1', {}, c.title),
     h('p', { class: 'meta' }, `${c.artist} · ${c.venue} · ${when(schedule.startsAt)}`),
-    schedule.status === 'CANCELLED' ? h('p', { class: 'msg error' }, 'This performance is cancelled.')
-      : !schedule.onSale ? h('p', { class: 'msg info' }, new Date(schedule.salesOpenAt) > new Date()
-        ? `Sales open ${when(schedule.salesOpenAt)}.` : 'Sales are closed.') : null,
+    schedule.status === 'CANCELLED' ? h('p', { class: 'msg error' }, 'This performance is cancelled.') : saleNote,
     h('p', { class: 'muted small' }, `Up to ${schedule.perUserLimit} seats per person; a hold lasts ${Math.round(schedule.holdSeconds / 60)} min.`));
 
   // --- the map, live ------------------------------------------------------------------
@@ -249,6 +248,9 @@ export async function render(main, [id]) {
     return !schedule.queueEnabled || (page.ticket?.state === 'ADMITTED' && new Date(page.ticket.admissionExpiresAt) > new Date());
   }
   function renderPick() {
+    const closed = schedule.status !== 'CANCELLED' && !onSale();
+    saleNote.hidden = !closed;
+    if (closed) fill(saleNote, new Date(schedule.salesOpenAt) > new Date() ? `Sales open ${when(schedule.salesOpenAt)}.` : 'Sales are closed.');
     const m = page.model;
     if (!m) return;
     const chosen = [...page.selection];
