@@ -19,7 +19,7 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{ClientAddr, Http, client_ip, pages, websocket};
+use super::{ClientAddr, Http, client_ip, websocket};
 use crate::auth::Viewer;
 
 /// Which JSON flavour the client accepts.
@@ -194,7 +194,7 @@ pub(super) async fn graphql_get(
         .is_some_and(|v| v.contains("text/html"));
     let Some(query) = params.query else {
         if wants_html && http.state.config.playground {
-            return pages::graphiql();
+            return crate::web::playground_redirect();
         }
         return error_response(
             StatusCode::BAD_REQUEST,
