@@ -127,6 +127,10 @@ impl ReportsQuery {
             .await
             .map_err(AppError::from)?
             .ok_or(AppError::NotFound("concert"))?;
+        if concert.status == "draft" && actor.ensure_manages(concert.host_id).is_err() {
+            // Another host's draft is not revealed to exist.
+            return Err(AppError::NotFound("concert").into());
+        }
         actor.ensure_manages(concert.host_id)?;
         let rows = super::store::sales(&mut conn, concert_id)
             .await

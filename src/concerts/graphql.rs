@@ -189,6 +189,7 @@ impl Schedule {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<std::sync::Arc<crate::seats::map::SeatMap>> {
+        crate::limits::charge_seats(ctx, self.0.capacity)?;
         let state = state(ctx)?;
         Ok(state.seat_maps.get(&state.db, self.0.id, self.0.version).await?)
     }
@@ -202,6 +203,7 @@ impl Schedule {
         grade: Option<String>,
         status: Option<SeatStatus>,
     ) -> async_graphql::Result<Vec<Seat>> {
+        crate::limits::charge_seats(ctx, self.0.capacity)?;
         let rows = ctx
             .data::<DataLoader<SeatMapLoader>>()?
             .load_one(self.0.id)
