@@ -41,18 +41,23 @@ pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 /// Deep enough for every legitimate query of this API, shallow enough to refuse abuse.
 const MAX_DEPTH: usize = 12;
-/// Each field costs 1; list fields cost their page size times their children; a seat map
-/// costs 1,000.
-const MAX_COMPLEXITY: usize = 5_000;
 
-fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
+/// The schema without its data and without the cost limits (`limits` adds those: its cost
+/// model replaces async-graphql's complexity limit, which counted every field as 1 and
+/// walked fragments once per spread).
+pub(crate) fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
     Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
+        .limit_directives(8)
 }
 
 pub fn build(state: AppState) -> AppSchema {
-    let mut b = builder();
+    let edge = &state.config.edge;
+    let booking = crate::limits::BookingRate::new(edge.booking_rate_per_second, edge.booking_rate_burst);
+    let mut b = builder().extension(crate::limits::LimitsExtension::new(
+        edge.limits.clone(),
+        Some(booking),
+    ));
     if !state.config.introspection {
         b = b.disable_introspection();
     }

@@ -7,7 +7,8 @@
 //! (subscriptions across instances), `queue` (the waiting queue and its gate), `orders`
 //! (asynchronous orders through a Redis stream). The shared pieces are few: `error` (the one error
 //! type), `config`, `db` (pool and migrations), `kv` (Redis), `state`, `graphql` (the merged
-//! schema), `http` (routes), `web` (the embedded web app and playground), `app` (start-up).
+//! schema), `limits` (what one request may cost), `text` (rules for text users send), `http`
+//! (routes and connections), `web` (the embedded web app and playground), `app` (start-up).
 
 pub mod admin;
 pub mod app;
@@ -21,6 +22,7 @@ pub mod graphql;
 pub mod http;
 pub mod ids;
 pub mod kv;
+pub mod limits;
 pub mod live;
 pub mod orders;
 pub mod pagination;
@@ -30,4 +32,5 @@ pub mod schema;
 pub mod seats;
 pub mod state;
 pub mod telemetry;
+pub mod text;
 pub mod web;

@@ -77,17 +77,7 @@ fn text(value: &str, field: &str, max: usize, required: bool) -> AppResult<Strin
 }
 
 fn poster(value: &str, field: &str) -> AppResult<Option<String>> {
-    let v = value.trim();
-    if v.is_empty() {
-        return Ok(None);
-    }
-    let ok = v.len() <= 2048
-        && url::Url::parse(v).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
-    if ok {
-        Ok(Some(v.to_owned()))
-    } else {
-        Err(AppError::bad_input(field, "must be an http(s) URL"))
-    }
+    crate::text::poster_url(value, field)
 }
 
 fn category(value: &str, field: &str) -> AppResult<String> {
@@ -162,6 +152,10 @@ async fn managed_concert(conn: &mut AsyncPgConnection, actor: Actor, id: i64) ->
     let concert = store::concert_for_update(conn, id)
         .await?
         .ok_or(AppError::NotFound("concert"))?;
+    if concert.status == "draft" && actor.ensure_manages(concert.host_id).is_err() {
+        // Another host's draft is not revealed to exist.
+        return Err(AppError::NotFound("concert"));
+    }
     actor.ensure_manages(concert.host_id)?;
     if concert.status == "cancelled" {
         return Err(AppError::Conflict("the concert is cancelled".into()));
@@ -264,6 +258,16 @@ pub async fn cancel_schedule(
             return Ok((schedule, None));
         }
         let change = crate::booking::cancel_schedule(conn, schedule_id).await?;
+        // Cancelling refunds everyone holding or owning a seat: audited like cancelConcert.
+        crate::admin::audit::record(
+            conn,
+            actor.id,
+            "cancel_schedule",
+            "schedule",
+            Some(schedule_id),
+            serde_json::json!({ "concert": schedule.concert_id }),
+        )
+        .await?;
         let schedule = store::schedule(conn, schedule_id)
             .await?
             .ok_or(AppError::NotFound("schedule"))?;

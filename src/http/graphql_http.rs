@@ -12,14 +12,13 @@ use async_graphql::{
     parser::types::{DocumentOperations, OperationType},
 };
 use axum::{
-    body::Bytes,
     extract::{ConnectInfo, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
 
-use super::{ClientAddr, Http, client_ip, websocket};
+use super::{ClientAddr, Http, MAX_BODY_BYTES, client_ip, websocket};
 use crate::auth::Viewer;
 
 /// Which JSON flavour the client accepts.
@@ -85,9 +84,34 @@ fn error_response(status: StatusCode, media: Media, message: &str) -> Response {
 pub(super) async fn graphql_post(
     State(http): State<Http>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
+    req: Request,
 ) -> Response {
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
+    // The whole body within HTTP_BODY_TIMEOUT_SECONDS: a client trickling a byte now and
+    // then must not hold a connection and a buffer for ever.
+    let deadline = http.state.config.edge.body_timeout;
+    let body = match tokio::time::timeout(deadline, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Media::Json,
+                &format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            );
+        }
+        Err(_) => {
+            metrics::counter!("http_body_timeouts_total").increment(1);
+            let mut resp = error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                Media::Json,
+                &format!("the body did not arrive within {} s", deadline.as_secs()),
+            );
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return resp;
+        }
+    };
     let Some(media) = negotiate(&headers) else {
         return error_response(
             StatusCode::NOT_ACCEPTABLE,
@@ -256,6 +280,23 @@ pub(super) async fn graphql_get(
     execute(&http, &parts.headers, addr, request, media).await
 }
 
+/// 429 with a coded GraphQL error and `Retry-After`: nothing was executed.
+fn rate_limited(media: Media, retry_after_s: u64) -> Response {
+    let body = serde_json::json!({ "errors": [{
+        "message": format!("too many requests without a token from this address; retry in {retry_after_s} s"),
+        "extensions": { "code": "RATE_LIMITED", "retryAfter": retry_after_s },
+    }] });
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [
+            (header::CONTENT_TYPE, media.content_type().to_owned()),
+            (header::RETRY_AFTER, retry_after_s.to_string()),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
 async fn execute(
     http: &Http,
     headers: &HeaderMap,
@@ -269,6 +310,13 @@ async fn execute(
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()),
     );
     let client = ClientAddr(Some(client_ip(&http.state, headers, addr)));
+    if !matches!(viewer, Viewer::User(_))
+        && let Some(group) = client.group()
+        && let Err(retry_after_s) = http.anonymous.check(group)
+    {
+        metrics::counter!("http_anonymous_rate_limited_total").increment(1);
+        return rate_limited(media, retry_after_s);
+    }
     let request = crate::graphql::with_loaders(request.data(viewer).data(client), &http.state);
     let response = http.schema.execute(request).await;
     // A request error (syntax, validation, unknown operation, bad variables) fails before

@@ -247,6 +247,11 @@ pub fn test_config(db: &TestDb, overrides: &[(&str, &str)]) -> Config {
         ("REDIS_URL".into(), REDIS.into()),
         ("REDIS_PREFIX".into(), format!("t:{}:", db.name)),
         ("JWT_SECRET".into(), JWT_SECRET.into()),
+        // Every test client comes from 127.0.0.1: the per-address limits would otherwise
+        // throttle the suite itself. The abuse tests set them low.
+        ("ANONYMOUS_RATE_PER_SECOND".into(), "100000".into()),
+        ("ANONYMOUS_RATE_BURST".into(), "100000".into()),
+        ("SIGNUP_MAX_PER_IP".into(), "100000".into()),
     ]);
     for (k, v) in overrides {
         vars.insert((*k).into(), (*v).into());

@@ -2,6 +2,8 @@
 //! One binary (one link step); one database per test, so they run in parallel.
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "a test fails loudly")]
 
+mod abuse;
+mod abuse_sockets;
 mod auth;
 mod booking;
 mod common;
