@@ -101,25 +101,36 @@ async fn make_template() -> String {
     name
 }
 
-/// Drops templates of older migrations and databases left by test processes that died.
+/// Templates of other migrations kept: other checkouts (branches, worktrees) share this
+/// PostgreSQL and clone their own template at the same time.
+const OTHER_TEMPLATES_KEPT: usize = 6;
+
+/// Drops templates of older migrations (all but the newest few) and databases left by test
+/// processes that died.
 async fn sweep(conn: &mut AsyncPgConnection, keep: &str) {
     #[derive(diesel::QueryableByName)]
     struct Db {
         #[diesel(sql_type = diesel::sql_types::Text)]
         datname: String,
     }
+    // Newest first: a database's oid grows with its creation.
     let dbs: Vec<Db> = diesel::sql_query(
-        "SELECT datname FROM pg_database WHERE datname LIKE 'bo\\_tpl\\_%' OR datname LIKE 'bo\\_test\\_%'",
+        "SELECT datname FROM pg_database WHERE datname LIKE 'bo\\_tpl\\_%' OR datname LIKE 'bo\\_test\\_%'
+         ORDER BY oid DESC",
     )
     .load(conn)
     .await
     .unwrap();
+    let mut templates = 0;
     for Db { datname } in dbs {
         let stale = if let Some(rest) = datname.strip_prefix("bo_test_") {
             let pid = rest.split('_').next().unwrap_or_default();
             !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        } else if datname == keep || datname.ends_with("_building") {
+            false
         } else {
-            datname != keep && !datname.ends_with("_building")
+            templates += 1;
+            templates > OTHER_TEMPLATES_KEPT
         };
         if stale {
             exec(conn, &format!("DROP DATABASE IF EXISTS {datname} WITH (FORCE)")).await;
