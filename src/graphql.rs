@@ -1,4 +1,10 @@
-//! The GraphQL schema: the merged parts of every domain, and the limits that protect it.
+//! The GraphQL schema: the merged parts of every domain, and the extensions every request
+//! passes through (persisted queries, limits, error codes).
+
+pub mod apq;
+pub mod limits;
+pub mod order;
+pub mod refusal;
 
 use async_graphql::{
     MergedObject, MergedSubscription, Request, Schema, SchemaBuilder, dataloader::DataLoader,
@@ -39,20 +45,23 @@ pub struct Subscription(
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
-/// Deep enough for every legitimate query of this API, shallow enough to refuse abuse.
-const MAX_DEPTH: usize = 12;
-/// Each field costs 1; list fields cost their page size times their children; a seat map
-/// costs 1,000.
-const MAX_COMPLEXITY: usize = 5_000;
-
 fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
     Schema::build(Query::default(), Mutation::default(), Subscription::default())
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
 }
 
+/// The schema with its extensions, outermost first: codes (so that every refusal below
+/// gets one), field order (answers in the request's order), persisted queries (a hash
+/// becomes its query before anything looks at it), then the depth, complexity and
+/// introspection limits, which async-graphql's own `limit_depth` cannot tell apart (it
+/// would refuse the standard introspection query).
 pub fn build(state: AppState) -> AppSchema {
-    let mut b = builder();
+    let mut b = builder()
+        .extension(refusal::Codes)
+        .extension(order::FieldOrder)
+        .extension(state.persisted_queries.clone())
+        .extension(limits::Limits {
+            introspection: state.config.introspection,
+        });
     if !state.config.introspection {
         b = b.disable_introspection();
     }
@@ -71,6 +80,10 @@ pub fn loaders(data: &mut async_graphql::Data, state: &AppState) {
     data.insert(schedule);
     data.insert(DataLoader::new(
         seats::graphql::SeatMapLoader(pool.clone()),
+        tokio::spawn,
+    ));
+    data.insert(DataLoader::new(
+        seats::graphql::SeatLoader(pool.clone()),
         tokio::spawn,
     ));
     data.insert(DataLoader::new(

@@ -18,6 +18,9 @@ pub struct AppState {
     pub batcher: Arc<Batcher>,
     pub queue_flags: Arc<crate::queue::QueueFlags>,
     pub seat_maps: Arc<crate::seats::map::SeatMaps>,
+    /// Automatic persisted queries by hash: the schema runs them, and the HTTP layer reads
+    /// them to refuse a mutation sent by GET as a hash.
+    pub persisted_queries: crate::graphql::apq::PersistedQueries,
 }
 
 impl AppState {
@@ -58,6 +61,7 @@ impl AppState {
             batcher: Arc::default(),
             queue_flags: Arc::default(),
             seat_maps: Arc::default(),
+            persisted_queries: Default::default(),
         })
     }
 }

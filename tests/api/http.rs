@@ -240,7 +240,10 @@ async fn complexity_limit_refuses_abusive_queries() {
         .map(|i| format!("u{i}: users(first: 100) {{ edges {{ node {{ id email displayName }} }} }} "))
         .collect();
     let body = app.gql(None, &format!("{{ {fields} }}"), json!({})).await;
-    assert_eq!(body["errors"][0]["message"], "Query is too complex.", "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "QUERY_TOO_COSTLY",
+        "{body}"
+    );
     // Refused before execution: no guard ran, nothing was read.
     assert!(body.get("data").is_none() || body["data"].is_null());
 }

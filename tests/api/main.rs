@@ -4,6 +4,7 @@
 
 mod auth;
 mod booking;
+mod clients;
 mod common;
 mod concerts;
 mod http;
@@ -11,6 +12,7 @@ mod live;
 mod orders;
 mod points;
 mod queue;
+mod readme;
 mod roles;
 mod schema;
 mod search;
