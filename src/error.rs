@@ -1,8 +1,8 @@
 //! The one error type of boxoffice and its single mapping to GraphQL.
 //!
-//! Domain code returns [`AppError`]; resolvers return `async_graphql::Result`, and the
-//! `From<AppError>` impl below is the only place where an error becomes something a client
-//! sees. Internal failures (database, Redis, bugs) are logged here, once, with their cause and
+//! Domain code and resolvers return [`AppError`] (resolvers as `Result<T, AppError>`, so a
+//! diesel, pool or Redis error needs one `?`), and the `From<AppError>` impl below is the
+//! only place where an error becomes something a client sees. Internal failures (database, Redis, bugs) are logged here, once, with their cause and
 //! reach the client as a generic message: never SQL text, never a stack trace.
 //!
 //! async-graphql is built with `custom-error-conversion`, so a raw `diesel` or `redis` error
@@ -52,11 +52,49 @@ impl ErrorCode {
     }
 }
 
+/// The cause of an internal or unavailable error, for the log only. Shared (`Arc`) so that
+/// an error can be cloned: DataLoaders hand one error to every key of a failed load, and a
+/// failed batch answers each of its requests.
+#[derive(Clone)]
+pub struct Cause(std::sync::Arc<anyhow::Error>);
+
+impl std::ops::Deref for Cause {
+    type Target = anyhow::Error;
+
+    fn deref(&self) -> &anyhow::Error {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl Cause {
+    pub fn new(e: impl Into<anyhow::Error>) -> Self {
+        Self(std::sync::Arc::new(e.into()))
+    }
+}
+
 /// Every failure a request can end with.
 ///
 /// Client errors carry a message meant for the client. `Internal` carries the cause for the
 /// log only; `Unavailable` is a dependency that is down or overloaded (retrying may help).
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum AppError {
     #[error("{0}")]
     Unauthenticated(&'static str),
@@ -75,9 +113,9 @@ pub enum AppError {
     #[error("too many attempts, retry in {retry_after_s} s")]
     RateLimited { retry_after_s: u64 },
     #[error("service temporarily unavailable")]
-    Unavailable(#[source] anyhow::Error),
+    Unavailable(#[source] Cause),
     #[error("internal error")]
-    Internal(#[source] anyhow::Error),
+    Internal(#[source] Cause),
 }
 
 impl AppError {
@@ -96,7 +134,11 @@ impl AppError {
     }
 
     pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
-        Self::Internal(cause.into())
+        Self::Internal(Cause::new(cause))
+    }
+
+    pub fn unavailable(cause: impl Into<anyhow::Error>) -> Self {
+        Self::Unavailable(Cause::new(cause))
     }
 
     pub fn code(&self) -> ErrorCode {
@@ -116,20 +158,28 @@ impl AppError {
 
 impl From<diesel::result::Error> for AppError {
     fn from(err: diesel::result::Error) -> Self {
-        Self::Internal(err.into())
+        Self::Internal(Cause::new(err))
     }
 }
 
 impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for AppError {
     fn from(err: bb8::RunError<diesel_async::pooled_connection::PoolError>) -> Self {
         // A pool timeout means the database is saturated or gone: the client may retry.
-        Self::Unavailable(anyhow::anyhow!("database pool: {err}"))
+        Self::unavailable(anyhow::anyhow!("database pool: {err}"))
     }
 }
 
 impl From<redis::RedisError> for AppError {
     fn from(err: redis::RedisError) -> Self {
-        Self::Unavailable(anyhow::anyhow!("redis: {err}"))
+        Self::unavailable(anyhow::anyhow!("redis: {err}"))
+    }
+}
+
+/// Errors async-graphql itself produces inside a resolver: missing context data (a wiring
+/// bug) and input values that failed to parse.
+impl From<async_graphql::Error> for AppError {
+    fn from(err: async_graphql::Error) -> Self {
+        Self::internal(anyhow::anyhow!("async-graphql: {}", err.message))
     }
 }
 

@@ -53,6 +53,7 @@ export async function startServer(env = {}) {
   const child = spawn(binary(), ['serve'], { env: fullEnv, stdio: ['ignore', 'inherit', 'inherit'] });
   let exited = null;
   child.on('exit', (code, signal) => { exited = { code, signal }; });
+  child.on('error', (error) => { exited = { error: error.message }; });
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 60_000;
   for (;;) {

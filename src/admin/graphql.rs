@@ -25,20 +25,18 @@ impl AdminQuery {
         search: Option<String>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, User>> {
+    ) -> Result<Connection<String, User>, AppError> {
         let limit = pagination::page_size(first)?;
         let after = pagination::decode::<i64>(after.as_deref())?;
-        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
-        let rows = super::store::search_users(&mut conn, search.as_deref(), after, limit)
-            .await
-            .map_err(AppError::from)?;
-        Ok(pagination::page(
+        let mut conn = state(ctx)?.db.get().await?;
+        let rows = super::store::search_users(&mut conn, search.as_deref(), after, limit).await?;
+        pagination::page(
             rows,
             limit,
             after.is_some(),
             |r| pagination::encode(r.id),
             User::try_from,
-        )?)
+        )
     }
 }
 
@@ -90,13 +88,11 @@ impl ReportsQuery {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, AuditEntry>> {
+    ) -> Result<Connection<String, AuditEntry>, AppError> {
         let limit = pagination::page_size(first)?;
         let after = pagination::decode::<i64>(after.as_deref())?;
-        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
-        let rows = super::store::audit_log(&mut conn, after, limit)
-            .await
-            .map_err(AppError::from)?;
+        let mut conn = state(ctx)?.db.get().await?;
+        let rows = super::store::audit_log(&mut conn, after, limit).await?;
         let entry = |r: super::store::AuditRow| {
             Ok(AuditEntry {
                 id: ids::to_id(r.id),
@@ -108,29 +104,20 @@ impl ReportsQuery {
                 created_at: r.created_at,
             })
         };
-        Ok(pagination::page(
-            rows,
-            limit,
-            after.is_some(),
-            |r| pagination::encode(r.id),
-            entry,
-        )?)
+        pagination::page(rows, limit, after.is_some(), |r| pagination::encode(r.id), entry)
     }
 
     /// Sales of a concert per schedule: for its host and admins.
     #[graphql(guard = "RoleGuard(Role::Host)")]
-    async fn concert_sales(&self, ctx: &Context<'_>, concert_id: ID) -> async_graphql::Result<ConcertSales> {
+    async fn concert_sales(&self, ctx: &Context<'_>, concert_id: ID) -> Result<ConcertSales, AppError> {
         let concert_id = ids::parse(&concert_id, "concertId")?;
         let actor = actor(ctx).await?;
-        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
+        let mut conn = state(ctx)?.db.get().await?;
         let concert = crate::concerts::store::concert(&mut conn, concert_id)
-            .await
-            .map_err(AppError::from)?
+            .await?
             .ok_or(AppError::NotFound("concert"))?;
         actor.ensure_manages(concert.host_id)?;
-        let rows = super::store::sales(&mut conn, concert_id)
-            .await
-            .map_err(AppError::from)?;
+        let rows = super::store::sales(&mut conn, concert_id).await?;
         Ok(ConcertSales {
             concert_id: ids::to_id(concert_id),
             seats_sold: rows.iter().map(|r| r.seats_sold).sum(),
@@ -157,11 +144,11 @@ pub struct AdminMutation;
 impl AdminMutation {
     /// Changes an account's role; effective on that account's next request. Audited.
     #[graphql(guard = "RoleGuard(Role::Admin)")]
-    async fn set_user_role(&self, ctx: &Context<'_>, user_id: ID, role: Role) -> async_graphql::Result<User> {
+    async fn set_user_role(&self, ctx: &Context<'_>, user_id: ID, role: Role) -> Result<User, AppError> {
         let user_id = ids::parse(&user_id, "userId")?;
         let actor = actor(ctx).await?;
-        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
+        let mut conn = state(ctx)?.db.get().await?;
         let row = super::store::set_role(&mut conn, actor, user_id, role).await?;
-        Ok(User::try_from(row)?)
+        User::try_from(row)
     }
 }

@@ -29,13 +29,13 @@ pub struct User {
 
 #[ComplexObject]
 impl User {
-    async fn email(&self, ctx: &Context<'_>) -> async_graphql::Result<&str> {
+    async fn email(&self, ctx: &Context<'_>) -> Result<&str, AppError> {
         self.private(ctx).await?;
         Ok(&self.email)
     }
 
     /// The point balance (equal to the sum of the account's ledger entries).
-    async fn points(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+    async fn points(&self, ctx: &Context<'_>) -> Result<i64, AppError> {
         self.private(ctx).await?;
         Ok(self.points_balance)
     }
@@ -114,13 +114,12 @@ pub struct AuthQuery;
 #[Object]
 impl AuthQuery {
     /// The signed-in account.
-    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
+    async fn me(&self, ctx: &Context<'_>) -> Result<User, AppError> {
         let id = viewer(ctx)?.user()?.id;
         let state = state(ctx)?;
-        let mut conn = state.db.get().await.map_err(AppError::from)?;
+        let mut conn = state.db.get().await?;
         let row = super::store::user_by_id(&mut conn, id)
-            .await
-            .map_err(AppError::from)?
+            .await?
             .ok_or(AppError::Unauthenticated("this account no longer exists"))?;
         Ok(User::try_from(row)?.own())
     }
@@ -132,10 +131,10 @@ pub struct AuthMutation;
 #[Object]
 impl AuthMutation {
     /// Creates an account (role USER) and signs it in.
-    async fn sign_up(&self, ctx: &Context<'_>, input: SignUpInput) -> async_graphql::Result<AuthPayload> {
+    async fn sign_up(&self, ctx: &Context<'_>, input: SignUpInput) -> Result<AuthPayload, AppError> {
         let session =
             service::sign_up(state(ctx)?, &input.email, input.password, &input.display_name).await?;
-        Ok(session.try_into()?)
+        session.try_into()
     }
 
     /// Any failure answers "invalid credentials"; repeated failures answer RATE_LIMITED.
@@ -144,26 +143,22 @@ impl AuthMutation {
         ctx: &Context<'_>,
         email: String,
         password: String,
-    ) -> async_graphql::Result<AuthPayload> {
+    ) -> Result<AuthPayload, AppError> {
         let client = ctx.data::<ClientAddr>().ok().and_then(|c| c.0);
         let session = service::log_in(state(ctx)?, &email, password, client).await?;
-        Ok(session.try_into()?)
+        session.try_into()
     }
 
     /// Exchanges a refresh token for a new pair; the old one is used up. Presenting a used
     /// token again signs out every session descended from the same login.
-    async fn refresh_token(
-        &self,
-        ctx: &Context<'_>,
-        refresh_token: String,
-    ) -> async_graphql::Result<AuthPayload> {
+    async fn refresh_token(&self, ctx: &Context<'_>, refresh_token: String) -> Result<AuthPayload, AppError> {
         let session = service::refresh(state(ctx)?, &refresh_token).await?;
-        Ok(session.try_into()?)
+        session.try_into()
     }
 
     /// Ends the session the refresh token belongs to. Access tokens already issued stay
     /// valid until they expire (at most ACCESS_TOKEN_TTL_SECONDS).
-    async fn log_out(&self, ctx: &Context<'_>, refresh_token: String) -> async_graphql::Result<bool> {
+    async fn log_out(&self, ctx: &Context<'_>, refresh_token: String) -> Result<bool, AppError> {
         service::log_out(state(ctx)?, &refresh_token).await?;
         Ok(true)
     }

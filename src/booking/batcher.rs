@@ -108,16 +108,16 @@ pub async fn submit(
                     Ok(Err(_)) => Err(AppError::internal(anyhow::anyhow!(
                         "booking worker dropped a request"
                     ))),
-                    Err(_) => Err(AppError::Unavailable(anyhow::anyhow!("booking timed out"))),
+                    Err(_) => Err(AppError::unavailable(anyhow::anyhow!("booking timed out"))),
                 };
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                return Err(AppError::Unavailable(anyhow::anyhow!("booking queue full")));
+                return Err(AppError::unavailable(anyhow::anyhow!("booking queue full")));
             }
             Err(mpsc::error::TrySendError::Closed(j)) => job = j,
         }
     }
-    Err(AppError::Unavailable(anyhow::anyhow!(
+    Err(AppError::unavailable(anyhow::anyhow!(
         "booking worker unavailable"
     )))
 }
@@ -181,7 +181,7 @@ async fn run(state: &AppState, schedule_id: i64, jobs: Vec<Job>) {
             tracing::error!(schedule.id = schedule_id, batch.size = jobs.len(), error = %e, error.cause = ?e, "booking batch failed");
             for job in jobs {
                 let err = if unavailable {
-                    AppError::Unavailable(anyhow::anyhow!("database unavailable"))
+                    AppError::unavailable(anyhow::anyhow!("database unavailable"))
                 } else {
                     AppError::internal(anyhow::anyhow!("booking batch failed (logged above)"))
                 };

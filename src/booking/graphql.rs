@@ -47,12 +47,12 @@ impl Reservation {
     async fn id(&self) -> ID {
         ids::to_id(self.0.id)
     }
-    async fn schedule(&self, ctx: &Context<'_>) -> async_graphql::Result<Schedule> {
+    async fn schedule(&self, ctx: &Context<'_>) -> Result<Schedule, AppError> {
         ctx.data::<DataLoader<ScheduleLoader>>()?
             .load_one(self.0.schedule_id)
             .await?
             .map(Schedule)
-            .ok_or_else(|| AppError::NotFound("schedule").into())
+            .ok_or_else(|| AppError::NotFound("schedule"))
     }
     async fn status(&self) -> ReservationStatus {
         match self.0.status.as_str() {
@@ -62,7 +62,7 @@ impl Reservation {
             _ => ReservationStatus::Held,
         }
     }
-    async fn seats(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ReservedSeat>> {
+    async fn seats(&self, ctx: &Context<'_>) -> Result<Vec<ReservedSeat>, AppError> {
         Ok(ctx
             .data::<DataLoader<ReservedSeatsLoader>>()?
             .load_one(self.0.id)
@@ -95,13 +95,11 @@ pub struct ReservedSeatsLoader(pub Pool);
 
 impl Loader<i64> for ReservedSeatsLoader {
     type Value = Vec<ReservedSeat>;
-    type Error = async_graphql::Error;
+    type Error = AppError;
 
     async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
-        let mut conn = self.0.get().await.map_err(AppError::from)?;
-        let rows = store::reserved_seats(&mut conn, keys)
-            .await
-            .map_err(AppError::from)?;
+        let mut conn = self.0.get().await?;
+        let rows = store::reserved_seats(&mut conn, keys).await?;
         let mut out: HashMap<i64, Vec<ReservedSeat>> = HashMap::new();
         for r in rows {
             out.entry(r.reservation_id).or_default().push(ReservedSeat {
@@ -150,17 +148,16 @@ pub struct BookingQuery;
 impl BookingQuery {
     /// One of the signed-in user's reservations (admins: anyone's).
     #[graphql(guard = "RoleGuard(Role::User)")]
-    async fn reservation(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Reservation> {
+    async fn reservation(&self, ctx: &Context<'_>, id: ID) -> Result<Reservation, AppError> {
         let id = ids::parse(&id, "id")?;
         let user_id = viewer(ctx)?.user()?.id;
-        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
+        let mut conn = state(ctx)?.db.get().await?;
         let r = store::reservation(&mut conn, id)
-            .await
-            .map_err(AppError::from)?
+            .await?
             .ok_or(AppError::NotFound("reservation"))?;
         drop(conn);
         if r.user_id != user_id && actor(ctx).await?.role != Role::Admin {
-            return Err(AppError::NotFound("reservation").into());
+            return Err(AppError::NotFound("reservation"));
         }
         Ok(Reservation(r))
     }
@@ -175,21 +172,19 @@ impl BookingQuery {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, Reservation>> {
+    ) -> Result<Connection<String, Reservation>, AppError> {
         let limit = pagination::page_size(first)?;
         let after = pagination::decode::<i64>(after.as_deref())?;
         let user_id = viewer(ctx)?.user()?.id;
-        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
-        let rows = store::reservations_of_user(&mut conn, user_id, after, limit)
-            .await
-            .map_err(AppError::from)?;
-        Ok(pagination::page(
+        let mut conn = state(ctx)?.db.get().await?;
+        let rows = store::reservations_of_user(&mut conn, user_id, after, limit).await?;
+        pagination::page(
             rows,
             limit,
             after.is_some(),
             |r| pagination::encode(r.id),
             |r| Ok(Reservation(r)),
-        )?)
+        )
     }
 }
 
@@ -205,7 +200,7 @@ impl BookingMutation {
         &self,
         ctx: &Context<'_>,
         input: ReserveSeatsInput,
-    ) -> async_graphql::Result<Reservation> {
+    ) -> Result<Reservation, AppError> {
         let user_id = viewer(ctx)?.user()?.id;
         let (schedule_id, request) = input.parse(user_id)?;
         let state = state(ctx)?;
@@ -220,7 +215,7 @@ impl BookingMutation {
         ctx: &Context<'_>,
         reservation_id: ID,
         idempotency_key: String,
-    ) -> async_graphql::Result<Reservation> {
+    ) -> Result<Reservation, AppError> {
         let reservation_id = ids::parse(&reservation_id, "reservationId")?;
         let user_id = viewer(ctx)?.user()?.id;
         Ok(Reservation(
@@ -234,7 +229,7 @@ impl BookingMutation {
         &self,
         ctx: &Context<'_>,
         reservation_id: ID,
-    ) -> async_graphql::Result<Reservation> {
+    ) -> Result<Reservation, AppError> {
         let reservation_id = ids::parse(&reservation_id, "reservationId")?;
         let actor = actor(ctx).await?;
         Ok(Reservation(

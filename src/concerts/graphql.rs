@@ -84,14 +84,14 @@ impl Concert {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
-    async fn host(&self, ctx: &Context<'_>) -> async_graphql::Result<Host> {
+    async fn host(&self, ctx: &Context<'_>) -> Result<Host, AppError> {
         ctx.data::<DataLoader<HostLoader>>()?
             .load_one(self.0.host_id)
             .await?
-            .ok_or_else(|| AppError::NotFound("host").into())
+            .ok_or_else(|| AppError::NotFound("host"))
     }
     /// Performances, earliest first (cancelled ones included, with their status).
-    async fn schedules(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Schedule>> {
+    async fn schedules(&self, ctx: &Context<'_>) -> Result<Vec<Schedule>, AppError> {
         let rows = ctx
             .data::<DataLoader<SchedulesOfConcertLoader>>()?
             .load_one(self.0.id)
@@ -108,12 +108,12 @@ impl Schedule {
     async fn id(&self) -> ID {
         ids::to_id(self.0.id)
     }
-    async fn concert(&self, ctx: &Context<'_>) -> async_graphql::Result<Concert> {
+    async fn concert(&self, ctx: &Context<'_>) -> Result<Concert, AppError> {
         ctx.data::<DataLoader<ConcertLoader>>()?
             .load_one(self.0.concert_id)
             .await?
             .map(Concert)
-            .ok_or_else(|| AppError::NotFound("concert").into())
+            .ok_or_else(|| AppError::NotFound("concert"))
     }
     async fn starts_at(&self) -> DateTime<Utc> {
         self.0.starts_at
@@ -171,7 +171,7 @@ impl Schedule {
         self.0.version
     }
     /// Seats per grade, by status.
-    async fn availability(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<GradeAvailability>> {
+    async fn availability(&self, ctx: &Context<'_>) -> Result<Vec<GradeAvailability>, AppError> {
         // A seat map of this version already built has the counts: no query.
         if let Some(counts) = state(ctx)?.seat_maps.availability(self.0.id, self.0.version) {
             return Ok(counts);
@@ -188,9 +188,9 @@ impl Schedule {
     async fn seat_map(
         &self,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<std::sync::Arc<crate::seats::map::SeatMap>> {
+    ) -> Result<std::sync::Arc<crate::seats::map::SeatMap>, AppError> {
         let state = state(ctx)?;
-        Ok(state.seat_maps.get(&state.db, self.0.id, self.0.version).await?)
+        state.seat_maps.get(&state.db, self.0.id, self.0.version).await
     }
 
     /// The seat map, in layout order, optionally narrowed to a section, grade or status.
@@ -201,7 +201,7 @@ impl Schedule {
         section: Option<String>,
         grade: Option<String>,
         status: Option<SeatStatus>,
-    ) -> async_graphql::Result<Vec<Seat>> {
+    ) -> Result<Vec<Seat>, AppError> {
         let rows = ctx
             .data::<DataLoader<SeatMapLoader>>()?
             .load_one(self.0.id)
@@ -238,13 +238,11 @@ pub struct ConcertLoader(pub Pool);
 
 impl Loader<i64> for ConcertLoader {
     type Value = ConcertRow;
-    type Error = async_graphql::Error;
+    type Error = AppError;
 
     async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, ConcertRow>, Self::Error> {
-        let mut conn = self.0.get().await.map_err(AppError::from)?;
-        let rows = store::concerts_by_ids(&mut conn, keys)
-            .await
-            .map_err(AppError::from)?;
+        let mut conn = self.0.get().await?;
+        let rows = store::concerts_by_ids(&mut conn, keys).await?;
         Ok(rows.into_iter().map(|r| (r.id, r)).collect())
     }
 }
@@ -253,13 +251,11 @@ pub struct SchedulesOfConcertLoader(pub Pool);
 
 impl Loader<i64> for SchedulesOfConcertLoader {
     type Value = Vec<ScheduleRow>;
-    type Error = async_graphql::Error;
+    type Error = AppError;
 
     async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Vec<ScheduleRow>>, Self::Error> {
-        let mut conn = self.0.get().await.map_err(AppError::from)?;
-        let rows = store::schedules_of_concerts(&mut conn, keys)
-            .await
-            .map_err(AppError::from)?;
+        let mut conn = self.0.get().await?;
+        let rows = store::schedules_of_concerts(&mut conn, keys).await?;
         let mut out: HashMap<i64, Vec<ScheduleRow>> = HashMap::new();
         for row in rows {
             out.entry(row.concert_id).or_default().push(row);
@@ -272,13 +268,11 @@ pub struct HostLoader(pub Pool);
 
 impl Loader<i64> for HostLoader {
     type Value = Host;
-    type Error = async_graphql::Error;
+    type Error = AppError;
 
     async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Host>, Self::Error> {
-        let mut conn = self.0.get().await.map_err(AppError::from)?;
-        let rows = crate::auth::store::users_by_ids(&mut conn, keys)
-            .await
-            .map_err(AppError::from)?;
+        let mut conn = self.0.get().await?;
+        let rows = crate::auth::store::users_by_ids(&mut conn, keys).await?;
         Ok(rows
             .into_iter()
             .map(|u| {
@@ -303,11 +297,9 @@ async fn optional_actor(ctx: &Context<'_>) -> AppResult<Option<Actor>> {
 /// A concert the viewer may see, or NOT_FOUND (drafts are not revealed to others).
 async fn visible_concert(ctx: &Context<'_>, id: i64) -> AppResult<ConcertRow> {
     let concert = ctx
-        .data::<DataLoader<ConcertLoader>>()
-        .map_err(|_| AppError::internal(anyhow::anyhow!("no concert loader")))?
+        .data::<DataLoader<ConcertLoader>>()?
         .load_one(id)
-        .await
-        .map_err(|e| AppError::internal(anyhow::anyhow!("{}", e.message)))?
+        .await?
         .ok_or(AppError::NotFound("concert"))?;
     if concert.status == "draft" && !service::visible(&concert, optional_actor(ctx).await?) {
         return Err(AppError::NotFound("concert"));
@@ -328,7 +320,7 @@ impl ConcertsQuery {
         filter: Option<ConcertFilter>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, Concert>> {
+    ) -> Result<Connection<String, Concert>, AppError> {
         let limit = pagination::page_size(first)?;
         let after_cursor = pagination::decode::<Cursor>(after.as_deref())?;
         let f = filter.unwrap_or_default();
@@ -345,7 +337,7 @@ impl ConcertsQuery {
             only_available: f.only_available,
             sort: f.sort,
         })?;
-        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
+        let mut conn = state(ctx)?.db.get().await?;
         let hits = search::search(&mut conn, &filter, after_cursor, limit).await?;
         let cursor = |h: &search::Hit| {
             pagination::encode(Cursor {
@@ -353,28 +345,23 @@ impl ConcertsQuery {
                 id: h.concert.id,
             })
         };
-        Ok(pagination::page(
-            hits,
-            limit,
-            after_cursor.is_some(),
-            cursor,
-            |h| Ok(Concert(h.concert)),
-        )?)
+        pagination::page(hits, limit, after_cursor.is_some(), cursor, |h| {
+            Ok(Concert(h.concert))
+        })
     }
 
     /// A concert by id. Drafts are visible only to their host and admins.
-    async fn concert(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Concert> {
+    async fn concert(&self, ctx: &Context<'_>, id: ID) -> Result<Concert, AppError> {
         let id = ids::parse(&id, "id")?;
         Ok(Concert(visible_concert(ctx, id).await?))
     }
 
     /// A schedule by id, with its seat map and availability.
-    async fn schedule(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Schedule> {
+    async fn schedule(&self, ctx: &Context<'_>, id: ID) -> Result<Schedule, AppError> {
         let id = ids::parse(&id, "id")?;
-        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
+        let mut conn = state(ctx)?.db.get().await?;
         let row = store::schedule(&mut conn, id)
-            .await
-            .map_err(AppError::from)?
+            .await?
             .ok_or(AppError::NotFound("schedule"))?;
         drop(conn);
         visible_concert(ctx, row.concert_id).await.map_err(|e| match e {
@@ -394,21 +381,19 @@ impl ConcertsQuery {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, Concert>> {
+    ) -> Result<Connection<String, Concert>, AppError> {
         let limit = pagination::page_size(first)?;
         let after = pagination::decode::<i64>(after.as_deref())?;
         let actor = actor(ctx).await?;
-        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
-        let rows = store::concerts_of_host(&mut conn, actor.id, after, limit)
-            .await
-            .map_err(AppError::from)?;
-        Ok(pagination::page(
+        let mut conn = state(ctx)?.db.get().await?;
+        let rows = store::concerts_of_host(&mut conn, actor.id, after, limit).await?;
+        pagination::page(
             rows,
             limit,
             after.is_some(),
             |r| pagination::encode(r.id),
             |r| Ok(Concert(r)),
-        )?)
+        )
     }
 }
 
@@ -419,9 +404,9 @@ pub struct ConcertsMutation;
 impl ConcertsMutation {
     /// Creates a draft concert owned by the signed-in host.
     #[graphql(guard = "RoleGuard(Role::Host)")]
-    async fn create_concert(&self, ctx: &Context<'_>, input: ConcertInput) -> async_graphql::Result<Concert> {
+    async fn create_concert(&self, ctx: &Context<'_>, input: ConcertInput) -> Result<Concert, AppError> {
         let actor = actor(ctx).await?;
-        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
+        let mut conn = state(ctx)?.db.get().await?;
         Ok(Concert(service::create_concert(&mut conn, actor, &input).await?))
     }
 
@@ -431,10 +416,10 @@ impl ConcertsMutation {
         ctx: &Context<'_>,
         id: ID,
         input: ConcertUpdateInput,
-    ) -> async_graphql::Result<Concert> {
+    ) -> Result<Concert, AppError> {
         let id = ids::parse(&id, "id")?;
         let actor = actor(ctx).await?;
-        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
+        let mut conn = state(ctx)?.db.get().await?;
         Ok(Concert(
             service::update_concert(&mut conn, actor, id, &input).await?,
         ))
@@ -442,26 +427,21 @@ impl ConcertsMutation {
 
     /// Makes a draft visible to everyone (needs a schedule with seats).
     #[graphql(guard = "RoleGuard(Role::Host)")]
-    async fn publish_concert(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Concert> {
+    async fn publish_concert(&self, ctx: &Context<'_>, id: ID) -> Result<Concert, AppError> {
         let id = ids::parse(&id, "id")?;
         let actor = actor(ctx).await?;
-        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
+        let mut conn = state(ctx)?.db.get().await?;
         Ok(Concert(service::publish_concert(&mut conn, actor, id).await?))
     }
 
     /// Cancels the concert and all its schedules: every hold is released and every paid
     /// reservation refunded, in one transaction.
     #[graphql(guard = "RoleGuard(Role::Host)")]
-    async fn cancel_concert(
-        &self,
-        ctx: &Context<'_>,
-        id: ID,
-        reason: String,
-    ) -> async_graphql::Result<Concert> {
+    async fn cancel_concert(&self, ctx: &Context<'_>, id: ID, reason: String) -> Result<Concert, AppError> {
         let id = ids::parse(&id, "id")?;
         let actor = actor(ctx).await?;
         let state = state(ctx)?;
-        let mut conn = state.db.get().await.map_err(AppError::from)?;
+        let mut conn = state.db.get().await?;
         let (concert, changes) = service::cancel_concert(&mut conn, actor, id, &reason).await?;
         for change in changes {
             crate::booking::announce(state, change);
@@ -475,10 +455,10 @@ impl ConcertsMutation {
         ctx: &Context<'_>,
         concert_id: ID,
         input: ScheduleInput,
-    ) -> async_graphql::Result<Schedule> {
+    ) -> Result<Schedule, AppError> {
         let concert_id = ids::parse(&concert_id, "concertId")?;
         let actor = actor(ctx).await?;
-        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
+        let mut conn = state(ctx)?.db.get().await?;
         Ok(Schedule(
             service::add_schedule(&mut conn, actor, concert_id, &input).await?,
         ))
@@ -486,11 +466,11 @@ impl ConcertsMutation {
 
     /// Cancels one performance: its holds are released and paid reservations refunded.
     #[graphql(guard = "RoleGuard(Role::Host)")]
-    async fn cancel_schedule(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Schedule> {
+    async fn cancel_schedule(&self, ctx: &Context<'_>, id: ID) -> Result<Schedule, AppError> {
         let id = ids::parse(&id, "id")?;
         let actor = actor(ctx).await?;
         let state = state(ctx)?;
-        let mut conn = state.db.get().await.map_err(AppError::from)?;
+        let mut conn = state.db.get().await?;
         let (row, change) = service::cancel_schedule(&mut conn, actor, id).await?;
         if let Some(change) = change {
             crate::booking::announce(state, change);
@@ -503,13 +483,11 @@ pub struct ScheduleLoader(pub Pool);
 
 impl Loader<i64> for ScheduleLoader {
     type Value = ScheduleRow;
-    type Error = async_graphql::Error;
+    type Error = AppError;
 
     async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, ScheduleRow>, Self::Error> {
-        let mut conn = self.0.get().await.map_err(AppError::from)?;
-        let rows = store::schedules_by_ids(&mut conn, keys)
-            .await
-            .map_err(AppError::from)?;
+        let mut conn = self.0.get().await?;
+        let rows = store::schedules_by_ids(&mut conn, keys).await?;
         Ok(rows.into_iter().map(|r| (r.id, r)).collect())
     }
 }

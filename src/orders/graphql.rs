@@ -54,15 +54,12 @@ pub struct OrderResult {
 
 #[async_graphql::ComplexObject]
 impl OrderResult {
-    async fn reservation(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Reservation>> {
+    async fn reservation(&self, ctx: &Context<'_>) -> Result<Option<Reservation>, AppError> {
         let Some(id) = self.reservation_id else {
             return Ok(None);
         };
-        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
-        Ok(booking_store::reservation(&mut conn, id)
-            .await
-            .map_err(AppError::from)?
-            .map(Reservation))
+        let mut conn = state(ctx)?.db.get().await?;
+        Ok(booking_store::reservation(&mut conn, id).await?.map(Reservation))
     }
 }
 
@@ -101,7 +98,7 @@ impl OrdersQuery {
     /// An order's state: QUEUED, PROCESSING, DONE (with the reservation) or FAILED (with
     /// the error code). Kept for ORDER_RESULT_TTL_SECONDS.
     #[graphql(guard = "RoleGuard(Role::User)")]
-    async fn order(&self, ctx: &Context<'_>, job_id: String) -> async_graphql::Result<OrderResult> {
+    async fn order(&self, ctx: &Context<'_>, job_id: String) -> Result<OrderResult, AppError> {
         validate_job_id(&job_id)?;
         let user_id = viewer(ctx)?.user()?.id;
         Ok(own_job(state(ctx)?, user_id, &job_id).await?.into())
@@ -122,7 +119,7 @@ impl OrdersMutation {
         &self,
         ctx: &Context<'_>,
         input: ReserveSeatsInput,
-    ) -> async_graphql::Result<OrderTicket> {
+    ) -> Result<OrderTicket, AppError> {
         let user_id = viewer(ctx)?.user()?.id;
         let (schedule_id, request) = input.parse(user_id)?;
         let state = state(ctx)?;

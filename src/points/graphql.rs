@@ -66,21 +66,19 @@ impl PointsQuery {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, PointEntry>> {
+    ) -> Result<Connection<String, PointEntry>, AppError> {
         let limit = pagination::page_size(first)?;
         let after = pagination::decode::<i64>(after.as_deref())?;
         let user_id = viewer(ctx)?.user()?.id;
-        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
-        let rows = store::history(&mut conn, user_id, after, limit)
-            .await
-            .map_err(AppError::from)?;
-        Ok(pagination::page(
+        let mut conn = state(ctx)?.db.get().await?;
+        let rows = store::history(&mut conn, user_id, after, limit).await?;
+        pagination::page(
             rows,
             limit,
             after.is_some(),
             |r| pagination::encode(r.id),
             |r| Ok(PointEntry::from(r)),
-        )?)
+        )
     }
 }
 
@@ -97,9 +95,9 @@ impl PointsMutation {
         ctx: &Context<'_>,
         amount: i64,
         idempotency_key: String,
-    ) -> async_graphql::Result<PointEntry> {
+    ) -> Result<PointEntry, AppError> {
         let user_id = viewer(ctx)?.user()?.id;
-        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
+        let mut conn = state(ctx)?.db.get().await?;
         Ok(service::charge(&mut conn, user_id, amount, &idempotency_key)
             .await?
             .into())
@@ -113,10 +111,10 @@ impl PointsMutation {
         user_id: ID,
         amount: i64,
         reason: String,
-    ) -> async_graphql::Result<PointEntry> {
+    ) -> Result<PointEntry, AppError> {
         let user_id = ids::parse(&user_id, "userId")?;
         let actor = actor(ctx).await?;
-        let mut conn = state(ctx)?.db.get().await.map_err(AppError::from)?;
+        let mut conn = state(ctx)?.db.get().await?;
         Ok(service::adjust(&mut conn, actor, user_id, amount, &reason)
             .await?
             .into())

@@ -124,12 +124,12 @@ impl QueueQuery {
     /// Your place in a schedule's queue. Polling (or subscribing) keeps the place: a waiter
     /// silent for QUEUE_ABANDON_SECONDS (default 30) drops out.
     #[graphql(guard = "RoleGuard(Role::User)")]
-    async fn queue_status(&self, ctx: &Context<'_>, schedule_id: ID) -> async_graphql::Result<QueueTicket> {
+    async fn queue_status(&self, ctx: &Context<'_>, schedule_id: ID) -> Result<QueueTicket, AppError> {
         let schedule_id = ids::parse(&schedule_id, "scheduleId")?;
         let user_id = viewer(ctx)?.user()?.id;
         let state = state(ctx)?;
         let schedule = queued_schedule(state, schedule_id).await?;
-        Ok(status(state, &schedule, user_id).await?)
+        status(state, &schedule, user_id).await
     }
 }
 
@@ -141,7 +141,7 @@ impl QueueMutation {
     /// Joins a schedule's waiting queue (entering again keeps your place). Reserve once
     /// the ticket says ADMITTED, before `admissionExpiresAt`.
     #[graphql(guard = "RoleGuard(Role::User)")]
-    async fn enter_queue(&self, ctx: &Context<'_>, schedule_id: ID) -> async_graphql::Result<QueueTicket> {
+    async fn enter_queue(&self, ctx: &Context<'_>, schedule_id: ID) -> Result<QueueTicket, AppError> {
         let schedule_id = ids::parse(&schedule_id, "scheduleId")?;
         let user_id = viewer(ctx)?.user()?.id;
         let state = state(ctx)?;

@@ -137,11 +137,11 @@ pub struct SeatMapLoader(pub Pool);
 
 impl Loader<i64> for SeatMapLoader {
     type Value = Vec<SeatRow>;
-    type Error = async_graphql::Error;
+    type Error = AppError;
 
     async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
-        let mut conn = self.0.get().await.map_err(AppError::from)?;
-        let rows = store::seat_maps(&mut conn, keys).await.map_err(AppError::from)?;
+        let mut conn = self.0.get().await?;
+        let rows = store::seat_maps(&mut conn, keys).await?;
         let mut out: HashMap<i64, Vec<SeatRow>> = keys.iter().map(|k| (*k, Vec::new())).collect();
         for row in rows {
             out.entry(row.schedule_id).or_default().push(row);
@@ -170,13 +170,11 @@ pub struct AvailabilityLoader(pub Pool);
 
 impl Loader<i64> for AvailabilityLoader {
     type Value = Vec<GradeCount>;
-    type Error = async_graphql::Error;
+    type Error = AppError;
 
     async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
-        let mut conn = self.0.get().await.map_err(AppError::from)?;
-        let rows = store::availability(&mut conn, keys)
-            .await
-            .map_err(AppError::from)?;
+        let mut conn = self.0.get().await?;
+        let rows = store::availability(&mut conn, keys).await?;
         let mut out: HashMap<i64, Vec<GradeCount>> = keys.iter().map(|k| (*k, Vec::new())).collect();
         for row in rows {
             out.entry(row.schedule_id).or_default().push(row);
@@ -198,16 +196,15 @@ impl SeatsMutation {
         ctx: &Context<'_>,
         schedule_id: ID,
         layout: SeatLayoutInput,
-    ) -> async_graphql::Result<Schedule> {
+    ) -> Result<Schedule, AppError> {
         let schedule_id = ids::parse(&schedule_id, "scheduleId")?;
         let plan = layout::plan(&layout)?;
         let actor = actor(ctx).await?;
         let state = state(ctx)?;
-        let mut conn = state.db.get().await.map_err(AppError::from)?;
+        let mut conn = state.db.get().await?;
         layout::generate(&mut conn, actor, schedule_id, &plan).await?;
         let row = crate::concerts::store::schedule(&mut conn, schedule_id)
-            .await
-            .map_err(AppError::from)?
+            .await?
             .ok_or(AppError::NotFound("schedule"))?;
         Ok(Schedule(row))
     }

@@ -1,93 +1,26 @@
-//! HTTP: the routes, GraphQL over HTTP, WebSocket subscriptions, health and metrics.
+//! GraphQL over HTTP: media-type negotiation, GET and POST, and executing the request.
 //!
-//! GraphQL over HTTP follows the GraphQL-over-HTTP spec where async-graphql-axum's stock
-//! handler does not: the response media type follows `Accept`; with
-//! `application/graphql-response+json` a request that fails before execution (parse or
-//! validation error) gets 400 and no `data`; GET only runs queries (a mutation by GET is
-//! 405, because GET must be safe).
+//! It follows the GraphQL-over-HTTP spec where async-graphql-axum's stock handler does not:
+//! the response media type follows `Accept`; with `application/graphql-response+json` a
+//! request that fails before execution (parse or validation error) gets 400 and no `data`;
+//! GET only runs queries (a mutation by GET is 405, because GET must be safe).
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, time::Instant};
 
 use async_graphql::{
-    Data, Value,
-    http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource},
+    Value,
     parser::types::{DocumentOperations, OperationType},
 };
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
-use axum::extract::ws::{CloseFrame, Message, close_code};
 use axum::{
-    Json, Router,
     body::Bytes,
-    extract::{
-        ConnectInfo, DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State, WebSocketUpgrade,
-    },
+    extract::{ConnectInfo, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
-    middleware::{self, Next},
-    response::{Html, IntoResponse, Response},
-    routing::get,
+    response::{IntoResponse, Response},
 };
-use futures_util::{SinkExt as _, StreamExt as _};
 use serde::Deserialize;
-use tokio::sync::{mpsc, watch};
-use tower::ServiceBuilder;
-use tower_http::{
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::TraceLayer,
-};
 
-use crate::{auth::Viewer, graphql::AppSchema, state::AppState};
-
-/// The client's address, as request data for rate limits.
-#[derive(Clone, Copy, Debug)]
-pub struct ClientAddr(pub Option<IpAddr>);
-
-#[derive(Clone)]
-struct Http {
-    state: AppState,
-    schema: AppSchema,
-    /// Flips to true when the server starts shutting down; open WebSockets then close.
-    shutdown: watch::Receiver<bool>,
-}
-
-const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// A quiet WebSocket gets a ping this often.
-const KEEPALIVE: Duration = Duration::from_secs(20);
-
-pub fn router(state: AppState, schema: AppSchema, shutdown: watch::Receiver<bool>) -> Router {
-    // Install the recorder before the first request records anything.
-    let metrics = crate::telemetry::metrics();
-    let http = Http {
-        state,
-        schema,
-        shutdown,
-    };
-    Router::new()
-        .route("/graphql", get(graphql_get).post(graphql_post))
-        .route("/playground", get(playground))
-        .route("/", get(index))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(move || async move { metrics.render() }))
-        .layer(middleware::from_fn(track_metrics))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                    let id = req
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-");
-                    tracing::info_span!("http", request.id = %id, http.method = %req.method(), http.path = %req.uri().path())
-                })),
-        )
-        .with_state(http)
-}
+use super::{ClientAddr, Http, client_ip, pages, websocket};
+use crate::auth::Viewer;
 
 /// Which JSON flavour the client accepts.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -149,7 +82,7 @@ fn error_response(status: StatusCode, media: Media, message: &str) -> Response {
         .into_response()
 }
 
-async fn graphql_post(
+pub(super) async fn graphql_post(
     State(http): State<Http>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -236,7 +169,7 @@ struct GetParams {
     extensions: Option<String>,
 }
 
-async fn graphql_get(
+pub(super) async fn graphql_get(
     State(http): State<Http>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     req: Request,
@@ -248,7 +181,7 @@ async fn graphql_get(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if wants_upgrade {
-        return websocket(http, &mut parts, addr).await;
+        return websocket::websocket(http, &mut parts, addr).await;
     }
     let params = match axum::extract::Query::<GetParams>::try_from_uri(&parts.uri) {
         Ok(q) => q.0,
@@ -261,7 +194,7 @@ async fn graphql_get(
         .is_some_and(|v| v.contains("text/html"));
     let Some(query) = params.query else {
         if wants_html && http.state.config.playground {
-            return graphiql();
+            return pages::graphiql();
         }
         return error_response(
             StatusCode::BAD_REQUEST,
@@ -371,178 +304,6 @@ async fn execute(
     for (name, value) in response.http_headers.iter() {
         resp.headers_mut().insert(name, value.clone());
     }
-    resp
-}
-
-fn client_ip(state: &AppState, headers: &HeaderMap, addr: SocketAddr) -> IpAddr {
-    if state.config.trust_forwarded_for
-        && let Some(ip) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            // The last entry is the one our own proxy appended: the address it saw.
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|v| v.trim().parse().ok())
-    {
-        return ip;
-    }
-    addr.ip()
-}
-
-/// WebSocket subscriptions, graphql-transport-ws and graphql-ws. The client authenticates
-/// in `connection_init` with `{"Authorization": "Bearer ..."}`; a bad token closes the
-/// connection (4403), no token makes an anonymous connection.
-async fn websocket(http: Http, parts: &mut axum::http::request::Parts, addr: SocketAddr) -> Response {
-    let protocol = match GraphQLProtocol::from_request_parts(parts, &()).await {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let upgrade = match WebSocketUpgrade::from_request_parts(parts, &()).await {
-        Ok(u) => u,
-        Err(e) => return e.into_response(),
-    };
-    let client = ClientAddr(Some(client_ip(&http.state, &parts.headers, addr)));
-    upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        // tungstenite's defaults (128 KiB read and write buffers per socket) would cost
-        // over a gigabyte for 5,000 subscribers; our messages are a few KiB at most.
-        .read_buffer_size(8 * 1024)
-        .write_buffer_size(8 * 1024)
-        .max_message_size(256 * 1024)
-        .on_upgrade(move |socket| async move {
-            let jwt = http.state.jwt.clone();
-            let mut shutdown = http.shutdown.clone();
-            let mut data = Data::default();
-            data.insert(client);
-            crate::graphql::loaders(&mut data, &http.state);
-            // The socket's writing half is ours, behind a channel, so that the connection
-            // can end with a proper close frame when the server shuts down.
-            let (mut socket_out, socket_in) = socket.split();
-            let (out_tx, mut out_rx) = mpsc::channel::<Message>(64);
-            let out = futures_util::sink::unfold(out_tx, |tx, msg: Message| async move {
-                tx.send(msg).await.map_err(axum::Error::new)?;
-                Ok::<_, axum::Error>(tx)
-            });
-            // At shutdown the input ends, which ends the GraphQL session.
-            let input = socket_in.take_until(async move {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-            });
-            let connection = GraphQLWebSocket::new_with_pair(out, input, http.schema.clone(), protocol)
-                .with_data(data)
-                .on_connection_init(move |payload| async move {
-                    let header = payload
-                        .get("Authorization")
-                        .or_else(|| payload.get("authorization"))
-                        .and_then(|v| v.as_str());
-                    let viewer = Viewer::from_bearer(&jwt, header);
-                    if matches!(viewer, Viewer::InvalidToken) {
-                        return Err(async_graphql::Error::new("invalid or expired access token"));
-                    }
-                    let mut data = Data::default();
-                    data.insert(viewer);
-                    Ok(data)
-                })
-                .serve();
-            let forward = async move {
-                // Keep-alive: a WebSocket ping when nothing was sent for a while, so that
-                // proxies and load balancers do not drop a quiet subscription (browsers
-                // answer pings by themselves).
-                let mut idle = tokio::time::interval(KEEPALIVE);
-                idle.reset();
-                loop {
-                    let msg = tokio::select! {
-                        msg = out_rx.recv() => match msg {
-                            Some(msg) => msg,
-                            None => break,
-                        },
-                        _ = idle.tick() => Message::Ping(Default::default()),
-                    };
-                    if socket_out.send(msg).await.is_err() {
-                        return;
-                    }
-                    idle.reset();
-                }
-                // The session is over (the client left, or the server is stopping).
-                let goodbye = CloseFrame {
-                    code: close_code::AWAY,
-                    reason: "server shutting down".into(),
-                };
-                let _ = socket_out.send(Message::Close(Some(goodbye))).await;
-            };
-            tokio::join!(connection, forward);
-        })
-}
-
-fn graphiql() -> Response {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql")
-            .title("boxoffice")
-            .finish(),
-    )
-    .into_response()
-}
-
-async fn playground(State(http): State<Http>) -> Response {
-    if http.state.config.playground {
-        graphiql()
-    } else {
-        StatusCode::NOT_FOUND.into_response()
-    }
-}
-
-async fn index() -> Html<&'static str> {
-    Html(
-        "<!doctype html><title>boxoffice</title><h1>boxoffice</h1>\
-         <p>GraphQL API at <code>/graphql</code>. Open the <a href=\"/playground\">playground</a>.</p>\
-         <p><a href=\"/healthz\">/healthz</a> · <a href=\"/readyz\">/readyz</a> · <a href=\"/metrics\">/metrics</a></p>",
-    )
-}
-
-/// Ready when PostgreSQL and Redis both answer within a second.
-async fn readyz(State(http): State<Http>) -> Response {
-    let limit = Duration::from_secs(1);
-    let postgres = tokio::time::timeout(limit, async {
-        use diesel_async::RunQueryDsl;
-        let mut conn = http.state.db.get().await.ok()?;
-        diesel::sql_query("SELECT 1").execute(&mut *conn).await.ok()
-    })
-    .await
-    .ok()
-    .flatten()
-    .is_some();
-    let redis = match &http.state.redis {
-        None => None,
-        Some(kv) => Some(
-            tokio::time::timeout(limit, kv.ping())
-                .await
-                .is_ok_and(|r| r.is_ok()),
-        ),
-    };
-    let status = if postgres && redis != Some(false) {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let word = |ok: bool| if ok { "ok" } else { "unreachable" };
-    let redis = redis.map_or("disabled", word);
-    (
-        status,
-        Json(serde_json::json!({ "postgres": word(postgres), "redis": redis })),
-    )
-        .into_response()
-}
-
-async fn track_metrics(path: Option<MatchedPath>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let path = path.map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().to_string();
-    let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method, "path" => path.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "path" => path)
-        .record(started.elapsed().as_secs_f64());
     resp
 }
 
