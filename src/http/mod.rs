@@ -1,8 +1,10 @@
 //! HTTP: the router and its layers, and what every route shares (the client's address).
 //!
 //! One job per file below: `graphql_http` (GraphQL over HTTP), `websocket` (subscriptions),
-//! `health` (liveness, readiness, metrics), `pages` (index and playground).
+//! `health` (liveness, readiness, metrics), `pages` (index and playground), `cors`
+//! (browsers on other origins).
 
+mod cors;
 mod graphql_http;
 mod health;
 mod pages;
@@ -49,6 +51,7 @@ const KEEPALIVE: Duration = Duration::from_secs(20);
 pub fn router(state: AppState, schema: AppSchema, shutdown: watch::Receiver<bool>) -> Router {
     // Install the recorder before the first request records anything.
     let metrics = crate::telemetry::metrics();
+    let cors = cors::layer(&state.config.cors_allowed_origins);
     let http = Http {
         state,
         schema,
@@ -77,7 +80,9 @@ pub fn router(state: AppState, schema: AppSchema, shutdown: watch::Receiver<bool
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("-");
                     tracing::info_span!("http", request.id = %id, http.method = %req.method(), http.path = %req.uri().path())
-                })),
+                }))
+                // Answers preflights itself, before any route (they are OPTIONS).
+                .layer(cors),
         )
         .with_state(http)
 }

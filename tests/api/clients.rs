@@ -311,3 +311,200 @@ async fn responses_keep_the_requests_field_order() {
     assert!(at("\"pageInfo\"") < at("\"edges\""), "{text}");
     assert!(at("\"hasNextPage\"") < at("\"endCursor\""), "{text}");
 }
+
+#[tokio::test]
+async fn cors_answers_listed_origins_only() {
+    let app = TestApp::spawn_with(&[("CORS_ALLOWED_ORIGINS", "http://localhost:5173")]).await;
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, app.url("/graphql"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type,apollographql-client-name,apollo-require-preflight",
+            )
+            .send()
+    };
+    let resp = preflight("http://localhost:5173").await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let h = resp.headers();
+    assert_eq!(h["access-control-allow-origin"], "http://localhost:5173");
+    let allowed = h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for name in [
+        "authorization",
+        "content-type",
+        "apollographql-client-name",
+        "apollo-require-preflight",
+    ] {
+        assert!(allowed.contains(name), "{name} in {allowed}");
+    }
+    assert!(
+        h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+    assert!(
+        h.get("access-control-allow-credentials").is_none(),
+        "bearer tokens, no cookies"
+    );
+
+    let resp = preflight("https://evil.example.com").await.unwrap();
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+
+    let post = |origin: &'static str| {
+        app.http
+            .post(app.url("/graphql"))
+            .header("origin", origin)
+            .json(&json!({ "query": "{ __typename }" }))
+            .send()
+    };
+    let resp = post("http://localhost:5173").await.unwrap();
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "http://localhost:5173"
+    );
+    let vary = resp.headers()["vary"].to_str().unwrap().to_ascii_lowercase();
+    assert!(vary.contains("origin"), "caches keep answers per origin: {vary}");
+    let resp = post("https://evil.example.com").await.unwrap();
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+
+    // The default lists no origin.
+    let closed = TestApp::spawn().await;
+    let resp = closed
+        .http
+        .post(closed.url("/graphql"))
+        .header("origin", "http://localhost:5173")
+        .json(&json!({ "query": "{ __typename }" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn websocket_upgrades_check_the_origin() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let app = TestApp::spawn_with(&[("CORS_ALLOWED_ORIGINS", "http://localhost:5173")]).await;
+    let open = |origin: Option<String>| {
+        let mut req = format!("ws://{}/graphql", app.addr)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
+        if let Some(o) = origin {
+            req.headers_mut().insert("origin", o.parse().unwrap());
+        }
+        tokio_tungstenite::connect_async(req)
+    };
+    assert!(open(None).await.is_ok(), "no Origin: not a browser page");
+    assert!(
+        open(Some(format!("http://{}", app.addr))).await.is_ok(),
+        "same origin"
+    );
+    assert!(open(Some("http://localhost:5173".into())).await.is_ok(), "listed");
+    match open(Some("https://evil.example.com".into())).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
+        other => panic!("an unlisted origin must be refused, got {:?}", other.map(|_| ())),
+    }
+}
+
+fn persisted(hash: &str) -> Value {
+    json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } })
+}
+
+fn sha256(text: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+#[tokio::test]
+async fn automatic_persisted_queries_by_post_and_get() {
+    let app = TestApp::spawn().await;
+    let query = "{ concerts(first: 1) { pageInfo { hasNextPage } } }";
+    let hash = sha256(query);
+    let post = |body: Value| app.http.post(app.url("/graphql")).json(&body).send();
+
+    let miss: Value = post(json!({ "extensions": persisted(&hash) }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(code(&miss), "PERSISTED_QUERY_NOT_FOUND", "{miss}");
+    assert_eq!(miss["errors"][0]["message"], "PersistedQueryNotFound");
+
+    let wrong: Value = post(json!({ "query": query, "extensions": persisted(&sha256("{ me { id } }")) }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(code(&wrong), "BAD_REQUEST", "{wrong}");
+
+    let first: Value = post(json!({ "query": query, "extensions": persisted(&hash) }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        first["data"]["concerts"]["pageInfo"]["hasNextPage"], false,
+        "{first}"
+    );
+    let again: Value = post(json!({ "extensions": persisted(&hash) }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+
+    // By GET the URL holds only the hash.
+    let get = |ext: Value| {
+        app.http
+            .get(app.url("/graphql"))
+            .query(&[("extensions", ext.to_string())])
+            .send()
+    };
+    let resp = get(persisted(&hash)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap(), first);
+
+    // A mutation stays POST-only, by hash too.
+    let mutation = "mutation { logOut(refreshToken: \"rt_nothing\") }";
+    post(json!({ "query": mutation, "extensions": persisted(&sha256(mutation)) }))
+        .await
+        .unwrap();
+    let resp = get(persisted(&sha256(mutation))).await.unwrap();
+    assert_eq!(resp.status(), 405);
+}
+
+#[tokio::test]
+async fn variables_must_be_an_object() {
+    let app = TestApp::spawn().await;
+    for bad in [json!("string"), json!(0), json!(false), json!(["array"])] {
+        let resp = app
+            .http
+            .post(app.url("/graphql"))
+            .json(&json!({ "query": "{ __typename }", "variables": bad }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{bad}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(code(&body), "BAD_REQUEST", "{body}");
+    }
+    let resp = app
+        .http
+        .get(app.url("/graphql"))
+        .query(&[("query", "{ __typename }"), ("variables", "5")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+}
