@@ -16,7 +16,7 @@
 //! | `LOGIN_MAX_FAILURES_PER_IP` | `30` | failed logins per client address per window |
 //! | `LOGIN_WINDOW_SECONDS` | `900` | the rate-limit window |
 //! | `TRUST_FORWARDED_FOR` | `false` | take the client address from `X-Forwarded-For` (only behind a trusted proxy) |
-//! | `GRAPHQL_PLAYGROUND` | `true` | serve GraphiQL at `/playground` and on browser GETs of `/graphql` |
+//! | `GRAPHQL_PLAYGROUND` | `true` | serve GraphiQL at `/playground` (browser GETs of `/graphql` are sent there) |
 //! | `GRAPHQL_INTROSPECTION` | `true` | allow introspection queries |
 //! | `CORS_ALLOWED_ORIGINS` | empty | browser origins (`https://app.example.com`, comma-separated, or `*`) that may call the API from another origin; empty: none |
 //! | `HOLD_SWEEP_INTERVAL_MS` | `1000` | how often expired holds are released |

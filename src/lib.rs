@@ -7,7 +7,7 @@
 //! (subscriptions across instances), `queue` (the waiting queue and its gate), `orders`
 //! (asynchronous orders through a Redis stream). The shared pieces are few: `error` (the one error
 //! type), `config`, `db` (pool and migrations), `kv` (Redis), `state`, `graphql` (the merged
-//! schema), `http` (routes), `app` (start-up).
+//! schema), `http` (routes), `web` (the embedded web app and playground), `app` (start-up).
 
 pub mod admin;
 pub mod app;
@@ -30,3 +30,4 @@ pub mod schema;
 pub mod seats;
 pub mod state;
 pub mod telemetry;
+pub mod web;

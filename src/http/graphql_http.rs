@@ -19,7 +19,7 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{ClientAddr, Http, client_ip, pages, websocket};
+use super::{ClientAddr, Http, client_ip, websocket};
 use crate::{auth::Viewer, graphql::refusal::Refusal};
 
 /// Which JSON flavour the client accepts.
@@ -234,7 +234,7 @@ pub(super) async fn graphql_get(
     };
     if params.query.is_none() && !extensions.contains_key("persistedQuery") {
         if wants_html && http.state.config.playground {
-            return pages::graphiql();
+            return crate::web::playground_redirect();
         }
         return error_response(
             StatusCode::BAD_REQUEST,

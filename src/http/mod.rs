@@ -1,13 +1,12 @@
 //! HTTP: the router and its layers, and what every route shares (the client's address).
 //!
 //! One job per file below: `graphql_http` (GraphQL over HTTP), `websocket` (subscriptions),
-//! `health` (liveness, readiness, metrics), `pages` (index and playground), `cors`
-//! (browsers on other origins).
+//! `health` (liveness, readiness, metrics), `cors` (browsers on other origins). The pages
+//! (web app and playground) are `crate::web`.
 
 mod cors;
 mod graphql_http;
 mod health;
-mod pages;
 mod websocket;
 
 use std::{
@@ -62,8 +61,7 @@ pub fn router(state: AppState, schema: AppSchema, shutdown: watch::Receiver<bool
             "/graphql",
             get(graphql_http::graphql_get).post(graphql_http::graphql_post),
         )
-        .route("/playground", get(pages::playground))
-        .route("/", get(pages::index))
+        .merge(crate::web::router(http.state.config.playground))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(move || async move { metrics.render() }))

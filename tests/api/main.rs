@@ -18,4 +18,5 @@ mod schema;
 mod search;
 mod single;
 mod startup;
+mod web;
 mod websocket;
