@@ -18,6 +18,7 @@
 //! | `TRUST_FORWARDED_FOR` | `false` | take the client address from `X-Forwarded-For` (only behind a trusted proxy) |
 //! | `GRAPHQL_PLAYGROUND` | `true` in dev, `false` in prod | serve GraphiQL at `/playground` (browser GETs of `/graphql` are sent there) |
 //! | `GRAPHQL_INTROSPECTION` | `true` in dev, `false` in prod | allow introspection queries |
+//! | `CORS_ALLOWED_ORIGINS` | empty | browser origins (`https://app.example.com`, comma-separated, or `*`) that may call the API from another origin; empty: none |
 //! | `HOLD_SWEEP_INTERVAL_MS` | `1000` | how often expired holds are released |
 //! | `QUEUE_ABANDON_SECONDS` | `30` | a waiting user silent this long (no poll, no subscription) drops out |
 //! | `ORDER_WORKERS` | `2` | order stream consumers per instance (0: this instance takes no orders) |
@@ -80,6 +81,7 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     pub playground: bool,
     pub introspection: bool,
+    pub cors_allowed_origins: AllowedOrigins,
     pub hold_sweep_interval: Duration,
     pub queue_abandon: Duration,
     pub order_workers: u32,
@@ -228,6 +230,8 @@ impl Config {
                 "GRAPHQL_INTROSPECTION",
                 Some(environment == Environment::Dev),
             )?,
+            cors_allowed_origins: AllowedOrigins::parse(get("CORS_ALLOWED_ORIGINS").as_deref())
+                .map_err(|m| err("CORS_ALLOWED_ORIGINS", m))?,
             hold_sweep_interval: Duration::from_millis(parse(&get, "HOLD_SWEEP_INTERVAL_MS", Some(1000))?),
             queue_abandon: Duration::from_secs(parse(&get, "QUEUE_ABANDON_SECONDS", Some(30))?),
             order_workers: parse(&get, "ORDER_WORKERS", Some(2))?,
@@ -286,6 +290,51 @@ impl Config {
 
     pub fn redis_url(&self) -> Option<&str> {
         self.redis_url.as_ref().map(ExposeSecret::expose_secret)
+    }
+}
+
+/// Browser origins other than the server's own that may call the API (CORS, and the
+/// `Origin` of WebSocket upgrades). The server's own origin is always allowed.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+pub enum AllowedOrigins {
+    /// `*`: any origin. Safe only because the API takes bearer tokens, never cookies.
+    Any,
+    /// These origins exactly (`scheme://host[:port]`, as browsers send them); empty: none.
+    List(Vec<String>),
+    /// None (the default).
+    #[default]
+    None,
+}
+
+impl AllowedOrigins {
+    fn parse(raw: Option<&str>) -> Result<Self, String> {
+        let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+            return Ok(Self::None);
+        };
+        if raw == "*" {
+            return Ok(Self::Any);
+        }
+        let mut origins = Vec::new();
+        for item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let url = url::Url::parse(item).map_err(|e| format!("{item:?} is not an origin: {e}"))?;
+            let origin = url.origin().ascii_serialization();
+            // A browser sends exactly `scheme://host[:port]`: anything else never matches.
+            if !matches!(url.scheme(), "http" | "https") || origin != item.trim_end_matches('/') {
+                return Err(format!(
+                    "{item:?} is not an origin: write scheme://host[:port], e.g. https://app.example.com"
+                ));
+            }
+            origins.push(origin);
+        }
+        Ok(Self::List(origins))
+    }
+
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::List(list) => list.iter().any(|o| o == origin),
+            Self::None => false,
+        }
     }
 }
 
@@ -374,6 +423,37 @@ mod tests {
         assert_eq!(config(&[("PORT", "eighty")]).unwrap_err().var, "PORT");
         assert_eq!(config(&[("JWT_SECRET", "short")]).unwrap_err().var, "JWT_SECRET");
         assert_eq!(config(&[("LOG_FORMAT", "xml")]).unwrap_err().var, "LOG_FORMAT");
+    }
+
+    #[test]
+    fn cors_origins_are_exact_origins() {
+        assert_eq!(config(&[]).unwrap().cors_allowed_origins, AllowedOrigins::None);
+        let c = config(&[(
+            "CORS_ALLOWED_ORIGINS",
+            "http://localhost:5173, https://app.example.com/",
+        )])
+        .unwrap();
+        assert!(c.cors_allowed_origins.allows("http://localhost:5173"));
+        assert!(c.cors_allowed_origins.allows("https://app.example.com"));
+        assert!(!c.cors_allowed_origins.allows("https://evil.example.com"));
+        assert!(!c.cors_allowed_origins.allows("http://localhost:5174"));
+        assert_eq!(
+            config(&[("CORS_ALLOWED_ORIGINS", "*")])
+                .unwrap()
+                .cors_allowed_origins,
+            AllowedOrigins::Any
+        );
+        for bad in [
+            "localhost:5173",
+            "https://app.example.com/path",
+            "ftp://x.example.com",
+        ] {
+            assert_eq!(
+                config(&[("CORS_ALLOWED_ORIGINS", bad)]).unwrap_err().var,
+                "CORS_ALLOWED_ORIGINS",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct AppState {
     /// Built seat maps by schedule and version, so thousands of readers of a 20,000-seat map
     /// do not rebuild it each time.
     pub seat_maps: Arc<crate::seats::map::SeatMaps>,
+    /// Automatic persisted queries by hash: the schema runs them, and the HTTP layer reads
+    /// them to refuse a mutation sent by GET as a hash.
+    pub persisted_queries: crate::graphql::apq::PersistedQueries,
 }
 
 impl AppState {
@@ -73,6 +76,7 @@ impl AppState {
             batcher: Arc::default(),
             queue_flags: Arc::default(),
             seat_maps: Arc::default(),
+            persisted_queries: Default::default(),
         })
     }
 }

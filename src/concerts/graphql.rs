@@ -218,7 +218,7 @@ impl Schedule {
             .filter(|s| section.as_deref().is_none_or(|x| s.section == x))
             .filter(|s| grade.as_deref().is_none_or(|x| s.grade == x))
             .filter(|s| status.is_none_or(|x| SeatStatus::parse(&s.status) == x))
-            .map(Seat)
+            .map(Seat::from_row)
             .collect())
     }
 }

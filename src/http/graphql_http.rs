@@ -19,7 +19,7 @@ use axum::{
 use serde::Deserialize;
 
 use super::{ClientAddr, Http, MAX_BODY_BYTES, client_ip, websocket};
-use crate::auth::Viewer;
+use crate::{auth::Viewer, graphql::refusal::Refusal};
 
 /// Which JSON flavour the client accepts.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -71,8 +71,12 @@ fn negotiate(headers: &HeaderMap) -> Option<Media> {
     best.map(|(_, m)| m)
 }
 
+/// A request refused before it became a GraphQL request (bad body, media type, method):
+/// coded BAD_REQUEST like every other refusal.
 fn error_response(status: StatusCode, media: Media, message: &str) -> Response {
-    let body = serde_json::json!({ "errors": [{ "message": message }] });
+    let body = serde_json::json!({
+        "errors": [{ "message": message, "extensions": { "code": Refusal::BadRequest.code() } }]
+    });
     (
         status,
         [(header::CONTENT_TYPE, media.content_type())],
@@ -130,8 +134,11 @@ pub(super) async fn graphql_post(
                 .to_ascii_lowercase()
         });
     let request = match content_type.as_deref() {
-        Some("application/json") => match serde_json::from_slice::<PostBody>(&body) {
-            Ok(body) => body.into_request(),
+        Some("application/json") => match serde_json::from_slice::<PostBody>(&body)
+            .map_err(|e| e.to_string())
+            .and_then(PostBody::into_request)
+        {
+            Ok(request) => request,
             Err(e) => {
                 return error_response(
                     StatusCode::BAD_REQUEST,
@@ -155,32 +162,48 @@ pub(super) async fn graphql_post(
     execute(&http, &headers, addr, request, media).await
 }
 
-/// A GraphQL-over-HTTP JSON body. Unlike `async_graphql::Request`, `query` is required:
-/// a body without one is not a GraphQL request (400), not an empty document.
+/// A GraphQL-over-HTTP JSON body. Unlike `async_graphql::Request`, `query` is required
+/// (a body without one is not a GraphQL request: 400, not an empty document) unless a
+/// persisted query's hash stands for it, and `variables` must be an object (or null).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PostBody {
-    query: String,
+    #[serde(default)]
+    query: Option<String>,
     operation_name: Option<String>,
     #[serde(default)]
-    variables: Option<serde_json::Value>,
+    variables: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(default)]
     extensions: Option<async_graphql::Extensions>,
 }
 
 impl PostBody {
-    fn into_request(self) -> async_graphql::Request {
-        let mut request = async_graphql::Request::new(self.query);
+    fn into_request(self) -> Result<async_graphql::Request, String> {
+        let extensions = self.extensions.unwrap_or_default();
+        let query = match self.query {
+            Some(query) => query,
+            // The persisted-queries extension turns the hash into its query.
+            None if extensions.contains_key("persistedQuery") => String::new(),
+            None => return Err("missing field `query`".into()),
+        };
+        let mut request = async_graphql::Request::new(query);
+        request.extensions = extensions;
         if let Some(name) = self.operation_name {
             request = request.operation_name(name);
         }
         if let Some(vars) = self.variables {
-            request = request.variables(async_graphql::Variables::from_json(vars));
+            request = request.variables(async_graphql::Variables::from_json(vars.into()));
         }
-        if let Some(ext) = self.extensions {
-            request.extensions = ext;
-        }
-        request
+        Ok(request)
+    }
+}
+
+/// A GET parameter that must hold a JSON object (`variables`, `extensions`).
+fn json_object(raw: Option<&str>) -> Result<serde_json::Map<String, serde_json::Value>, ()> {
+    match raw.map(serde_json::from_str::<serde_json::Value>) {
+        None | Some(Ok(serde_json::Value::Null)) => Ok(Default::default()),
+        Some(Ok(serde_json::Value::Object(map))) => Ok(map),
+        Some(_) => Err(()),
     }
 }
 
@@ -216,7 +239,24 @@ pub(super) async fn graphql_get(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"));
-    let Some(query) = params.query else {
+    let (Ok(variables), Ok(extensions)) = (
+        json_object(params.variables.as_deref()),
+        json_object(params.extensions.as_deref()),
+    ) else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            negotiate(&parts.headers).unwrap_or(Media::Json),
+            "`variables` and `extensions` must be JSON objects",
+        );
+    };
+    let extensions: async_graphql::Extensions =
+        serde_json::from_value(serde_json::Value::Object(extensions)).unwrap_or_default();
+    // A persisted query by hash alone: what it stands for decides whether GET may run it.
+    let persisted = match &params.query {
+        None => http.state.persisted_queries.lookup(&extensions),
+        Some(_) => None,
+    };
+    if params.query.is_none() && !extensions.contains_key("persistedQuery") {
         if wants_html && http.state.config.playground {
             return crate::web::playground_redirect();
         }
@@ -225,7 +265,7 @@ pub(super) async fn graphql_get(
             Media::Json,
             "missing the `query` parameter",
         );
-    };
+    }
     let Some(media) = negotiate(&parts.headers) else {
         return error_response(
             StatusCode::NOT_ACCEPTABLE,
@@ -234,8 +274,9 @@ pub(super) async fn graphql_get(
         );
     };
     // GET must be safe: only queries run. Unparseable documents go on to execution, which
-    // reports the syntax error the usual way.
-    if let Ok(doc) = async_graphql::parser::parse_query(&query) {
+    // reports the syntax error the usual way; so does a hash this instance does not know.
+    let text = params.query.as_deref().or(persisted.as_deref());
+    if let Some(Ok(doc)) = text.map(async_graphql::parser::parse_query) {
         let ty = match &doc.operations {
             DocumentOperations::Single(op) => Some(op.node.ty),
             DocumentOperations::Multiple(ops) => match params.operation_name.as_deref() {
@@ -255,27 +296,11 @@ pub(super) async fn graphql_get(
             return resp;
         }
     }
-    let mut request = async_graphql::Request::new(query);
+    let mut request = async_graphql::Request::new(params.query.unwrap_or_default())
+        .variables(async_graphql::Variables::from_json(variables.into()));
+    request.extensions = extensions;
     if let Some(name) = params.operation_name {
         request = request.operation_name(name);
-    }
-    for (raw, is_vars) in [(params.variables, true), (params.extensions, false)] {
-        let Some(raw) = raw else { continue };
-        let value = match serde_json::from_str::<serde_json::Value>(&raw) {
-            Ok(v) => v,
-            Err(_) => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    media,
-                    "`variables` and `extensions` must be JSON objects",
-                );
-            }
-        };
-        if is_vars {
-            request = request.variables(async_graphql::Variables::from_json(value));
-        } else if let Ok(ext) = serde_json::from_value(value) {
-            request.extensions = ext;
-        }
     }
     execute(&http, &parts.headers, addr, request, media).await
 }

@@ -2,9 +2,10 @@
 //!
 //! One job per file below: `serve` (the accept loop and its connection limits),
 //! `graphql_http` (GraphQL over HTTP), `websocket` (subscriptions), `rate` (the anonymous
-//! rate limit), `health` (liveness, readiness, metrics). The pages (web app and playground) are
-//! `crate::web`.
+//! rate limit), `health` (liveness, readiness, metrics), `cors` (browsers on other origins).
+//! The pages (web app and playground) are `crate::web`.
 
+mod cors;
 mod graphql_http;
 mod health;
 mod rate;
@@ -82,6 +83,7 @@ const KEEPALIVE: Duration = Duration::from_secs(20);
 
 pub fn router(state: AppState, schema: AppSchema, shutdown: watch::Receiver<bool>) -> Router {
     let edge = &state.config.edge;
+    let cors = cors::layer(&state.config.cors_allowed_origins);
     let http = Http {
         anonymous: Arc::new(rate::AnonymousLimiter::new(
             edge.anonymous_rate_per_second,
@@ -124,7 +126,9 @@ pub fn router(state: AppState, schema: AppSchema, shutdown: watch::Receiver<bool
                         http.method = %req.method(),
                         http.path = %req.uri().path()
                     )
-                })),
+                }))
+                // Answers preflights itself, before any route (they are OPTIONS).
+                .layer(cors),
         )
         .with_state(http)
 }

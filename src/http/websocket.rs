@@ -112,6 +112,13 @@ pub(super) async fn websocket(
         )
             .into_response();
     };
+    if !super::cors::websocket_origin_allowed(&http.state.config.cors_allowed_origins, &parts.headers) {
+        return (
+            axum::http::StatusCode::FORBIDDEN,
+            "this origin may not open a WebSocket here: see CORS_ALLOWED_ORIGINS",
+        )
+            .into_response();
+    }
     let upgrade = match WebSocketUpgrade::from_request_parts(parts, &()).await {
         Ok(u) => u,
         Err(e) => return e.into_response(),
