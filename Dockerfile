@@ -10,7 +10,10 @@ FROM debian:bookworm-slim
 RUN useradd --system --uid 10001 boxoffice
 COPY --from=build /src/target/release/boxoffice /usr/local/bin/boxoffice
 USER boxoffice
-ENV HOST=0.0.0.0 PORT=8080
+# Production mode: the server refuses to start without a JWT_SECRET of your own (the
+# development secret is public, and is refused beyond loopback in any mode), and the
+# playground, introspection and public /metrics are off unless enabled.
+ENV BOXOFFICE_ENV=prod HOST=0.0.0.0 PORT=8080 LOG_FORMAT=json
 EXPOSE 8080
 ENTRYPOINT ["boxoffice"]
 CMD ["serve"]

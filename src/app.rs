@@ -1,6 +1,6 @@
 //! Starting the server: database, migrations, connections, then HTTP until shutdown.
 
-use std::{future::Future, net::SocketAddr};
+use std::future::Future;
 
 use tokio::{net::TcpListener, sync::watch};
 
@@ -29,12 +29,12 @@ pub async fn serve(
     crate::queue::gate::spawn(state.clone(), stop_rx.clone());
     crate::orders::worker::spawn(state.clone(), stop_rx.clone());
     let schema = graphql::build(state.clone());
+    let limits = http::serve::ConnectionLimits {
+        header_read_timeout: state.config.edge.header_timeout,
+        max_connections: state.config.edge.max_connections,
+    };
     let router = http::router(state, schema, stop_rx);
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    http::serve::serve(listener, router, limits, async move {
         shutdown.await;
         tracing::info!("shutting down: draining connections");
         let _ = stop_tx.send(true);

@@ -17,12 +17,13 @@
 //! | `JWT_SECRET` | a fixed dev secret | HMAC secret for access tokens, at least 32 bytes |
 //! | `ACCESS_TOKEN_TTL_SECONDS` | `900` | access token lifetime |
 //! | `REFRESH_TOKEN_TTL_SECONDS` | `2592000` | refresh token lifetime (30 days) |
-//! | `LOGIN_MAX_FAILURES` | `5` | failed logins per account per window before RATE_LIMITED |
-//! | `LOGIN_MAX_FAILURES_PER_IP` | `30` | failed logins per client address per window |
+//! | `LOGIN_MAX_FAILURES` | `5` | login attempts per (account, client address) per window before RATE_LIMITED; each further lock of the pair lasts twice as long (up to a day) |
+//! | `LOGIN_MAX_FAILURES_PER_IP` | `30` | failed logins per client address (IPv6 by /64) per window |
 //! | `LOGIN_WINDOW_SECONDS` | `900` | the rate-limit window |
 //! | `TRUST_FORWARDED_FOR` | `false` | take the client address from `X-Forwarded-For` (only behind a trusted proxy) |
-//! | `GRAPHQL_PLAYGROUND` | `true` | serve GraphiQL at `/playground` and on browser GETs of `/graphql` |
-//! | `GRAPHQL_INTROSPECTION` | `true` | allow introspection queries |
+//! | `GRAPHQL_PLAYGROUND` | `true` in dev, `false` in prod | serve GraphiQL at `/playground` (browser GETs of `/graphql` are sent there) |
+//! | `GRAPHQL_INTROSPECTION` | `true` in dev, `false` in prod | allow introspection queries |
+//! | `CORS_ALLOWED_ORIGINS` | empty | browser origins (`https://app.example.com`, comma-separated, or `*`) that may call the API from another origin; empty: none |
 //! | `BOOKING_ANSWER_TIMEOUT_MS` | `15000` | a hold request whose batch has not started after this long is withdrawn and answered UNAVAILABLE (one already in a running batch gets that batch's real outcome) |
 //! | `HOLD_SWEEP_INTERVAL_MS` | `1000` | how often expired holds are released |
 //! | `QUEUE_ABANDON_SECONDS` | `30` | a waiting user silent this long (no poll, no subscription) drops out |
@@ -30,6 +31,29 @@
 //! | `ORDER_CLAIM_IDLE_MS` | `30000` | an order unacknowledged this long is taken over by another worker |
 //! | `ORDER_RESULT_TTL_SECONDS` | `86400` | how long order outcomes stay readable |
 //! | `LOG_FORMAT` | `text` | `text` or `json` |
+//! | *the edge (bounded cost per request and connection, see `EdgeConfig`)* | | |
+//! | `GRAPHQL_MAX_DOCUMENT_BYTES` | `16384` | longest query document |
+//! | `GRAPHQL_MAX_SELECTIONS` | `2000` | selections of a document with its fragments expanded |
+//! | `GRAPHQL_MAX_ROOT_FIELDS` | `10` | root fields per operation (aliases count) |
+//! | `GRAPHQL_MAX_COST` | `20000` | estimated cost of an operation (`limits::cost`) |
+//! | `GRAPHQL_MAX_SEATS_READ` | `100000` | seats one request may read through seat maps |
+//! | `GRAPHQL_QUERY_TIMEOUT_MS` | `10000` | execution deadline of a query |
+//! | `GRAPHQL_MAX_RESPONSE_BYTES` | `16777216` | largest response `data` |
+//! | `HTTP_HEADER_TIMEOUT_SECONDS` | `10` | time to send a request's headers; also the idle keep-alive timeout |
+//! | `HTTP_BODY_TIMEOUT_SECONDS` | `10` | time to send a request's body |
+//! | `HTTP_MAX_CONNECTIONS` | `10000` | open HTTP connections (WebSockets not counted) |
+//! | `ANONYMOUS_RATE_PER_SECOND` | `20` | GraphQL requests per second without a valid token, per client address (IPv6 by /64) |
+//! | `ANONYMOUS_RATE_BURST` | `60` | the burst allowed above that rate |
+//! | `WS_INIT_TIMEOUT_SECONDS` | `10` | time to send `connection_init` (then close 4408) |
+//! | `WS_MAX_SUBSCRIPTIONS_PER_SOCKET` | `20` | operations running on one socket |
+//! | `WS_MAX_SOCKETS_PER_USER` | `10` | sockets of one account on one instance |
+//! | `WS_MAX_SOCKETS` | `18000` | open WebSockets per instance |
+//! | `SIGNUP_MAX_PER_IP` | `20` | sign-ups per client address (IPv6 by /64) per window |
+//! | `SIGNUP_WINDOW_SECONDS` | `3600` | the sign-up window |
+//! | `BOOKING_RATE_PER_SECOND` | `5` | reserveSeats / placeOrder / reserveBestAvailable per account per second (per instance) |
+//! | `BOOKING_RATE_BURST` | `20` | the burst allowed above that rate |
+//! | `METRICS_TOKEN` | unset | when set, `/metrics` needs `Authorization: Bearer <token>`; in prod without it `/metrics` is off |
+//! | `ALLOW_DEV_SECRET_ON_NETWORK` | `false` | let a server using the development JWT secret listen beyond loopback (never in prod) |
 //! | `RUST_LOG` | `info` | tracing filter |
 
 use std::{net::IpAddr, time::Duration};
@@ -66,12 +90,89 @@ pub struct Config {
     pub playground: bool,
     pub introspection: bool,
     pub booking_answer_timeout: Duration,
+    pub cors_allowed_origins: AllowedOrigins,
     pub hold_sweep_interval: Duration,
     pub queue_abandon: Duration,
     pub order_workers: u32,
     pub order_claim_idle: Duration,
     pub order_result_ttl: Duration,
     pub log_json: bool,
+    /// What one request or connection may cost.
+    pub edge: EdgeConfig,
+}
+
+/// The edge's limits: per request (`limits`), per connection and per client.
+#[derive(Clone, Debug)]
+pub struct EdgeConfig {
+    pub limits: crate::limits::Limits,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_connections: usize,
+    pub anonymous_rate_per_second: u32,
+    pub anonymous_rate_burst: u32,
+    pub ws_init_timeout: Duration,
+    pub ws_max_subscriptions: usize,
+    pub ws_max_sockets_per_user: usize,
+    pub ws_max_sockets: usize,
+    pub metrics_token: Option<SecretString>,
+    pub signup_max_per_ip: u32,
+    pub signup_window: Duration,
+    pub booking_rate_per_second: u32,
+    pub booking_rate_burst: u32,
+}
+
+impl EdgeConfig {
+    fn from_lookup(get: &impl Fn(&'static str) -> Option<String>) -> Result<Self, ConfigError> {
+        let d = crate::limits::Limits::default();
+        let limits = crate::limits::Limits {
+            max_document_bytes: parse(get, "GRAPHQL_MAX_DOCUMENT_BYTES", Some(d.max_document_bytes))?,
+            max_selections: parse(get, "GRAPHQL_MAX_SELECTIONS", Some(d.max_selections))?,
+            max_root_fields: parse(get, "GRAPHQL_MAX_ROOT_FIELDS", Some(d.max_root_fields))?,
+            max_cost: parse(get, "GRAPHQL_MAX_COST", Some(d.max_cost))?,
+            max_seats_read: parse(get, "GRAPHQL_MAX_SEATS_READ", Some(d.max_seats_read))?,
+            query_timeout: Duration::from_millis(parse(
+                get,
+                "GRAPHQL_QUERY_TIMEOUT_MS",
+                Some(d.query_timeout.as_millis() as u64),
+            )?),
+            max_response_bytes: parse(get, "GRAPHQL_MAX_RESPONSE_BYTES", Some(d.max_response_bytes))?,
+        };
+        let edge = Self {
+            limits,
+            header_timeout: Duration::from_secs(parse(get, "HTTP_HEADER_TIMEOUT_SECONDS", Some(10))?),
+            body_timeout: Duration::from_secs(parse(get, "HTTP_BODY_TIMEOUT_SECONDS", Some(10))?),
+            max_connections: parse(get, "HTTP_MAX_CONNECTIONS", Some(10_000))?,
+            anonymous_rate_per_second: parse(get, "ANONYMOUS_RATE_PER_SECOND", Some(20))?,
+            anonymous_rate_burst: parse(get, "ANONYMOUS_RATE_BURST", Some(60))?,
+            ws_init_timeout: Duration::from_secs(parse(get, "WS_INIT_TIMEOUT_SECONDS", Some(10))?),
+            ws_max_subscriptions: parse(get, "WS_MAX_SUBSCRIPTIONS_PER_SOCKET", Some(20))?,
+            ws_max_sockets_per_user: parse(get, "WS_MAX_SOCKETS_PER_USER", Some(10))?,
+            ws_max_sockets: parse(get, "WS_MAX_SOCKETS", Some(18_000))?,
+            metrics_token: get("METRICS_TOKEN").map(SecretString::from),
+            signup_max_per_ip: parse(get, "SIGNUP_MAX_PER_IP", Some(20))?,
+            signup_window: Duration::from_secs(parse(get, "SIGNUP_WINDOW_SECONDS", Some(3600))?),
+            booking_rate_per_second: parse(get, "BOOKING_RATE_PER_SECOND", Some(5))?,
+            booking_rate_burst: parse(get, "BOOKING_RATE_BURST", Some(20))?,
+        };
+        for (var, zero) in [
+            ("HTTP_HEADER_TIMEOUT_SECONDS", edge.header_timeout.is_zero()),
+            ("HTTP_BODY_TIMEOUT_SECONDS", edge.body_timeout.is_zero()),
+            ("HTTP_MAX_CONNECTIONS", edge.max_connections == 0),
+            ("ANONYMOUS_RATE_PER_SECOND", edge.anonymous_rate_per_second == 0),
+            ("ANONYMOUS_RATE_BURST", edge.anonymous_rate_burst == 0),
+            ("WS_INIT_TIMEOUT_SECONDS", edge.ws_init_timeout.is_zero()),
+            ("WS_MAX_SOCKETS", edge.ws_max_sockets == 0),
+            ("SIGNUP_WINDOW_SECONDS", edge.signup_window.is_zero()),
+            ("BOOKING_RATE_PER_SECOND", edge.booking_rate_per_second == 0),
+            ("BOOKING_RATE_BURST", edge.booking_rate_burst == 0),
+            ("GRAPHQL_QUERY_TIMEOUT_MS", edge.limits.query_timeout.is_zero()),
+        ] {
+            if zero {
+                return Err(err(var, "must be positive"));
+            }
+        }
+        Ok(edge)
+    }
 }
 
 /// Bounds on how long a database session may wait or hold locks: a frozen or partitioned
@@ -153,8 +254,14 @@ impl Config {
             login_max_failures_per_ip: parse(&get, "LOGIN_MAX_FAILURES_PER_IP", Some(30))?,
             login_window: Duration::from_secs(parse(&get, "LOGIN_WINDOW_SECONDS", Some(900))?),
             trust_forwarded_for: parse(&get, "TRUST_FORWARDED_FOR", Some(false))?,
-            playground: parse(&get, "GRAPHQL_PLAYGROUND", Some(true))?,
-            introspection: parse(&get, "GRAPHQL_INTROSPECTION", Some(true))?,
+            playground: parse(&get, "GRAPHQL_PLAYGROUND", Some(environment == Environment::Dev))?,
+            introspection: parse(
+                &get,
+                "GRAPHQL_INTROSPECTION",
+                Some(environment == Environment::Dev),
+            )?,
+            cors_allowed_origins: AllowedOrigins::parse(get("CORS_ALLOWED_ORIGINS").as_deref())
+                .map_err(|m| err("CORS_ALLOWED_ORIGINS", m))?,
             booking_answer_timeout: Duration::from_millis(parse(
                 &get,
                 "BOOKING_ANSWER_TIMEOUT_MS",
@@ -165,6 +272,7 @@ impl Config {
             order_workers: parse(&get, "ORDER_WORKERS", Some(2))?,
             order_claim_idle: Duration::from_millis(parse(&get, "ORDER_CLAIM_IDLE_MS", Some(30_000))?),
             order_result_ttl: Duration::from_secs(parse(&get, "ORDER_RESULT_TTL_SECONDS", Some(86_400))?),
+            edge: EdgeConfig::from_lookup(&get)?,
             log_json: match get("LOG_FORMAT").as_deref() {
                 None | Some("text") => false,
                 Some("json") => true,
@@ -184,6 +292,20 @@ impl Config {
             if value.is_zero() {
                 return Err(err(var, "must be positive"));
             }
+        }
+        // The development secret is public: a server signing with it must not be reachable
+        // from other machines, or anyone could mint an admin token.
+        if config.jwt_secret.expose_secret() == DEV_JWT_SECRET
+            && !config.host.is_loopback()
+            && !parse(&get, "ALLOW_DEV_SECRET_ON_NETWORK", Some(false))?
+        {
+            return Err(err(
+                "JWT_SECRET",
+                format!(
+                    "the development secret is public; set JWT_SECRET before listening on {} (beyond loopback)",
+                    config.host
+                ),
+            ));
         }
         if config.database_pool_size == 0 {
             return Err(err("DATABASE_POOL_SIZE", "must be at least 1"));
@@ -218,6 +340,51 @@ impl Config {
 
     pub fn redis_url(&self) -> Option<&str> {
         self.redis_url.as_ref().map(ExposeSecret::expose_secret)
+    }
+}
+
+/// Browser origins other than the server's own that may call the API (CORS, and the
+/// `Origin` of WebSocket upgrades). The server's own origin is always allowed.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+pub enum AllowedOrigins {
+    /// `*`: any origin. Safe only because the API takes bearer tokens, never cookies.
+    Any,
+    /// These origins exactly (`scheme://host[:port]`, as browsers send them); empty: none.
+    List(Vec<String>),
+    /// None (the default).
+    #[default]
+    None,
+}
+
+impl AllowedOrigins {
+    fn parse(raw: Option<&str>) -> Result<Self, String> {
+        let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+            return Ok(Self::None);
+        };
+        if raw == "*" {
+            return Ok(Self::Any);
+        }
+        let mut origins = Vec::new();
+        for item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let url = url::Url::parse(item).map_err(|e| format!("{item:?} is not an origin: {e}"))?;
+            let origin = url.origin().ascii_serialization();
+            // A browser sends exactly `scheme://host[:port]`: anything else never matches.
+            if !matches!(url.scheme(), "http" | "https") || origin != item.trim_end_matches('/') {
+                return Err(format!(
+                    "{item:?} is not an origin: write scheme://host[:port], e.g. https://app.example.com"
+                ));
+            }
+            origins.push(origin);
+        }
+        Ok(Self::List(origins))
+    }
+
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::List(list) => list.iter().any(|o| o == origin),
+            Self::None => false,
+        }
     }
 }
 
@@ -278,10 +445,65 @@ mod tests {
     }
 
     #[test]
+    fn the_development_secret_stays_on_loopback() {
+        assert_eq!(config(&[("HOST", "0.0.0.0")]).unwrap_err().var, "JWT_SECRET");
+        assert!(
+            config(&[
+                ("HOST", "0.0.0.0"),
+                ("JWT_SECRET", "a-secret-of-our-own-that-is-long-enough")
+            ])
+            .is_ok()
+        );
+        assert!(config(&[("HOST", "::1")]).is_ok());
+    }
+
+    #[test]
+    fn production_turns_the_playground_and_introspection_off() {
+        let c = config(&[
+            ("BOXOFFICE_ENV", "prod"),
+            ("JWT_SECRET", "a-production-secret-that-is-long-enough-123"),
+        ])
+        .unwrap();
+        assert!(!c.playground && !c.introspection);
+        assert!(config(&[]).unwrap().playground);
+    }
+
+    #[test]
     fn errors_name_the_variable() {
         assert_eq!(config(&[("PORT", "eighty")]).unwrap_err().var, "PORT");
         assert_eq!(config(&[("JWT_SECRET", "short")]).unwrap_err().var, "JWT_SECRET");
         assert_eq!(config(&[("LOG_FORMAT", "xml")]).unwrap_err().var, "LOG_FORMAT");
+    }
+
+    #[test]
+    fn cors_origins_are_exact_origins() {
+        assert_eq!(config(&[]).unwrap().cors_allowed_origins, AllowedOrigins::None);
+        let c = config(&[(
+            "CORS_ALLOWED_ORIGINS",
+            "http://localhost:5173, https://app.example.com/",
+        )])
+        .unwrap();
+        assert!(c.cors_allowed_origins.allows("http://localhost:5173"));
+        assert!(c.cors_allowed_origins.allows("https://app.example.com"));
+        assert!(!c.cors_allowed_origins.allows("https://evil.example.com"));
+        assert!(!c.cors_allowed_origins.allows("http://localhost:5174"));
+        assert_eq!(
+            config(&[("CORS_ALLOWED_ORIGINS", "*")])
+                .unwrap()
+                .cors_allowed_origins,
+            AllowedOrigins::Any
+        );
+        for bad in [
+            "localhost:5173",
+            "https://app.example.com/path",
+            "ftp://x.example.com",
+        ] {
+            assert_eq!(
+                config(&[("CORS_ALLOWED_ORIGINS", bad)]).unwrap_err().var,
+                "CORS_ALLOWED_ORIGINS",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

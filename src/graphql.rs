@@ -1,4 +1,10 @@
-//! The GraphQL schema: the merged parts of every domain, and the limits that protect it.
+//! The GraphQL schema: the merged parts of every domain, and the extensions every request
+//! passes through (persisted queries, limits, error codes).
+
+pub mod apq;
+pub mod depth;
+pub mod order;
+pub mod refusal;
 
 use async_graphql::{
     MergedObject, MergedSubscription, Request, Schema, SchemaBuilder, dataloader::DataLoader,
@@ -39,20 +45,35 @@ pub struct Subscription(
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
-/// Deep enough for every legitimate query of this API, shallow enough to refuse abuse.
-const MAX_DEPTH: usize = 12;
-/// Each field costs 1; list fields cost their page size times their children; a seat map
-/// costs 1,000.
-const MAX_COMPLEXITY: usize = 5_000;
-
-fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
-    Schema::build(Query::default(), Mutation::default(), Subscription::default())
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
+/// The schema without its data and without the limits (`build` adds those as extensions:
+/// `depth` replaces async-graphql's `limit_depth`, which would refuse the standard
+/// introspection query, and `crate::limits`' cost model replaces its complexity limit, which
+/// counted every field as 1 and walked fragments once per spread).
+pub(crate) fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(Query::default(), Mutation::default(), Subscription::default()).limit_directives(8)
 }
 
+/// The schema with its extensions, outermost first: codes (so that every refusal below
+/// gets one), field order (answers in the request's order), persisted queries (a hash
+/// becomes its query before anything looks at it), then what one request may cost
+/// (`crate::limits`: document size, selections, root fields, the cost model, deadline and
+/// response size), then depth and the bounds of introspection (`depth`), which
+/// async-graphql's own `limit_depth` cannot tell apart (it would refuse the standard
+/// introspection query).
 pub fn build(state: AppState) -> AppSchema {
-    let mut b = builder();
+    let edge = &state.config.edge;
+    let booking = crate::limits::BookingRate::new(edge.booking_rate_per_second, edge.booking_rate_burst);
+    let mut b = builder()
+        .extension(refusal::Codes)
+        .extension(order::FieldOrder)
+        .extension(state.persisted_queries.clone())
+        .extension(crate::limits::LimitsExtension::new(
+            edge.limits.clone(),
+            Some(booking),
+        ))
+        .extension(depth::DepthLimits {
+            introspection: state.config.introspection,
+        });
     if !state.config.introspection {
         b = b.disable_introspection();
     }
@@ -71,6 +92,10 @@ pub fn loaders(data: &mut async_graphql::Data, state: &AppState) {
     data.insert(schedule);
     data.insert(DataLoader::new(
         seats::graphql::SeatMapLoader(pool.clone()),
+        tokio::spawn,
+    ));
+    data.insert(DataLoader::new(
+        seats::graphql::SeatLoader(pool.clone()),
         tokio::spawn,
     ));
     data.insert(DataLoader::new(

@@ -8,7 +8,8 @@
 //! (asynchronous orders through a Redis stream). The shared pieces are few: `locks` (every
 //! row lock and their order), `error` (the one error
 //! type), `config`, `db` (pool and migrations), `kv` (Redis), `state`, `graphql` (the merged
-//! schema), `http` (routes), `app` (start-up).
+//! schema), `limits` (what one request may cost), `text` (rules for text users send), `http`
+//! (routes and connections), `web` (the embedded web app and playground), `app` (start-up).
 
 pub mod admin;
 pub mod app;
@@ -22,6 +23,7 @@ pub mod graphql;
 pub mod http;
 pub mod ids;
 pub mod kv;
+pub mod limits;
 pub mod live;
 pub mod locks;
 pub mod orders;
@@ -32,3 +34,5 @@ pub mod schema;
 pub mod seats;
 pub mod state;
 pub mod telemetry;
+pub mod text;
+pub mod web;

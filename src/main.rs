@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
-use boxoffice::{app, config::Config, db, graphql, telemetry};
+use boxoffice::{app, auth::service::AdminOutcome, config::Config, db, graphql, telemetry};
 
 #[derive(Parser)]
 #[command(version, about = "A concert box office served as a GraphQL API")]
@@ -24,12 +24,16 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Create an admin account, or make an existing account admin (idempotent).
+    /// Create an admin account. An existing account is refused unless --reset-password is
+    /// given, which sets this password, makes it admin and revokes its sessions.
     CreateAdmin {
         #[arg(long)]
         email: String,
         #[arg(long, env = "ADMIN_PASSWORD", hide_env_values = true)]
         password: String,
+        /// Take over an existing account: new password, admin role, sessions revoked.
+        #[arg(long)]
+        reset_password: bool,
     },
 }
 
@@ -96,18 +100,34 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             tracing::info!(migrations.applied = n, "migrations up to date");
             Ok(())
         }
-        Command::CreateAdmin { email, password } => {
+        Command::CreateAdmin {
+            email,
+            password,
+            reset_password,
+        } => {
             db::ensure_database(config.database_url()).await?;
             db::run_migrations(config.database_url()).await?;
             let pool = db::connect_pool(config.database_url(), 1, &config.database_timeouts).await?;
             let mut conn = pool.get().await?;
-            let (user, created) = boxoffice::auth::service::create_admin(&mut conn, &email, password)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            if created {
-                println!("created admin account {} (id {})", user.email, user.id);
-            } else {
-                println!("account {} (id {}) is admin", user.email, user.id);
+            let (user, outcome) =
+                match boxoffice::auth::service::create_admin(&mut conn, &email, password, reset_password)
+                    .await
+                {
+                    Ok(done) => done,
+                    Err(e) => {
+                        // Said to the operator whatever the log level.
+                        eprintln!("create-admin: {e}");
+                        return Err(anyhow::anyhow!("{e}"));
+                    }
+                };
+            match outcome {
+                AdminOutcome::Created => {
+                    println!("created admin account {} (id {})", user.email, user.id);
+                }
+                AdminOutcome::PasswordReset { sessions_revoked } => println!(
+                    "existing account {} (id {}) is now admin with the new password; {sessions_revoked} session(s) revoked",
+                    user.email, user.id
+                ),
             }
             Ok(())
         }

@@ -12,22 +12,39 @@ use crate::{
     live,
 };
 
+/// Cloned into every request and background task: each field is an `Arc` or a handle that
+/// is cheap to clone and shared by the whole instance.
 #[derive(Clone)]
 pub struct AppState {
+    /// Read once at start; limits, timeouts and feature switches come from here.
     pub config: Arc<Config>,
+    /// PostgreSQL, the truth for seats, reservations and points.
     pub db: Pool,
-    /// `None` when REDIS_URL is unset (single instance, in-process broker).
+    /// Queue, order jobs, rate limits and cross-instance events. `None` when REDIS_URL is
+    /// unset (single instance, in-process broker).
     pub redis: Option<Kv>,
-    /// Login limits when there is no Redis.
+    /// Login limits when there is no Redis: without it the counters cannot be shared, so
+    /// they live in this instance only.
     pub local_limits: Arc<crate::auth::rate_limit::LocalLimits>,
+    /// Signing and verifying access tokens; built once because the key setup is not free.
     pub jwt: Arc<JwtKeys>,
+    /// Subscriptions: the pub/sub hub and the coalesced seat feeds, shared so one Redis
+    /// subscription per topic serves every socket of this instance.
     pub live: live::Live,
-    /// The per-schedule hold queues of this instance (group commit).
+    /// Group commit for seat holds: requests for the same schedule wait for one locked
+    /// transaction, so it must be one per instance.
     pub batcher: Arc<Batcher>,
     /// The database clock, for the sale rules asked outside a booking transaction.
     pub db_clock: Arc<DbClock>,
+    /// Schedules' queue settings remembered for a moment, read on every booking and queue
+    /// call.
     pub queue_flags: Arc<crate::queue::QueueFlags>,
+    /// Built seat maps by schedule and version, so thousands of readers of a 20,000-seat map
+    /// do not rebuild it each time.
     pub seat_maps: Arc<crate::seats::map::SeatMaps>,
+    /// Automatic persisted queries by hash: the schema runs them, and the HTTP layer reads
+    /// them to refuse a mutation sent by GET as a hash.
+    pub persisted_queries: crate::graphql::apq::PersistedQueries,
 }
 
 /// The durability contract: accepted orders and queue admissions live only in Redis, so in
@@ -101,6 +118,7 @@ impl AppState {
             db_clock: Arc::default(),
             queue_flags: Arc::default(),
             seat_maps: Arc::default(),
+            persisted_queries: Default::default(),
         })
     }
 }

@@ -116,6 +116,12 @@ impl ReportsQuery {
         let concert = crate::concerts::store::concert(&mut conn, concert_id)
             .await?
             .ok_or(AppError::NotFound("concert"))?;
+        if concert.status == crate::concerts::ConcertStatus::Draft
+            && actor.ensure_manages(concert.host_id).is_err()
+        {
+            // Another host's draft is not revealed to exist.
+            return Err(AppError::NotFound("concert"));
+        }
         actor.ensure_manages(concert.host_id)?;
         let rows = super::store::sales(&mut conn, concert_id).await?;
         Ok(ConcertSales {

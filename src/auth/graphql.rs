@@ -132,8 +132,15 @@ pub struct AuthMutation;
 impl AuthMutation {
     /// Creates an account (role USER) and signs it in.
     async fn sign_up(&self, ctx: &Context<'_>, input: SignUpInput) -> Result<AuthPayload, AppError> {
-        let session =
-            service::sign_up(state(ctx)?, &input.email, input.password, &input.display_name).await?;
+        let client = ctx.data::<ClientAddr>().ok().and_then(|c| c.0);
+        let session = service::sign_up(
+            state(ctx)?,
+            &input.email,
+            input.password,
+            &input.display_name,
+            client,
+        )
+        .await?;
         session.try_into()
     }
 
@@ -156,8 +163,9 @@ impl AuthMutation {
         session.try_into()
     }
 
-    /// Ends the session the refresh token belongs to. Access tokens already issued stay
-    /// valid until they expire (at most ACCESS_TOKEN_TTL_SECONDS).
+    /// Ends the session the refresh token belongs to, and closes the account's WebSockets
+    /// (4403). Access tokens already issued stay valid over HTTP until they expire (at most
+    /// ACCESS_TOKEN_TTL_SECONDS).
     async fn log_out(&self, ctx: &Context<'_>, refresh_token: String) -> Result<bool, AppError> {
         service::log_out(state(ctx)?, &refresh_token).await?;
         Ok(true)

@@ -76,6 +76,8 @@ pub enum Viewer {
 #[derive(Clone, Debug)]
 pub struct AuthUser {
     pub id: i64,
+    /// When the token expires (Unix seconds); a WebSocket closes then.
+    pub expires_at: i64,
     /// The role read from the database and when: reused for `ROLE_FRESH`, so a request
     /// reads it once, and an operation on a long-lived WebSocket still sees a role change.
     current_role: Arc<Mutex<Option<(Role, Instant)>>>,
@@ -91,10 +93,11 @@ impl Viewer {
             .or_else(|| header.strip_prefix("bearer "))
             .unwrap_or_default()
             .trim();
-        match keys.verify(token) {
+        match keys.verify_claims(token) {
             // The token's role is not trusted for anything: `actor` reads the real one.
-            Some((id, _role)) => Self::User(AuthUser {
+            Some((id, _role, expires_at)) => Self::User(AuthUser {
                 id,
+                expires_at,
                 current_role: Arc::default(),
             }),
             None => Self::InvalidToken,

@@ -1,10 +1,20 @@
-//! Login failure limits, per account and per client address: in Redis (shared by every
-//! instance), or in memory when the server runs without Redis.
+//! Login and sign-up limits: in Redis (shared by every instance), or in memory when the
+//! server runs without Redis.
 //!
-//! Fixed windows: the first failure starts a counter that expires after the window. A
-//! success clears the account's counter (not the address's: one good password must not
-//! reset an address that is spraying many accounts). Account keys use a hash of the email,
-//! so Redis never holds addresses of people.
+//! Login attempts are counted per (account, client address) and per client address, IPv6
+//! addresses by their /64 (`http::group`). The counters go up *before* the password is
+//! checked, atomically, so forty concurrent guesses cannot all slip past a limit of five:
+//! the sixth and later are refused without running argon2. A success gives the attempt
+//! back (the pair's counter is cleared, the address's decremented).
+//!
+//! Per (account, address) rather than per account: an attacker elsewhere can exhaust only
+//! their own pair, never lock the owner out. Each time a pair reaches the limit its lock
+//! lasts twice as long as the previous one (up to a day), so a patient guesser gets five
+//! tries per window, then per two windows, and so on. The per-address limit bounds
+//! spraying many accounts from one network.
+//!
+//! Sign-ups are counted per client address in a fixed window. Account keys use a hash of
+//! the email, so Redis never holds addresses of people in clear.
 
 use std::{
     collections::HashMap,
@@ -13,7 +23,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use redis::AsyncCommands as _;
 use sha2::{Digest, Sha256};
 
 use crate::{
@@ -21,114 +30,200 @@ use crate::{
     state::AppState,
 };
 
-fn account_key(email: &str) -> String {
+/// The longest lock a pair can reach by doubling.
+const MAX_LOCK: Duration = Duration::from_secs(24 * 3600);
+
+fn account_hash(email: &str) -> String {
     let digest = Sha256::digest(email.as_bytes());
-    format!("rl:login:acct:{}", hex::encode(&digest[..12]))
+    hex::encode(&digest[..12])
 }
 
-fn ip_key(ip: IpAddr) -> String {
-    format!("rl:login:ip:{ip}")
+fn address(ip: Option<IpAddr>) -> String {
+    ip.map_or_else(|| "unknown".to_owned(), |ip| crate::http::group(ip).to_string())
 }
 
-/// Counters of a single instance: key -> (failures, window end).
+/// An attempt that passed the limits: what to give back if the password was right.
+pub struct Attempt {
+    pair: String,
+    strikes: String,
+    ip: String,
+}
+
+/// Counters of a single instance: key -> (count, window end).
 #[derive(Default)]
-pub struct LocalLimits(Mutex<HashMap<String, (u32, Instant)>>);
+pub struct LocalLimits(Mutex<HashMap<String, (u64, Instant)>>);
 
 impl LocalLimits {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u32, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Instant)>> {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Failures in the current window and the seconds left of it.
-    fn get(&self, key: &str) -> (u32, i64) {
+    /// Adds one to `key` (a new window of `window` if none is running) and returns the new
+    /// count and the seconds left.
+    fn incr(map: &mut HashMap<String, (u64, Instant)>, key: &str, window: Duration) -> (u64, u64) {
         let now = Instant::now();
-        let mut map = self.lock();
-        map.retain(|_, (_, until)| *until > now);
-        map.get(key).map_or((0, 0), |(n, until)| {
-            (*n, until.duration_since(now).as_secs() as i64)
-        })
-    }
-
-    fn fail(&self, key: String, window: Duration) {
-        let now = Instant::now();
-        self.lock().entry(key).or_insert((0, now + window)).0 += 1;
-    }
-
-    fn clear(&self, key: &str) {
-        self.lock().remove(key);
-    }
-}
-
-/// Refuses the attempt if the account or the address has failed too often in the window.
-pub async fn check(state: &AppState, email: &str, ip: Option<IpAddr>) -> AppResult<()> {
-    let account = account_key(email);
-    let address = ip.map(ip_key);
-    let ((acct, acct_ttl), (by_ip, ip_ttl)) = match &state.redis {
-        Some(kv) => {
-            let mut pipe = redis::pipe();
-            pipe.get(kv.key(&account)).ttl(kv.key(&account));
-            match &address {
-                Some(a) => pipe.get(kv.key(a)).ttl(kv.key(a)),
-                None => pipe.cmd("ECHO").arg(0).cmd("ECHO").arg(0),
-            };
-            let (a, at, i, it): (Option<u32>, i64, Option<u32>, i64) =
-                pipe.query_async(&mut kv.conn()).await?;
-            ((a.unwrap_or(0), at), (i.unwrap_or(0), it))
+        let entry = map.entry(key.to_owned()).or_insert((0, now + window));
+        if entry.1 <= now {
+            *entry = (0, now + window);
         }
-        None => (
-            state.local_limits.get(&account),
-            address.as_deref().map_or((0, 0), |a| state.local_limits.get(a)),
-        ),
-    };
-    let cfg = &state.config;
-    if acct >= cfg.login_max_failures {
-        return Err(AppError::RateLimited {
-            retry_after_s: acct_ttl.max(1).unsigned_abs(),
-        });
+        entry.0 += 1;
+        (entry.0, entry.1.duration_since(now).as_secs().max(1))
     }
-    if address.is_some() && by_ip >= cfg.login_max_failures_per_ip {
-        return Err(AppError::RateLimited {
-            retry_after_s: ip_ttl.max(1).unsigned_abs(),
-        });
-    }
-    Ok(())
 }
 
-pub async fn record_failure(state: &AppState, email: &str, ip: Option<IpAddr>) -> AppResult<()> {
-    let window = state.config.login_window;
-    let mut keys = vec![account_key(email)];
-    keys.extend(ip.map(ip_key));
+/// Counts a login attempt; RATE_LIMITED if the address or the (account, address) pair has
+/// failed too often. Call before checking the password.
+pub async fn begin_login(state: &AppState, email: &str, ip: Option<IpAddr>) -> AppResult<Attempt> {
+    let cfg = &state.config;
+    let addr = address(ip);
+    let acct = account_hash(email);
+    let attempt = Attempt {
+        pair: format!("rl:login:pair:{acct}:{addr}"),
+        strikes: format!("rl:login:strikes:{acct}:{addr}"),
+        ip: format!("rl:login:ip:{addr}"),
+    };
+    let window = cfg.login_window.as_secs().max(1);
+    // (refused, seconds to wait)
+    let (refused, wait): (bool, u64) = match &state.redis {
+        Some(kv) => {
+            // One script: the address first (a refused attempt does not touch the pair),
+            // then the pair; the step that crosses the pair's limit doubles its lock.
+            let script = redis::Script::new(
+                r"
+                local window = tonumber(ARGV[1])
+                local ip = redis.call('INCR', KEYS[3])
+                if ip == 1 then redis.call('EXPIRE', KEYS[3], window) end
+                if ip > tonumber(ARGV[3]) then
+                  redis.call('DECR', KEYS[3])
+                  return {1, redis.call('TTL', KEYS[3])}
+                end
+                local n = redis.call('INCR', KEYS[1])
+                if n == 1 then redis.call('EXPIRE', KEYS[1], window) end
+                local max = tonumber(ARGV[2])
+                if n == max + 1 then
+                  local strikes = redis.call('INCR', KEYS[2])
+                  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
+                  local lock = math.floor(math.min(window * 2 ^ (strikes - 1), tonumber(ARGV[4])))
+                  redis.call('EXPIRE', KEYS[1], lock)
+                end
+                if n > max then
+                  redis.call('DECR', KEYS[3])
+                  return {1, redis.call('TTL', KEYS[1])}
+                end
+                return {0, 0}
+                ",
+            );
+            let (refused, wait): (i64, i64) = script
+                .key(kv.key(&attempt.pair))
+                .key(kv.key(&attempt.strikes))
+                .key(kv.key(&attempt.ip))
+                .arg(window)
+                .arg(cfg.login_max_failures)
+                .arg(cfg.login_max_failures_per_ip)
+                .arg(MAX_LOCK.as_secs())
+                .invoke_async(&mut kv.conn())
+                .await?;
+            (refused == 1, wait.max(1).unsigned_abs())
+        }
+        None => {
+            let limits = &state.local_limits;
+            let mut map = limits.lock();
+            let w = Duration::from_secs(window);
+            let (ip_n, ip_wait) = LocalLimits::incr(&mut map, &attempt.ip, w);
+            if ip_n > u64::from(cfg.login_max_failures_per_ip) {
+                if let Some(e) = map.get_mut(&attempt.ip) {
+                    e.0 -= 1;
+                }
+                (true, ip_wait)
+            } else {
+                let (n, wait) = LocalLimits::incr(&mut map, &attempt.pair, w);
+                let max = u64::from(cfg.login_max_failures);
+                if n == max + 1 {
+                    let (strikes, _) = LocalLimits::incr(&mut map, &attempt.strikes, MAX_LOCK);
+                    let lock = (w * 2u32.saturating_pow(u32::try_from(strikes - 1).unwrap_or(u32::MAX)))
+                        .min(MAX_LOCK);
+                    if let Some(e) = map.get_mut(&attempt.pair) {
+                        e.1 = Instant::now() + lock;
+                    }
+                }
+                if n > max {
+                    if let Some(e) = map.get_mut(&attempt.ip) {
+                        e.0 -= 1;
+                    }
+                    let wait = map.get(&attempt.pair).map_or(wait, |e| {
+                        e.1.saturating_duration_since(Instant::now()).as_secs().max(1)
+                    });
+                    (true, wait)
+                } else {
+                    (false, 0)
+                }
+            }
+        }
+    };
+    if refused {
+        return Err(AppError::RateLimited { retry_after_s: wait });
+    }
+    Ok(attempt)
+}
+
+/// The password was right: the attempt is given back.
+pub async fn login_succeeded(state: &AppState, attempt: Attempt) -> AppResult<()> {
     match &state.redis {
         Some(kv) => {
             let mut pipe = redis::pipe();
-            for key in &keys {
-                // NX: the window starts at the first failure and is not extended by later ones.
-                pipe.incr(kv.key(key), 1)
-                    .ignore()
-                    .cmd("EXPIRE")
-                    .arg(kv.key(key))
-                    .arg(window.as_secs().max(1))
-                    .arg("NX")
-                    .ignore();
-            }
+            pipe.del(kv.key(&attempt.pair))
+                .ignore()
+                .del(kv.key(&attempt.strikes))
+                .ignore()
+                .decr(kv.key(&attempt.ip), 1)
+                .ignore();
             let () = pipe.query_async(&mut kv.conn()).await?;
         }
         None => {
-            for key in keys {
-                state.local_limits.fail(key, window);
+            let mut map = state.local_limits.lock();
+            map.remove(&attempt.pair);
+            map.remove(&attempt.strikes);
+            if let Some(e) = map.get_mut(&attempt.ip) {
+                e.0 = e.0.saturating_sub(1);
             }
         }
     }
     Ok(())
 }
 
-pub async fn record_success(state: &AppState, email: &str) -> AppResult<()> {
-    let key = account_key(email);
-    match &state.redis {
+/// Counts a sign-up from `ip`; RATE_LIMITED past SIGNUP_MAX_PER_IP in the window.
+pub async fn sign_up_allowed(state: &AppState, ip: Option<IpAddr>) -> AppResult<()> {
+    let cfg = &state.config;
+    let key = format!("rl:signup:ip:{}", address(ip));
+    let window = cfg.edge.signup_window.as_secs().max(1);
+    let (n, wait): (u64, u64) = match &state.redis {
         Some(kv) => {
-            let () = kv.conn().del(kv.key(&key)).await?;
+            let mut pipe = redis::pipe();
+            pipe.incr(kv.key(&key), 1)
+                .cmd("EXPIRE")
+                .arg(kv.key(&key))
+                .arg(window)
+                .arg("NX")
+                .ignore()
+                .ttl(kv.key(&key));
+            match pipe.query_async::<(u64, i64)>(&mut kv.conn()).await {
+                Ok((n, ttl)) => (n, ttl.max(1).unsigned_abs()),
+                Err(e) => {
+                    // Sign-ups do not otherwise need Redis: a Redis outage must not stop
+                    // them, so this limit fails open (argon2 and the database still bound
+                    // what one request costs).
+                    tracing::warn!(error = %e, "sign-up limit unavailable: allowing");
+                    return Ok(());
+                }
+            }
         }
-        None => state.local_limits.clear(&key),
+        None => {
+            let mut map = state.local_limits.lock();
+            LocalLimits::incr(&mut map, &key, Duration::from_secs(window))
+        }
+    };
+    if n > u64::from(cfg.edge.signup_max_per_ip) {
+        return Err(AppError::RateLimited { retry_after_s: wait });
     }
     Ok(())
 }

@@ -44,12 +44,7 @@ pub fn normalize_email(raw: &str, field: &str) -> AppResult<String> {
 }
 
 pub fn normalize_display_name(raw: &str, field: &str) -> AppResult<String> {
-    let name = raw.trim();
-    let len = name.chars().count();
-    if len == 0 || len > 50 || name.chars().any(char::is_control) {
-        return Err(AppError::bad_input(field, "must be 1 to 50 printable characters"));
-    }
-    Ok(name.to_owned())
+    crate::text::display_name(raw, field)
 }
 
 pub async fn sign_up(
@@ -57,7 +52,9 @@ pub async fn sign_up(
     email: &str,
     password: String,
     display_name: &str,
+    client: Option<IpAddr>,
 ) -> AppResult<Session> {
+    rate_limit::sign_up_allowed(state, client).await?;
     let email = normalize_email(email, "input.email")?;
     let display_name = normalize_display_name(display_name, "input.displayName")?;
     password::validate(&password, &email, "input.password")?;
@@ -87,21 +84,20 @@ pub async fn log_in(
     const INVALID: AppError = AppError::Unauthenticated("invalid credentials");
     // Not validated beyond normalising: a malformed email is just another wrong login.
     let email = email.trim().to_lowercase();
-    rate_limit::check(state, &email, client).await?;
-    let mut conn = state.db.get().await?;
-    let user = store::user_by_email(&mut conn, &email).await?;
+    // Counted before the password is looked at: concurrent guesses cannot all get in.
+    let attempt = rate_limit::begin_login(state, &email, client).await?;
     if password.len() > password::MAX_LEN * 4 {
-        rate_limit::record_failure(state, &email, client).await?;
         return Err(INVALID);
     }
+    let mut conn = state.db.get().await?;
+    let user = store::user_by_email(&mut conn, &email).await?;
     let ok = password::verify(password, user.as_ref().map(|u| u.password_hash.clone())).await?;
     match user {
         Some(user) if ok => {
-            rate_limit::record_success(state, &email).await?;
+            rate_limit::login_succeeded(state, attempt).await?;
             start_session(state, &mut conn, user, Uuid::new_v4()).await
         }
         _ => {
-            rate_limit::record_failure(state, &email, client).await?;
             tracing::info!(client.addr = ?client, "login failed");
             Err(INVALID)
         }
@@ -129,6 +125,7 @@ pub async fn refresh(state: &AppState, presented: &str) -> AppResult<Session> {
             }
             if row.used_at.is_some() {
                 store::revoke_family(conn, row.family_id).await?;
+                revoke_sockets(state, row.user_id);
                 return Ok(Rotation::Reused {
                     user_id: row.user_id,
                     family_id: row.family_id,
@@ -161,10 +158,20 @@ pub async fn refresh(state: &AppState, presented: &str) -> AppResult<Session> {
 pub async fn log_out(state: &AppState, presented: &str) -> AppResult<()> {
     let hash = tokens::hash_refresh_token(presented.trim());
     let mut conn = state.db.get().await?;
-    if let Some(family) = store::family_of(&mut conn, &hash).await? {
+    if let Some((family, user_id)) = store::family_of(&mut conn, &hash).await? {
         store::revoke_family(&mut conn, family).await?;
+        revoke_sockets(state, user_id);
     }
     Ok(())
+}
+
+/// Ends the user's WebSockets on every instance (see `http::websocket`): a socket
+/// authenticated before a logout or a detected token theft must not keep its authority.
+fn revoke_sockets(state: &AppState, user_id: i64) {
+    state
+        .live
+        .hub
+        .publish(crate::http::REVOKED_TOPIC, user_id.to_string());
 }
 
 async fn start_session(
@@ -196,21 +203,54 @@ async fn start_session(
     })
 }
 
-/// `boxoffice create-admin`: creates the account as admin, or makes an existing account
-/// admin (idempotent). The password is only set when the account is new.
+/// What `create-admin` did.
+#[derive(Debug, Eq, PartialEq)]
+pub enum AdminOutcome {
+    Created,
+    /// An existing account was made admin with the given password, its sessions revoked.
+    PasswordReset {
+        sessions_revoked: usize,
+    },
+}
+
+/// `boxoffice create-admin`: creates the account as admin. An existing account is refused
+/// (whoever signed it up chose its password: promoting it would hand them the admin role)
+/// unless `reset_password` is set, which sets the given password, makes it admin and
+/// revokes every session of the account.
 pub async fn create_admin(
     conn: &mut AsyncPgConnection,
     email: &str,
     password: String,
-) -> AppResult<(UserRow, bool)> {
+    reset_password: bool,
+) -> AppResult<(UserRow, AdminOutcome)> {
     let email = normalize_email(email, "--email")?;
-    if let Some(user) = store::user_by_email(conn, &email).await? {
-        let user = store::set_role(conn, user.id, Role::Admin)
-            .await?
-            .ok_or(AppError::NotFound("user"))?;
-        return Ok((user, false));
-    }
     password::validate(&password, &email, "--password")?;
+    if let Some(user) = store::user_by_email(conn, &email).await? {
+        if !reset_password {
+            return Err(AppError::Conflict(format!(
+                "an account with {email} already exists and was NOT made admin: its password \
+                 was chosen by whoever signed it up. Run again with --reset-password to make it \
+                 admin with the password given here (its sessions are revoked)"
+            )));
+        }
+        let hash = password::hash(password).await?;
+        let (user, revoked) = conn
+            .transaction(async |conn| -> AppResult<(UserRow, usize)> {
+                store::set_password(conn, user.id, &hash).await?;
+                let revoked = store::revoke_user_sessions(conn, user.id).await?;
+                let user = store::set_role(conn, user.id, Role::Admin)
+                    .await?
+                    .ok_or(AppError::NotFound("user"))?;
+                Ok((user, revoked))
+            })
+            .await?;
+        return Ok((
+            user,
+            AdminOutcome::PasswordReset {
+                sessions_revoked: revoked,
+            },
+        ));
+    }
     let hash = password::hash(password).await?;
     let display_name = email.split('@').next().unwrap_or("admin").to_owned();
     let user = store::insert_user(
@@ -224,7 +264,7 @@ pub async fn create_admin(
     )
     .await?
     .ok_or_else(|| AppError::Conflict("the account was created concurrently; run again".into()))?;
-    Ok((user, true))
+    Ok((user, AdminOutcome::Created))
 }
 
 #[cfg(test)]

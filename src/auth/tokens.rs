@@ -69,9 +69,15 @@ impl JwtKeys {
 
     /// Verifies signature, algorithm, issuer and expiry. Returns the user id and role.
     pub fn verify(&self, token: &str) -> Option<(i64, Role)> {
+        self.verify_claims(token).map(|(id, role, _)| (id, role))
+    }
+
+    /// As [`verify`](Self::verify), with the expiry (Unix seconds): a WebSocket keeps the
+    /// authority of its token only until then.
+    pub fn verify_claims(&self, token: &str) -> Option<(i64, Role, i64)> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
         let id = data.claims.sub.parse().ok()?;
-        Some((id, data.claims.role))
+        Some((id, data.claims.role, data.claims.exp))
     }
 }
 

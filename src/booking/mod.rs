@@ -183,6 +183,17 @@ pub async fn cancel_schedule(state: &AppState, actor: Actor, schedule_id: i64) -
                 return Ok((schedule, None));
             }
             let change = lifecycle::cancel_schedule(conn, schedule_id).await?;
+            // Cancelling refunds everyone holding or owning a seat: audited like
+            // cancelConcert.
+            crate::admin::audit::record(
+                conn,
+                actor.id,
+                "cancel_schedule",
+                "schedule",
+                Some(schedule_id),
+                serde_json::json!({ "concert": schedule.concert_id }),
+            )
+            .await?;
             let schedule = crate::concerts::store::schedule(conn, schedule_id)
                 .await?
                 .ok_or(AppError::NotFound("schedule"))?;

@@ -174,12 +174,16 @@ impl Schedule {
     }
     /// The whole seat map in compact form: what a client of a big venue should read
     /// (a 20,000-seat map is about 25 KB). Shared by all readers of the same version.
+    ///
+    /// Returns async-graphql's error, not AppError: a seat-budget refusal is a limit code
+    /// (QUERY_TOO_COSTLY), which AppError does not carry.
     async fn seat_map(
         &self,
         ctx: &Context<'_>,
-    ) -> Result<std::sync::Arc<crate::seats::map::SeatMap>, AppError> {
+    ) -> async_graphql::Result<std::sync::Arc<crate::seats::map::SeatMap>> {
+        crate::limits::charge_seats(ctx, self.0.capacity)?;
         let state = state(ctx)?;
-        state.seat_maps.get(&state.db, self.0.id, self.0.version).await
+        Ok(state.seat_maps.get(&state.db, self.0.id, self.0.version).await?)
     }
 
     /// The seat map, in layout order, optionally narrowed to a section, grade or status.
@@ -190,7 +194,9 @@ impl Schedule {
         section: Option<String>,
         grade: Option<String>,
         status: Option<SeatStatus>,
-    ) -> Result<Vec<Seat>, AppError> {
+    ) -> async_graphql::Result<Vec<Seat>> {
+        // async-graphql's error, as in `seat_map`: the seat budget refuses with a limit code.
+        crate::limits::charge_seats(ctx, self.0.capacity)?;
         let rows = ctx
             .data::<DataLoader<SeatMapLoader>>()?
             .load_one(self.0.id)
@@ -201,7 +207,7 @@ impl Schedule {
             .filter(|s| section.as_deref().is_none_or(|x| s.section == x))
             .filter(|s| grade.as_deref().is_none_or(|x| s.grade == x))
             .filter(|s| status.is_none_or(|x| s.status == x))
-            .map(Seat)
+            .map(Seat::from_row)
             .collect())
     }
 }

@@ -80,17 +80,7 @@ fn text(value: &str, field: &str, max: usize, required: bool) -> AppResult<Strin
 }
 
 fn poster(value: &str, field: &str) -> AppResult<Option<String>> {
-    let v = value.trim();
-    if v.is_empty() {
-        return Ok(None);
-    }
-    let ok = v.len() <= 2048
-        && url::Url::parse(v).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
-    if ok {
-        Ok(Some(v.to_owned()))
-    } else {
-        Err(AppError::bad_input(field, "must be an http(s) URL"))
-    }
+    crate::text::poster_url(value, field)
 }
 
 fn category(value: &str, field: &str) -> AppResult<String> {
@@ -165,6 +155,12 @@ async fn managed_concert(conn: &mut AsyncPgConnection, actor: Actor, id: i64) ->
     let concert = crate::locks::concert(conn, id)
         .await?
         .ok_or(AppError::NotFound("concert"))?;
+    if concert.status == crate::concerts::ConcertStatus::Draft
+        && actor.ensure_manages(concert.host_id).is_err()
+    {
+        // Another host's draft is not revealed to exist.
+        return Err(AppError::NotFound("concert"));
+    }
     actor.ensure_manages(concert.host_id)?;
     if concert.status == ConcertStatus::Cancelled {
         return Err(AppError::Conflict("the concert is cancelled".into()));

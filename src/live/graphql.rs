@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, ID, Object, SimpleObject, Subscription};
+use async_graphql::{Context, ID, Object, Subscription};
 use futures_util::{Stream, StreamExt as _};
 
 use super::seats::{self, SeatUpdate};
@@ -10,15 +10,11 @@ use crate::{
     auth::state,
     error::AppError,
     ids,
-    seats::graphql::{GradeAvailability, SeatStatus},
+    seats::graphql::{GradeAvailability, Seat},
 };
 
-/// A seat's new status.
-#[derive(SimpleObject, Clone)]
-pub struct SeatState {
-    pub id: ID,
-    pub status: SeatStatus,
-}
+/// One `seatChanges` event, shared by every subscriber of the instance.
+pub struct SeatChangeEvent(Arc<SeatUpdate>);
 
 /// Seats of a schedule that changed since the previous event.
 ///
@@ -29,8 +25,9 @@ pub struct SeatState {
 ///
 /// The event is shared by every subscriber of the instance; fields are worked out only if
 /// asked for. Big sales are cheapest to follow through `packed`.
-pub struct SeatChangeEvent(Arc<SeatUpdate>);
-
+///
+/// An event is a value, not an entity: it has no id (urql graphcache: declare
+/// `keys: { SeatChangeEvent: () => null }`). The seats in it are entities, keyed by id.
 #[Object]
 impl SeatChangeEvent {
     async fn schedule_id(&self) -> ID {
@@ -42,15 +39,15 @@ impl SeatChangeEvent {
     async fn resync(&self) -> bool {
         self.0.resync
     }
-    /// The changed seats and their new status, ascending id.
-    async fn seats(&self) -> Vec<SeatState> {
+    /// The changed seats with their new status, ascending id: the seat map's own `Seat`
+    /// objects (same typename and id), so a normalised cache holding the map (Apollo
+    /// InMemoryCache, urql graphcache) updates it from the event without client code. Ask
+    /// for `id status`; other seat fields are loaded only if asked for.
+    async fn seats(&self) -> Vec<Seat> {
         self.0
             .seats
             .iter()
-            .map(|(id, st)| SeatState {
-                id: ids::to_id(*id),
-                status: *st,
-            })
+            .map(|(id, st)| Seat::changed(*id, *st))
             .collect()
     }
     /// The same as `seats` in one string: `<seat id><A|H|S>` joined by commas, e.g.

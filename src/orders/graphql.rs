@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use async_graphql::{Context, Object, SimpleObject, Subscription};
+use async_graphql::{Context, ID, Object, SimpleObject, Subscription};
 use futures_util::Stream;
 
 use super::jobs::{self, Job, JobStatus, Order};
@@ -14,16 +14,33 @@ use crate::{
     state::AppState,
 };
 
+/// An accepted order.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct OrderTicket {
     /// Follow it with `orderResult(jobId)` or poll `order(jobId)`.
     pub job_id: String,
 }
 
+#[async_graphql::ComplexObject]
+impl OrderTicket {
+    /// The order's state now (QUEUED for a new order; a repeated idempotency key may find
+    /// it decided): the same `OrderResult` object, by id, that `order(jobId)` and
+    /// `orderResult(jobId)` return, so a normalised cache follows it from the mutation on.
+    async fn order(&self, ctx: &Context<'_>) -> async_graphql::Result<OrderResult> {
+        let user_id = viewer(ctx)?.user()?.id;
+        Ok(own_job(state(ctx)?, user_id, &self.job_id).await?.into())
+    }
+}
+
 /// Where an order stands; once DONE it has the reservation, once FAILED the error code.
+/// Key field: `id` (the job id), the same in `placeOrder { order }`, `order(jobId)` and
+/// `orderResult(jobId)`.
 #[derive(SimpleObject, Clone)]
 #[graphql(complex)]
 pub struct OrderResult {
+    /// The job id, as an ID: the key a normalised cache stores this object under.
+    pub id: ID,
     pub job_id: String,
     pub status: JobStatus,
     pub error_code: Option<ErrorCode>,
@@ -46,6 +63,7 @@ impl OrderResult {
 impl From<Job> for OrderResult {
     fn from(j: Job) -> Self {
         Self {
+            id: ID(j.job_id.clone()),
             job_id: j.job_id,
             status: j.status,
             error_code: j.error_code,

@@ -26,9 +26,13 @@ pub enum QueueState {
     NotInQueue,
 }
 
-/// A place in a schedule's waiting queue.
+/// A place in a schedule's waiting queue. Key field: `id`, the same for one user and
+/// schedule whether it comes from `enterQueue`, the `queueStatus` query or the `queueStatus`
+/// subscription, so a normalised cache keeps one ticket up to date from all three.
 #[derive(SimpleObject, Clone, Debug, PartialEq)]
 pub struct QueueTicket {
+    /// `<scheduleId>:<userId>`: stable for the user's place in this schedule's queue.
+    pub id: ID,
     pub schedule_id: ID,
     pub state: QueueState,
     /// 1 for the next to be admitted; null unless WAITING.
@@ -41,7 +45,19 @@ pub struct QueueTicket {
     pub admission_expires_at: Option<DateTime<Utc>>,
 }
 
-fn ticket(schedule: &ScheduleRow, place: Place) -> QueueTicket {
+impl QueueTicket {
+    /// Whether `other` says something this ticket does not. The EARLY estimate counts down
+    /// with the clock, so it alone is no news: a subscriber gets an event when the place
+    /// changes, not every second before opening.
+    fn is_news_after(&self, other: &QueueTicket) -> bool {
+        if self.state == QueueState::Early && other.state == QueueState::Early {
+            return false;
+        }
+        self != other
+    }
+}
+
+fn ticket(schedule: &ScheduleRow, user_id: i64, place: Place) -> QueueTicket {
     let rate = i64::from(schedule.admit_per_second.max(1));
     let (state, position, ahead, eta, until) = match place {
         Place::Early => {
@@ -59,6 +75,7 @@ fn ticket(schedule: &ScheduleRow, place: Place) -> QueueTicket {
         Place::Absent => (QueueState::NotInQueue, None, None, None, None),
     };
     QueueTicket {
+        id: ID(format!("{}:{user_id}", schedule.id)),
         schedule_id: ids::to_id(schedule.id),
         state,
         position,
@@ -98,6 +115,7 @@ async fn status(state: &AppState, schedule: &ScheduleRow, user_id: i64) -> AppRe
     let before = Utc::now() < schedule.sales_open_at;
     Ok(ticket(
         schedule,
+        user_id,
         store::enter(state, schedule.id, user_id, before, false).await?,
     ))
 }
@@ -135,7 +153,7 @@ impl QueueMutation {
         let before = Utc::now() < schedule.sales_open_at;
         let place = store::enter(state, schedule_id, user_id, before, true).await?;
         metrics::counter!("queue_entered_total").increment(1);
-        Ok(ticket(&schedule, place))
+        Ok(ticket(&schedule, user_id, place))
     }
 }
 
@@ -147,8 +165,8 @@ const POLL: Duration = Duration::from_secs(1);
 
 #[Subscription]
 impl QueueSubscription {
-    /// Your place in the queue, sent when it changes (checked every second). While
-    /// subscribed, you keep your place.
+    /// Your place in the queue now, then each time it changes (checked every second; the
+    /// EARLY countdown alone is not a change). While subscribed, you keep your place.
     async fn queue_status(
         &self,
         ctx: &Context<'_>,
@@ -168,7 +186,9 @@ impl QueueSubscription {
                 loop {
                     tokio::time::sleep(POLL).await;
                     match status(&state, &schedule, user_id).await {
-                        Ok(t) if t != last => return Some((t.clone(), (state, schedule, None, t))),
+                        Ok(t) if t.is_news_after(&last) => {
+                            return Some((t.clone(), (state, schedule, None, t)));
+                        }
                         Ok(_) => {}
                         // Redis away: keep the subscription, try again next second.
                         Err(e) => tracing::debug!(error = %e, "queue status poll failed"),

@@ -23,11 +23,7 @@ pub mod gate;
 pub mod graphql;
 pub mod store;
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use crate::{
     concerts::store::ScheduleRow,
@@ -37,9 +33,23 @@ use crate::{
 
 /// Schedules' queue settings (and their concert's status), remembered for a moment: they
 /// are read on every booking and every queue call, and rarely change. A change counts
-/// within `SETTINGS_TTL`.
-#[derive(Default)]
-pub struct QueueFlags(Mutex<HashMap<i64, (Option<Settings>, Instant)>>);
+/// within `SETTINGS_TTL`. Bounded (`SETTINGS_CACHED` schedules, least recently used go
+/// first) and only schedules that exist are remembered: asking for a hundred thousand
+/// unknown ids costs queries, not memory.
+pub struct QueueFlags(moka::sync::Cache<i64, Settings>);
+
+impl Default for QueueFlags {
+    fn default() -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(SETTINGS_CACHED)
+                .time_to_live(SETTINGS_TTL)
+                .build(),
+        )
+    }
+}
+
+const SETTINGS_CACHED: u64 = 10_000;
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -52,14 +62,8 @@ const SETTINGS_TTL: Duration = Duration::from_secs(1);
 impl QueueFlags {
     /// The schedule and its concert's status; `None` if there is no such schedule.
     pub async fn settings(&self, state: &AppState, schedule_id: i64) -> AppResult<Option<Settings>> {
-        if let Some((s, at)) = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&schedule_id)
-            && at.elapsed() < SETTINGS_TTL
-        {
-            return Ok(s.clone());
+        if let Some(s) = self.0.get(&schedule_id) {
+            return Ok(Some(s));
         }
         let mut conn = state.db.get().await?;
         let settings = match crate::concerts::store::schedule(&mut conn, schedule_id).await? {
@@ -71,11 +75,16 @@ impl QueueFlags {
                     concert_status: c.status,
                 }),
         };
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(schedule_id, (settings.clone(), Instant::now()));
+        if let Some(s) = &settings {
+            self.0.insert(schedule_id, s.clone());
+        }
         Ok(settings)
+    }
+
+    /// Schedules remembered now (for tests and metrics).
+    pub fn cached(&self) -> u64 {
+        self.0.run_pending_tasks();
+        self.0.entry_count()
     }
 
     async fn enabled(&self, state: &AppState, schedule_id: i64) -> AppResult<Option<bool>> {

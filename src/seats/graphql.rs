@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
-use async_graphql::{Context, ID, Object, SimpleObject, dataloader::Loader};
+use async_graphql::{
+    Context, ID, Object, SimpleObject,
+    dataloader::{DataLoader, Loader},
+};
 
 use super::{
     layout::{self, SeatLayoutInput},
@@ -19,36 +22,77 @@ use crate::{
 
 pub use super::SeatStatus;
 
-pub struct Seat(pub SeatRow);
+/// A seat of a schedule's map, from the map or from a live event.
+pub struct Seat {
+    id: i64,
+    status: SeatStatus,
+    /// The whole row when read from the map; a live event knows only id and status, and the
+    /// rest (which never changes for a seat) is loaded if a client asks for it.
+    row: Option<SeatRow>,
+}
 
-#[Object]
 impl Seat {
-    async fn id(&self) -> ID {
-        ids::to_id(self.0.id)
+    pub fn from_row(row: SeatRow) -> Self {
+        Self {
+            id: row.id,
+            status: row.status,
+            row: Some(row),
+        }
     }
-    async fn section(&self) -> &str {
-        &self.0.section
+
+    /// A seat whose status changed, as a live event carries it.
+    pub fn changed(id: i64, status: SeatStatus) -> Self {
+        Self {
+            id,
+            status,
+            row: None,
+        }
     }
-    async fn row(&self) -> &str {
-        &self.0.row_label
-    }
-    async fn number(&self) -> i32 {
-        self.0.number
-    }
-    /// The grade's name (VIP, R, S, ...).
-    async fn grade(&self) -> &str {
-        &self.0.grade
-    }
-    /// Price in points, from the seat's grade.
-    async fn price(&self) -> i64 {
-        self.0.price
-    }
-    async fn status(&self) -> SeatStatus {
-        self.0.status
+
+    async fn details(&self, ctx: &Context<'_>) -> async_graphql::Result<SeatRow> {
+        if let Some(row) = &self.row {
+            return Ok(row.clone());
+        }
+        ctx.data::<DataLoader<SeatLoader>>()?
+            .load_one(self.id)
+            .await?
+            .ok_or_else(|| AppError::NotFound("seat").into())
     }
 }
 
-/// Seats of one grade of a schedule, by status.
+/// A seat of a schedule's map. Key field: `id` (a normalised cache stores it as
+/// `Seat:<id>`). The seat map (`schedule { seats }`) and the live events
+/// (`seatChanges { seats }`) return the same `Seat` objects, so a cache that keys them by
+/// typename and id updates a map it holds from the events by itself.
+#[Object]
+impl Seat {
+    async fn id(&self) -> ID {
+        ids::to_id(self.id)
+    }
+    async fn section(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
+        Ok(self.details(ctx).await?.section)
+    }
+    async fn row(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
+        Ok(self.details(ctx).await?.row_label)
+    }
+    async fn number(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
+        Ok(self.details(ctx).await?.number)
+    }
+    /// The grade's name (VIP, R, S, ...).
+    async fn grade(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
+        Ok(self.details(ctx).await?.grade)
+    }
+    /// Price in points, from the seat's grade.
+    async fn price(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        Ok(self.details(ctx).await?.price)
+    }
+    async fn status(&self) -> SeatStatus {
+        self.status
+    }
+}
+
+/// Seats of one grade of a schedule, by status. A value of its schedule (or event), with
+/// no id of its own: caches embed it in its parent.
 #[derive(SimpleObject, Clone)]
 pub struct GradeAvailability {
     pub grade: String,
@@ -88,6 +132,22 @@ impl Loader<i64> for SeatMapLoader {
             out.entry(row.schedule_id).or_default().push(row);
         }
         Ok(out)
+    }
+}
+
+/// Single seats by id: the fixed fields of seats that live events name.
+pub struct SeatLoader(pub Pool);
+
+impl Loader<i64> for SeatLoader {
+    type Value = SeatRow;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
+        let mut conn = self.0.get().await.map_err(AppError::from)?;
+        let rows = store::seats_by_ids(&mut conn, keys)
+            .await
+            .map_err(AppError::from)?;
+        Ok(rows.into_iter().map(|r| (r.id, r)).collect())
     }
 }
 

@@ -1,5 +1,6 @@
 //! Graded seat layouts and the seat map.
 //!
+//! - `best_available`: choosing the best free seats for a count and grade (pure).
 //! - `layout`: validating a `SeatLayoutInput` and generating its seats in bulk.
 //! - `store`: seat and grade queries (the map, availability per grade).
 //! - `map`: the compact seat map, cached per schedule version.
@@ -7,6 +8,7 @@
 //!
 //! Seat *status* changes (hold, sell, release) belong to `booking`, never here.
 
+pub mod best_available;
 pub mod graphql;
 pub mod layout;
 pub mod map;

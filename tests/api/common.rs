@@ -48,9 +48,7 @@ fn migrations_hash() -> String {
     files.sort();
     let mut hasher = Sha256::new();
     for f in files {
-        // Relative paths: every checkout of the same migrations shares one template.
-        let relative = f.strip_prefix(&dir).unwrap_or(&f);
-        hasher.update(relative.to_string_lossy().as_bytes());
+        hasher.update(f.to_string_lossy().as_bytes());
         hasher.update(std::fs::read(&f).unwrap());
     }
     hex::encode(&hasher.finalize()[..6])
@@ -76,14 +74,14 @@ async fn admin_conn() -> AsyncPgConnection {
 }
 
 async fn make_template() -> String {
-    let name = format!("bo_template_{}", migrations_hash());
+    let name = format!("bo_tpl_{}", migrations_hash());
     let mut conn = admin_conn().await;
     // Several test processes may start at once (nextest): one makes the template.
     diesel::sql_query("SELECT pg_advisory_lock(7157)")
         .execute(&mut conn)
         .await
         .unwrap();
-    sweep(&mut conn).await;
+    sweep(&mut conn, &name).await;
     if !database_exists(&mut conn, &name).await {
         let building = format!("{name}_building");
         exec(
@@ -103,23 +101,38 @@ async fn make_template() -> String {
     name
 }
 
-/// Drops databases left by test processes that died. Templates stay: checkouts of other
-/// branches (other migrations) may be using theirs right now.
-async fn sweep(conn: &mut AsyncPgConnection) {
+/// Templates of other migrations kept: other checkouts (branches, worktrees) share this
+/// PostgreSQL and clone their own template at the same time.
+const OTHER_TEMPLATES_KEPT: usize = 6;
+
+/// Drops templates of older migrations (all but the newest few) and databases left by test
+/// processes that died.
+async fn sweep(conn: &mut AsyncPgConnection, keep: &str) {
     #[derive(diesel::QueryableByName)]
     struct Db {
         #[diesel(sql_type = diesel::sql_types::Text)]
         datname: String,
     }
-    let dbs: Vec<Db> =
-        diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'bo\\_test\\_%'")
-            .load(conn)
-            .await
-            .unwrap();
+    // Newest first: a database's oid grows with its creation.
+    let dbs: Vec<Db> = diesel::sql_query(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'bo\\_tpl\\_%' OR datname LIKE 'bo\\_test\\_%'
+         ORDER BY oid DESC",
+    )
+    .load(conn)
+    .await
+    .unwrap();
+    let mut templates = 0;
     for Db { datname } in dbs {
-        let rest = datname.trim_start_matches("bo_test_");
-        let pid = rest.split('_').next().unwrap_or_default();
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        let stale = if let Some(rest) = datname.strip_prefix("bo_test_") {
+            let pid = rest.split('_').next().unwrap_or_default();
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        } else if datname == keep || datname.ends_with("_building") {
+            false
+        } else {
+            templates += 1;
+            templates > OTHER_TEMPLATES_KEPT
+        };
+        if stale {
             exec(conn, &format!("DROP DATABASE IF EXISTS {datname} WITH (FORCE)")).await;
         }
     }
@@ -234,6 +247,13 @@ pub fn test_config(db: &TestDb, overrides: &[(&str, &str)]) -> Config {
         ("REDIS_URL".into(), REDIS.into()),
         ("REDIS_PREFIX".into(), format!("t:{}:", db.name)),
         ("JWT_SECRET".into(), JWT_SECRET.into()),
+        // The shared test Redis keeps no append-only file; prod-mode tests accept that.
+        ("REDIS_ACCEPT_VOLATILE".into(), "true".into()),
+        // Every test client comes from 127.0.0.1: the per-address limits would otherwise
+        // throttle the suite itself. The abuse tests set them low.
+        ("ANONYMOUS_RATE_PER_SECOND".into(), "100000".into()),
+        ("ANONYMOUS_RATE_BURST".into(), "100000".into()),
+        ("SIGNUP_MAX_PER_IP".into(), "100000".into()),
     ]);
     for (k, v) in overrides {
         vars.insert((*k).into(), (*v).into());

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::TestApp;
+use crate::common::{TestApp, code};
 
 const GR_JSON: &str = "application/graphql-response+json";
 
@@ -246,7 +246,17 @@ async fn complexity_limit_refuses_abusive_queries() {
         .map(|i| format!("u{i}: users(first: 100) {{ edges {{ node {{ id email displayName }} }} }} "))
         .collect();
     let body = app.gql(None, &format!("{{ {fields} }}"), json!({})).await;
-    assert_eq!(body["errors"][0]["message"], "Query is too complex.", "{body}");
+    assert_eq!(code(&body), "QUERY_TOO_LARGE", "twenty root fields: {body}");
+    // A page of 100 concerts, each with its schedules and their per-grade counts.
+    let body = app
+        .gql(
+            None,
+            "{ concerts(first: 100) { nodes { schedules { availability { grade available } } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&body), "QUERY_TOO_COSTLY", "{body}");
+    assert!(body["errors"][0]["extensions"]["asked"].as_u64().unwrap() > 20_000);
     // Refused before execution: no guard ran, nothing was read.
     assert!(body.get("data").is_none() || body["data"].is_null());
 }

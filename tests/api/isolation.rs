@@ -225,7 +225,13 @@ async fn storm(app: &TestApp, a: &Show, b: &Show, fans: &[Session], villain: &Se
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn poison_requests_fail_alone_in_storms_of_holds() {
-    let app = TestApp::spawn_with(&[("DATABASE_POOL_SIZE", "16")]).await;
+    // The villain sends several holds a round: above the per-account booking rate.
+    let app = TestApp::spawn_with(&[
+        ("DATABASE_POOL_SIZE", "16"),
+        ("BOOKING_RATE_PER_SECOND", "1000"),
+        ("BOOKING_RATE_BURST", "1000"),
+    ])
+    .await;
     // Two schedules with room for every round's fans and poison.
     let rows = (ROUNDS * (FANS + 4)).div_ceil(20);
     let a = app.show(layout(rows, 20), 20).await;

@@ -2,8 +2,11 @@
 //! One binary (one link step); one database per test, so they run in parallel.
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "a test fails loudly")]
 
+mod abuse;
+mod abuse_sockets;
 mod auth;
 mod booking;
+mod clients;
 mod common;
 mod concerts;
 mod faults;
@@ -13,9 +16,11 @@ mod live;
 mod orders;
 mod points;
 mod queue;
+mod readme;
 mod roles;
 mod schema;
 mod search;
 mod single;
 mod startup;
+mod web;
 mod websocket;

@@ -190,7 +190,7 @@ async fn private_fields_are_private() {
 }
 
 #[tokio::test]
-async fn create_admin_command_is_idempotent() {
+async fn create_admin_command_creates_and_never_promotes_silently() {
     let app = TestApp::spawn().await;
     let existing = app.sign_up("sam@example.com").await;
     let run = |email: &str| {
@@ -209,15 +209,15 @@ async fn create_admin_command_is_idempotent() {
         String::from_utf8_lossy(&first.stderr)
     );
     assert!(String::from_utf8_lossy(&first.stdout).contains("created"));
+    // Run again: the account exists, so it is refused (see abuse::finding_7 for the reset).
     let again = run("boss@example.com");
-    assert!(again.status.success());
-    assert!(!String::from_utf8_lossy(&again.stdout).contains("created"));
+    assert!(!again.status.success());
     let login = app.log_in("boss@example.com", "admin password 1").await;
     let token = login["data"]["logIn"]["accessToken"].as_str().unwrap();
     assert!(app.gql(Some(token), USERS, json!({})).await["errors"].is_null());
-    // An existing account is promoted, its password untouched.
-    assert!(run("sam@example.com").status.success());
-    assert!(app.gql(Some(&existing.access), USERS, json!({})).await["errors"].is_null());
+    // An existing account is not promoted: whoever signed it up chose its password.
+    assert!(!run("sam@example.com").status.success());
+    assert!(!app.gql(Some(&existing.access), USERS, json!({})).await["errors"].is_null());
     let weak = std::process::Command::new(env!("CARGO_BIN_EXE_boxoffice"))
         .args(["create-admin", "--email", "new@example.com", "--password", "weak"])
         .env("DATABASE_URL", &app.db.url)

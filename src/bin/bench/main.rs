@@ -8,9 +8,11 @@
 //!
 //! ```text
 //! bench flash-sale --url http://127.0.0.1:18090 --database-url postgres://postgres@127.0.0.1:5432/boxoffice_bench
+//! bench abuse --url http://127.0.0.1:18090 --seats 5000 --seconds 20 --database-url ...
 //! bench two-instances --url http://127.0.0.1:18090 --url http://127.0.0.1:18091 --database-url ...
 //! ```
 
+mod abuse;
 mod client;
 mod report;
 mod sale;
@@ -41,6 +43,9 @@ enum Scenario {
     Queue,
     /// A flash sale with the clients split over two --url instances.
     TwoInstances,
+    /// A quiet flash sale, then the same while attackers send the costliest accepted
+    /// queries and hold stalled connections and silent sockets (--seconds each, 20).
+    Abuse,
 }
 
 impl Scenario {
@@ -52,6 +57,7 @@ impl Scenario {
             Self::FanOut => "fan-out",
             Self::Queue => "queue",
             Self::TwoInstances => "two-instances",
+            Self::Abuse => "abuse",
         }
     }
 }
@@ -160,6 +166,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         Scenario::SeatMap => scenarios::seat_map(&mut ctx).await?,
         Scenario::FanOut => scenarios::fan_out(&mut ctx).await?,
         Scenario::Queue => scenarios::queue(&mut ctx).await?,
+        Scenario::Abuse => abuse::abuse(&mut ctx).await?,
     };
     print!("{}", report.table());
     println!("{}", report.to_json());

@@ -48,7 +48,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn endpoint(&self) -> &str {
+    pub(crate) fn endpoint(&self) -> &str {
         self.endpoints.first().map_or("", String::as_str)
     }
 
@@ -61,7 +61,7 @@ impl Ctx {
         hosts.pop().context("no host account was made")
     }
 
-    async fn show(&mut self, seats: usize, queue: Option<(u32, u32)>) -> anyhow::Result<Show> {
+    pub(crate) async fn show(&mut self, seats: usize, queue: Option<(u32, u32)>) -> anyhow::Result<Show> {
         let host = self.host().await?;
         let started = Instant::now();
         let endpoint = self.endpoint().to_owned();
@@ -85,7 +85,7 @@ impl Ctx {
         Ok(show)
     }
 
-    async fn buyers(&mut self, kind: &str, n: usize) -> anyhow::Result<Vec<User>> {
+    pub(crate) async fn buyers(&mut self, kind: &str, n: usize) -> anyhow::Result<Vec<User>> {
         let started = Instant::now();
         let users = setup::users(&mut self.db, &self.minter, &self.tag, kind, n, Role::User).await?;
         eprintln!(
@@ -98,7 +98,7 @@ impl Ctx {
 
     /// I1-I4 plus: the seats the answers said were held are the schedule's booking count,
     /// and no seat was claimed by two successful answers.
-    async fn check_sale(
+    pub(crate) async fn check_sale(
         &mut self,
         report: &mut Report,
         schedule_id: i64,
@@ -135,7 +135,7 @@ impl Ctx {
 }
 
 /// Fills in what every booking scenario reports.
-fn sale_report(report: &mut Report, res: SaleResult) -> SaleResult {
+pub(crate) fn sale_report(report: &mut Report, res: SaleResult) -> SaleResult {
     let secs = res.elapsed.as_secs_f64().max(1e-9);
     report.attempts_per_s = res.attempts as f64 / secs;
     report.holds_per_s = res.seats_held as f64 / secs;

@@ -1,0 +1,139 @@
+//! Requests refused before execution, and the codes they carry.
+//!
+//! Errors of resolvers are [`crate::error::AppError`] and get their code there. A request
+//! can also fail before any resolver runs: it does not parse, does not validate, asks for
+//! too much, or names a persisted query the server does not have. async-graphql reports
+//! those as bare messages; the [`Codes`] extension gives each one its `extensions.code`,
+//! so that every error a client sees has one (the README lists them).
+
+use std::sync::Arc;
+
+use async_graphql::{
+    Response, ServerError, ServerResult, ValidationResult, Variables,
+    extensions::{
+        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe,
+        NextValidation,
+    },
+    futures_util::stream::BoxStream,
+    parser::types::ExecutableDocument,
+};
+use futures_util::StreamExt as _;
+
+/// Why a request was refused before execution; `code()` is its `extensions.code`.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Refusal {
+    /// The document is not GraphQL.
+    ParseFailed,
+    /// The document does not fit the schema (unknown field, bad argument, unknown
+    /// operation name, introspection when it is off, ...).
+    ValidationFailed,
+    /// Nested deeper than the server allows.
+    TooDeep,
+    /// Would cost more than the server allows.
+    TooCostly,
+    /// An automatic persisted query by hash that this server does not have (yet): send
+    /// the query with its hash once.
+    PersistedQueryNotFound,
+    /// A malformed request envelope, e.g. a `persistedQuery` extension whose hash does not
+    /// match the query.
+    BadRequest,
+}
+
+impl Refusal {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::ParseFailed => "GRAPHQL_PARSE_FAILED",
+            Self::ValidationFailed => "GRAPHQL_VALIDATION_FAILED",
+            Self::TooDeep => "QUERY_TOO_DEEP",
+            Self::TooCostly => "QUERY_TOO_COSTLY",
+            Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Self::BadRequest => "BAD_REQUEST",
+        }
+    }
+
+    pub fn error(self, message: impl Into<String>) -> ServerError {
+        let mut err = ServerError::new(message, None);
+        tag(&mut err, self);
+        err
+    }
+}
+
+/// Sets `extensions.code` unless the error already has one.
+fn tag(err: &mut ServerError, refusal: Refusal) {
+    tag_code(err, refusal.code());
+}
+
+fn tag_code(err: &mut ServerError, code: &str) {
+    let ext = err.extensions.get_or_insert_with(Default::default);
+    if ext.get("code").is_none() {
+        ext.set("code", code);
+    }
+}
+
+/// The last word on codes: an error that reaches the client without one gets the code of
+/// the stage it came from. Register it first, so that it wraps every other extension.
+pub struct Codes;
+
+impl ExtensionFactory for Codes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(Codes)
+    }
+}
+
+/// Errors of a whole response that still have no code. Those without a path failed before
+/// execution (async-graphql picks the operation after validation: an unknown operation name
+/// lands here); those with one are input values that did not coerce.
+fn tag_response(mut response: Response) -> Response {
+    for err in &mut response.errors {
+        if err.path.is_empty() {
+            tag(err, Refusal::ValidationFailed);
+        } else {
+            // Resolver failures all carry AppError's code; what is left is async-graphql's
+            // own input coercion (a value that does not fit its type).
+            tag_code(err, crate::error::ErrorCode::BadUserInput.as_str());
+        }
+    }
+    response
+}
+
+#[async_trait::async_trait]
+impl Extension for Codes {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        tag_response(next.run(ctx).await)
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        next.run(ctx, stream).map(tag_response).boxed()
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        next.run(ctx, query, variables).await.map_err(|mut err| {
+            tag(&mut err, Refusal::ParseFailed);
+            err
+        })
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        next.run(ctx).await.map_err(|mut errors| {
+            for err in &mut errors {
+                tag(err, Refusal::ValidationFailed);
+            }
+            errors
+        })
+    }
+}

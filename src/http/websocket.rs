@@ -1,0 +1,420 @@
+//! GraphQL over WebSocket: graphql-transport-ws, and the legacy graphql-ws
+//! (subscriptions-transport-ws) protocol.
+//!
+//! The session loop is ours rather than async-graphql's, because the protocol's rules are
+//! what keeps a socket's cost bounded and its close codes true:
+//!
+//! | event | graphql-transport-ws | legacy graphql-ws |
+//! |---|---|---|
+//! | no `connection_init` within `WS_INIT_TIMEOUT_SECONDS` | close 4408 | `connection_error`, close 4408 |
+//! | refused token in `connection_init` | close 4403 | `connection_error`, close 4403 |
+//! | a second `connection_init` | close 4429 | `connection_error`, close 4429 |
+//! | an operation before `connection_ack` | close 4401 | `connection_error`, close 4401 |
+//! | a message that is not JSON of the protocol | close 4400 | `connection_error`, close 4400 |
+//! | an id already in use | close 4409 | close 4409 |
+//! | more than `WS_MAX_SUBSCRIPTIONS_PER_SOCKET` operations | `error` for that id (TOO_MANY_SUBSCRIPTIONS) | same |
+//! | more than `WS_MAX_SOCKETS_PER_USER` sockets of one account on this instance | close 4429 | `connection_error`, close 4429 |
+//! | the access token expires | close 4403 "access token expired" | same |
+//! | logOut or refresh-token reuse revokes the account's sessions (any instance) | close 4403 "session revoked" | same |
+//! | the server shuts down | close 1001 | close 1001 |
+//!
+//! The close reason always says why. A client that wants to go on after 4403 reconnects
+//! with a fresh token.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, WebSocketProtocols};
+use axum::{
+    extract::{
+        FromRequestParts, WebSocketUpgrade,
+        ws::{CloseFrame, Message, WebSocket},
+    },
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use futures_util::{
+    SinkExt as _, StreamExt as _,
+    stream::{AbortHandle, Abortable, BoxStream, SelectAll},
+};
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+
+use super::{ClientAddr, Http, KEEPALIVE, client_ip};
+use crate::auth::Viewer;
+
+/// The hub topic on which revocations travel between instances: the payload is a user id.
+pub const REVOKED_TOPIC: &str = "sessions:revoked";
+
+/// Open sockets per account on this instance.
+#[derive(Default)]
+pub struct SocketsPerUser(Mutex<HashMap<i64, usize>>);
+
+/// One account's place in [`SocketsPerUser`], given back when the socket ends.
+struct UserSlot {
+    registry: Arc<SocketsPerUser>,
+    user: i64,
+}
+
+impl SocketsPerUser {
+    fn take(self: &Arc<Self>, user: i64, max: usize) -> Option<UserSlot> {
+        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = map.entry(user).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(UserSlot {
+            registry: self.clone(),
+            user,
+        })
+    }
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .registry
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.user);
+            }
+        }
+    }
+}
+
+/// The socket's protocol, from `Sec-WebSocket-Protocol` (the first one we speak).
+fn protocol(parts: &axum::http::request::Parts) -> Option<WebSocketProtocols> {
+    parts
+        .headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').find_map(|p| p.trim().parse().ok()))
+}
+
+pub(super) async fn websocket(
+    http: Http,
+    parts: &mut axum::http::request::Parts,
+    addr: SocketAddr,
+) -> Response {
+    let Some(protocol) = protocol(parts) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "send Sec-WebSocket-Protocol: graphql-transport-ws (or graphql-ws)",
+        )
+            .into_response();
+    };
+    if !super::cors::websocket_origin_allowed(&http.state.config.cors_allowed_origins, &parts.headers) {
+        return (
+            axum::http::StatusCode::FORBIDDEN,
+            "this origin may not open a WebSocket here: see CORS_ALLOWED_ORIGINS",
+        )
+            .into_response();
+    }
+    let upgrade = match WebSocketUpgrade::from_request_parts(parts, &()).await {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
+    let Ok(permit) = http.sockets.clone().try_acquire_owned() else {
+        metrics::counter!("websocket_refused_total").increment(1);
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many open WebSockets; retry later",
+        )
+            .into_response();
+    };
+    let client = ClientAddr(Some(client_ip(&http.state, &parts.headers, addr)));
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        // tungstenite's defaults (128 KiB read and write buffers per socket) would cost
+        // over a gigabyte for 5,000 subscribers; our messages are a few KiB at most.
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| async move {
+            let _permit = permit;
+            Session::new(http, protocol, client).run(socket).await;
+        })
+}
+
+/// Why a session ends: the close frame it sends.
+struct Close(u16, String);
+
+impl Close {
+    fn new(code: u16, reason: impl Into<String>) -> Self {
+        Self(code, reason.into())
+    }
+}
+
+/// A client message of either protocol.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ClientMessage {
+    ConnectionInit {
+        #[serde(default)]
+        payload: Option<Json>,
+    },
+    #[serde(alias = "start")]
+    Subscribe {
+        id: String,
+        payload: Box<async_graphql::Request>,
+    },
+    #[serde(alias = "stop")]
+    Complete {
+        id: String,
+    },
+    ConnectionTerminate,
+    Ping {
+        #[serde(default)]
+        payload: Option<Json>,
+    },
+    Pong {
+        #[serde(default)]
+        #[expect(dead_code, reason = "a pong's payload means nothing to us")]
+        payload: Option<Json>,
+    },
+}
+
+/// One item of the merged operation streams: the id, the generation of that id, and the
+/// next response (`None`: the operation is over).
+type Item = (String, u64, Option<async_graphql::Response>);
+
+struct Session {
+    http: Http,
+    protocol: WebSocketProtocols,
+    client: ClientAddr,
+    /// Set by an accepted `connection_init`.
+    viewer: Option<Viewer>,
+    /// Operations running, by id: their generation and the handle that stops them.
+    running: HashMap<String, (u64, AbortHandle)>,
+    generation: u64,
+}
+
+impl Session {
+    fn new(http: Http, protocol: WebSocketProtocols, client: ClientAddr) -> Self {
+        Self {
+            http,
+            protocol,
+            client,
+            viewer: None,
+            running: HashMap::new(),
+            generation: 0,
+        }
+    }
+
+    fn legacy(&self) -> bool {
+        self.protocol == WebSocketProtocols::SubscriptionsTransportWS
+    }
+
+    async fn run(mut self, socket: WebSocket) {
+        let (mut out, mut input) = socket.split();
+        let mut operations: SelectAll<BoxStream<'static, Item>> = SelectAll::new();
+        let mut shutdown = self.http.shutdown.clone();
+        let init_deadline = tokio::time::sleep(self.http.state.config.edge.ws_init_timeout);
+        tokio::pin!(init_deadline);
+        // Armed once the socket is authenticated: the token's expiry.
+        let expiry = tokio::time::sleep(Duration::from_secs(365 * 24 * 3600));
+        tokio::pin!(expiry);
+        let mut revoked: Option<crate::live::hub::Subscription> = None;
+        let mut _slot: Option<UserSlot> = None;
+        let mut idle = tokio::time::interval(KEEPALIVE);
+        idle.reset();
+
+        let close = loop {
+            let outgoing: Option<Message> = tokio::select! {
+                msg = input.next() => match msg {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break None,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Binary(_))) => break Some(Close::new(4400, "binary messages are not part of the protocol")),
+                    Some(Ok(Message::Text(text))) => {
+                        let msg = match serde_json::from_str::<ClientMessage>(text.as_str()) {
+                            Ok(m) => m,
+                            Err(e) => break Some(Close::new(4400, format!("invalid message: {e}"))),
+                        };
+                        match msg {
+                            ClientMessage::ConnectionInit { payload } => {
+                                if self.viewer.is_some() {
+                                    break Some(Close::new(4429, "Too many initialisation requests"));
+                                }
+                                let header = payload.as_ref().and_then(|p| {
+                                    p.get("Authorization").or_else(|| p.get("authorization"))
+                                }).and_then(Json::as_str);
+                                let viewer = Viewer::from_bearer(&self.http.state.jwt, header);
+                                match &viewer {
+                                    Viewer::InvalidToken => {
+                                        break Some(Close::new(4403, "Forbidden: invalid or expired access token"));
+                                    }
+                                    Viewer::User(user) => {
+                                        let max = self.http.state.config.edge.ws_max_sockets_per_user;
+                                        match self.http.sockets_per_user.take(user.id, max) {
+                                            Some(slot) => _slot = Some(slot),
+                                            None => break Some(Close::new(4429, format!("this account already has {max} open sockets on this server"))),
+                                        }
+                                        let left = user.expires_at - chrono::Utc::now().timestamp();
+                                        expiry.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(left.max(0).unsigned_abs()));
+                                        revoked = Some(self.http.state.live.hub.subscribe(REVOKED_TOPIC));
+                                    }
+                                    Viewer::Anonymous => {}
+                                }
+                                self.viewer = Some(viewer);
+                                Some(text_message(json!({ "type": "connection_ack" })))
+                            }
+                            ClientMessage::Subscribe { id, payload } => {
+                                let Some(viewer) = self.viewer.clone() else {
+                                    break Some(Close::new(4401, "Unauthorized: send connection_init first"));
+                                };
+                                if self.running.contains_key(&id) {
+                                    break Some(Close::new(4409, format!("Subscriber for {id} already exists")));
+                                }
+                                let max = self.http.state.config.edge.ws_max_subscriptions;
+                                if self.running.len() >= max {
+                                    Some(self.error(&id, "TOO_MANY_SUBSCRIPTIONS", &format!("at most {max} operations may run on one socket")))
+                                } else {
+                                    operations.push(self.start(id, *payload, viewer));
+                                    None
+                                }
+                            }
+                            ClientMessage::Complete { id } => {
+                                match self.running.remove(&id) {
+                                    Some((_, handle)) => {
+                                        handle.abort();
+                                        // The legacy protocol confirms a stop; the new one does not.
+                                        self.legacy().then(|| text_message(json!({ "type": "complete", "id": id })))
+                                    }
+                                    None => None,
+                                }
+                            }
+                            ClientMessage::ConnectionTerminate => break None,
+                            ClientMessage::Ping { payload } => {
+                                let mut pong = json!({ "type": "pong" });
+                                if let Some(p) = payload {
+                                    pong["payload"] = p;
+                                }
+                                Some(text_message(pong))
+                            }
+                            ClientMessage::Pong { .. } => None,
+                        }
+                    }
+                },
+                Some((id, generation, response)) = operations.next(), if !operations.is_empty() => {
+                    let current = self.running.get(&id).is_some_and(|(g, _)| *g == generation);
+                    if !current {
+                        // Stopped by the client, or an id reused since.
+                        continue;
+                    }
+                    match response {
+                        Some(response) => Some(self.next(&id, response)),
+                        None => {
+                            self.running.remove(&id);
+                            Some(text_message(json!({ "type": "complete", "id": id })))
+                        }
+                    }
+                }
+                () = &mut init_deadline, if self.viewer.is_none() => {
+                    break Some(Close::new(4408, "Connection initialisation timeout"));
+                }
+                () = &mut expiry, if revoked.is_some() => {
+                    break Some(Close::new(4403, "access token expired"));
+                }
+                event = async { match revoked.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
+                    let me = match &self.viewer { Some(Viewer::User(u)) => u.id, _ => continue };
+                    match event {
+                        Some(crate::live::hub::Event::Message(m)) if m.parse::<i64>().ok() == Some(me) => {
+                            break Some(Close::new(4403, "session revoked (logged out)"));
+                        }
+                        Some(_) => continue,
+                        None => continue,
+                    }
+                }
+                _ = shutdown.wait_for(|stop| *stop) => {
+                    break Some(Close::new(1001, "server shutting down"));
+                }
+                _ = idle.tick() => Some(Message::Ping(Default::default())),
+            };
+            if let Some(msg) = outgoing {
+                if out.send(msg).await.is_err() {
+                    break None;
+                }
+                idle.reset();
+            }
+        };
+        for (_, (_, handle)) in self.running.drain() {
+            handle.abort();
+        }
+        if let Some(Close(code, reason)) = close {
+            if self.legacy() && (4400..4500).contains(&code) {
+                // Legacy clients read the reason from connection_error, not the close frame.
+                let _ = out
+                    .send(text_message(
+                        json!({ "type": "connection_error", "payload": { "message": reason } }),
+                    ))
+                    .await;
+            }
+            metrics::counter!("websocket_closed_total", "code" => code.to_string()).increment(1);
+            let frame = CloseFrame {
+                code,
+                reason: fit_close_reason(&reason).into(),
+            };
+            let _ = out.send(Message::Close(Some(frame))).await;
+        }
+    }
+
+    /// Starts an operation; its responses come back through the merged stream.
+    fn start(
+        &mut self,
+        id: String,
+        request: async_graphql::Request,
+        viewer: Viewer,
+    ) -> BoxStream<'static, Item> {
+        self.generation += 1;
+        let generation = self.generation;
+        let (handle, registration) = AbortHandle::new_pair();
+        self.running.insert(id.clone(), (generation, handle));
+        let request = crate::graphql::with_loaders(request.data(viewer).data(self.client), &self.http.state);
+        let responses = Abortable::new(self.http.schema.execute_stream(request), registration);
+        let done_id = id.clone();
+        responses
+            .map(move |r| (id.clone(), generation, Some(r)))
+            .chain(futures_util::stream::once(
+                async move { (done_id, generation, None) },
+            ))
+            .boxed()
+    }
+
+    fn next(&self, id: &str, response: async_graphql::Response) -> Message {
+        let kind = if self.legacy() { "data" } else { "next" };
+        text_message(json!({ "type": kind, "id": id, "payload": response }))
+    }
+
+    fn error(&self, id: &str, code: &str, message: &str) -> Message {
+        let errors = json!([{ "message": message, "extensions": { "code": code } }]);
+        let payload = if self.legacy() {
+            json!({ "errors": errors })
+        } else {
+            errors
+        };
+        text_message(json!({ "type": "error", "id": id, "payload": payload }))
+    }
+}
+
+/// A close frame's reason holds at most 123 bytes (RFC 6455); a longer one would fail to
+/// send and the client would see no reason at all.
+fn fit_close_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
+fn text_message(value: Json) -> Message {
+    Message::Text(value.to_string().into())
+}

@@ -1,0 +1,456 @@
+//! What one GraphQL request may cost, and the extension that refuses the ones that cost more.
+//!
+//! Every number lives in [`Limits`] (defaults here, overridden by the `GRAPHQL_*` variables of
+//! `config`). The checks run in the order that keeps each one cheap:
+//!
+//! 1. the document's size in bytes (`prepare_request`, before parsing);
+//! 2. after parsing, the selections the document asks for with every fragment spread inlined,
+//!    counted with one memoised pass over the fragments (`document`), so a document of
+//!    fragments that each spread the previous one twice is refused in microseconds instead of
+//!    being walked 2^22 times by validation; then the root fields of the operation;
+//! 3. the cost of the operation (`cost`): lists weighed by page size or known bounds, database
+//!    root fields dearer than scalars, every alias counted;
+//! 4. during execution, a budget of seats read (a seat map costs its capacity, known only once
+//!    the schedule row is loaded: [`charge_seats`]);
+//! 5. a deadline for queries (not mutations: a mutation cut short could still take effect
+//!    after its error was sent) and a cap on the response size.
+//!
+//! Each refusal is a GraphQL error with one of the codes of [`LimitCode`].
+
+mod cost;
+mod document;
+
+use std::{
+    num::NonZeroU32,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use async_graphql::{
+    Context, ErrorExtensionValues, Request, Response, ServerError, ServerResult, ValidationResult, Value,
+    Variables,
+    extensions::{
+        Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
+        NextValidation,
+    },
+    parser::types::{ExecutableDocument, OperationType},
+};
+
+/// The limits of one request. Defaults are sized so that every query of the README, the
+/// web app and the benchmark passes with room to spare.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Bytes of the query document.
+    pub max_document_bytes: usize,
+    /// Selections (fields, spreads, inline fragments) with every fragment inlined.
+    pub max_selections: u64,
+    /// Root fields of one operation, aliases included.
+    pub max_root_fields: u64,
+    /// Estimated cost (see `cost.rs`).
+    pub max_cost: u64,
+    /// Seats one request may read through seat maps (a map costs its capacity).
+    pub max_seats_read: u64,
+    /// Wall time of a query's execution.
+    pub query_timeout: Duration,
+    /// Bytes of the serialized `data` of a response.
+    pub max_response_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_document_bytes: 16 * 1024,
+            max_selections: 2_000,
+            max_root_fields: 10,
+            max_cost: 20_000,
+            // The largest layout allowed (seats::layout::MAX_SEATS): one full map, or several
+            // small ones.
+            max_seats_read: 100_000,
+            query_timeout: Duration::from_secs(10),
+            max_response_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// The codes of requests refused for what they would cost.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum LimitCode {
+    /// The document is too long, asks for too many selections or too many root fields.
+    QueryTooLarge,
+    /// The estimated cost, or the seats read during execution, exceed the budget.
+    QueryTooCostly,
+    /// The query ran out of time.
+    Timeout,
+    /// The answer would be larger than the response cap.
+    ResponseTooLarge,
+}
+
+impl LimitCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::QueryTooLarge => "QUERY_TOO_LARGE",
+            Self::QueryTooCostly => "QUERY_TOO_COSTLY",
+            Self::Timeout => "TIMEOUT",
+            Self::ResponseTooLarge => "RESPONSE_TOO_LARGE",
+        }
+    }
+}
+
+/// A refusal as a GraphQL error: `extensions.code`, plus the limit and (when known) what
+/// the request asked for, so a client can see by how much it missed.
+pub fn refusal(code: LimitCode, message: impl Into<String>, asked: Option<u64>, limit: u64) -> ServerError {
+    let mut err = ServerError::new(message, None);
+    let mut ext = ErrorExtensionValues::default();
+    ext.set("code", code.as_str());
+    if let Some(asked) = asked {
+        ext.set("asked", asked);
+    }
+    ext.set("limit", limit);
+    err.extensions = Some(ext);
+    err
+}
+
+/// Seats read so far by one request, charged by the seat-map fields.
+#[derive(Default)]
+pub struct SeatBudget(AtomicU64);
+
+/// Charges `seats` to the request's budget; QUERY_TOO_COSTLY once it is spent. Called by a
+/// resolver before it builds a seat list, with the schedule's capacity.
+pub fn charge_seats(ctx: &Context<'_>, seats: i32) -> async_graphql::Result<()> {
+    let (Ok(budget), Ok(limits)) = (ctx.data::<Arc<SeatBudget>>(), ctx.data::<Arc<Limits>>()) else {
+        // Requests built outside the HTTP layer (unit tests, export) carry no budget.
+        return Ok(());
+    };
+    let seats = u64::try_from(seats).unwrap_or(0);
+    let total = budget.0.fetch_add(seats, Ordering::Relaxed) + seats;
+    if total > limits.max_seats_read {
+        let e = refusal(
+            LimitCode::QueryTooCostly,
+            format!(
+                "this request would read {total} seats of seat maps; the limit is {}",
+                limits.max_seats_read
+            ),
+            Some(total),
+            limits.max_seats_read,
+        );
+        let mut err = async_graphql::Error::new(e.message);
+        err.extensions = e.extensions;
+        return Err(err);
+    }
+    Ok(())
+}
+
+/// Booking mutations per user: a token bucket per account, on this instance.
+pub struct BookingRate(
+    governor::RateLimiter<
+        i64,
+        governor::state::keyed::DefaultKeyedStateStore<i64>,
+        governor::clock::DefaultClock,
+    >,
+);
+
+impl BookingRate {
+    pub fn new(per_second: u32, burst: u32) -> Arc<Self> {
+        let quota = governor::Quota::per_second(NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
+        let rate = Arc::new(Self(governor::RateLimiter::keyed(quota)));
+        // Forget accounts whose buckets are full again, so the map stays as small as the
+        // set of recent bookers.
+        let weak = Arc::downgrade(&rate);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                let Some(rate) = weak.upgrade() else { return };
+                rate.0.retain_recent();
+                rate.0.shrink_to_fit();
+            }
+        });
+        rate
+    }
+
+    /// `Err(seconds to wait)` when `user` may not book `n` more times now.
+    fn check(&self, user: i64, n: u32) -> Result<(), u64> {
+        use governor::clock::Clock as _;
+        let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        match self.0.check_key_n(&user, n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(not_until
+                .wait_time_from(governor::clock::DefaultClock::default().now())
+                .as_secs()
+                .max(1)),
+            // More at once than the burst allows: never.
+            Err(_) => Err(60),
+        }
+    }
+}
+
+/// The root mutations that hold seats or queue orders, rate limited per user.
+const BOOKING_FIELDS: &[&str] = &["reserveSeats", "placeOrder", "reserveBestAvailable"];
+/// The root mutations that run argon2: one per request.
+const PASSWORD_FIELDS: &[&str] = &["signUp", "logIn"];
+
+/// The schema extension enforcing [`Limits`], the control-character rule for text inputs
+/// (`text`), one password mutation per request and the per-user booking rate.
+pub struct LimitsExtension {
+    pub limits: Arc<Limits>,
+    pub booking: Option<Arc<BookingRate>>,
+}
+
+impl LimitsExtension {
+    pub fn new(limits: Limits, booking: Option<Arc<BookingRate>>) -> Self {
+        Self {
+            limits: Arc::new(limits),
+            booking,
+        }
+    }
+}
+
+impl ExtensionFactory for LimitsExtension {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(PerRequest {
+            limits: self.limits.clone(),
+            booking: self.booking.clone(),
+            operation_name: Mutex::default(),
+            kind: Mutex::default(),
+        })
+    }
+}
+
+struct PerRequest {
+    limits: Arc<Limits>,
+    booking: Option<Arc<BookingRate>>,
+    operation_name: Mutex<Option<String>>,
+    /// Filled in by `parse_query`: which kind of operation runs.
+    kind: Mutex<Option<OperationType>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[async_trait::async_trait]
+impl Extension for PerRequest {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        let limit = self.limits.max_document_bytes;
+        if request.query.len() > limit {
+            return Err(refusal(
+                LimitCode::QueryTooLarge,
+                format!(
+                    "the query document is {} bytes; the limit is {limit}",
+                    request.query.len()
+                ),
+                Some(request.query.len() as u64),
+                limit as u64,
+            ));
+        }
+        *lock(&self.operation_name) = request.operation_name.clone();
+        let request = request
+            .data(Arc::new(SeatBudget::default()))
+            .data(self.limits.clone());
+        next.run(ctx, request).await
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        // Parsed here first: async-graphql's own parse step walks every fragment spread
+        // (recursion-depth and directive checks), which a doubling document turns into
+        // millions of visits. Only a document that passes the count below goes on to it.
+        let counted = async_graphql::parser::parse_query(query)
+            .map(|doc| document::inlined_selections(&doc, self.limits.max_selections));
+        let limits = &self.limits;
+        if let Ok(selections) = counted
+            && selections > limits.max_selections
+        {
+            return Err(refusal(
+                LimitCode::QueryTooLarge,
+                format!(
+                    "the query selects more than {} fields with its fragments expanded",
+                    limits.max_selections
+                ),
+                None,
+                limits.max_selections,
+            ));
+        }
+        let doc = next.run(ctx, query, variables).await?;
+        let name = lock(&self.operation_name).clone();
+        let Some(op) = document::operation(&doc, name.as_deref()) else {
+            // No such operation: validation reports it.
+            return Ok(doc);
+        };
+        *lock(&self.kind) = Some(op.ty);
+        let roots = document::root_fields(&doc, &op.selection_set.node);
+        if roots > limits.max_root_fields {
+            return Err(refusal(
+                LimitCode::QueryTooLarge,
+                format!(
+                    "the operation has {roots} root fields (aliases count); the limit is {}",
+                    limits.max_root_fields
+                ),
+                Some(roots),
+                limits.max_root_fields,
+            ));
+        }
+        crate::text::check_request_strings(&doc, variables)?;
+        if op.ty == OperationType::Mutation {
+            let root = &op.selection_set.node;
+            if document::root_fields_named(&doc, root, PASSWORD_FIELDS) > 1 {
+                let mut err = refusal(
+                    LimitCode::QueryTooLarge,
+                    "send at most one signUp or logIn per request",
+                    None,
+                    1,
+                );
+                if let Some(ext) = err.extensions.as_mut() {
+                    ext.set("code", "BAD_USER_INPUT");
+                }
+                return Err(err);
+            }
+            let bookings = document::root_fields_named(&doc, root, BOOKING_FIELDS);
+            if bookings > 0
+                && let Some(rate) = &self.booking
+                && let Some(crate::auth::Viewer::User(user)) = ctx.data_opt::<crate::auth::Viewer>()
+                && let Err(retry_after_s) = rate.check(user.id, u32::try_from(bookings).unwrap_or(u32::MAX))
+            {
+                let mut err = ServerError::new(
+                    format!("too many bookings from this account; retry in {retry_after_s} s"),
+                    None,
+                );
+                let mut ext = ErrorExtensionValues::default();
+                ext.set("code", "RATE_LIMITED");
+                ext.set("retryAfter", retry_after_s);
+                err.extensions = Some(ext);
+                return Err(err);
+            }
+        }
+        let cost = cost::operation_cost(&ctx.schema_env.registry, &doc, op, variables);
+        if cost > limits.max_cost {
+            return Err(refusal(
+                LimitCode::QueryTooCostly,
+                format!(
+                    "the query's estimated cost is {cost}; the limit is {} (ask for smaller pages, fewer aliases or less nesting)",
+                    limits.max_cost
+                ),
+                Some(cost),
+                limits.max_cost,
+            ));
+        }
+        Ok(doc)
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        next.run(ctx).await
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        let is_query = *lock(&self.kind) == Some(OperationType::Query);
+        let response = if is_query {
+            let timeout = self.limits.query_timeout;
+            match tokio::time::timeout(timeout, next.run(ctx, operation_name)).await {
+                Ok(response) => response,
+                Err(_) => {
+                    return Response::from_errors(vec![refusal(
+                        LimitCode::Timeout,
+                        format!("the query did not finish within {} ms", timeout.as_millis()),
+                        None,
+                        timeout.as_millis() as u64,
+                    )]);
+                }
+            }
+        } else {
+            next.run(ctx, operation_name).await
+        };
+        let cap = self.limits.max_response_bytes;
+        if !within(&response.data, cap) {
+            // A mutation's effect stands; only its answer is withheld, and the error says so.
+            let mut refused = Response::from_errors(vec![refusal(
+                LimitCode::ResponseTooLarge,
+                format!("the response would exceed {cap} bytes; select less"),
+                None,
+                cap as u64,
+            )]);
+            refused.http_headers = response.http_headers;
+            return refused;
+        }
+        response
+    }
+}
+
+/// Whether `value` serializes to at most `cap` bytes; stops counting at the cap.
+fn within(value: &Value, cap: usize) -> bool {
+    struct Counter {
+        n: usize,
+        cap: usize,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.n += buf.len();
+            if self.n > self.cap {
+                return Err(std::io::Error::other("over the cap"));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(&mut Counter { n: 0, cap }, value).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_doubling_document_is_refused_before_validation_walks_it() {
+        let mut doc = String::from("query { ...F22 }\nfragment F0 on Query { me { id } }\n");
+        for i in 1..=22 {
+            doc.push_str(&format!(
+                "fragment F{i} on Query {{ ...F{p} ...F{p} }}\n",
+                p = i - 1
+            ));
+        }
+        let schema = crate::graphql::builder()
+            .extension(LimitsExtension::new(Limits::default(), None))
+            .finish();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let started = std::time::Instant::now();
+        let response = runtime.block_on(schema.execute(doc.as_str()));
+        let took = started.elapsed();
+        let code = response.errors[0]
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get("code").cloned());
+        assert_eq!(code, Some(Value::from("QUERY_TOO_LARGE")));
+        assert!(took < Duration::from_millis(100), "{took:?}");
+    }
+
+    #[test]
+    fn response_size_is_counted_up_to_the_cap() {
+        let v = Value::String("x".repeat(100));
+        assert!(within(&v, 102));
+        assert!(!within(&v, 101));
+    }
+}
