@@ -189,7 +189,7 @@ impl Schedule {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<std::sync::Arc<crate::seats::map::SeatMap>> {
-        crate::limits::charge_seats(ctx, self.0.capacity)?;
+        crate::limits::charge_seats(ctx, self.0.capacity, 1)?;
         let state = state(ctx)?;
         Ok(state.seat_maps.get(&state.db, self.0.id, self.0.version).await?)
     }
@@ -203,7 +203,8 @@ impl Schedule {
         grade: Option<String>,
         status: Option<SeatStatus>,
     ) -> async_graphql::Result<Vec<Seat>> {
-        crate::limits::charge_seats(ctx, self.0.capacity)?;
+        // Seven fields per seat, each resolved: several times the compact map's work.
+        crate::limits::charge_seats(ctx, self.0.capacity, 4)?;
         let rows = ctx
             .data::<DataLoader<SeatMapLoader>>()?
             .load_one(self.0.id)
