@@ -28,7 +28,7 @@
 //! | `GRAPHQL_MAX_DOCUMENT_BYTES` | `16384` | longest query document |
 //! | `GRAPHQL_MAX_SELECTIONS` | `2000` | selections of a document with its fragments expanded |
 //! | `GRAPHQL_MAX_ROOT_FIELDS` | `10` | root fields per operation (aliases count) |
-//! | `GRAPHQL_MAX_COST` | `20000` | estimated cost of an operation (`limits::cost`) |
+//! | `GRAPHQL_MAX_COST` | `50000` | estimated cost of an operation (`limits::cost`) |
 //! | `GRAPHQL_MAX_SEATS_READ` | `100000` | seats one request may read through seat maps |
 //! | `GRAPHQL_QUERY_TIMEOUT_MS` | `10000` | execution deadline of a query |
 //! | `GRAPHQL_MAX_RESPONSE_BYTES` | `16777216` | largest response `data` |

@@ -203,20 +203,22 @@ impl Schedule {
         grade: Option<String>,
         status: Option<SeatStatus>,
     ) -> async_graphql::Result<Vec<Seat>> {
-        // Seven fields per seat, each resolved: several times the compact map's work.
-        crate::limits::charge_seats(ctx, self.0.capacity, 4)?;
         let rows = ctx
             .data::<DataLoader<SeatMapLoader>>()?
             .load_one(self.0.id)
             .await?
             .unwrap_or_default();
-        Ok(rows
+        let seats: Vec<Seat> = rows
             .into_iter()
             .filter(|s| section.as_deref().is_none_or(|x| s.section == x))
             .filter(|s| grade.as_deref().is_none_or(|x| s.grade == x))
             .filter(|s| status.is_none_or(|x| SeatStatus::parse(&s.status) == x))
             .map(Seat)
-            .collect())
+            .collect();
+        // Charged by what it returns (the loader reads the map once per request): seven
+        // resolved fields per seat, several times the compact map's work.
+        crate::limits::charge_seats(ctx, i32::try_from(seats.len()).unwrap_or(i32::MAX), 4)?;
+        Ok(seats)
     }
 }
 

@@ -5,7 +5,7 @@
 //! - `ATTACKERS` signed-in clients (so the anonymous rate limit does not stop them) send,
 //!   back to back, the costliest query the default limits accept: the full `seats` list
 //!   of the sale's schedule and its compact seat map (estimated cost about 8,500 of
-//!   20,000, seats read 4 × 20,000 + 20,000 = the whole budget of 100,000);
+//!   50,000, seats read 4 × 20,000 + 20,000 = the whole budget of 100,000);
 //! - `STALLED` TCP connections send half a request's headers and stop, and as many send
 //!   headers announcing a body they never finish; each is reopened as soon as the server
 //!   drops it;
