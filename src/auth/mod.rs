@@ -132,6 +132,15 @@ impl Actor {
         }
     }
 
+    /// [`ensure_manages`](Self::ensure_manages) for a concert: someone else's draft is
+    /// NOT_FOUND rather than FORBIDDEN, so its existence is not revealed.
+    pub fn ensure_manages_concert(&self, owner_id: i64, status: &str) -> AppResult<()> {
+        match self.ensure_manages(owner_id) {
+            Err(_) if status == "draft" => Err(AppError::NotFound("concert")),
+            other => other,
+        }
+    }
+
     pub fn ensure_role(&self, required: Role) -> AppResult<()> {
         if self.role.allows(required) {
             Ok(())

@@ -152,11 +152,7 @@ async fn managed_concert(conn: &mut AsyncPgConnection, actor: Actor, id: i64) ->
     let concert = store::concert_for_update(conn, id)
         .await?
         .ok_or(AppError::NotFound("concert"))?;
-    if concert.status == "draft" && actor.ensure_manages(concert.host_id).is_err() {
-        // Another host's draft is not revealed to exist.
-        return Err(AppError::NotFound("concert"));
-    }
-    actor.ensure_manages(concert.host_id)?;
+    actor.ensure_manages_concert(concert.host_id, &concert.status)?;
     if concert.status == "cancelled" {
         return Err(AppError::Conflict("the concert is cancelled".into()));
     }

@@ -194,7 +194,7 @@ pub async fn generate(
         let concert = concerts_store::concert(conn, schedule.concert_id)
             .await?
             .ok_or(AppError::NotFound("concert"))?;
-        actor.ensure_manages(concert.host_id)?;
+        actor.ensure_manages_concert(concert.host_id, &concert.status)?;
         if concert.status == "cancelled" || schedule.status == "cancelled" {
             return Err(AppError::Conflict("the schedule is cancelled".into()));
         }
