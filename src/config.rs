@@ -35,10 +35,12 @@
 //! | `GRAPHQL_MAX_DOCUMENT_BYTES` | `16384` | longest query document |
 //! | `GRAPHQL_MAX_SELECTIONS` | `2000` | selections of a document with its fragments expanded |
 //! | `GRAPHQL_MAX_ROOT_FIELDS` | `10` | root fields per operation (aliases count) |
-//! | `GRAPHQL_MAX_COST` | `20000` | estimated cost of an operation (`limits::cost`) |
+//! | `GRAPHQL_MAX_COST` | `50000` | estimated cost of an operation (`limits::cost`) |
 //! | `GRAPHQL_MAX_SEATS_READ` | `100000` | seats one request may read through seat maps |
 //! | `GRAPHQL_QUERY_TIMEOUT_MS` | `10000` | execution deadline of a query |
 //! | `GRAPHQL_MAX_RESPONSE_BYTES` | `16777216` | largest response `data` |
+//! | `GRAPHQL_HEAVY_COST` | `2000` | a query costing more is heavy |
+//! | `GRAPHQL_HEAVY_CONCURRENCY` | `1` | heavy queries running at once per instance (the others wait, within their deadline) |
 //! | `HTTP_HEADER_TIMEOUT_SECONDS` | `10` | time to send a request's headers; also the idle keep-alive timeout |
 //! | `HTTP_BODY_TIMEOUT_SECONDS` | `10` | time to send a request's body |
 //! | `HTTP_MAX_CONNECTIONS` | `10000` | open HTTP connections (WebSockets not counted) |
@@ -136,6 +138,8 @@ impl EdgeConfig {
                 Some(d.query_timeout.as_millis() as u64),
             )?),
             max_response_bytes: parse(get, "GRAPHQL_MAX_RESPONSE_BYTES", Some(d.max_response_bytes))?,
+            heavy_cost: parse(get, "GRAPHQL_HEAVY_COST", Some(d.heavy_cost))?,
+            heavy_concurrency: parse(get, "GRAPHQL_HEAVY_CONCURRENCY", Some(d.heavy_concurrency))?,
         };
         let edge = Self {
             limits,

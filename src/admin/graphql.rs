@@ -116,13 +116,7 @@ impl ReportsQuery {
         let concert = crate::concerts::store::concert(&mut conn, concert_id)
             .await?
             .ok_or(AppError::NotFound("concert"))?;
-        if concert.status == crate::concerts::ConcertStatus::Draft
-            && actor.ensure_manages(concert.host_id).is_err()
-        {
-            // Another host's draft is not revealed to exist.
-            return Err(AppError::NotFound("concert"));
-        }
-        actor.ensure_manages(concert.host_id)?;
+        actor.ensure_manages_concert(concert.host_id, &concert.status)?;
         let rows = super::store::sales(&mut conn, concert_id).await?;
         Ok(ConcertSales {
             concert_id: ids::to_id(concert_id),

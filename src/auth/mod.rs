@@ -132,6 +132,19 @@ impl Actor {
         }
     }
 
+    /// [`ensure_manages`](Self::ensure_manages) for a concert: someone else's draft is
+    /// NOT_FOUND rather than FORBIDDEN, so its existence is not revealed.
+    pub fn ensure_manages_concert(
+        &self,
+        owner_id: i64,
+        status: &crate::concerts::ConcertStatus,
+    ) -> AppResult<()> {
+        match self.ensure_manages(owner_id) {
+            Err(_) if *status == crate::concerts::ConcertStatus::Draft => Err(AppError::NotFound("concert")),
+            other => other,
+        }
+    }
+
     pub fn ensure_role(&self, required: Role) -> AppResult<()> {
         if self.role.allows(required) {
             Ok(())

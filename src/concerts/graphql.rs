@@ -181,7 +181,7 @@ impl Schedule {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<std::sync::Arc<crate::seats::map::SeatMap>> {
-        crate::limits::charge_seats(ctx, self.0.capacity)?;
+        crate::limits::charge_seats(ctx, self.0.capacity, 1)?;
         let state = state(ctx)?;
         Ok(state.seat_maps.get(&state.db, self.0.id, self.0.version).await?)
     }
@@ -195,20 +195,22 @@ impl Schedule {
         grade: Option<String>,
         status: Option<SeatStatus>,
     ) -> async_graphql::Result<Vec<Seat>> {
-        // async-graphql's error, as in `seat_map`: the seat budget refuses with a limit code.
-        crate::limits::charge_seats(ctx, self.0.capacity)?;
         let rows = ctx
             .data::<DataLoader<SeatMapLoader>>()?
             .load_one(self.0.id)
             .await?
             .unwrap_or_default();
-        Ok(rows
+        let seats: Vec<Seat> = rows
             .into_iter()
             .filter(|s| section.as_deref().is_none_or(|x| s.section == x))
             .filter(|s| grade.as_deref().is_none_or(|x| s.grade == x))
             .filter(|s| status.is_none_or(|x| s.status == x))
             .map(Seat::from_row)
-            .collect())
+            .collect();
+        // Charged by what it returns (the loader reads the map once per request): seven
+        // resolved fields per seat, several times the compact map's work.
+        crate::limits::charge_seats(ctx, i32::try_from(seats.len()).unwrap_or(i32::MAX), 4)?;
+        Ok(seats)
     }
 }
 

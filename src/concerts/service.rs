@@ -155,13 +155,7 @@ async fn managed_concert(conn: &mut AsyncPgConnection, actor: Actor, id: i64) ->
     let concert = crate::locks::concert(conn, id)
         .await?
         .ok_or(AppError::NotFound("concert"))?;
-    if concert.status == crate::concerts::ConcertStatus::Draft
-        && actor.ensure_manages(concert.host_id).is_err()
-    {
-        // Another host's draft is not revealed to exist.
-        return Err(AppError::NotFound("concert"));
-    }
-    actor.ensure_manages(concert.host_id)?;
+    actor.ensure_manages_concert(concert.host_id, &concert.status)?;
     if concert.status == ConcertStatus::Cancelled {
         return Err(AppError::Conflict("the concert is cancelled".into()));
     }

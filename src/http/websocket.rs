@@ -321,7 +321,7 @@ impl Session {
                 () = &mut init_deadline, if self.viewer.is_none() => {
                     break Some(Close::new(4408, "Connection initialisation timeout"));
                 }
-                () = &mut expiry, if revoked.is_some() => {
+                () = &mut expiry, if matches!(self.viewer, Some(Viewer::User(_))) => {
                     break Some(Close::new(4403, "access token expired"));
                 }
                 event = async { match revoked.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
@@ -331,7 +331,11 @@ impl Session {
                             break Some(Close::new(4403, "session revoked (logged out)"));
                         }
                         Some(_) => continue,
-                        None => continue,
+                        // The hub is gone (the server is stopping): stop listening to it.
+                        None => {
+                            revoked = None;
+                            continue;
+                        }
                     }
                 }
                 _ = shutdown.wait_for(|stop| *stop) => {

@@ -57,6 +57,11 @@ pub struct Limits {
     pub query_timeout: Duration,
     /// Bytes of the serialized `data` of a response.
     pub max_response_bytes: usize,
+    /// A query estimated above this cost is heavy: it runs only with one of the
+    /// `heavy_concurrency` permits of the instance, so costly queries, however many, take
+    /// at most that many runtime workers away from everyone else.
+    pub heavy_cost: u64,
+    pub heavy_concurrency: usize,
 }
 
 impl Default for Limits {
@@ -65,12 +70,17 @@ impl Default for Limits {
             max_document_bytes: 16 * 1024,
             max_selections: 2_000,
             max_root_fields: 10,
-            max_cost: 20_000,
+            // A page of 20 concerts with their schedules' per-grade counts costs about
+            // 21,000; five levels of nested lists cost millions.
+            max_cost: 50_000,
             // The largest layout allowed (seats::layout::MAX_SEATS): one full map, or several
             // small ones.
             max_seats_read: 100_000,
             query_timeout: Duration::from_secs(10),
             max_response_bytes: 16 * 1024 * 1024,
+            // The compact seat map with its availability (about 1,000) stays light.
+            heavy_cost: 2_000,
+            heavy_concurrency: 1,
         }
     }
 }
@@ -117,14 +127,15 @@ pub fn refusal(code: LimitCode, message: impl Into<String>, asked: Option<u64>, 
 #[derive(Default)]
 pub struct SeatBudget(AtomicU64);
 
-/// Charges `seats` to the request's budget; QUERY_TOO_COSTLY once it is spent. Called by a
-/// resolver before it builds a seat list, with the schedule's capacity.
-pub fn charge_seats(ctx: &Context<'_>, seats: i32) -> async_graphql::Result<()> {
+/// Charges `seats` × `weight` to the request's budget; QUERY_TOO_COSTLY once it is spent.
+/// Called by a resolver before it builds a seat list, with the schedule's capacity; the
+/// weight is what one seat costs there (1 in the compact map, more as full objects).
+pub fn charge_seats(ctx: &Context<'_>, seats: i32, weight: u64) -> async_graphql::Result<()> {
     let (Ok(budget), Ok(limits)) = (ctx.data::<Arc<SeatBudget>>(), ctx.data::<Arc<Limits>>()) else {
         // Requests built outside the HTTP layer (unit tests, export) carry no budget.
         return Ok(());
     };
-    let seats = u64::try_from(seats).unwrap_or(0);
+    let seats = u64::try_from(seats).unwrap_or(0).saturating_mul(weight);
     let total = budget.0.fetch_add(seats, Ordering::Relaxed) + seats;
     if total > limits.max_seats_read {
         let e = refusal(
@@ -198,11 +209,13 @@ const PASSWORD_FIELDS: &[&str] = &["signUp", "logIn"];
 pub struct LimitsExtension {
     pub limits: Arc<Limits>,
     pub booking: Option<Arc<BookingRate>>,
+    heavy: Arc<tokio::sync::Semaphore>,
 }
 
 impl LimitsExtension {
     pub fn new(limits: Limits, booking: Option<Arc<BookingRate>>) -> Self {
         Self {
+            heavy: Arc::new(tokio::sync::Semaphore::new(limits.heavy_concurrency.max(1))),
             limits: Arc::new(limits),
             booking,
         }
@@ -214,8 +227,10 @@ impl ExtensionFactory for LimitsExtension {
         Arc::new(PerRequest {
             limits: self.limits.clone(),
             booking: self.booking.clone(),
+            heavy: self.heavy.clone(),
             operation_name: Mutex::default(),
             kind: Mutex::default(),
+            cost: AtomicU64::new(0),
         })
     }
 }
@@ -223,6 +238,9 @@ impl ExtensionFactory for LimitsExtension {
 struct PerRequest {
     limits: Arc<Limits>,
     booking: Option<Arc<BookingRate>>,
+    heavy: Arc<tokio::sync::Semaphore>,
+    /// The estimated cost, set by `parse_query`.
+    cost: AtomicU64,
     operation_name: Mutex<Option<String>>,
     /// Filled in by `parse_query`: which kind of operation runs.
     kind: Mutex<Option<OperationType>>,
@@ -348,6 +366,7 @@ impl Extension for PerRequest {
                 limits.max_cost,
             ));
         }
+        self.cost.store(cost, Ordering::Relaxed);
         Ok(doc)
     }
 
@@ -368,7 +387,18 @@ impl Extension for PerRequest {
         let is_query = *lock(&self.kind) == Some(OperationType::Query);
         let response = if is_query {
             let timeout = self.limits.query_timeout;
-            match tokio::time::timeout(timeout, next.run(ctx, operation_name)).await {
+            let heavy = self.cost.load(Ordering::Relaxed) > self.limits.heavy_cost;
+            let run = async {
+                // A heavy query waits for its turn within the same deadline.
+                let _permit = if heavy {
+                    metrics::counter!("graphql_heavy_queries_total").increment(1);
+                    self.heavy.acquire().await.ok()
+                } else {
+                    None
+                };
+                next.run(ctx, operation_name).await
+            };
+            match tokio::time::timeout(timeout, run).await {
                 Ok(response) => response,
                 Err(_) => {
                     return Response::from_errors(vec![refusal(

@@ -194,7 +194,7 @@ pub async fn generate(
         let concert = concerts_store::concert(conn, schedule.concert_id)
             .await?
             .ok_or(AppError::NotFound("concert"))?;
-        actor.ensure_manages(concert.host_id)?;
+        actor.ensure_manages_concert(concert.host_id, &concert.status)?;
         if concert.status == crate::concerts::ConcertStatus::Cancelled
             || schedule.status == crate::concerts::ScheduleStatus::Cancelled
         {

@@ -61,8 +61,9 @@ async fn finding_1_aliases_of_a_seat_map_are_too_costly() {
 
 #[tokio::test]
 async fn finding_1_a_seat_map_is_charged_by_its_capacity() {
-    let app = TestApp::spawn_with(&[("GRAPHQL_MAX_SEATS_READ", "150")]).await;
-    let show = app.show(layout(10, 10), 4).await;
+    let setup = TestApp::spawn().await;
+    let show = setup.show(layout(10, 10), 4).await;
+    let app = setup.second_instance(&[("GRAPHQL_MAX_SEATS_READ", "150")]).await;
     let q = "query($s: ID!) { a: schedule(id: $s) { seatMap { statuses } } b: schedule(id: $s) { seatMap { statuses } } }";
     let body = app.gql(None, q, json!({ "s": show.schedule_id })).await;
     assert_eq!(code(&body), "QUERY_TOO_COSTLY", "two maps of 100 seats: {body}");

@@ -3,9 +3,9 @@
 //!
 //! The attack, for the whole second sale:
 //! - `ATTACKERS` signed-in clients (so the anonymous rate limit does not stop them) send,
-//!   back to back, the costliest query the server accepts: two aliases of a full
-//!   `seats` list of the sale's schedule (estimated cost 15,020 of 20,000; 2 × the
-//!   capacity in seats read);
+//!   back to back, the costliest query the default limits accept: the full `seats` list
+//!   of the sale's schedule and its compact seat map (estimated cost about 8,500 of
+//!   50,000, seats read 4 × 20,000 + 20,000 = the whole budget of 100,000);
 //! - `STALLED` TCP connections send half a request's headers and stop, and as many send
 //!   headers announcing a body they never finish; each is reopened as soon as the server
 //!   drops it;
@@ -40,7 +40,7 @@ const STALLED: usize = 300;
 const SILENT: usize = 200;
 
 /// The costliest query the default limits accept, against the sale's own schedule.
-const COSTLY: &str = "query($s: ID!) { a: schedule(id: $s) { seats { id section row number grade price status } } b: schedule(id: $s) { seats { id section row number grade price status } } }";
+const COSTLY: &str = "query($s: ID!) { a: schedule(id: $s) { seats { id section row number grade price status } } b: schedule(id: $s) { availability { grade available held sold } seatMap { version grades { name price color } rows { section row seats grade } idRuns statuses } } }";
 
 pub async fn abuse(ctx: &mut Ctx) -> anyhow::Result<Report> {
     let seconds = ctx.seconds.unwrap_or(20);
@@ -68,7 +68,9 @@ pub async fn abuse(ctx: &mut Ctx) -> anyhow::Result<Report> {
     quiet_report.latencies_ms = quiet.tally.latencies_ms.clone();
     quiet_report.finish();
 
-    // The attacked sale.
+    // The attacked sale, with accounts of its own (a new tag: the host's email is made
+    // from it).
+    ctx.tag = format!("{}-attacked", ctx.tag);
     let show = ctx.show(ctx.seats, None).await?;
     let users = ctx.buyers("abuse-sale", ctx.users.unwrap_or(ctx.seats)).await?;
     let attackers = ctx.buyers("abuse-attacker", ATTACKERS).await?;
