@@ -4,10 +4,7 @@
 //! A 20,000-seat map as GraphQL objects is 140,000 resolved fields and 2 MB of JSON per
 //! request; here it is one row object per row of seats and one character per seat.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::{sync::Arc, time::Duration};
 
 use async_graphql::SimpleObject;
 use diesel::{
@@ -75,8 +72,37 @@ struct Grade {
 }
 
 /// Maps already built, by schedule: one per schedule, replaced when its version moves.
-#[derive(Default)]
-pub struct SeatMaps(Mutex<HashMap<i64, Arc<SeatMap>>>);
+///
+/// Bounded by the bytes the maps hold (`MAPS_BYTES`; a 50,000-seat map is about 60 KB) and
+/// dropped after `MAPS_IDLE` unread, so a crawler walking every schedule ever made costs
+/// queries, not memory. Only schedules that exist get a map: nothing is kept for a miss.
+pub struct SeatMaps(moka::sync::Cache<i64, Arc<SeatMap>>);
+
+const MAPS_BYTES: u64 = 64 * 1024 * 1024;
+const MAPS_IDLE: Duration = Duration::from_secs(600);
+
+impl Default for SeatMaps {
+    fn default() -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(MAPS_BYTES)
+                .weigher(|_, map: &Arc<SeatMap>| map.weight())
+                .time_to_idle(MAPS_IDLE)
+                .build(),
+        )
+    }
+}
+
+impl SeatMap {
+    /// Roughly the bytes this map holds, for the cache's bound.
+    fn weight(&self) -> u32 {
+        let bytes = self.statuses.len()
+            + self.id_runs.len() * 8
+            + self.rows.iter().map(|r| 48 + r.section.len() + r.row.len()).sum::<usize>()
+            + self.grades.iter().map(|g| 48 + g.name.len() + g.color.len()).sum::<usize>();
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+}
 
 impl SeatMaps {
     /// Per-grade counts from a built map of exactly `version`, if there is one.
@@ -85,8 +111,7 @@ impl SeatMaps {
         schedule_id: i64,
         version: i64,
     ) -> Option<Vec<crate::seats::graphql::GradeAvailability>> {
-        let maps = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let map = maps.get(&schedule_id).filter(|m| m.version == version)?;
+        let map = self.0.get(&schedule_id).filter(|m| m.version == version)?;
         let mut counts = vec![[0i64; 3]; map.grades.len()];
         let mut letters = map.statuses.chars();
         for row in &map.rows {
@@ -125,22 +150,20 @@ impl SeatMaps {
         schedule_id: i64,
         version: i64,
     ) -> AppResult<Arc<SeatMap>> {
-        if let Some(map) = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&schedule_id)
+        if let Some(map) = self.0.get(&schedule_id)
             && map.version >= version
         {
-            return Ok(map.clone());
+            return Ok(map);
         }
         let mut conn = pool.get().await?;
         let map = Arc::new(build(&mut conn, schedule_id, version).await?);
-        let mut maps = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let keep = maps.get(&schedule_id).is_none_or(|m| m.version < map.version);
-        if keep {
-            maps.insert(schedule_id, map.clone());
-        }
+        // Two readers may build at once: the newer version stays.
+        self.0
+            .entry(schedule_id)
+            .and_upsert_with(|old| match old {
+                Some(old) if old.value().version >= map.version => old.into_value(),
+                _ => map.clone(),
+            });
         Ok(map)
     }
 }
