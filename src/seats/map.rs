@@ -98,8 +98,16 @@ impl SeatMap {
     fn weight(&self) -> u32 {
         let bytes = self.statuses.len()
             + self.id_runs.len() * 8
-            + self.rows.iter().map(|r| 48 + r.section.len() + r.row.len()).sum::<usize>()
-            + self.grades.iter().map(|g| 48 + g.name.len() + g.color.len()).sum::<usize>();
+            + self
+                .rows
+                .iter()
+                .map(|r| 48 + r.section.len() + r.row.len())
+                .sum::<usize>()
+            + self
+                .grades
+                .iter()
+                .map(|g| 48 + g.name.len() + g.color.len())
+                .sum::<usize>();
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 }
@@ -158,12 +166,10 @@ impl SeatMaps {
         let mut conn = pool.get().await?;
         let map = Arc::new(build(&mut conn, schedule_id, version).await?);
         // Two readers may build at once: the newer version stays.
-        self.0
-            .entry(schedule_id)
-            .and_upsert_with(|old| match old {
-                Some(old) if old.value().version >= map.version => old.into_value(),
-                _ => map.clone(),
-            });
+        self.0.entry(schedule_id).and_upsert_with(|old| match old {
+            Some(old) if old.value().version >= map.version => old.into_value(),
+            _ => map.clone(),
+        });
         Ok(map)
     }
 }
