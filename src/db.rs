@@ -130,13 +130,35 @@ pub struct UnknownValue {
     pub value: String,
 }
 
-/// Maps a closed enum to a `text` column, once: each variant has one spelling in the
-/// database, and reading anything else fails the query. The enum needs
-/// `#[derive(AsExpression, FromSqlRow)]` (from `diesel::expression` and `diesel::deserialize`) and
-/// `#[diesel(sql_type = diesel::sql_types::Text)]`.
+/// Declares a closed status enum stored in a `text` column, and maps it once: each variant
+/// has one spelling, used in the database and in serde alike, and reading anything else
+/// fails the query. The enum is also a GraphQL enum (its doc comments are the schema's
+/// descriptions), so every status is declared in one place with one set of derives.
 #[macro_export]
 macro_rules! text_enum {
-    ($ty:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+    (
+        $(#[$meta:meta])*
+        pub enum $ty:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }
+    ) => {
+        $(#[$meta])*
+        #[derive(
+            async_graphql::Enum,
+            Copy,
+            Clone,
+            Debug,
+            Eq,
+            PartialEq,
+            Hash,
+            serde::Serialize,
+            serde::Deserialize,
+            diesel::expression::AsExpression,
+            diesel::deserialize::FromSqlRow,
+        )]
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        pub enum $ty {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
+        }
+
         impl $ty {
             /// The spelling in the database.
             pub const fn as_db(self) -> &'static str {

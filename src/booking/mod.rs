@@ -46,38 +46,18 @@ use crate::{
     state::AppState,
 };
 
-// Stored in `reservations.status`, mapped once by `text_enum!`.
-/// Where a reservation stands.
-#[derive(
-    async_graphql::Enum,
-    Copy,
-    Clone,
-    Debug,
-    Eq,
-    PartialEq,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-    diesel::expression::AsExpression,
-    diesel::deserialize::FromSqlRow,
-)]
-#[diesel(sql_type = diesel::sql_types::Text)]
-#[serde(rename_all = "lowercase")]
-pub enum ReservationStatus {
-    /// Seats held, waiting for payment until `expiresAt`.
-    Held,
-    /// Paid.
-    Confirmed,
-    Cancelled,
-    Expired,
+crate::text_enum! {
+    // Stored in `reservations.status`.
+    /// Where a reservation stands.
+    pub enum ReservationStatus {
+        /// Seats held, waiting for payment until `expiresAt`.
+        Held => "held",
+        /// Paid.
+        Confirmed => "confirmed",
+        Cancelled => "cancelled",
+        Expired => "expired",
+    }
 }
-
-crate::text_enum!(ReservationStatus {
-    Held => "held",
-    Confirmed => "confirmed",
-    Cancelled => "cancelled",
-    Expired => "expired",
-});
 
 /// Seats of one schedule that changed in one committed transaction, with the schedule
 /// version after it.

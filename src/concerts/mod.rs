@@ -14,58 +14,21 @@ pub mod search;
 pub mod service;
 pub mod store;
 
-// Stored in `concerts.status`, mapped once by `text_enum!`.
-/// A draft is visible to its host only; published and cancelled concerts are public.
-#[derive(
-    async_graphql::Enum,
-    Copy,
-    Clone,
-    Debug,
-    Eq,
-    PartialEq,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-    diesel::expression::AsExpression,
-    diesel::deserialize::FromSqlRow,
-)]
-#[diesel(sql_type = diesel::sql_types::Text)]
-#[serde(rename_all = "lowercase")]
-pub enum ConcertStatus {
-    Draft,
-    Published,
-    Cancelled,
+crate::text_enum! {
+    // Stored in `concerts.status`.
+    /// A draft is visible to its host only; published and cancelled concerts are public.
+    pub enum ConcertStatus {
+        Draft => "draft",
+        Published => "published",
+        Cancelled => "cancelled",
+    }
 }
 
-crate::text_enum!(ConcertStatus {
-    Draft => "draft",
-    Published => "published",
-    Cancelled => "cancelled",
-});
-
-// Stored in `schedules.status`, mapped once by `text_enum!`.
-/// Whether the performance takes place.
-#[derive(
-    async_graphql::Enum,
-    Copy,
-    Clone,
-    Debug,
-    Eq,
-    PartialEq,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-    diesel::expression::AsExpression,
-    diesel::deserialize::FromSqlRow,
-)]
-#[diesel(sql_type = diesel::sql_types::Text)]
-#[serde(rename_all = "lowercase")]
-pub enum ScheduleStatus {
-    Scheduled,
-    Cancelled,
+crate::text_enum! {
+    // Stored in `schedules.status`.
+    /// Whether the performance takes place.
+    pub enum ScheduleStatus {
+        Scheduled => "scheduled",
+        Cancelled => "cancelled",
+    }
 }
-
-crate::text_enum!(ScheduleStatus {
-    Scheduled => "scheduled",
-    Cancelled => "cancelled",
-});

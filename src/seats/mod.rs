@@ -14,31 +14,12 @@ pub mod layout;
 pub mod map;
 pub mod store;
 
-// Stored in `seats.status`, mapped once by `text_enum!`.
-/// Where a seat stands: free, held by a reservation waiting for payment, or sold.
-#[derive(
-    async_graphql::Enum,
-    Copy,
-    Clone,
-    Debug,
-    Eq,
-    PartialEq,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-    diesel::expression::AsExpression,
-    diesel::deserialize::FromSqlRow,
-)]
-#[diesel(sql_type = diesel::sql_types::Text)]
-#[serde(rename_all = "lowercase")]
-pub enum SeatStatus {
-    Available,
-    Held,
-    Sold,
+crate::text_enum! {
+    // Stored in `seats.status`.
+    /// Where a seat stands: free, held by a reservation waiting for payment, or sold.
+    pub enum SeatStatus {
+        Available => "available",
+        Held => "held",
+        Sold => "sold",
+    }
 }
-
-crate::text_enum!(SeatStatus {
-    Available => "available",
-    Held => "held",
-    Sold => "sold",
-});
