@@ -29,8 +29,15 @@ pub enum Refusal {
     ValidationFailed,
     /// Nested deeper than the server allows.
     TooDeep,
-    /// Would cost more than the server allows.
+    /// Would cost more than the server allows: the estimated cost, or the seats read
+    /// during execution (`crate::limits`).
     TooCostly,
+    /// The document is too long, or asks for too many selections or root fields.
+    TooLarge,
+    /// A query ran out of time.
+    Timeout,
+    /// The answer would be larger than the response cap.
+    ResponseTooLarge,
     /// An automatic persisted query by hash that this server does not have (yet): send
     /// the query with its hash once.
     PersistedQueryNotFound,
@@ -46,6 +53,9 @@ impl Refusal {
             Self::ValidationFailed => "GRAPHQL_VALIDATION_FAILED",
             Self::TooDeep => "QUERY_TOO_DEEP",
             Self::TooCostly => "QUERY_TOO_COSTLY",
+            Self::TooLarge => "QUERY_TOO_LARGE",
+            Self::Timeout => "TIMEOUT",
+            Self::ResponseTooLarge => "RESPONSE_TOO_LARGE",
             Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
             Self::BadRequest => "BAD_REQUEST",
         }

@@ -15,7 +15,8 @@
 //! 5. a deadline for queries (not mutations: a mutation cut short could still take effect
 //!    after its error was sent) and a cap on the response size.
 //!
-//! Each refusal is a GraphQL error with one of the codes of [`LimitCode`].
+//! Each refusal is a GraphQL error with one of the codes of
+//! [`Refusal`](crate::graphql::refusal::Refusal), the one list of refusal codes.
 
 mod cost;
 mod document;
@@ -38,6 +39,8 @@ use async_graphql::{
     },
     parser::types::{ExecutableDocument, OperationType},
 };
+
+use crate::graphql::refusal::Refusal;
 
 /// The limits of one request. Defaults are sized so that every query of the README, the
 /// web app and the benchmark passes with room to spare.
@@ -85,36 +88,12 @@ impl Default for Limits {
     }
 }
 
-/// The codes of requests refused for what they would cost.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
-pub enum LimitCode {
-    /// The document is too long, asks for too many selections or too many root fields.
-    QueryTooLarge,
-    /// The estimated cost, or the seats read during execution, exceed the budget.
-    QueryTooCostly,
-    /// The query ran out of time.
-    Timeout,
-    /// The answer would be larger than the response cap.
-    ResponseTooLarge,
-}
-
-impl LimitCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::QueryTooLarge => "QUERY_TOO_LARGE",
-            Self::QueryTooCostly => "QUERY_TOO_COSTLY",
-            Self::Timeout => "TIMEOUT",
-            Self::ResponseTooLarge => "RESPONSE_TOO_LARGE",
-        }
-    }
-}
-
 /// A refusal as a GraphQL error: `extensions.code`, plus the limit and (when known) what
 /// the request asked for, so a client can see by how much it missed.
-pub fn refusal(code: LimitCode, message: impl Into<String>, asked: Option<u64>, limit: u64) -> ServerError {
+pub fn refusal(code: Refusal, message: impl Into<String>, asked: Option<u64>, limit: u64) -> ServerError {
     let mut err = ServerError::new(message, None);
     let mut ext = ErrorExtensionValues::default();
-    ext.set("code", code.as_str());
+    ext.set("code", code.code());
     if let Some(asked) = asked {
         ext.set("asked", asked);
     }
@@ -139,7 +118,7 @@ pub fn charge_seats(ctx: &Context<'_>, seats: i32, weight: u64) -> async_graphql
     let total = budget.0.fetch_add(seats, Ordering::Relaxed) + seats;
     if total > limits.max_seats_read {
         let e = refusal(
-            LimitCode::QueryTooCostly,
+            Refusal::TooCostly,
             format!(
                 "this request would read {total} seats of seat maps; the limit is {}",
                 limits.max_seats_read
@@ -261,7 +240,7 @@ impl Extension for PerRequest {
         let limit = self.limits.max_document_bytes;
         if request.query.len() > limit {
             return Err(refusal(
-                LimitCode::QueryTooLarge,
+                Refusal::TooLarge,
                 format!(
                     "the query document is {} bytes; the limit is {limit}",
                     request.query.len()
@@ -294,7 +273,7 @@ impl Extension for PerRequest {
             && selections > limits.max_selections
         {
             return Err(refusal(
-                LimitCode::QueryTooLarge,
+                Refusal::TooLarge,
                 format!(
                     "the query selects more than {} fields with its fragments expanded",
                     limits.max_selections
@@ -313,7 +292,7 @@ impl Extension for PerRequest {
         let roots = document::root_fields(&doc, &op.selection_set.node);
         if roots > limits.max_root_fields {
             return Err(refusal(
-                LimitCode::QueryTooLarge,
+                Refusal::TooLarge,
                 format!(
                     "the operation has {roots} root fields (aliases count); the limit is {}",
                     limits.max_root_fields
@@ -327,7 +306,7 @@ impl Extension for PerRequest {
             let root = &op.selection_set.node;
             if document::root_fields_named(&doc, root, PASSWORD_FIELDS) > 1 {
                 let mut err = refusal(
-                    LimitCode::QueryTooLarge,
+                    Refusal::TooLarge,
                     "send at most one signUp or logIn per request",
                     None,
                     1,
@@ -357,7 +336,7 @@ impl Extension for PerRequest {
         let cost = cost::operation_cost(&ctx.schema_env.registry, &doc, op, variables);
         if cost > limits.max_cost {
             return Err(refusal(
-                LimitCode::QueryTooCostly,
+                Refusal::TooCostly,
                 format!(
                     "the query's estimated cost is {cost}; the limit is {} (ask for smaller pages, fewer aliases or less nesting)",
                     limits.max_cost
@@ -402,7 +381,7 @@ impl Extension for PerRequest {
                 Ok(response) => response,
                 Err(_) => {
                     return Response::from_errors(vec![refusal(
-                        LimitCode::Timeout,
+                        Refusal::Timeout,
                         format!("the query did not finish within {} ms", timeout.as_millis()),
                         None,
                         timeout.as_millis() as u64,
@@ -416,7 +395,7 @@ impl Extension for PerRequest {
         if !within(&response.data, cap) {
             // A mutation's effect stands; only its answer is withheld, and the error says so.
             let mut refused = Response::from_errors(vec![refusal(
-                LimitCode::ResponseTooLarge,
+                Refusal::ResponseTooLarge,
                 format!("the response would exceed {cap} bytes; select less"),
                 None,
                 cap as u64,
