@@ -45,8 +45,13 @@ function page(main) {
 
   let usersAfter = null;
   let auditAfter = null;
+  // The page's first list and a search can be in flight at once: only the newest request's
+  // answer may fill the table, or a late first list would replace the rows being edited.
+  let usersRequest = 0;
   const loadUsers = async (append) => {
+    const mine = ++usersRequest;
     const d = (await gql(USERS, { q: search.input.value.trim() || null, after: append ? usersAfter : null })).users;
+    if (mine !== usersRequest) return;
     if (!append) fill(users);
     for (const u of d.nodes) users.append(userRow(u));
     if (!append && d.nodes.length === 0) users.append(h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'No accounts match.')));
