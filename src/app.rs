@@ -26,6 +26,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     crate::booking::spawn_sweeper(state.clone(), state.config.hold_sweep_interval, stop_rx.clone());
+    crate::booking::stop_leading_on(state.clone(), stop_rx.clone());
     crate::queue::gate::spawn(state.clone(), stop_rx.clone());
     crate::orders::worker::spawn(state.clone(), stop_rx.clone());
     let schema = graphql::build(state.clone());

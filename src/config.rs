@@ -25,6 +25,7 @@
 //! | `GRAPHQL_INTROSPECTION` | `true` in dev, `false` in prod | allow introspection queries |
 //! | `CORS_ALLOWED_ORIGINS` | empty | browser origins (`https://app.example.com`, comma-separated, or `*`) that may call the API from another origin; empty: none |
 //! | `BOOKING_ANSWER_TIMEOUT_MS` | `15000` | a hold request whose batch has not started after this long is withdrawn and answered UNAVAILABLE (one already in a running batch gets that batch's real outcome) |
+//! | `BOOKING_FORWARD_MIN_PER_SECOND` | `50` | with Redis, a schedule this busy on an instance (hold requests per second) is booked by one leading instance, the others forwarding their requests to it; below it each instance batches its own |
 //! | `HOLD_SWEEP_INTERVAL_MS` | `1000` | how often expired holds are released |
 //! | `QUEUE_ABANDON_SECONDS` | `30` | a waiting user silent this long (no poll, no subscription) drops out |
 //! | `ORDER_WORKERS` | `2` | order stream consumers per instance (0: this instance takes no orders) |
@@ -92,6 +93,7 @@ pub struct Config {
     pub playground: bool,
     pub introspection: bool,
     pub booking_answer_timeout: Duration,
+    pub booking_forward_min_per_second: u64,
     pub cors_allowed_origins: AllowedOrigins,
     pub hold_sweep_interval: Duration,
     pub queue_abandon: Duration,
@@ -271,6 +273,7 @@ impl Config {
                 "BOOKING_ANSWER_TIMEOUT_MS",
                 Some(15_000),
             )?),
+            booking_forward_min_per_second: parse(&get, "BOOKING_FORWARD_MIN_PER_SECOND", Some(50))?,
             hold_sweep_interval: Duration::from_millis(parse(&get, "HOLD_SWEEP_INTERVAL_MS", Some(1000))?),
             queue_abandon: Duration::from_secs(parse(&get, "QUEUE_ABANDON_SECONDS", Some(30))?),
             order_workers: parse(&get, "ORDER_WORKERS", Some(2))?,

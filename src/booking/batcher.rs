@@ -3,8 +3,13 @@
 //! Requests for a schedule wait in its queue; the worker takes everything waiting (up to
 //! `MAX_BATCH`) and applies it in one transaction (`reserve::reserve_batch`). While one
 //! batch is in the database the next one fills up, so the busier a schedule, the bigger
-//! its batches and the fewer commits per booking. Several instances each batch their own
-//! requests; the schedule row lock serializes their batches. An idle worker exits.
+//! its batches and the fewer commits per booking. An idle worker exits.
+//!
+//! Several instances: the schedule row lock serializes their batches, so each instance
+//! batching only its own requests would make smaller batches. `submit` therefore asks
+//! `leader` first, which on a busy schedule forwards the request to the instance leading
+//! that schedule's bookings (a Redis lease); that instance runs it here, in its own batches.
+//! The lease is for throughput only: the row lock stays the guard.
 //!
 //! Isolation (I8): the decision step refuses every bad request on its own, so a batch
 //! transaction should only fail when the database does. If it fails for another reason
@@ -62,6 +67,8 @@ pub struct Batcher {
     queues: Mutex<HashMap<i64, (u64, mpsc::Sender<Job>)>>,
     next_worker: AtomicU64,
     stats: Stats,
+    /// Which schedules this instance leads, follows or batches alone (`leader`).
+    leadership: super::leader::Leadership,
 }
 
 /// Counters for tests and metrics: how much batching happened, and how often a batch
@@ -82,6 +89,10 @@ pub struct Stats {
 impl Batcher {
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    pub fn leadership(&self) -> &super::leader::Leadership {
+        &self.leadership
     }
 
     fn queue(&self, state: &AppState, schedule_id: i64) -> mpsc::Sender<Job> {
@@ -113,11 +124,34 @@ impl Batcher {
     }
 }
 
-/// Hands a request to its schedule's batch and waits for its own outcome.
+/// Hands a request to its schedule's batch, here or at the instance leading the schedule,
+/// and waits for its own outcome.
 pub(super) async fn submit(
     state: &AppState,
     schedule_id: i64,
     request: HoldRequest,
+) -> AppResult<ReservationRow> {
+    super::leader::submit(state, schedule_id, request).await
+}
+
+/// How a caller of [`submit_local`] waits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Wait {
+    /// Withdraws the request if its batch has not started within the answer timeout.
+    Withdraw,
+    /// Waits for the outcome however long the queue takes: for a request that may already
+    /// have been applied elsewhere (forwarded, then asked again with its idempotency key),
+    /// or one that its forwarding instance can no longer withdraw. A withdrawal answering
+    /// "nothing was held" could then be false.
+    Patient,
+}
+
+/// Hands a request to this instance's batch for its schedule and waits for its outcome.
+pub(super) async fn submit_local(
+    state: &AppState,
+    schedule_id: i64,
+    request: HoldRequest,
+    wait: Wait,
 ) -> AppResult<ReservationRow> {
     let (reply, mut answer) = oneshot::channel();
     let progress = Arc::new(AtomicU8::new(PENDING));
@@ -131,6 +165,9 @@ pub(super) async fn submit(
         let tx = state.batcher.queue(state, schedule_id);
         match tx.try_send(job) {
             Ok(()) => {
+                if wait == Wait::Patient {
+                    return answer.await.unwrap_or_else(|_| Err(dropped()));
+                }
                 if let Ok(outcome) =
                     tokio::time::timeout(state.config.booking_answer_timeout, &mut answer).await
                 {

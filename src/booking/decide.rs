@@ -15,8 +15,9 @@ use crate::error::{AppError, ErrorCode};
 pub const MAX_SEATS_PER_REQUEST: usize = 10;
 
 /// One user's request to hold seats. `seat_ids` sorted ascending, without duplicates (see
-/// `booking::hold_request`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `booking::hold_request`). Serializable: a follower instance forwards it to the
+/// schedule's leading instance whole (`booking::leader`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HoldRequest {
     pub user_id: i64,
     pub seat_ids: Vec<i64>,

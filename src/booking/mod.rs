@@ -6,6 +6,8 @@
 //!
 //! - `batcher`: one in-process queue per schedule feeding `reserve` with batches (group
 //!   commit), retrying a failed batch in halves.
+//! - `leader`: on a busy schedule, one instance leads its bookings under a Redis lease and
+//!   the others forward their hold requests to it, so batches stay big across instances.
 //! - `reserve`: the batch transaction, load → `decide` → write.
 //! - `decide`: the pure decision of a batch (unit- and property-tested without a database).
 //! - `sale`: the sale rules (on sale, sales window, published, not cancelled) on the
@@ -20,6 +22,7 @@
 mod batcher;
 mod decide;
 pub mod graphql;
+mod leader;
 mod lifecycle;
 mod reserve;
 pub mod sale;
@@ -32,6 +35,7 @@ use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 
 pub use batcher::{Batcher, MAX_BATCH, Stats};
 pub use decide::{HoldRequest, MAX_SEATS_PER_REQUEST};
+pub use leader::{LeaderStats, Leadership};
 pub use store::ReservationRow;
 
 use crate::{
@@ -227,6 +231,12 @@ pub fn spawn_sweeper(
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     sweeper::spawn(state, interval, stop);
+}
+
+/// Stops leading schedules' bookings when `stop` turns true (shutdown): the leases are
+/// released so another instance takes over at once, and this instance batches alone.
+pub fn stop_leading_on(state: AppState, stop: tokio::sync::watch::Receiver<bool>) {
+    leader::stop_on(state, stop);
 }
 
 /// A reservation by id (no ownership check: the caller's).

@@ -10,7 +10,10 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use super::ReservationStatus;
 use crate::schema::reservations;
 
-#[derive(Queryable, Selectable, QueryableByName, Clone, Debug, PartialEq)]
+/// Serializable: a leading instance sends it back to the instance that forwarded the hold.
+#[derive(
+    Queryable, Selectable, QueryableByName, Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize,
+)]
 #[diesel(table_name = reservations)]
 pub struct ReservationRow {
     pub id: i64,

@@ -12,6 +12,7 @@ mod concerts;
 mod faults;
 mod http;
 mod isolation;
+mod leader;
 mod live;
 mod orders;
 mod points;
