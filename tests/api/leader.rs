@@ -249,10 +249,10 @@ async fn without_redis_both_instances_book_alone() {
     assert_eq!(forwarded(&follower), 1);
 
     proxy.cut();
-    for i in 2..12 {
+    for (i, fan) in fans.iter().enumerate().skip(2) {
         let app = if i % 2 == 0 { &leader } else { &follower };
         let started = Instant::now();
-        let r = hold(app, &fans[i].access, &show, i).await;
+        let r = hold(app, &fan.access, &show, i).await;
         assert!(r["errors"].is_null(), "{r}");
         let took = started.elapsed();
         assert!(took < Duration::from_millis(1500), "hold {i} took {took:?}");
