@@ -185,13 +185,20 @@ pub async fn due_holds(conn: &mut AsyncPgConnection, schedule_id: i64, limit: i6
     .map(ids)
 }
 
-/// Lock order step 5: The seats of some reservations, ascending id.
+/// Lock order step 5: The seats of some reservations, ascending id. Found through
+/// `reservation_seats`: `seats.reservation_id` has no index, so that claiming and
+/// releasing seats are HOT updates (see the migration `seats_hot_updates`).
 pub async fn seats_of(conn: &mut AsyncPgConnection, reservation_ids: &[i64]) -> QueryResult<Vec<i64>> {
-    diesel::sql_query("SELECT id FROM seats WHERE reservation_id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind::<Array<BigInt>, _>(reservation_ids)
-        .load::<Id>(conn)
-        .await
-        .map(ids)
+    diesel::sql_query(
+        "SELECT s.id FROM seats s
+         WHERE s.id IN (SELECT rs.seat_id FROM reservation_seats rs WHERE rs.reservation_id = ANY($1))
+           AND s.reservation_id = ANY($1)
+         ORDER BY s.id FOR UPDATE OF s",
+    )
+    .bind::<Array<BigInt>, _>(reservation_ids)
+    .load::<Id>(conn)
+    .await
+    .map(ids)
 }
 
 /// Lock order step 6: User rows, ascending id, before several balance changes in one transaction.

@@ -68,8 +68,8 @@ pub(super) async fn pay(
             return Err(AppError::rule(ErrorCode::HoldExpired, "the hold has expired"));
         }
         let seats = locks::seats_of(conn, &[r.id]).await?;
-        diesel::sql_query("UPDATE seats SET status = 'sold' WHERE reservation_id = $1")
-            .bind::<BigInt, _>(r.id)
+        diesel::sql_query("UPDATE seats SET status = 'sold' WHERE id = ANY($1)")
+            .bind::<Array<BigInt>, _>(&seats)
             .execute(conn)
             .await?;
         if r.total_price > 0 {

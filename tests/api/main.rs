@@ -22,5 +22,6 @@ mod schema;
 mod search;
 mod single;
 mod startup;
+mod storage;
 mod web;
 mod websocket;
