@@ -3,7 +3,8 @@
 //!
 //! - load: the schedule row lock (see `locks`), the requests' idempotency keys, then
 //!   everything the decision needs in a few reads: seats, users and what they hold, keys
-//!   already used.
+//!   already used, and, only when the batch has a best-available request, the schedule's
+//!   whole layout (one more read of every seat: explicit requests never pay for it).
 //! - decide: `decide::decide`, pure. Every per-request failure is decided there, so nothing
 //!   of one request's data reaches the write.
 //! - write: one INSERT of reservations, one of their seats, one UPDATE of the seats and one
@@ -62,6 +63,17 @@ pub(super) async fn reserve_batch(
         .await
 }
 
+/// The same inside the caller's transaction, which already holds the schedule lock (serving
+/// a waiting list after a release): the lock is taken again (a no-op for its holder) to
+/// read the schedule as the release left it.
+pub(super) async fn apply_in_transaction(
+    conn: &mut AsyncPgConnection,
+    schedule_id: i64,
+    requests: &[HoldRequest],
+) -> AppResult<BatchOutcome> {
+    apply(conn, schedule_id, requests, Lock::Take).await
+}
+
 async fn apply(
     conn: &mut AsyncPgConnection,
     schedule_id: i64,
@@ -91,27 +103,48 @@ async fn apply(
     keys.sort_unstable();
     keys.dedup();
     locks::hold_keys(conn, &keys).await?;
-    let (loaded, seats, replays) = load(conn, &schedule, &keys, requests).await?;
-    let loaded = Loaded {
-        closed: sale::rules(&schedule, locked.concert_status, locked.db_now).refusal(),
-        ..loaded
-    };
+    let (mut loaded, mut seats, replays) = load(conn, &schedule, &keys, requests).await?;
+    loaded.closed = sale::rules(&schedule, locked.concert_status, locked.db_now).refusal();
+    if requests.iter().any(HoldRequest::is_best_available) {
+        let (layout, grades) = crate::seats::store::layout_for_picking(conn, schedule.id).await?;
+        loaded.layout = Some(layout);
+        loaded.grades = grades;
+    }
     let decisions = decide::decide(&loaded, requests);
 
-    let claimed: Vec<usize> = (0..requests.len())
-        .filter(|i| matches!(decisions[*i], Decision::Claim))
+    // The claiming requests with the seats they get: picked ones become named ones.
+    let mut claimed: Vec<usize> = Vec::new();
+    let mut resolved: Vec<HoldRequest> = Vec::new();
+    for (i, d) in decisions.iter().enumerate() {
+        if let Decision::Claim(seat_ids) = d {
+            claimed.push(i);
+            resolved.push(HoldRequest::seats(
+                requests[i].user_id,
+                seat_ids.clone(),
+                requests[i].idempotency_key.clone(),
+            ));
+        }
+    }
+    let picked: Vec<i64> = resolved
+        .iter()
+        .flat_map(HoldRequest::seat_ids)
+        .filter(|id| !seats.contains_key(id))
+        .copied()
         .collect();
+    if !picked.is_empty() {
+        seats.extend(seat_rows(conn, &picked).await?);
+    }
     let mut made: HashMap<usize, ReservationRow> = HashMap::new();
     let mut change = None;
     if !claimed.is_empty() {
-        let (rows, seat_change) = write(conn, &schedule, locked.db_now, requests, &claimed, &seats).await?;
+        let (rows, seat_change) = write(conn, &schedule, locked.db_now, &resolved, &seats).await?;
         made = claimed.iter().copied().zip(rows).collect();
         change = Some(seat_change);
     }
     let mut results: Vec<AppResult<ReservationRow>> = Vec::with_capacity(requests.len());
     for (i, d) in decisions.into_iter().enumerate() {
         let result = match d {
-            Decision::Claim => made
+            Decision::Claim(_) => made
                 .get(&i)
                 .cloned()
                 .ok_or_else(|| AppError::internal(anyhow::anyhow!("claimed request {i} has no row"))),
@@ -157,6 +190,8 @@ struct KeyedSeat {
     reservation_id: i64,
     #[diesel(sql_type = Nullable<BigInt>)]
     seat_id: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    grade_name: Option<String>,
 }
 
 #[derive(QueryableByName)]
@@ -172,20 +207,13 @@ async fn load(
     keys: &[(i64, String)],
     requests: &[HoldRequest],
 ) -> AppResult<(Loaded, HashMap<i64, SeatRow>, HashMap<i64, ReservationRow>)> {
-    let mut seat_ids: Vec<i64> = requests.iter().flat_map(|r| r.seat_ids.iter().copied()).collect();
+    let mut seat_ids: Vec<i64> = requests
+        .iter()
+        .flat_map(|r| r.seat_ids().iter().copied())
+        .collect();
     seat_ids.sort_unstable();
     seat_ids.dedup();
-    let seats: HashMap<i64, SeatRow> = diesel::sql_query(
-        "SELECT s.id, s.schedule_id, s.status, g.name AS grade, g.price
-         FROM seats s JOIN seat_grades g ON g.id = s.grade_id
-         WHERE s.id = ANY($1)",
-    )
-    .bind::<Array<BigInt>, _>(&seat_ids)
-    .load::<SeatRow>(conn)
-    .await?
-    .into_iter()
-    .map(|s| (s.id, s))
-    .collect();
+    let seats = seat_rows(conn, &seat_ids).await?;
     let mut user_ids: Vec<i64> = requests.iter().map(|r| r.user_id).collect();
     user_ids.sort_unstable();
     user_ids.dedup();
@@ -210,28 +238,36 @@ async fn load(
     if !keys.is_empty() {
         let rows = store::reservations_with_keys(conn, keys).await?;
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let mut seats_of: HashMap<i64, Vec<i64>> = HashMap::new();
+        // Per reservation: its seats, and its seats' grades (one, unless mixed).
+        let mut seats_of: HashMap<i64, (Vec<i64>, Vec<String>)> = HashMap::new();
         for s in diesel::sql_query(
-            "SELECT r.id AS reservation_id, rs.seat_id FROM unnest($1::bigint[]) AS r(id)
+            "SELECT r.id AS reservation_id, rs.seat_id, rs.grade_name FROM unnest($1::bigint[]) AS r(id)
              LEFT JOIN reservation_seats rs ON rs.reservation_id = r.id ORDER BY rs.seat_id",
         )
         .bind::<Array<BigInt>, _>(&ids)
         .load::<KeyedSeat>(conn)
         .await?
         {
-            let list = seats_of.entry(s.reservation_id).or_default();
+            let (list, grades) = seats_of.entry(s.reservation_id).or_default();
             list.extend(s.seat_id);
+            if let Some(g) = s.grade_name
+                && !grades.contains(&g)
+            {
+                grades.push(g);
+            }
         }
         for row in rows {
             let Some(key) = row.idempotency_key.clone() else {
                 continue;
             };
+            let (seat_ids, mut grades) = seats_of.remove(&row.id).unwrap_or_default();
             used.insert(
                 (row.user_id, key),
                 KeyUse {
                     reservation_id: row.id,
                     schedule_id: row.schedule_id,
-                    seat_ids: seats_of.remove(&row.id).unwrap_or_default(),
+                    seat_ids,
+                    grade: (grades.len() == 1).then(|| grades.remove(0)),
                 },
             );
             replays.insert(row.id, row);
@@ -254,18 +290,34 @@ async fn load(
             .collect(),
         users,
         keys: used,
+        layout: None,
+        grades: Vec::new(),
     };
     Ok((loaded, seats, replays))
 }
 
-/// Writes the reservations of the claiming requests and their seats, claims the seats and
-/// counts them. Returns the reservations in the order of `claimed`.
+/// The given seats (of any schedule) with what a reservation snapshots of them.
+async fn seat_rows(conn: &mut AsyncPgConnection, ids: &[i64]) -> AppResult<HashMap<i64, SeatRow>> {
+    Ok(diesel::sql_query(
+        "SELECT s.id, s.schedule_id, s.status, g.name AS grade, g.price
+         FROM seats s JOIN seat_grades g ON g.id = s.grade_id
+         WHERE s.id = ANY($1)",
+    )
+    .bind::<Array<BigInt>, _>(ids)
+    .load::<SeatRow>(conn)
+    .await?
+    .into_iter()
+    .map(|s| (s.id, s))
+    .collect())
+}
+
+/// Writes the reservations of the claims (requests naming the seats they get) and their
+/// seats, claims the seats and counts them. Returns the reservations in the order of `claimed`.
 async fn write(
     conn: &mut AsyncPgConnection,
     schedule: &ScheduleRow,
     now: DateTime<Utc>,
-    requests: &[HoldRequest],
-    claimed: &[usize],
+    claimed: &[HoldRequest],
     seats: &HashMap<i64, SeatRow>,
 ) -> AppResult<(Vec<ReservationRow>, SeatChange)> {
     let n = i32::try_from(claimed.len()).map_err(AppError::internal)?;
@@ -293,13 +345,12 @@ async fn write(
     let mut owners = Vec::new();
     let mut grades = Vec::new();
     let mut prices = Vec::new();
-    for (i, id) in claimed.iter().zip(&ids) {
-        let r = &requests[*i];
+    for (r, id) in claimed.iter().zip(&ids) {
         users.push(r.user_id);
         keys.push(r.idempotency_key.clone());
-        counts.push(i32::try_from(r.seat_ids.len()).map_err(AppError::internal)?);
+        counts.push(i32::try_from(r.seat_ids().len()).map_err(AppError::internal)?);
         let mut total = 0;
-        for s in &r.seat_ids {
+        for s in r.seat_ids() {
             let s = seat(s)?;
             total += s.price;
             seat_ids.push(s.id);
