@@ -323,3 +323,50 @@ async fn invariants_hold_after_a_storm_of_picks_holds_cancels_expiries_and_offer
         "a waiting entry fits the free seats"
     );
 }
+
+#[tokio::test]
+async fn seats_added_to_a_schedule_serve_its_line_first() {
+    let app = TestApp::spawn().await;
+    let show = app.show(layout(1, 2), 4).await;
+    let host = Some(show.host.access.as_str());
+    // A second performance of the published concert, on sale before it has seats.
+    let added = app
+        .ok(
+            host,
+            crate::common::ADD_SCHEDULE,
+            json!({ "c": show.concert_id, "i": crate::common::schedule_input(4) }),
+        )
+        .await;
+    let schedule_id = added["addSchedule"]["id"].as_str().unwrap().to_owned();
+    let later = Show {
+        schedule_id: schedule_id.clone(),
+        host: show.host.clone(),
+        concert_id: show.concert_id.clone(),
+        seats: Vec::new(),
+    };
+    let fan = app.sign_up("fan@example.com").await;
+    let joined = join(&app, &fan, &later, 3, None).await;
+    assert_eq!(joined["data"]["joinWaitlist"]["status"], "WAITING", "{joined}");
+
+    app.ok(
+        host,
+        crate::common::GENERATE,
+        json!({ "s": schedule_id, "l": layout(2, 5) }),
+    )
+    .await;
+    let m = mine(&app, &fan).await;
+    assert_eq!(m["myWaitlist"][0]["status"], "OFFERED", "{m}");
+    let r = &m["myWaitlist"][0]["reservation"];
+    assert_eq!(
+        (r["status"].as_str(), r["seatCount"].as_i64()),
+        (Some("HELD"), Some(3))
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT booked_count::bigint AS n FROM schedules WHERE id = {schedule_id}"
+        ))
+        .await,
+        3
+    );
+    app.assert_invariants().await;
+}
