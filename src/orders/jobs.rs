@@ -66,14 +66,43 @@ pub struct Order {
     pub job_id: String,
     pub user_id: i64,
     pub schedule_id: i64,
+    /// The seats asked for; empty for a best-available order.
+    #[serde(default)]
     pub seat_ids: Vec<i64>,
+    /// A best-available order's ask, instead of seats (absent in entries of older
+    /// instances, which only took named seats).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_available: Option<BestAsk>,
     /// The client's key, if it sent one.
     pub key: Option<String>,
+}
+
+/// `count` best-available seats, of `grade` if named.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BestAsk {
+    pub count: u32,
+    pub grade: Option<String>,
 }
 
 impl Order {
     /// The hold's idempotency key: the client's, or one made from the job id. Either way
     /// the same on every attempt, so an order takes effect at most once.
+    /// The hold request this order makes for its user.
+    pub fn hold_request(&self) -> crate::booking::HoldRequest {
+        let want = match &self.best_available {
+            Some(b) => crate::booking::Want::BestAvailable {
+                count: b.count,
+                grade: b.grade.clone(),
+            },
+            None => crate::booking::Want::Seats(self.seat_ids.clone()),
+        };
+        crate::booking::HoldRequest {
+            user_id: self.user_id,
+            want,
+            idempotency_key: Some(self.idempotency_key()),
+        }
+    }
+
     pub fn idempotency_key(&self) -> String {
         self.key
             .clone()

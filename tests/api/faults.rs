@@ -102,11 +102,8 @@ async fn a_batch_poisoned_past_the_decision_fails_only_the_poisoned_request() {
         .map(|(i, fan)| {
             let state = app.state.clone();
             let barrier = barrier.clone();
-            let request = boxoffice::booking::HoldRequest {
-                user_id: fan.id,
-                seat_ids: vec![show.seats[i].parse().unwrap()],
-                idempotency_key: None,
-            };
+            let request =
+                boxoffice::booking::HoldRequest::seats(fan.id, vec![show.seats[i].parse().unwrap()], None);
             let schedule: i64 = show.schedule_id.parse().unwrap();
             tokio::spawn(async move {
                 barrier.wait().await;

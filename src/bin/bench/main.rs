@@ -96,6 +96,10 @@ struct Args {
     /// perUserLimit of the schedule; each attempt asks for 1 to this many seats (1..=10).
     #[arg(long, default_value_t = 4)]
     per_user_limit: u32,
+    /// flash-sale, two-instances: clients ask `reserveBestAvailable` for 1 to 4 seats
+    /// (at most --per-user-limit) instead of naming random seats.
+    #[arg(long)]
+    best_available: bool,
     /// fan-out: WebSocket subscribers.
     #[arg(long, default_value_t = 5_000)]
     subscribers: usize,
@@ -153,6 +157,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         seconds: args.seconds,
         users: args.users,
         per_user_limit: args.per_user_limit,
+        best_available: args.best_available,
         subscribers: args.subscribers,
         sampled_subscribers: args.sampled_subscribers,
         server_pid: args.server_pid,
