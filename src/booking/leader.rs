@@ -855,20 +855,29 @@ mod tests {
     }
 
     #[test]
-    fn requests_and_reservations_cross_whole() {
-        let request = HoldRequest {
-            user_id: 3,
-            seat_ids: vec![1, 2],
-            idempotency_key: Some("k".into()),
-        };
-        let raw = serde_json::to_string(&Envelope {
-            id: "x".into(),
-            reply_to: "r".into(),
-            request: request.clone(),
-        })
-        .unwrap();
-        let back: Envelope = serde_json::from_str(&raw).unwrap();
-        assert_eq!(back.request, request);
+    fn requests_cross_whole() {
+        use super::super::decide::Want;
+        for want in [
+            Want::Seats(vec![1, 2]),
+            Want::BestAvailable {
+                count: 3,
+                grade: Some("VIP".into()),
+            },
+        ] {
+            let request = HoldRequest {
+                user_id: 3,
+                want,
+                idempotency_key: Some("k".into()),
+            };
+            let raw = serde_json::to_string(&Envelope {
+                id: "x".into(),
+                reply_to: "r".into(),
+                request: request.clone(),
+            })
+            .unwrap();
+            let back: Envelope = serde_json::from_str(&raw).unwrap();
+            assert_eq!(back.request, request);
+        }
     }
 
     #[test]
