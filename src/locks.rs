@@ -92,10 +92,11 @@ pub struct LockedSchedule {
 }
 
 /// Lock order step 2: The schedule row for a hold batch.
-pub async fn schedule_for_batch(
-    conn: &mut AsyncPgConnection,
-    id: i64,
-) -> QueryResult<Option<LockedSchedule>> {
+///
+/// This and `hold_keys` take the connection shared, so that a batch can send them with its
+/// reads in one pipeline: PostgreSQL runs a connection's statements in order, so the reads
+/// start only once the locks are held, and each reads a snapshot taken after that.
+pub async fn schedule_for_batch(conn: &AsyncPgConnection, id: i64) -> QueryResult<Option<LockedSchedule>> {
     read_schedule_for_batch(conn, id, "FOR UPDATE OF s").await
 }
 
@@ -103,14 +104,14 @@ pub async fn schedule_for_batch(
 /// (the `negative-control` feature, which a release build does not have).
 #[cfg(feature = "negative-control")]
 pub async fn schedule_for_batch_unlocked(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     id: i64,
 ) -> QueryResult<Option<LockedSchedule>> {
     read_schedule_for_batch(conn, id, "").await
 }
 
 async fn read_schedule_for_batch(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     id: i64,
     lock: &'static str,
 ) -> QueryResult<Option<LockedSchedule>> {
@@ -120,7 +121,7 @@ async fn read_schedule_for_batch(
          WHERE s.id = $1 {lock}"
     ))
     .bind::<BigInt, _>(id)
-    .get_result(conn)
+    .get_result(&mut conn)
     .await
     .optional()
 }
@@ -128,7 +129,7 @@ async fn read_schedule_for_batch(
 /// Lock order step 3: The (user, key) pairs of a batch's hold requests, as transaction-scoped advisory locks
 /// in ascending hash order (a hash collision only makes two batches wait for each other).
 /// The first key of the pair is the namespace, so these never meet another advisory lock.
-pub async fn hold_keys(conn: &mut AsyncPgConnection, keys: &[(i64, String)]) -> QueryResult<()> {
+pub async fn hold_keys(mut conn: &AsyncPgConnection, keys: &[(i64, String)]) -> QueryResult<()> {
     if keys.is_empty() {
         return Ok(());
     }
@@ -141,7 +142,7 @@ pub async fn hold_keys(conn: &mut AsyncPgConnection, keys: &[(i64, String)]) -> 
     )
     .bind::<Array<BigInt>, _>(users)
     .bind::<Array<Text>, _>(names)
-    .execute(conn)
+    .execute(&mut conn)
     .await
     .map(drop)
 }

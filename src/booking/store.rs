@@ -54,22 +54,6 @@ pub async fn reservation(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<O
         .optional()
 }
 
-/// Reservations made with any of these (user, key) pairs, of any schedule.
-pub async fn reservations_with_keys(
-    conn: &mut AsyncPgConnection,
-    keys: &[(i64, String)],
-) -> QueryResult<Vec<ReservationRow>> {
-    diesel::sql_query(
-        "SELECT r.* FROM reservations r
-         JOIN unnest($1::bigint[], $2::text[]) AS k(user_id, key)
-           ON r.user_id = k.user_id AND r.idempotency_key = k.key",
-    )
-    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(keys.iter().map(|k| k.1.as_str()).collect::<Vec<_>>())
-    .load(conn)
-    .await
-}
-
 /// A user's reservations, newest first, after the cursor id.
 pub async fn reservations_of_user(
     conn: &mut AsyncPgConnection,
