@@ -221,9 +221,11 @@ impl Groups {
     {
         let group = {
             let mut map = self.lock();
+            // A group that ended (its first answer was an error, perhaps a passing one)
+            // is not joined: its members run alone, and the next one starts afresh.
             match map.get(&key).and_then(Weak::upgrade) {
-                Some(g) => g,
-                None => {
+                Some(g) if *g.phase.borrow() != Phase::Ended => g,
+                _ => {
                     let g = self.start(key.clone(), start());
                     map.insert(key, Arc::downgrade(&g));
                     g
@@ -480,6 +482,35 @@ mod tests {
         drop((fast, stalled));
         tokio::task::yield_now().await;
         assert_eq!(groups.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_group_whose_first_answer_failed_is_started_afresh() {
+        let groups = Arc::new(Groups::default());
+        let (events, _) = broadcast::channel(1024);
+        let executions = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let failing = || -> Execution {
+            let error = Response::from_errors(vec![async_graphql::ServerError::new("not yet", None)]);
+            (
+                futures_util::stream::once(async { error }).boxed(),
+                Arc::default(),
+            )
+        };
+        let own = {
+            let events = events.clone();
+            let executions = executions.clone();
+            move |_| fake(&events, executions.clone())
+        };
+        // The group cannot run: its member runs alone (here its own fake succeeds).
+        let mut alone = Box::pin(groups.join(key("1"), failing, own.clone()));
+        assert_eq!(payload(alone.next().await.unwrap()), r#"{"data":0}"#);
+        // The next subscriber starts a new group instead of joining the dead one.
+        let mut grouped = Box::pin(groups.join(key("1"), || fake(&events, executions.clone()), own));
+        grouped.next().await.unwrap();
+        events.send(5).unwrap();
+        assert_eq!(payload(grouped.next().await.unwrap()), r#"{"data":5}"#);
+        assert_eq!(groups.executed(), 1);
+        assert_eq!(groups.len(), 1);
     }
 
     #[tokio::test]
