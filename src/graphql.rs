@@ -10,7 +10,7 @@ use async_graphql::{
     MergedObject, MergedSubscription, Request, Schema, SchemaBuilder, dataloader::DataLoader,
 };
 
-use crate::{admin, auth, booking, concerts, live, orders, points, queue, seats, state::AppState};
+use crate::{admin, auth, booking, concerts, live, orders, points, queue, seats, state::AppState, waitlist};
 
 #[derive(MergedObject, Default)]
 pub struct Query(
@@ -22,6 +22,7 @@ pub struct Query(
     points::graphql::PointsQuery,
     queue::graphql::QueueQuery,
     orders::graphql::OrdersQuery,
+    waitlist::graphql::WaitlistQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -34,6 +35,7 @@ pub struct Mutation(
     points::graphql::PointsMutation,
     queue::graphql::QueueMutation,
     orders::graphql::OrdersMutation,
+    waitlist::graphql::WaitlistMutation,
 );
 
 #[derive(MergedSubscription, Default)]
@@ -41,6 +43,7 @@ pub struct Subscription(
     live::graphql::LiveSubscription,
     queue::graphql::QueueSubscription,
     orders::graphql::OrdersSubscription,
+    waitlist::graphql::WaitlistSubscription,
 );
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;

@@ -36,4 +36,5 @@ pub mod seats;
 pub mod state;
 pub mod telemetry;
 pub mod text;
+pub mod waitlist;
 pub mod web;

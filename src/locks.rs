@@ -19,7 +19,14 @@
 //!    one batch of another schedule, which takes no lock further up this list);
 //! 4. reservation rows ([`reservation`], [`live_reservations`], [`due_holds`]), ascending id;
 //! 5. seat rows ([`seats_of`]), ascending id;
-//! 6. user rows ([`users`]), ascending id (balances).
+//! 6. user rows ([`users`]), ascending id (balances);
+//! 7. the waiting entries of a schedule's line ([`waitlist`]), ascending id, by the
+//!    transaction that just freed seats of it (cancel, expiry), to serve the line. Every
+//!    writer of a line holds its schedule row first (joining and leaving take step 2, then
+//!    write their entry), so nobody holding an entry lock ever waits for this step. Serving
+//!    then holds free seats for the entries: it writes seat rows that were *available*, which
+//!    only holders of the schedule row ever lock (as a hold batch does), so coming back to
+//!    seat rows after step 7 cannot close a cycle.
 //!
 //! Payment changes no availability (held → sold), so it starts at step 4: reservation →
 //! seats → user. The sweeper: schedule → overdue holds (`SKIP LOCKED`: a hold being paid is
@@ -45,6 +52,7 @@ use crate::{
     booking::ReservationRow,
     concerts::{ConcertStatus, store::ConcertRow, store::ScheduleRow},
     schema::{concerts, refresh_tokens, reservations, schedules},
+    waitlist::store::EntryRow,
 };
 
 #[derive(QueryableByName)]
@@ -185,13 +193,20 @@ pub async fn due_holds(conn: &mut AsyncPgConnection, schedule_id: i64, limit: i6
     .map(ids)
 }
 
-/// Lock order step 5: The seats of some reservations, ascending id.
+/// Lock order step 5: The seats of some reservations, ascending id. Found through
+/// `reservation_seats`: `seats.reservation_id` has no index, so that claiming and
+/// releasing seats are HOT updates (see the migration `seats_hot_updates`).
 pub async fn seats_of(conn: &mut AsyncPgConnection, reservation_ids: &[i64]) -> QueryResult<Vec<i64>> {
-    diesel::sql_query("SELECT id FROM seats WHERE reservation_id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind::<Array<BigInt>, _>(reservation_ids)
-        .load::<Id>(conn)
-        .await
-        .map(ids)
+    diesel::sql_query(
+        "SELECT s.id FROM seats s
+         WHERE s.id IN (SELECT rs.seat_id FROM reservation_seats rs WHERE rs.reservation_id = ANY($1))
+           AND s.reservation_id = ANY($1)
+         ORDER BY s.id FOR UPDATE OF s",
+    )
+    .bind::<Array<BigInt>, _>(reservation_ids)
+    .load::<Id>(conn)
+    .await
+    .map(ids)
 }
 
 /// Lock order step 6: User rows, ascending id, before several balance changes in one transaction.
@@ -204,6 +219,23 @@ pub async fn users(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<()>
         .execute(conn)
         .await
         .map(drop)
+}
+
+/// Lock order step 7: Up to `limit` waiting entries of a schedule's line, earliest first.
+/// The caller holds the schedule row (step 2).
+pub async fn waitlist(
+    conn: &mut AsyncPgConnection,
+    schedule_id: i64,
+    limit: i64,
+) -> QueryResult<Vec<EntryRow>> {
+    diesel::sql_query(
+        "SELECT * FROM waitlist_entries WHERE schedule_id = $1 AND status = 'waiting'
+         ORDER BY id LIMIT $2 FOR UPDATE",
+    )
+    .bind::<BigInt, _>(schedule_id)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await
 }
 
 /// A refresh token row (its own chain): two refreshes with one token are decided one after

@@ -154,6 +154,20 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    waitlist_entries (id) {
+        id -> Int8,
+        schedule_id -> Int8,
+        user_id -> Int8,
+        seat_count -> Int4,
+        grade -> Nullable<Text>,
+        status -> Text,
+        reservation_id -> Nullable<Int8>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(audit_log -> users (actor_id));
 diesel::joinable!(concerts -> users (host_id));
@@ -166,6 +180,9 @@ diesel::joinable!(reservations -> users (user_id));
 diesel::joinable!(reservation_seats -> reservations (reservation_id));
 diesel::joinable!(reservation_seats -> seats (seat_id));
 diesel::joinable!(point_ledger -> reservations (reservation_id));
+diesel::joinable!(waitlist_entries -> schedules (schedule_id));
+diesel::joinable!(waitlist_entries -> users (user_id));
+diesel::joinable!(waitlist_entries -> reservations (reservation_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -178,4 +195,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     reservations,
     reservation_seats,
     point_ledger,
+    waitlist_entries,
 );

@@ -3,24 +3,68 @@
 //!
 //! Every per-request failure is decided here, before anything is written, so that nothing
 //! of one request's data can make the batch's statements fail (I8): a user that does not
-//! exist, a key already used elsewhere, seats of another schedule. Requests are decided in
-//! order; a request changes a later one's outcome only by taking seats it wanted (or, for
-//! the same user, by counting towards the per-user limit).
+//! exist, a key already used elsewhere, seats of another schedule, a grade the schedule
+//! does not have. Requests are decided in order; a request changes a later one's outcome
+//! only by taking seats it wanted (or, for the same user, by counting towards the per-user
+//! limit).
+//!
+//! A request names its seats or asks for the best available ones (`Want`). Best-available
+//! requests are picked here, in batch order, from the schedule's whole layout
+//! (`seats::best_available`), which every claim of the batch, explicit or picked, marks
+//! taken: two pickers of one batch never get the same seat, and batches of one schedule
+//! are serialized by its lock, so neither do pickers of different batches or instances.
 
 use std::collections::{HashMap, HashSet};
 
-use crate::error::{AppError, ErrorCode};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::{AppError, ErrorCode},
+    seats::best_available::SeatLayout,
+};
 
 /// At most this many seats in one reservation.
 pub const MAX_SEATS_PER_REQUEST: usize = 10;
 
-/// One user's request to hold seats. `seat_ids` sorted ascending, without duplicates (see
-/// `booking::hold_request`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One user's request to hold seats (see `booking::hold_request` and
+/// `booking::best_available_request`). Serializable: requests travel between instances.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HoldRequest {
     pub user_id: i64,
-    pub seat_ids: Vec<i64>,
+    pub want: Want,
     pub idempotency_key: Option<String>,
+}
+
+/// Which seats a request wants.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Want {
+    /// These seats, sorted ascending, without duplicates.
+    Seats(Vec<i64>),
+    /// The best `count` free seats, of `grade` (a grade name) if given: chosen in the batch.
+    BestAvailable { count: u32, grade: Option<String> },
+}
+
+impl HoldRequest {
+    /// A request for these seats (sorted ascending, distinct).
+    pub fn seats(user_id: i64, seat_ids: Vec<i64>, idempotency_key: Option<String>) -> Self {
+        Self {
+            user_id,
+            want: Want::Seats(seat_ids),
+            idempotency_key,
+        }
+    }
+
+    /// The seats it names; none for a best-available request.
+    pub fn seat_ids(&self) -> &[i64] {
+        match &self.want {
+            Want::Seats(ids) => ids,
+            Want::BestAvailable { .. } => &[],
+        }
+    }
+
+    pub fn is_best_available(&self) -> bool {
+        matches!(self.want, Want::BestAvailable { .. })
+    }
 }
 
 /// A requested seat as the batch found it.
@@ -37,6 +81,23 @@ pub struct KeyUse {
     pub schedule_id: i64,
     /// Its seats, ascending.
     pub seat_ids: Vec<i64>,
+    /// The grade of its seats when they share one.
+    pub grade: Option<String>,
+}
+
+impl KeyUse {
+    /// Whether repeating `want` with this key asks for what the reservation holds: the same
+    /// seats, or as many seats of the asked grade. A key names one reservation; any other
+    /// request with it is a CONFLICT.
+    fn answers(&self, want: &Want) -> bool {
+        match want {
+            Want::Seats(ids) => self.seat_ids == *ids,
+            Want::BestAvailable { count, grade } => {
+                self.seat_ids.len() == *count as usize
+                    && grade.as_ref().is_none_or(|g| self.grade.as_ref() == Some(g))
+            }
+        }
+    }
 }
 
 /// What the batch read under the schedule lock.
@@ -54,12 +115,17 @@ pub struct Loaded {
     pub users: HashMap<i64, i64>,
     /// Keys of the batch's requests already used, by (user, key).
     pub keys: HashMap<(i64, String), KeyUse>,
+    /// The schedule's whole layout with what is free, loaded only for a batch with a
+    /// best-available request (explicit requests need only `seats`).
+    pub layout: Option<SeatLayout>,
+    /// The schedule's grade names, by the layout's grade index.
+    pub grades: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
 pub enum Decision {
-    /// Hold the request's seats.
-    Claim,
+    /// Hold these seats: the request's own, or those picked for it, ascending.
+    Claim(Vec<i64>),
     /// The key was used for this reservation already: answer it.
     Replay(i64),
     Refuse(AppError),
@@ -73,6 +139,8 @@ fn key_conflict(message: &str) -> AppError {
 
 /// Decides every request of a batch, in order.
 pub fn decide(loaded: &Loaded, requests: &[HoldRequest]) -> Vec<Decision> {
+    // Picks and claims mark this copy; the loaded one stays as read.
+    let mut layout = loaded.layout.clone();
     let mut taken: HashSet<i64> = HashSet::new();
     let mut held = loaded.users.clone();
     let mut remaining = loaded.remaining;
@@ -90,14 +158,14 @@ pub fn decide(loaded: &Loaded, requests: &[HoldRequest]) -> Vec<Decision> {
                         Decision::Refuse(key_conflict(
                             "this idempotency key was used for another performance",
                         ))
-                    } else if used.seat_ids != r.seat_ids {
+                    } else if !used.answers(&r.want) {
                         Decision::Refuse(key_conflict("this idempotency key was used for other seats"))
                     } else {
                         Decision::Replay(used.reservation_id)
                     };
                 }
                 if let Some(&first) = first_with_key.get(&(r.user_id, key.as_str())) {
-                    return if requests[first].seat_ids == r.seat_ids {
+                    return if requests[first].want == r.want {
                         Decision::SameAs(first)
                     } else {
                         Decision::Refuse(key_conflict("this idempotency key was used for other seats"))
@@ -108,30 +176,66 @@ pub fn decide(loaded: &Loaded, requests: &[HoldRequest]) -> Vec<Decision> {
             if let Some(why) = loaded.closed {
                 return Decision::Refuse(AppError::Conflict(why.to_owned()));
             }
-            decide_one(loaded, r, &mut taken, &mut held, &mut remaining)
+            let mut world = World {
+                taken: &mut taken,
+                held: &mut held,
+                remaining: &mut remaining,
+                layout: layout.as_mut(),
+            };
+            match &r.want {
+                Want::Seats(ids) => decide_seats(loaded, r.user_id, ids, &mut world),
+                Want::BestAvailable { count, grade } => {
+                    decide_best(loaded, r.user_id, *count, grade.as_deref(), &mut world)
+                }
+            }
         })
         .collect()
 }
 
-/// Decides one request against the seats as loaded plus what earlier requests took.
-fn decide_one(
-    loaded: &Loaded,
-    r: &HoldRequest,
-    taken: &mut HashSet<i64>,
-    held: &mut HashMap<i64, i64>,
-    remaining: &mut i64,
-) -> Decision {
-    if r.seat_ids.is_empty() || r.seat_ids.len() > MAX_SEATS_PER_REQUEST {
+/// What earlier requests of the batch changed: seats taken, seats per user, seats left,
+/// and the layout they were marked taken in (when loaded).
+struct World<'a> {
+    taken: &'a mut HashSet<i64>,
+    held: &'a mut HashMap<i64, i64>,
+    remaining: &'a mut i64,
+    layout: Option<&'a mut SeatLayout>,
+}
+
+impl World<'_> {
+    fn limit_refusal(&self, loaded: &Loaded, user_id: i64, n: i64) -> Option<Decision> {
+        let mine = self.held.get(&user_id).copied().unwrap_or(0);
+        (mine + n > loaded.per_user_limit).then(|| {
+            Decision::Refuse(AppError::rule(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "at most {} seats per person for this performance; you hold {mine}",
+                    loaded.per_user_limit
+                ),
+            ))
+        })
+    }
+
+    fn claim(&mut self, user_id: i64, seat_ids: &[i64]) {
+        self.taken.extend(seat_ids.iter().copied());
+        *self.held.entry(user_id).or_default() += seat_ids.len() as i64;
+        *self.remaining -= seat_ids.len() as i64;
+    }
+}
+
+/// Decides one request for named seats against the seats as loaded plus what earlier
+/// requests took.
+fn decide_seats(loaded: &Loaded, user_id: i64, seat_ids: &[i64], world: &mut World<'_>) -> Decision {
+    if seat_ids.is_empty() || seat_ids.len() > MAX_SEATS_PER_REQUEST {
         return Decision::Refuse(AppError::bad_input(
             "input.seatIds",
             format!("must list 1 to {MAX_SEATS_PER_REQUEST} seats"),
         ));
     }
     let mut free = true;
-    for id in &r.seat_ids {
+    for id in seat_ids {
         match loaded.seats.get(id) {
             Some(s) if s.schedule_id == loaded.schedule_id => {
-                free &= s.available && !taken.contains(id);
+                free &= s.available && !world.taken.contains(id);
             }
             _ => {
                 return Decision::Refuse(AppError::bad_input(
@@ -142,7 +246,7 @@ fn decide_one(
         }
     }
     if !free {
-        return Decision::Refuse(if *remaining <= 0 {
+        return Decision::Refuse(if *world.remaining <= 0 {
             AppError::rule(ErrorCode::SoldOut, "this performance is sold out")
         } else {
             AppError::rule(
@@ -151,21 +255,70 @@ fn decide_one(
             )
         });
     }
-    let n = r.seat_ids.len() as i64;
-    let mine = held.get(&r.user_id).copied().unwrap_or(0);
-    if mine + n > loaded.per_user_limit {
-        return Decision::Refuse(AppError::rule(
-            ErrorCode::LimitExceeded,
-            format!(
-                "at most {} seats per person for this performance; you hold {mine}",
-                loaded.per_user_limit
-            ),
+    if let Some(refusal) = world.limit_refusal(loaded, user_id, seat_ids.len() as i64) {
+        return refusal;
+    }
+    if let Some(layout) = world.layout.as_deref_mut() {
+        layout.take_ids(seat_ids);
+    }
+    world.claim(user_id, seat_ids);
+    Decision::Claim(seat_ids.to_vec())
+}
+
+/// Decides one best-available request: picks its seats from the layout as earlier requests
+/// left it.
+fn decide_best(
+    loaded: &Loaded,
+    user_id: i64,
+    count: u32,
+    grade: Option<&str>,
+    world: &mut World<'_>,
+) -> Decision {
+    if count == 0 || count as usize > MAX_SEATS_PER_REQUEST {
+        return Decision::Refuse(AppError::bad_input(
+            "input.count",
+            format!("must be 1 to {MAX_SEATS_PER_REQUEST}"),
         ));
     }
-    taken.extend(r.seat_ids.iter().copied());
-    *held.entry(r.user_id).or_default() += n;
-    *remaining -= n;
-    Decision::Claim
+    let grade = match grade {
+        None => None,
+        Some(name) => match loaded.grades.iter().position(|g| g == name) {
+            Some(g) => Some(g),
+            None => {
+                return Decision::Refuse(AppError::bad_input(
+                    "input.grade",
+                    format!("this performance has no grade `{name}`"),
+                ));
+            }
+        },
+    };
+    let Some(layout) = world.layout.as_deref() else {
+        return Decision::Refuse(AppError::internal(anyhow::anyhow!(
+            "best-available request decided without the layout"
+        )));
+    };
+    let Some(pick) = layout.pick(count as usize, grade) else {
+        return Decision::Refuse(if *world.remaining <= 0 {
+            AppError::rule(ErrorCode::SoldOut, "this performance is sold out")
+        } else {
+            AppError::rule(
+                ErrorCode::SeatUnavailable,
+                format!("fewer than {count} seats of one grade are left"),
+            )
+        });
+    };
+    if let Some(refusal) = world.limit_refusal(loaded, user_id, i64::from(count)) {
+        return refusal;
+    }
+    if !world.layout.as_deref_mut().is_some_and(|l| l.take(&pick)) {
+        return Decision::Refuse(AppError::internal(anyhow::anyhow!(
+            "a fresh pick could not be taken"
+        )));
+    }
+    let mut seat_ids = pick.seat_ids;
+    seat_ids.sort_unstable();
+    world.claim(user_id, &seat_ids);
+    Decision::Claim(seat_ids)
 }
 
 #[cfg(test)]
@@ -201,15 +354,135 @@ mod tests {
                 .collect(),
             users: [(1, 0), (2, 0), (3, 3)].into_iter().collect(),
             keys: HashMap::new(),
+            layout: None,
+            grades: Vec::new(),
         }
     }
 
     fn req(user_id: i64, seats: &[i64], key: Option<&str>) -> HoldRequest {
+        HoldRequest::seats(user_id, seats.to_vec(), key.map(str::to_owned))
+    }
+
+    fn best(user_id: i64, count: u32, grade: Option<&str>, key: Option<&str>) -> HoldRequest {
         HoldRequest {
             user_id,
-            seat_ids: seats.to_vec(),
+            want: Want::BestAvailable {
+                count,
+                grade: grade.map(str::to_owned),
+            },
             idempotency_key: key.map(str::to_owned),
         }
+    }
+
+    /// The layout of the seats of schedule `S` in `seats`: rows of four, by id (seat `id`
+    /// is number `(id - 1) % 4 + 1` of row `(id - 1) / 4`), rows alternating grades R and S.
+    fn layout_of(seats: &HashMap<i64, SeatState>) -> (SeatLayout, Vec<String>) {
+        let mut ids: Vec<i64> = seats
+            .iter()
+            .filter(|(_, s)| s.schedule_id == S)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        let mut b = crate::seats::best_available::LayoutBuilder::new(vec![200, 100]);
+        for id in ids {
+            let row = (id - 1) / 4;
+            b.seat(
+                "Floor",
+                &row.to_string(),
+                ((id - 1) % 4 + 1) as i32,
+                id,
+                (row % 2) as usize,
+                seats[&id].available,
+            );
+        }
+        (b.finish(), vec!["R".into(), "S".into()])
+    }
+
+    fn with_layout(mut l: Loaded) -> Loaded {
+        let (layout, grades) = layout_of(&l.seats);
+        l.layout = Some(layout);
+        l.grades = grades;
+        l
+    }
+
+    fn claimed(d: &Decision) -> Vec<i64> {
+        match d {
+            Decision::Claim(seats) => seats.clone(),
+            other => panic!("not a claim: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn best_available_picks_share_the_batch_with_named_seats() {
+        // Seats 1-4 are row 0 (R), 5-8 row 1 (S), 9-10 row 2 (R).
+        let l = with_layout(loaded());
+        let d = decide(
+            &l,
+            &[
+                best(1, 2, None, None),      // front R row: 1-2 (2-3 would strand 1 and 4)
+                req(2, &[2], None),          // taken by that pick
+                req(2, &[4], None),          // a named seat the picker left
+                best(2, 2, Some("Z"), None), // no such grade
+                best(2, 0, None, None),      // nothing asked
+                best(3, 2, None, None),      // over the limit (holds 3 of 4)
+                best(2, 2, None, None),      // row 0 is gone: the next R block
+                best(1, 2, Some("S"), None), // grade S: row 1, a block stranding nobody
+                best(2, 2, Some("R"), None), // no R left
+            ],
+        );
+        assert_eq!(claimed(&d[0]), [1, 2]);
+        assert_eq!(code(&d[1]), Some(ErrorCode::SeatUnavailable));
+        assert_eq!(claimed(&d[2]), [4]);
+        assert_eq!(code(&d[3]), Some(ErrorCode::BadUserInput));
+        assert_eq!(code(&d[4]), Some(ErrorCode::BadUserInput));
+        assert_eq!(code(&d[5]), Some(ErrorCode::LimitExceeded));
+        assert_eq!(claimed(&d[6]), [9, 10]);
+        assert_eq!(claimed(&d[7]), [5, 6]);
+        assert_eq!(code(&d[8]), Some(ErrorCode::SeatUnavailable));
+    }
+
+    #[test]
+    fn a_best_available_key_replays_the_same_ask_only() {
+        let mut l = with_layout(loaded());
+        l.keys.insert(
+            (1, "k".into()),
+            KeyUse {
+                reservation_id: 40,
+                schedule_id: S,
+                seat_ids: vec![6, 7],
+                grade: Some("S".into()),
+            },
+        );
+        let d = decide(
+            &l,
+            &[
+                best(1, 2, Some("S"), Some("k")),
+                best(1, 2, None, Some("k")),
+                best(1, 3, Some("S"), Some("k")),
+                best(1, 2, Some("R"), Some("k")),
+                best(2, 1, None, Some("n")),
+                best(2, 1, None, Some("n")),
+                best(2, 2, None, Some("n")),
+            ],
+        );
+        assert!(matches!(d[0], Decision::Replay(40)));
+        assert!(matches!(d[1], Decision::Replay(40)));
+        assert_eq!(code(&d[2]), Some(ErrorCode::Conflict));
+        assert_eq!(code(&d[3]), Some(ErrorCode::Conflict));
+        assert!(matches!(d[4], Decision::Claim(_)));
+        assert!(matches!(d[5], Decision::SameAs(4)));
+        assert_eq!(code(&d[6]), Some(ErrorCode::Conflict));
+    }
+
+    #[test]
+    fn best_available_on_a_full_house_is_sold_out() {
+        let mut l = loaded();
+        for s in l.seats.values_mut() {
+            s.available = false;
+        }
+        l.remaining = 0;
+        let d = decide(&with_layout(l), &[best(1, 1, None, None)]);
+        assert_eq!(code(&d[0]), Some(ErrorCode::SoldOut));
     }
 
     fn code(d: &Decision) -> Option<ErrorCode> {
@@ -228,6 +501,7 @@ mod tests {
                 reservation_id: 50,
                 schedule_id: 8,
                 seat_ids: vec![99],
+                grade: None,
             },
         );
         l.keys.insert(
@@ -236,6 +510,7 @@ mod tests {
                 reservation_id: 51,
                 schedule_id: S,
                 seat_ids: vec![9],
+                grade: None,
             },
         );
         let d = decide(
@@ -254,7 +529,7 @@ mod tests {
                 req(2, &[10], Some("k")),   // same key, other seats
             ],
         );
-        assert!(matches!(d[0], Decision::Claim));
+        assert!(matches!(d[0], Decision::Claim(_)));
         assert_eq!(code(&d[1]), Some(ErrorCode::Unauthenticated));
         assert_eq!(code(&d[2]), Some(ErrorCode::Conflict));
         assert_eq!(code(&d[3]), Some(ErrorCode::BadUserInput));
@@ -262,7 +537,7 @@ mod tests {
         assert!(matches!(d[5], Decision::Replay(51)));
         assert_eq!(code(&d[6]), Some(ErrorCode::SeatUnavailable));
         assert_eq!(code(&d[7]), Some(ErrorCode::LimitExceeded));
-        assert!(matches!(d[8], Decision::Claim));
+        assert!(matches!(d[8], Decision::Claim(_)));
         assert!(matches!(d[9], Decision::SameAs(8)));
         assert_eq!(code(&d[10]), Some(ErrorCode::Conflict));
     }
@@ -277,6 +552,7 @@ mod tests {
                 reservation_id: 5,
                 schedule_id: S,
                 seat_ids: vec![1],
+                grade: None,
             },
         );
         let d = decide(&l, &[req(1, &[1], Some("k")), req(2, &[2], None)]);
@@ -289,7 +565,7 @@ mod tests {
         let mut l = loaded();
         l.remaining = 1;
         let d = decide(&l, &[req(1, &[1], None), req(2, &[1], None)]);
-        assert!(matches!(d[0], Decision::Claim));
+        assert!(matches!(d[0], Decision::Claim(_)));
         assert_eq!(code(&d[1]), Some(ErrorCode::SoldOut));
     }
 
@@ -299,10 +575,13 @@ mod tests {
         let seats = proptest::collection::vec((any::<bool>(), 0..10u8), 12);
         let users = proptest::collection::vec(0..4i64, 4);
         let used = proptest::collection::vec((1..=4i64, 0..3u8, any::<bool>(), 1..=12i64), 0..4);
+        // A request names seats, or (third element) asks for the best `count` of a grade
+        // (0: any, 1: R, 2: S, 3: one the schedule lacks).
         let request = (
             1..=5i64,
             proptest::collection::btree_set(1..=13i64, 1..4),
             proptest::option::of(0..3u8),
+            proptest::option::weighted(0.4, (0..5u32, 0..4u8)),
         );
         let requests = proptest::collection::vec(request, 1..40);
         (
@@ -351,20 +630,33 @@ mod tests {
                                 reservation_id: 1000 + seat,
                                 schedule_id,
                                 seat_ids: vec![seat],
+                                grade: None,
                             };
                             ((user, format!("k{key}")), k)
                         })
                         .collect(),
+                    layout: None,
+                    grades: Vec::new(),
                 };
                 let requests = requests
                     .into_iter()
-                    .map(|(user_id, seats, key)| HoldRequest {
-                        user_id,
-                        seat_ids: seats.into_iter().collect(),
-                        idempotency_key: key.map(|k| format!("k{k}")),
+                    .map(|(user_id, seats, key, ask)| {
+                        let key = key.map(|k| format!("k{k}"));
+                        match ask {
+                            None => HoldRequest::seats(user_id, seats.into_iter().collect(), key),
+                            Some((count, grade)) => {
+                                let grade = ["", "R", "S", "Z"][grade as usize];
+                                let grade = (!grade.is_empty()).then(|| grade.to_owned());
+                                HoldRequest {
+                                    user_id,
+                                    want: Want::BestAvailable { count, grade },
+                                    idempotency_key: key,
+                                }
+                            }
+                        }
                     })
                     .collect();
-                (loaded, requests)
+                (with_layout(loaded), requests)
             })
     }
 
@@ -377,25 +669,39 @@ mod tests {
             let mut per_user: HashMap<i64, i64> = HashMap::new();
             for (r, d) in requests.iter().zip(&decisions) {
                 match d {
-                    Decision::Claim => {
+                    Decision::Claim(seats) => {
+                        match &r.want {
+                            Want::Seats(ids) => prop_assert_eq!(seats, ids),
+                            Want::BestAvailable { count, grade } => {
+                                // As many as asked, of one grade, the asked one if any
+                                // (rows alternate R and S: row parity is the grade).
+                                prop_assert_eq!(seats.len(), *count as usize);
+                                let parity: HashSet<i64> = seats.iter().map(|id| (id - 1) / 4 % 2).collect();
+                                prop_assert_eq!(parity.len(), 1);
+                                if let Some(g) = grade {
+                                    let want = if g == "R" { 0 } else { 1 };
+                                    prop_assert!(parity.contains(&want));
+                                }
+                            }
+                        }
                         // All or nothing: every seat of the request, each free, of this
                         // schedule, and no seat twice.
                         prop_assert!(loaded.closed.is_none());
                         prop_assert!(loaded.users.contains_key(&r.user_id));
-                        for id in &r.seat_ids {
+                        for id in seats {
                             let s = loaded.seats.get(id);
                             prop_assert!(s.is_some_and(|s| s.available && s.schedule_id == S));
                             prop_assert!(claimed.insert(*id), "seat {} claimed twice", id);
                         }
-                        *per_user.entry(r.user_id).or_default() += r.seat_ids.len() as i64;
+                        *per_user.entry(r.user_id).or_default() += seats.len() as i64;
                     }
                     Decision::Replay(id) => {
                         let key = r.idempotency_key.clone().unwrap_or_default();
                         let used = loaded.keys.get(&(r.user_id, key));
-                        prop_assert!(used.is_some_and(|u| u.reservation_id == *id && u.seat_ids == r.seat_ids));
+                        prop_assert!(used.is_some_and(|u| u.reservation_id == *id && u.answers(&r.want)));
                     }
                     Decision::SameAs(first) => {
-                        prop_assert!(matches!(decisions[*first], Decision::Claim | Decision::Refuse(_)));
+                        prop_assert!(matches!(decisions[*first], Decision::Claim(_) | Decision::Refuse(_)));
                     }
                     Decision::Refuse(_) => {}
                 }
@@ -413,13 +719,13 @@ mod tests {
                 if !loaded.users.contains_key(&r.user_id) {
                     prop_assert!(matches!(decisions[i], Decision::Refuse(_)));
                 } else if let Some(used) = loaded.keys.get(&k) {
-                    if used.schedule_id == S && used.seat_ids == r.seat_ids {
+                    if used.schedule_id == S && used.answers(&r.want) {
                         prop_assert!(matches!(decisions[i], Decision::Replay(id) if id == used.reservation_id));
                     } else {
                         prop_assert!(matches!(&decisions[i], Decision::Refuse(e) if e.code() == ErrorCode::Conflict));
                     }
                 } else if let Some(&f) = first.get(&k) {
-                    if requests[f].seat_ids == r.seat_ids {
+                    if requests[f].want == r.want {
                         prop_assert!(matches!(decisions[i], Decision::SameAs(x) if x == f));
                     } else {
                         prop_assert!(matches!(&decisions[i], Decision::Refuse(e) if e.code() == ErrorCode::Conflict));

@@ -1,5 +1,5 @@
-//! GraphQL face of booking: `Reservation`, `reserveSeats`, `payReservation`,
-//! `cancelReservation`, `reservation`, `myReservations`.
+//! GraphQL face of booking: `Reservation`, `reserveSeats`, `reserveBestAvailable`,
+//! `payReservation`, `cancelReservation`, `reservation`, `myReservations`.
 
 use std::collections::HashMap;
 
@@ -59,6 +59,18 @@ impl Reservation {
     async fn seat_count(&self) -> i32 {
         self.0.seat_count
     }
+    /// True when the seats sit side by side: one row of one section, consecutive numbers
+    /// (a single seat is together). Said of every reservation, picked or chosen seat by
+    /// seat; a best-available pick is false only when no block of that many adjacent seats
+    /// of one grade was free, and then it is the closest seats in one section it found.
+    async fn together(&self, ctx: &Context<'_>) -> Result<bool, AppError> {
+        let seats = ctx
+            .data::<DataLoader<ReservedSeatsLoader>>()?
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or_default();
+        Ok(side_by_side(&seats))
+    }
     /// Sum of the seats' prices when held, in points.
     async fn total_price(&self) -> i64 {
         self.0.total_price
@@ -76,6 +88,22 @@ impl Reservation {
     async fn cancelled_at(&self) -> Option<DateTime<Utc>> {
         self.0.cancelled_at
     }
+}
+
+/// Whether seats are one block of one row (see `Reservation.together`).
+fn side_by_side(seats: &[ReservedSeat]) -> bool {
+    let Some(first) = seats.first() else {
+        return false;
+    };
+    let mut numbers: Vec<i32> = Vec::with_capacity(seats.len());
+    for s in seats {
+        if s.section != first.section || s.row != first.row {
+            return false;
+        }
+        numbers.push(s.number);
+    }
+    numbers.sort_unstable();
+    numbers.windows(2).all(|w| w[1] == w[0] + 1)
 }
 
 pub struct ReservedSeatsLoader(pub Pool);
@@ -124,6 +152,37 @@ impl ReserveSeatsInput {
         Ok((
             schedule_id,
             super::hold_request(user_id, &seat_ids, self.idempotency_key.as_deref())?,
+        ))
+    }
+}
+
+/// "`count` seats, grade R if you like, the best there are": chosen for you in the booking
+/// batch (see `reserveBestAvailable`).
+#[derive(InputObject)]
+pub struct BestAvailableInput {
+    pub schedule_id: ID,
+    /// 1 to 10 seats.
+    pub count: i32,
+    /// A grade name of the schedule (e.g. "R"); any grade, dearest first, when absent. The
+    /// seats of one reservation are always of one grade.
+    pub grade: Option<String>,
+    /// As for `reserveSeats`: repeating the request with the same key holds once and
+    /// answers the same reservation; the key with a different request is a CONFLICT.
+    pub idempotency_key: Option<String>,
+}
+
+impl BestAvailableInput {
+    /// The schedule id and a checked request for `user_id`.
+    pub fn parse(&self, user_id: i64) -> Result<(i64, super::HoldRequest), AppError> {
+        let schedule_id = ids::parse(&self.schedule_id, "input.scheduleId")?;
+        Ok((
+            schedule_id,
+            super::best_available_request(
+                user_id,
+                self.count,
+                self.grade.as_deref(),
+                self.idempotency_key.as_deref(),
+            )?,
         ))
     }
 }
@@ -187,6 +246,25 @@ impl BookingMutation {
         &self,
         ctx: &Context<'_>,
         input: ReserveSeatsInput,
+    ) -> Result<Reservation, AppError> {
+        let user_id = viewer(ctx)?.user()?.id;
+        let (schedule_id, request) = input.parse(user_id)?;
+        let state = state(ctx)?;
+        Ok(Reservation(super::hold(state, schedule_id, request).await?))
+    }
+
+    /// Holds the best `count` free seats of one grade, all or nothing, until `expiresAt`:
+    /// side by side in one row when possible (`together`), the dearer grade and the front
+    /// first, never leaving a lone seat between taken ones when another choice exists.
+    /// Chosen inside the schedule's booking batch, so concurrent pickers never share a seat.
+    /// Errors as `reserveSeats`: SEAT_UNAVAILABLE (not that many seats of one grade left),
+    /// SOLD_OUT, LIMIT_EXCEEDED, QUEUE_REQUIRED, CONFLICT (sales not open, or the key used
+    /// for another request), BAD_USER_INPUT (count, unknown grade).
+    #[graphql(guard = "RoleGuard(Role::User)")]
+    async fn reserve_best_available(
+        &self,
+        ctx: &Context<'_>,
+        input: BestAvailableInput,
     ) -> Result<Reservation, AppError> {
         let user_id = viewer(ctx)?.user()?.id;
         let (schedule_id, request) = input.parse(user_id)?;

@@ -25,6 +25,36 @@ struct Id {
     id: i64,
 }
 
+/// What a release committed: the seat change to announce (freed seats, and those handed on
+/// to the waiting list as held), how many seats were freed, and the offers made.
+#[derive(Default)]
+pub(super) struct Freed {
+    pub change: Option<SeatChange>,
+    pub released: usize,
+    pub offers: Vec<crate::waitlist::Offer>,
+}
+
+impl Freed {
+    /// A release's change, after which the schedule's line is served in the same
+    /// transaction (the caller holds the schedule lock).
+    async fn serving(
+        conn: &mut AsyncPgConnection,
+        schedule_id: i64,
+        change: Option<SeatChange>,
+    ) -> AppResult<Self> {
+        let Some(change) = change else {
+            return Ok(Self::default());
+        };
+        let released = change.seats.len();
+        let served = crate::waitlist::service::serve(conn, schedule_id).await?;
+        Ok(Self {
+            change: super::merged(Some(change), served.change),
+            released,
+            offers: served.offers,
+        })
+    }
+}
+
 pub(super) enum Paid {
     /// Newly paid: the seats went from held to sold.
     Now(ReservationRow, SeatChange),
@@ -68,8 +98,8 @@ pub(super) async fn pay(
             return Err(AppError::rule(ErrorCode::HoldExpired, "the hold has expired"));
         }
         let seats = locks::seats_of(conn, &[r.id]).await?;
-        diesel::sql_query("UPDATE seats SET status = 'sold' WHERE reservation_id = $1")
-            .bind::<BigInt, _>(r.id)
+        diesel::sql_query("UPDATE seats SET status = 'sold' WHERE id = ANY($1)")
+            .bind::<Array<BigInt>, _>(&seats)
             .execute(conn)
             .await?;
         if r.total_price > 0 {
@@ -128,13 +158,14 @@ pub(super) async fn bump_version(
 }
 
 /// Cancels a reservation: a hold is released; a paid one is refunded until the show starts.
+/// The freed seats serve the schedule's waiting list in the same transaction.
 /// `by_admin` lets an admin cancel anyone's reservation.
 pub(super) async fn cancel(
     conn: &mut AsyncPgConnection,
     user_id: i64,
     by_admin: bool,
     reservation_id: i64,
-) -> AppResult<(ReservationRow, Option<SeatChange>)> {
+) -> AppResult<(ReservationRow, Freed)> {
     let r = store::reservation(conn, reservation_id)
         .await?
         .filter(|r| r.user_id == user_id || by_admin)
@@ -147,7 +178,7 @@ pub(super) async fn cancel(
             .await?
             .ok_or(AppError::NotFound("reservation"))?;
         match r.status {
-            ReservationStatus::Cancelled => return Ok((r, None)),
+            ReservationStatus::Cancelled => return Ok((r, Freed::default())),
             ReservationStatus::Expired => {
                 return Err(AppError::rule(
                     ErrorCode::HoldExpired,
@@ -167,7 +198,8 @@ pub(super) async fn cancel(
             refund(conn, &rows).await?;
         }
         let r = rows.into_iter().next().ok_or(AppError::NotFound("reservation"))?;
-        Ok((r, change))
+        let freed = Freed::serving(conn, schedule.id, change).await?;
+        Ok((r, freed))
     })
     .await
 }
@@ -277,13 +309,14 @@ pub(super) async fn cancel_schedule(
     }))
 }
 
-/// Expires up to `limit` overdue holds of one schedule. Holds being paid right now are
-/// skipped (SKIP LOCKED) and decided by the payment.
+/// Expires up to `limit` overdue holds of one schedule, then serves its waiting list from
+/// the freed seats in the same transaction. Holds being paid right now are skipped (SKIP
+/// LOCKED) and decided by the payment.
 pub(super) async fn expire_due(
     conn: &mut AsyncPgConnection,
     schedule_id: i64,
     limit: i64,
-) -> AppResult<Option<SeatChange>> {
+) -> AppResult<Option<Freed>> {
     conn.transaction(async |conn| {
         if locks::schedule(conn, schedule_id).await?.is_none() {
             return Ok(None);
@@ -293,7 +326,8 @@ pub(super) async fn expire_due(
             return Ok(None);
         }
         let (_, change) = release(conn, schedule_id, &due, ReservationStatus::Expired).await?;
-        Ok(change)
+        let freed = Freed::serving(conn, schedule_id, change).await?;
+        Ok((freed.released > 0).then_some(freed))
     })
     .await
 }

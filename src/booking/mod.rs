@@ -31,7 +31,7 @@ use std::collections::HashSet;
 use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 
 pub use batcher::{Batcher, MAX_BATCH, Stats};
-pub use decide::{HoldRequest, MAX_SEATS_PER_REQUEST};
+pub use decide::{HoldRequest, MAX_SEATS_PER_REQUEST, Want};
 pub use store::ReservationRow;
 
 use crate::{
@@ -69,6 +69,39 @@ pub struct SeatChange {
     pub seats: Vec<(i64, SeatStatus)>,
 }
 
+impl SeatChange {
+    /// This change followed by `later` of the same schedule (made after it in the same
+    /// transaction): per seat the later status wins, and the later version.
+    fn then(mut self, later: Self) -> Self {
+        let mut seats: std::collections::BTreeMap<i64, SeatStatus> = self.seats.into_iter().collect();
+        seats.extend(later.seats);
+        self.seats = seats.into_iter().collect();
+        self.version = self.version.max(later.version);
+        self
+    }
+}
+
+/// Two changes of one transaction as one: what subscribers see of a release that served a
+/// waiting list is its final state (seats handed on show as held, never as available).
+fn merged(first: Option<SeatChange>, later: Option<SeatChange>) -> Option<SeatChange> {
+    match (first, later) {
+        (Some(a), Some(b)) => Some(a.then(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Holds seats for `requests` inside the caller's transaction, which holds the schedule
+/// lock already: how a release serves the schedule's waiting list. One result per request;
+/// the change is not announced (the caller announces it after its commit).
+pub(crate) async fn hold_in_transaction(
+    conn: &mut AsyncPgConnection,
+    schedule_id: i64,
+    requests: &[HoldRequest],
+) -> AppResult<(Vec<AppResult<ReservationRow>>, Option<SeatChange>)> {
+    let outcome = reserve::apply_in_transaction(conn, schedule_id, requests).await?;
+    Ok((outcome.results, outcome.change))
+}
+
 /// Tells live subscribers about a committed change. Never fails the caller: the change
 /// is already committed, and a subscriber that misses it sees the version gap.
 fn announce(state: &AppState, change: SeatChange) {
@@ -90,17 +123,42 @@ pub fn hold_request(user_id: i64, seat_ids: &[i64], idempotency_key: Option<&str
     }
     let mut seat_ids = seat_ids.to_vec();
     seat_ids.sort_unstable();
-    Ok(HoldRequest {
+    Ok(HoldRequest::seats(
         user_id,
         seat_ids,
+        idempotency_key
+            .map(|k| validate_key(k, "input.idempotencyKey"))
+            .transpose()?,
+    ))
+}
+
+/// Checks a best-available request (`reserveBestAvailable`): 1 to 10 seats, a grade name if
+/// any (whether the schedule has it is decided in the batch, under its lock), a sane key.
+pub fn best_available_request(
+    user_id: i64,
+    count: i32,
+    grade: Option<&str>,
+    idempotency_key: Option<&str>,
+) -> AppResult<HoldRequest> {
+    let count = u32::try_from(count)
+        .ok()
+        .filter(|c| (1..=MAX_SEATS_PER_REQUEST).contains(&(*c as usize)))
+        .ok_or_else(|| AppError::bad_input("input.count", format!("must be 1 to {MAX_SEATS_PER_REQUEST}")))?;
+    let grade = match grade.map(str::trim) {
+        Some("") => return Err(AppError::bad_input("input.grade", "must not be empty")),
+        g => g.map(str::to_owned),
+    };
+    Ok(HoldRequest {
+        user_id,
+        want: Want::BestAvailable { count, grade },
         idempotency_key: idempotency_key
             .map(|k| validate_key(k, "input.idempotencyKey"))
             .transpose()?,
     })
 }
 
-/// Holds seats for a fan (`reserveSeats`): the queue admission first, then the schedule's
-/// batch (group commit).
+/// Holds seats for a fan (`reserveSeats`, `reserveBestAvailable`): the queue admission
+/// first, then the schedule's batch (group commit), where best-available seats are picked.
 pub async fn hold(state: &AppState, schedule_id: i64, request: HoldRequest) -> AppResult<ReservationRow> {
     crate::queue::ensure_admitted(state, schedule_id, request.user_id).await?;
     batcher::submit(state, schedule_id, request).await
@@ -144,11 +202,12 @@ pub async fn pay(
 /// Releases a hold or refunds a paid reservation (its owner, or an admin).
 pub async fn cancel(state: &AppState, actor: Actor, reservation_id: i64) -> AppResult<ReservationRow> {
     let mut conn = state.db.get().await?;
-    let (r, change) =
+    let (r, freed) =
         lifecycle::cancel(&mut conn, actor.id, actor.role == Role::Admin, reservation_id).await?;
-    if let Some(change) = change {
+    if let Some(change) = freed.change {
         announce(state, change);
     }
+    crate::waitlist::service::publish(state, &freed.offers);
     Ok(r)
 }
 
@@ -284,11 +343,30 @@ mod tests {
     #[test]
     fn requests_are_checked_and_sorted() {
         let r = hold_request(1, &[5, 3, 9], Some(" k1 ")).unwrap();
-        assert_eq!(r.seat_ids, vec![3, 5, 9]);
+        assert_eq!(r.seat_ids(), [3, 5, 9]);
         assert_eq!(r.idempotency_key.as_deref(), Some("k1"));
         assert!(hold_request(1, &[], None).is_err());
         assert!(hold_request(1, &[1, 1], None).is_err());
         assert!(hold_request(1, &(1..=11).collect::<Vec<_>>(), None).is_err());
         assert!(hold_request(1, &[1], Some("")).is_err());
+    }
+
+    #[test]
+    fn best_available_requests_are_checked() {
+        let r = best_available_request(1, 2, Some(" R "), None).unwrap();
+        assert_eq!(
+            r.want,
+            Want::BestAvailable {
+                count: 2,
+                grade: Some("R".into())
+            }
+        );
+        assert!(r.seat_ids().is_empty());
+        for bad in [0, -1, 11] {
+            let e = best_available_request(1, bad, None, None).unwrap_err();
+            assert_eq!(e.code(), crate::error::ErrorCode::BadUserInput, "count {bad}");
+        }
+        assert!(best_available_request(1, 1, Some(" "), None).is_err());
+        assert!(best_available_request(1, 10, None, Some("k")).is_ok());
     }
 }

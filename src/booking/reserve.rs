@@ -3,7 +3,9 @@
 //!
 //! - load: the schedule row lock (see `locks`), the requests' idempotency keys, then
 //!   everything the decision needs: seats, users and what they hold, keys already used.
-//!   All of it in one pipeline, so one round trip.
+//!   All of it in one pipeline, so one round trip. Only a batch with a best-available
+//!   request then reads the schedule's whole layout (`seats::store::layout_for_picking`),
+//!   and the seats picked for it: batches of named seats never pay for that.
 //! - decide: `decide::decide`, pure. Every per-request failure is decided there, so nothing
 //!   of one request's data reaches the write.
 //! - write: one statement for all successful requests together: it inserts their
@@ -64,6 +66,17 @@ pub(super) async fn reserve_batch(
         .await
 }
 
+/// The same inside the caller's transaction, which already holds the schedule lock (serving
+/// a waiting list after a release): the lock is taken again (a no-op for its holder) to
+/// read the schedule as the release left it.
+pub(super) async fn apply_in_transaction(
+    conn: &mut AsyncPgConnection,
+    schedule_id: i64,
+    requests: &[HoldRequest],
+) -> AppResult<BatchOutcome> {
+    apply(conn, schedule_id, requests, Lock::Take).await
+}
+
 async fn apply(
     conn: &mut AsyncPgConnection,
     schedule_id: i64,
@@ -87,26 +100,51 @@ async fn apply(
         });
     };
     let schedule = locked.schedule;
-    let loaded = Loaded {
+    let mut loaded = Loaded {
         closed: sale::rules(&schedule, locked.concert_status, locked.db_now).refusal(),
         ..loaded
     };
+    if requests.iter().any(HoldRequest::is_best_available) {
+        let (layout, grades) = crate::seats::store::layout_for_picking(conn, schedule.id).await?;
+        loaded.layout = Some(layout);
+        loaded.grades = grades;
+    }
     let decisions = decide::decide(&loaded, requests);
 
-    let claimed: Vec<usize> = (0..requests.len())
-        .filter(|i| matches!(decisions[*i], Decision::Claim))
+    // The claiming requests with the seats they get: picked seats become named ones.
+    let mut claimed: Vec<usize> = Vec::new();
+    let mut resolved: Vec<HoldRequest> = Vec::new();
+    for (i, d) in decisions.iter().enumerate() {
+        if let Decision::Claim(seat_ids) = d {
+            claimed.push(i);
+            resolved.push(HoldRequest::seats(
+                requests[i].user_id,
+                seat_ids.clone(),
+                requests[i].idempotency_key.clone(),
+            ));
+        }
+    }
+    let picked: Vec<i64> = resolved
+        .iter()
+        .flat_map(HoldRequest::seat_ids)
+        .filter(|id| !seats.contains_key(id))
+        .copied()
         .collect();
+    let mut seats = seats;
+    if !picked.is_empty() {
+        seats.extend(read_seats(conn, &picked).await?.into_iter().map(|s| (s.id, s)));
+    }
     let mut made: HashMap<usize, ReservationRow> = HashMap::new();
     let mut change = None;
     if !claimed.is_empty() {
-        let (rows, seat_change) = write(conn, &schedule, locked.db_now, requests, &claimed, &seats).await?;
+        let (rows, seat_change) = write(conn, &schedule, locked.db_now, &resolved, &seats).await?;
         made = claimed.iter().copied().zip(rows).collect();
         change = Some(seat_change);
     }
     let mut results: Vec<AppResult<ReservationRow>> = Vec::with_capacity(requests.len());
     for (i, d) in decisions.into_iter().enumerate() {
         let result = match d {
-            Decision::Claim => made
+            Decision::Claim(_) => made
                 .get(&i)
                 .cloned()
                 .ok_or_else(|| AppError::internal(anyhow::anyhow!("claimed request {i} has no row"))),
@@ -152,6 +190,8 @@ struct KeyedSeat {
     reservation_id: i64,
     #[diesel(sql_type = Nullable<BigInt>)]
     seat_id: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    grade_name: Option<String>,
 }
 
 /// What a batch reads under its locks.
@@ -173,7 +213,10 @@ async fn load(
     requests: &[HoldRequest],
     lock: Lock,
 ) -> AppResult<Option<Load>> {
-    let mut seat_ids: Vec<i64> = requests.iter().flat_map(|r| r.seat_ids.iter().copied()).collect();
+    let mut seat_ids: Vec<i64> = requests
+        .iter()
+        .flat_map(|r| r.seat_ids().iter().copied())
+        .collect();
     seat_ids.sort_unstable();
     seat_ids.dedup();
     let mut user_ids: Vec<i64> = requests.iter().map(|r| r.user_id).collect();
@@ -206,9 +249,16 @@ async fn load(
     let schedule = &locked.schedule;
     let seats: HashMap<i64, SeatRow> = seats.into_iter().map(|s| (s.id, s)).collect();
     let users: HashMap<i64, i64> = users.into_iter().map(|u| (u.user_id, u.seats)).collect();
-    let mut seats_of: HashMap<i64, Vec<i64>> = HashMap::new();
+    // Per reservation: its seats, and its seats' grades (one, unless mixed).
+    let mut seats_of: HashMap<i64, (Vec<i64>, Vec<String>)> = HashMap::new();
     for s in keyed_seats {
-        seats_of.entry(s.reservation_id).or_default().extend(s.seat_id);
+        let (list, grades) = seats_of.entry(s.reservation_id).or_default();
+        list.extend(s.seat_id);
+        if let Some(g) = s.grade_name
+            && !grades.contains(&g)
+        {
+            grades.push(g);
+        }
     }
     let mut replays: HashMap<i64, ReservationRow> = HashMap::new();
     let mut used: HashMap<(i64, String), KeyUse> = HashMap::new();
@@ -216,12 +266,14 @@ async fn load(
         let Some(key) = row.idempotency_key.clone() else {
             continue;
         };
+        let (seat_ids, mut grades) = seats_of.remove(&row.id).unwrap_or_default();
         used.insert(
             (row.user_id, key),
             KeyUse {
                 reservation_id: row.id,
                 schedule_id: row.schedule_id,
-                seat_ids: seats_of.remove(&row.id).unwrap_or_default(),
+                seat_ids,
+                grade: (grades.len() == 1).then(|| grades.remove(0)),
             },
         );
         replays.insert(row.id, row);
@@ -243,6 +295,8 @@ async fn load(
             .collect(),
         users,
         keys: used,
+        layout: None,
+        grades: Vec::new(),
     };
     Ok(Some((locked, loaded, seats, replays)))
 }
@@ -311,7 +365,7 @@ async fn read_keyed_seats(
         return Ok(Vec::new());
     }
     diesel::sql_query(
-        "SELECT r.id AS reservation_id, rs.seat_id FROM reservations r
+        "SELECT r.id AS reservation_id, rs.seat_id, rs.grade_name FROM reservations r
          JOIN unnest($1::bigint[], $2::text[]) AS k(user_id, key)
            ON r.user_id = k.user_id AND r.idempotency_key = k.key
          LEFT JOIN reservation_seats rs ON rs.reservation_id = r.id
@@ -365,14 +419,14 @@ WITH t AS (
 SELECT t.ord, made.*, (SELECT count(*) FROM claimed) AS claimed, (SELECT version FROM counted) AS version
 FROM made JOIN t ON t.id = made.id";
 
-/// Writes the reservations of the claiming requests and their seats, claims the seats and
-/// counts them. Returns the reservations in the order of `claimed`.
+/// Writes the reservations of the claims (requests naming the seats they get, picked ones
+/// included) and their seats, claims the seats and counts them. Returns the reservations in
+/// the order of `claimed`.
 async fn write(
     conn: &mut AsyncPgConnection,
     schedule: &ScheduleRow,
     now: DateTime<Utc>,
-    requests: &[HoldRequest],
-    claimed: &[usize],
+    claimed: &[HoldRequest],
     seats: &HashMap<i64, SeatRow>,
 ) -> AppResult<(Vec<ReservationRow>, SeatChange)> {
     let expires_at = now + chrono::Duration::seconds(i64::from(schedule.hold_seconds));
@@ -389,13 +443,12 @@ async fn write(
     let mut owners = Vec::new();
     let mut grades = Vec::new();
     let mut prices = Vec::new();
-    for (ord, i) in (1_i64..).zip(claimed) {
-        let r = &requests[*i];
+    for (ord, r) in (1_i64..).zip(claimed) {
         users.push(r.user_id);
         keys.push(r.idempotency_key.clone());
-        counts.push(i32::try_from(r.seat_ids.len()).map_err(AppError::internal)?);
+        counts.push(i32::try_from(r.seat_ids().len()).map_err(AppError::internal)?);
         let mut total = 0;
-        for s in &r.seat_ids {
+        for s in r.seat_ids() {
             let s = seat(s)?;
             total += s.price;
             seat_ids.push(s.id);

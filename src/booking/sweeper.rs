@@ -38,11 +38,14 @@ pub async fn sweep(state: &AppState) -> AppResult<usize> {
     let mut conn = state.db.get().await?;
     let mut released = 0;
     for schedule_id in lifecycle::schedules_with_due_holds(&mut conn, SCHEDULES_PER_PASS).await? {
-        while let Some(change) = lifecycle::expire_due(&mut conn, schedule_id, BATCH).await? {
-            released += change.seats.len();
-            metrics::counter!("holds_expired_seats_total").increment(change.seats.len() as u64);
-            let full = change.seats.len() as i64 >= BATCH;
-            super::announce(state, change);
+        while let Some(freed) = lifecycle::expire_due(&mut conn, schedule_id, BATCH).await? {
+            released += freed.released;
+            metrics::counter!("holds_expired_seats_total").increment(freed.released as u64);
+            let full = freed.released as i64 >= BATCH;
+            if let Some(change) = freed.change {
+                super::announce(state, change);
+            }
+            crate::waitlist::service::publish(state, &freed.offers);
             if !full {
                 break;
             }

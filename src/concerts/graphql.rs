@@ -156,6 +156,23 @@ impl Schedule {
     }
     /// Grows with every seat change of this schedule. `seatChanges` events carry it: a
     /// client that sees a version jump by more than one missed an update and re-reads.
+    /// Fans on this performance's waiting list: for its host and admins only (null for
+    /// everyone else).
+    async fn waitlist_length(&self, ctx: &Context<'_>) -> Result<Option<i64>, AppError> {
+        let Some(actor) = optional_actor(ctx).await? else {
+            return Ok(None);
+        };
+        let concert = ctx
+            .data::<DataLoader<ConcertLoader>>()?
+            .load_one(self.0.concert_id)
+            .await?
+            .ok_or(AppError::NotFound("concert"))?;
+        if actor.ensure_manages(concert.host_id).is_err() {
+            return Ok(None);
+        }
+        let mut conn = state(ctx)?.db.get().await?;
+        Ok(Some(crate::waitlist::store::length(&mut conn, self.0.id).await?))
+    }
     async fn version(&self) -> i64 {
         self.0.version
     }

@@ -8,7 +8,10 @@ use futures_util::Stream;
 use super::jobs::{self, Job, JobStatus, Order};
 use crate::{
     auth::{Role, RoleGuard, state, viewer},
-    booking::graphql::{Reservation, ReserveSeatsInput},
+    booking::{
+        Want,
+        graphql::{BestAvailableInput, Reservation, ReserveSeatsInput},
+    },
     error::{AppError, AppResult, ErrorCode},
     live::Event,
     state::AppState,
@@ -110,15 +113,23 @@ impl OrdersMutation {
     /// Like `reserveSeats`, but answers at once with a job id; the outcome comes through
     /// `orderResult(jobId)` or `order(jobId)`. Bad input and a missing queue admission are
     /// refused here; everything else (SEAT_UNAVAILABLE, SOLD_OUT, ...) is the outcome. The
-    /// same `idempotencyKey` answers the same job.
+    /// same `idempotencyKey` answers the same job. Give either `input` (named seats) or
+    /// `bestAvailable` (seats chosen as by `reserveBestAvailable`), not both.
     #[graphql(guard = "RoleGuard(Role::User)")]
     async fn place_order(
         &self,
         ctx: &Context<'_>,
-        input: ReserveSeatsInput,
+        input: Option<ReserveSeatsInput>,
+        best_available: Option<BestAvailableInput>,
     ) -> Result<OrderTicket, AppError> {
         let user_id = viewer(ctx)?.user()?.id;
-        let (schedule_id, request) = input.parse(user_id)?;
+        let (schedule_id, request) = match (input, best_available) {
+            (Some(input), None) => input.parse(user_id)?,
+            (None, Some(best)) => best.parse(user_id)?,
+            _ => {
+                return Err(AppError::bad_input("input", "give either input or bestAvailable"));
+            }
+        };
         let state = state(ctx)?;
         crate::queue::ensure_admitted(state, schedule_id, user_id).await?;
         let ttl = state.config.order_result_ttl.as_secs();
@@ -126,7 +137,11 @@ impl OrdersMutation {
             job_id: uuid::Uuid::new_v4().to_string(),
             user_id,
             schedule_id,
-            seat_ids: request.seat_ids,
+            seat_ids: request.seat_ids().to_vec(),
+            best_available: match request.want {
+                Want::Seats(_) => None,
+                Want::BestAvailable { count, grade } => Some(jobs::BestAsk { count, grade }),
+            },
             key: request.idempotency_key,
         };
         let job_id = jobs::enqueue(state.kv()?, &order, ttl).await?;

@@ -66,14 +66,43 @@ pub struct Order {
     pub job_id: String,
     pub user_id: i64,
     pub schedule_id: i64,
+    /// The seats asked for; empty for a best-available order.
+    #[serde(default)]
     pub seat_ids: Vec<i64>,
+    /// A best-available order's ask, instead of seats (absent in entries of older
+    /// instances, which only took named seats).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_available: Option<BestAsk>,
     /// The client's key, if it sent one.
     pub key: Option<String>,
+}
+
+/// `count` best-available seats, of `grade` if named.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BestAsk {
+    pub count: u32,
+    pub grade: Option<String>,
 }
 
 impl Order {
     /// The hold's idempotency key: the client's, or one made from the job id. Either way
     /// the same on every attempt, so an order takes effect at most once.
+    /// The hold request this order makes for its user.
+    pub fn hold_request(&self) -> crate::booking::HoldRequest {
+        let want = match &self.best_available {
+            Some(b) => crate::booking::Want::BestAvailable {
+                count: b.count,
+                grade: b.grade.clone(),
+            },
+            None => crate::booking::Want::Seats(self.seat_ids.clone()),
+        };
+        crate::booking::HoldRequest {
+            user_id: self.user_id,
+            want,
+            idempotency_key: Some(self.idempotency_key()),
+        }
+    }
+
     pub fn idempotency_key(&self) -> String {
         self.key
             .clone()
@@ -110,10 +139,22 @@ pub async fn ensure_group(kv: &Kv) -> AppResult<()> {
 
 const ENQUEUE: &str = r"
 -- KEYS: job hash, stream, client key claim ('' when the client sent no key)
--- ARGV: job id, user id, ttl seconds, max stream length, order payload
+-- ARGV: job id, user id, ttl seconds, max stream length, order payload, key prefix,
+--       then the error codes a job may be placed again after
 if KEYS[3] ~= '' then
   local existing = redis.call('GET', KEYS[3])
-  if existing then return existing end
+  if existing then
+    local job = ARGV[6] .. 'order:' .. existing
+    local status = redis.call('HGET', job, 'status')
+    local again = status == false
+    if status == 'FAILED' then
+      local code = redis.call('HGET', job, 'error_code')
+      for i = 7, #ARGV do
+        if code == ARGV[i] then again = true end
+      end
+    end
+    if not again then return existing end
+  end
   redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3])
 end
 redis.call('HSET', KEYS[1], 'status', 'QUEUED', 'user_id', ARGV[2])
@@ -122,15 +163,27 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'order', ARGV[5])
 return ARGV[1]
 ";
 
+/// Failures that say nothing about the order itself: a job that ended with one of these is
+/// placed again when its key comes again. UNAVAILABLE is what a transient failure is now
+/// (workers retry it and never fail a job with it, but older builds did); INTERNAL is how
+/// older builds failed a database blip, and whatever else it stands for, nothing was held
+/// (a hold commits or fails whole). Placing again is safe: the new job holds with the same
+/// client key, so if the first attempt did take effect after all, it answers that hold.
+const PLACE_AGAIN_AFTER: [ErrorCode; 2] = [ErrorCode::Unavailable, ErrorCode::Internal];
+
 /// Records the job and appends the order in one step: durable from here on. With a
 /// client key, the key is claimed in the same step, so a key never points at a job that
-/// was not enqueued; a key already claimed answers its job instead. Returns the job id.
+/// was not enqueued; a key already claimed answers its job instead, unless that job is gone
+/// or failed for a reason in [`PLACE_AGAIN_AFTER`] (then the key moves to the new job).
+/// Returns the job id.
 pub async fn enqueue(kv: &Kv, order: &Order, ttl_s: u64) -> AppResult<String> {
     let payload = serde_json::to_string(order).map_err(crate::error::AppError::internal)?;
     let claim = order.key.as_ref().map_or_else(String::new, |k| {
         kv.key(&format!("orderkey:{}:{k}", order.user_id))
     });
-    let job_id: String = redis::Script::new(ENQUEUE)
+    let script = redis::Script::new(ENQUEUE);
+    let mut invocation = script.prepare_invoke();
+    invocation
         .key(job_key(kv, &order.job_id))
         .key(stream_key(kv))
         .key(claim)
@@ -139,8 +192,11 @@ pub async fn enqueue(kv: &Kv, order: &Order, ttl_s: u64) -> AppResult<String> {
         .arg(ttl_s)
         .arg(MAX_LEN)
         .arg(payload)
-        .invoke_async(&mut kv.conn())
-        .await?;
+        .arg(kv.prefix());
+    for code in PLACE_AGAIN_AFTER {
+        invocation.arg(code.as_str());
+    }
+    let job_id: String = invocation.invoke_async(&mut kv.conn()).await?;
     Ok(job_id)
 }
 

@@ -7,7 +7,7 @@ use tokio::sync::watch;
 
 use super::jobs::{self, GROUP, Job, JobStatus, Order};
 use crate::{
-    booking::{self, HoldRequest},
+    booking,
     error::{AppError, AppResult},
     state::AppState,
 };
@@ -228,11 +228,7 @@ pub async fn process(state: &AppState, order: &Order) -> AppResult<()> {
     }
     let ttl = state.config.order_result_ttl.as_secs();
     jobs::set_processing(kv, order, ttl).await?;
-    let request = HoldRequest {
-        user_id: order.user_id,
-        seat_ids: order.seat_ids.clone(),
-        idempotency_key: Some(order.idempotency_key()),
-    };
+    let request = order.hold_request();
     // A transient failure (database blip, lock timeout) is retried here with backoff; if it
     // lasts, the entry stays pending and another attempt comes after the claim timeout. A
     // job is never FAILED by a transient error.

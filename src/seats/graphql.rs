@@ -187,7 +187,11 @@ impl SeatsMutation {
         let actor = actor(ctx).await?;
         let state = state(ctx)?;
         let mut conn = state.db.get().await?;
-        layout::generate(&mut conn, actor, schedule_id, &plan).await?;
+        let served = layout::generate(&mut conn, actor, schedule_id, &plan).await?;
+        if let Some(change) = served.change {
+            state.live.publish_seats(change);
+        }
+        crate::waitlist::service::publish(state, &served.offers);
         let row = crate::concerts::store::schedule(&mut conn, schedule_id)
             .await?
             .ok_or(AppError::NotFound("schedule"))?;

@@ -180,13 +180,15 @@ struct GradeId {
 }
 
 /// Replaces the schedule's layout. Refused (CONFLICT) once any seat has ever been held.
-/// Runs under the schedule's booking-count lock, so no hold can slip in meanwhile.
+/// Runs under the schedule's booking-count lock, so no hold can slip in meanwhile. New seats
+/// serve the schedule's waiting list first, in the same transaction (fans may join the line
+/// of a schedule on sale before it has seats): the caller announces what that did.
 pub async fn generate(
     conn: &mut AsyncPgConnection,
     actor: Actor,
     schedule_id: i64,
     plan: &Plan,
-) -> AppResult<()> {
+) -> AppResult<crate::waitlist::service::Served> {
     conn.transaction(async |conn| {
         let schedule = crate::locks::schedule(conn, schedule_id)
             .await?
@@ -255,7 +257,7 @@ pub async fn generate(
         .bind::<Int4, _>(i32::try_from(plan.total).map_err(AppError::internal)?)
         .execute(conn)
         .await?;
-        Ok(())
+        crate::waitlist::service::serve(conn, schedule_id).await
     })
     .await
 }

@@ -6,6 +6,8 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::best_available::{LayoutBuilder, SeatLayout};
+
 #[derive(QueryableByName, Clone, Debug)]
 pub struct SeatRow {
     #[diesel(sql_type = BigInt)]
@@ -53,6 +55,64 @@ pub async fn seats_by_ids(conn: &mut AsyncPgConnection, ids: &[i64]) -> diesel::
     .bind::<Array<BigInt>, _>(ids)
     .load(conn)
     .await
+}
+
+#[derive(QueryableByName)]
+struct LayoutSeat {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    section: String,
+    #[diesel(sql_type = Text)]
+    row_label: String,
+    #[diesel(sql_type = Int4)]
+    number: i32,
+    #[diesel(sql_type = Int4)]
+    grade: i32,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    free: bool,
+}
+
+#[derive(QueryableByName)]
+struct Grade {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = BigInt)]
+    price: i64,
+}
+
+/// A schedule's whole layout with what is free now, for best-available picking, and its
+/// grade names by the layout's grade index (grades in declaration order). Seat ids are
+/// generated in layout order, so `ORDER BY id` is layout order. The caller holds the
+/// schedule lock if the answer must stay true.
+pub async fn layout_for_picking(
+    conn: &mut AsyncPgConnection,
+    schedule_id: i64,
+) -> diesel::QueryResult<(SeatLayout, Vec<String>)> {
+    let grades: Vec<Grade> =
+        diesel::sql_query("SELECT name, price FROM seat_grades WHERE schedule_id = $1 ORDER BY position, id")
+            .bind::<BigInt, _>(schedule_id)
+            .load(conn)
+            .await?;
+    // The grade index is the grade's rank among the schedule's grades.
+    let seats: Vec<LayoutSeat> = diesel::sql_query(
+        "SELECT s.id, s.section, s.row_label, s.number, (g.rank - 1)::int AS grade,
+                s.status = 'available' AS free
+         FROM seats s
+         JOIN (SELECT id, row_number() OVER (ORDER BY position, id) AS rank
+               FROM seat_grades WHERE schedule_id = $1) g ON g.id = s.grade_id
+         WHERE s.schedule_id = $1
+         ORDER BY s.id",
+    )
+    .bind::<BigInt, _>(schedule_id)
+    .load(conn)
+    .await?;
+    let mut builder = LayoutBuilder::with_capacity(grades.iter().map(|g| g.price).collect(), seats.len());
+    for s in &seats {
+        let grade = usize::try_from(s.grade).unwrap_or(usize::MAX);
+        builder.seat(&s.section, &s.row_label, s.number, s.id, grade, s.free);
+    }
+    Ok((builder.finish(), grades.into_iter().map(|g| g.name).collect()))
 }
 
 #[derive(QueryableByName, Clone, Debug)]

@@ -472,11 +472,7 @@ async fn storm(app: &TestApp, show: &Show, locked: bool) -> Tally {
             tokio::spawn(async move {
                 barrier.wait().await;
                 let mut conn = pool.get().await.unwrap();
-                let request = HoldRequest {
-                    user_id,
-                    seat_ids: seats,
-                    idempotency_key: None,
-                };
+                let request = HoldRequest::seats(user_id, seats, None);
                 if locked {
                     hold_alone(&mut conn, schedule, request).await
                 } else {
@@ -559,16 +555,7 @@ async fn many_users_fight_for_the_last_seat_and_one_wins() {
         .map(|user_id| {
             let state = app.state.clone();
             tokio::spawn(async move {
-                booking::hold_order(
-                    &state,
-                    schedule,
-                    HoldRequest {
-                        user_id,
-                        seat_ids: vec![seat],
-                        idempotency_key: None,
-                    },
-                )
-                .await
+                booking::hold_order(&state, schedule, HoldRequest::seats(user_id, vec![seat], None)).await
             })
         })
         .collect();
@@ -599,16 +586,7 @@ async fn concurrent_holds_are_batched_and_keep_every_invariant() {
             seats.sort_unstable();
             seats.dedup();
             tokio::spawn(async move {
-                booking::hold_order(
-                    &state,
-                    schedule,
-                    HoldRequest {
-                        user_id,
-                        seat_ids: seats,
-                        idempotency_key: None,
-                    },
-                )
-                .await
+                booking::hold_order(&state, schedule, HoldRequest::seats(user_id, seats, None)).await
             })
         })
         .collect();
@@ -778,11 +756,7 @@ async fn a_connection_lost_mid_transaction_leaves_nothing_behind() {
         let seat = seat_id(&show, i % 5);
         let work = async move {
             let mut conn = pool.get().await.unwrap();
-            let r = HoldRequest {
-                user_id,
-                seat_ids: vec![seat],
-                idempotency_key: None,
-            };
+            let r = HoldRequest::seats(user_id, vec![seat], None);
             let _ = hold_alone(&mut conn, schedule, r).await;
         };
         let _ = tokio::time::timeout(std::time::Duration::from_micros((i as u64 * 97) % 3000), work).await;

@@ -404,51 +404,96 @@ pub fn code(body: &Value) -> &str {
 }
 
 /// A TCP proxy to a real service that a test can cut (close every connection and refuse
-/// new ones) and restore: a dependency outage without stopping the shared service.
+/// new ones), partition (keep every connection open and accept new ones, but swallow their
+/// bytes and never answer: a network partition or a frozen peer, which fails no call by
+/// itself) and restore: a dependency outage without stopping the shared service.
 pub struct TcpProxy {
     pub addr: SocketAddr,
-    up: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    mode: std::sync::Arc<tokio::sync::watch::Sender<ProxyMode>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProxyMode {
+    Up,
+    Cut,
+    Partitioned,
 }
 
 impl TcpProxy {
     pub async fn start(target: &str) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (up, _) = tokio::sync::watch::channel(true);
-        let up = std::sync::Arc::new(up);
+        let (mode, _) = tokio::sync::watch::channel(ProxyMode::Up);
+        let mode = std::sync::Arc::new(mode);
         let target = target.to_owned();
-        let up2 = up.clone();
+        let mode2 = mode.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     return;
                 };
-                if !*up2.borrow() {
-                    drop(inbound);
-                    continue;
-                }
-                let mut state = up2.subscribe();
-                let target = target.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = state.wait_for(|up| !*up) => {}
+                let now = *mode2.borrow();
+                match now {
+                    ProxyMode::Cut => drop(inbound),
+                    ProxyMode::Partitioned => {
+                        tokio::spawn(swallow(inbound, mode2.subscribe()));
                     }
-                });
+                    ProxyMode::Up => {
+                        tokio::spawn(forward(inbound, target.clone(), mode2.subscribe()));
+                    }
+                }
             }
         });
-        Self { addr, up }
+        Self { addr, mode }
     }
 
     pub fn cut(&self) {
-        self.up.send_replace(false);
+        self.mode.send_replace(ProxyMode::Cut);
     }
 
+    /// Connections stay open and new ones are accepted, but nothing gets through either way.
+    pub fn partition(&self) {
+        self.mode.send_replace(ProxyMode::Partitioned);
+    }
+
+    /// New connections are forwarded again; those cut or partitioned stay closed (a healed
+    /// partition whose peers gave up on their connections).
     pub fn restore(&self) {
-        self.up.send_replace(true);
+        self.mode.send_replace(ProxyMode::Up);
+    }
+}
+
+async fn forward(
+    mut inbound: tokio::net::TcpStream,
+    target: String,
+    mut mode: tokio::sync::watch::Receiver<ProxyMode>,
+) {
+    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+        return;
+    };
+    let changed = tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => None,
+        m = mode.wait_for(|m| *m != ProxyMode::Up) => m.ok().map(|m| *m),
+    };
+    drop(outbound);
+    if changed == Some(ProxyMode::Partitioned) {
+        swallow(inbound, mode).await;
+    }
+}
+
+/// Reads and drops whatever the client sends, answers nothing, until the partition ends
+/// (then closes the connection).
+async fn swallow(mut inbound: tokio::net::TcpStream, mut mode: tokio::sync::watch::Receiver<ProxyMode>) {
+    use tokio::io::AsyncReadExt as _;
+    let mut sink = [0u8; 4096];
+    loop {
+        tokio::select! {
+            n = inbound.read(&mut sink) => match n {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            },
+            _ = mode.wait_for(|m| *m != ProxyMode::Partitioned) => return,
+        }
     }
 }
 

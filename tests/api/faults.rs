@@ -102,11 +102,8 @@ async fn a_batch_poisoned_past_the_decision_fails_only_the_poisoned_request() {
         .map(|(i, fan)| {
             let state = app.state.clone();
             let barrier = barrier.clone();
-            let request = boxoffice::booking::HoldRequest {
-                user_id: fan.id,
-                seat_ids: vec![show.seats[i].parse().unwrap()],
-                idempotency_key: None,
-            };
+            let request =
+                boxoffice::booking::HoldRequest::seats(fan.id, vec![show.seats[i].parse().unwrap()], None);
             let schedule: i64 = show.schedule_id.parse().unwrap();
             tokio::spawn(async move {
                 barrier.wait().await;
@@ -315,4 +312,235 @@ async fn a_refused_redis_fails_fast_and_recovers() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Redis partitioned (connections accepted, nothing answered): nothing fails by itself, so
+/// only the call bounds stand between a request and a hang. Calls that need Redis answer
+/// UNAVAILABLE within about a second, holds on a schedule without a queue go on, and service
+/// comes back once the partition heals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partitioned_redis_fails_fast_and_recovers() {
+    let proxy = crate::common::TcpProxy::start("127.0.0.1:6379").await;
+    let redis_url = format!("redis://{}", proxy.addr);
+    let app = TestApp::spawn_with(&[("REDIS_URL", redis_url.as_str())]).await;
+    let show = app.show(layout(1, 10), 4).await;
+    let queued = app.show(layout(1, 4), 4).await;
+    app.count(&format!(
+        "WITH u AS (UPDATE schedules SET queue_enabled = true WHERE id = {} RETURNING 1) SELECT count(*) AS n FROM u",
+        queued.schedule_id
+    ))
+    .await;
+    let fans = app.bulk_users(3).await;
+    let order = "mutation($i: ReserveSeatsInput!) { placeOrder(input: $i) { jobId } }";
+    let enter = "mutation($s: ID!) { enterQueue(scheduleId: $s) { state } }";
+    let input = |seat: &str| json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [seat] } });
+    // Warm: the connection is up and the schedules' queue settings are known.
+    app.ok(Some(&fans[0].access), order, input(&show.seats[0])).await;
+    app.ok(Some(&fans[1].access), enter, json!({ "s": queued.schedule_id }))
+        .await;
+
+    proxy.partition();
+    for round in 0..3 {
+        let started = Instant::now();
+        let body = app.gql(Some(&fans[1].access), order, input(&show.seats[1])).await;
+        let took = started.elapsed();
+        assert_eq!(code(&body), "UNAVAILABLE", "placeOrder, round {round}: {body}");
+        assert!(
+            took < Duration::from_millis(1800),
+            "placeOrder answered after {took:?}"
+        );
+
+        let started = Instant::now();
+        let body = app
+            .gql(Some(&fans[2].access), enter, json!({ "s": queued.schedule_id }))
+            .await;
+        let took = started.elapsed();
+        assert_eq!(code(&body), "UNAVAILABLE", "enterQueue, round {round}: {body}");
+        assert!(
+            took < Duration::from_millis(1800),
+            "enterQueue answered after {took:?}"
+        );
+    }
+    // Holds on a schedule without a queue do not need Redis, and do not wait for it.
+    for (fan, seat) in [(&fans[1], &show.seats[2]), (&fans[2], &show.seats[3])] {
+        let started = Instant::now();
+        let held = hold(&app, &fan.access, &show.schedule_id, seat).await;
+        let took = started.elapsed();
+        assert!(held["errors"].is_null(), "{held}");
+        assert!(took < Duration::from_millis(1800), "a hold took {took:?}");
+    }
+
+    proxy.restore();
+    let back = Instant::now();
+    loop {
+        let body = app.gql(Some(&fans[1].access), order, input(&show.seats[4])).await;
+        let entered = app
+            .gql(Some(&fans[2].access), enter, json!({ "s": queued.schedule_id }))
+            .await;
+        if body["errors"].is_null() && entered["errors"].is_null() {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(3),
+            "the partition healed but Redis calls did not: {body} {entered}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.assert_invariants().await;
+}
+
+async fn ready(app: &TestApp) -> (u16, Value) {
+    let resp = app.http.get(app.url("/readyz")).send().await.unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+/// /readyz follows Redis both ways within about a second: it says 503 soon after Redis goes
+/// away, and 200 soon after it is back, however long it was away (a load balancer polling
+/// it meanwhile must not push a reconnect backoff past the outage).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readiness_follows_redis_within_a_second() {
+    let proxy = crate::common::TcpProxy::start("127.0.0.1:6379").await;
+    let redis_url = format!("redis://{}", proxy.addr);
+    let app = TestApp::spawn_with(&[("REDIS_URL", redis_url.as_str())]).await;
+    assert_eq!(ready(&app).await.0, 200);
+
+    for fault in ["cut", "partition"] {
+        match fault {
+            "cut" => proxy.cut(),
+            _ => proxy.partition(),
+        }
+        let down = Instant::now();
+        loop {
+            let (status, body) = ready(&app).await;
+            if status == 503 {
+                assert_eq!(body["redis"], "unreachable", "{body}");
+                break;
+            }
+            assert!(
+                down.elapsed() < Duration::from_millis(1500),
+                "{fault}: still ready"
+            );
+        }
+        // Polled as a load balancer would, for longer than any reconnect backoff.
+        while down.elapsed() < Duration::from_secs(6) {
+            let (status, _) = ready(&app).await;
+            assert_eq!(status, 503, "{fault}: ready while Redis is away");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        proxy.restore();
+        let back = Instant::now();
+        loop {
+            let (status, body) = ready(&app).await;
+            if status == 200 {
+                assert_eq!(body["redis"], "ok", "{body}");
+                break;
+            }
+            assert!(
+                back.elapsed() < Duration::from_millis(1200),
+                "{fault}: Redis back for {:?}, /readyz still {status}: {body}",
+                back.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+const ORDER: &str = "mutation($i: ReserveSeatsInput!) { placeOrder(input: $i) { jobId } }";
+const ORDER_STATUS: &str = "query($j: String!) { order(jobId: $j) { status errorCode reservation { id } } }";
+
+async fn order_settled(app: &TestApp, token: &str, job: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = app.ok(Some(token), ORDER_STATUS, json!({ "j": job })).await["order"].clone();
+        if o["status"] == "DONE" || o["status"] == "FAILED" {
+            return o;
+        }
+        assert!(Instant::now() < deadline, "order {job} never settled: {o}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A job as an older build left it: the client key claimed for it, and the job FAILED.
+async fn failed_job(app: &TestApp, user_id: i64, key: &str, error_code: &str) -> String {
+    let job = uuid::Uuid::new_v4().to_string();
+    let prefix = format!("t:{}:", app.db.name);
+    let mut r = app.redis().await;
+    let () = redis::pipe()
+        .cmd("SET")
+        .arg(format!("{prefix}orderkey:{user_id}:{key}"))
+        .arg(&job)
+        .arg("EX")
+        .arg(600)
+        .ignore()
+        .hset_multiple(
+            format!("{prefix}order:{job}"),
+            &[
+                ("status", "FAILED"),
+                ("user_id", &user_id.to_string()),
+                ("error_code", error_code),
+                ("error_message", "from an older build"),
+            ],
+        )
+        .ignore()
+        .expire(format!("{prefix}order:{job}"), 600)
+        .ignore()
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    job
+}
+
+/// A job failed by a transient error (UNAVAILABLE; INTERNAL, as older builds failed a
+/// database blip) is placed again with the same key: a new job runs, once, and the key then
+/// answers that job. A job failed for a business reason keeps answering its outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_failed_by_a_transient_error_is_placed_again_with_its_key() {
+    let app = TestApp::spawn().await;
+    let show = app.show(layout(1, 10), 4).await;
+    let fan = app.bulk_users(1).await.remove(0);
+    let place = |seat: usize, key: &str| {
+        let input = json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[seat]], "idempotencyKey": key } });
+        let token = fan.access.clone();
+        let app = &app;
+        async move {
+            app.ok(Some(&token), ORDER, input).await["placeOrder"]["jobId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+
+    for (seat, code) in [(0, "UNAVAILABLE"), (1, "INTERNAL")] {
+        let key = format!("blip-{code}");
+        let old = failed_job(&app, fan.id, &key, code).await;
+        let new = place(seat, &key).await;
+        assert_ne!(
+            new, old,
+            "a job FAILED:{code} was answered again instead of placed again"
+        );
+        let done = order_settled(&app, &fan.access, &new).await;
+        assert_eq!(done["status"], "DONE", "{done}");
+        // The key now answers the new job; the old one is still readable as it was.
+        assert_eq!(place(seat, &key).await, new);
+        let before = order_settled(&app, &fan.access, &old).await;
+        assert_eq!(before["errorCode"], code, "{before}");
+    }
+
+    for code in ["SEAT_UNAVAILABLE", "CONFLICT"] {
+        let key = format!("lost-{code}");
+        let old = failed_job(&app, fan.id, &key, code).await;
+        assert_eq!(place(2, &key).await, old, "a job FAILED:{code} is its outcome");
+        assert_eq!(order_settled(&app, &fan.access, &old).await["errorCode"], code);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM reservations WHERE user_id = {}",
+            fan.id
+        ))
+        .await,
+        2
+    );
+    app.assert_invariants().await;
 }

@@ -92,11 +92,7 @@ async fn a_thousand_rapid_changes_are_coalesced_and_exact() {
                 boxoffice::booking::hold_order(
                     &state,
                     schedule,
-                    boxoffice::booking::HoldRequest {
-                        user_id,
-                        seat_ids: vec![seat],
-                        idempotency_key: None,
-                    },
+                    boxoffice::booking::HoldRequest::seats(user_id, vec![seat], None),
                 )
                 .await
                 .unwrap()

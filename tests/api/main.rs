@@ -5,6 +5,7 @@
 mod abuse;
 mod abuse_sockets;
 mod auth;
+mod best_available;
 mod booking;
 mod clients;
 mod common;
@@ -22,5 +23,7 @@ mod schema;
 mod search;
 mod single;
 mod startup;
+mod storage;
+mod waitlist;
 mod web;
 mod websocket;

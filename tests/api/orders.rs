@@ -180,11 +180,11 @@ async fn an_order_taken_by_a_dead_worker_completes_exactly_once() {
     let applied = boxoffice::booking::hold_order(
         &a.state,
         show.schedule_id.parse().unwrap(),
-        boxoffice::booking::HoldRequest {
-            user_id: fan.id,
-            seat_ids: vec![show.seats[1].parse().unwrap()],
-            idempotency_key: Some(format!("order:{job2}")),
-        },
+        boxoffice::booking::HoldRequest::seats(
+            fan.id,
+            vec![show.seats[1].parse().unwrap()],
+            Some(format!("order:{job2}")),
+        ),
     )
     .await
     .unwrap();

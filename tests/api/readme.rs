@@ -245,11 +245,12 @@ async fn the_readme_examples_run_in_order_as_written() {
     assert!(ran >= 25, "only {ran} examples found");
 
     // What the walk-through did, seen from the database: the fan paid for two seats,
-    // cancelled the ordered one, and the concert's cancellation refunded the payment.
+    // cancelled the ordered one, held two best-available seats, and the concert's
+    // cancellation refunded the payment and released that hold.
     assert_eq!(
         app.count("SELECT count(*) AS n FROM reservations WHERE status = 'cancelled'")
             .await,
-        2
+        3
     );
     app.assert_invariants().await;
 }

@@ -183,6 +183,7 @@ fn sale_of(
         per_user_limit: ctx.per_user_limit,
         deadline: Duration::from_secs(seconds),
         record_acks: false,
+        best_available: false,
     }
 }
 

@@ -14,6 +14,7 @@
 
 mod abuse;
 mod client;
+mod faults;
 mod report;
 mod sale;
 mod scenarios;
@@ -47,6 +48,9 @@ enum Scenario {
     /// A quiet flash sale, then the same while attackers send the costliest accepted
     /// queries and hold stalled connections and silent sockets (--seconds each, 20).
     Abuse,
+    /// A sale on two --url instances while one is frozen, the database connections are
+    /// killed, PostgreSQL restarts and Redis stops; private services only (scripts/faults).
+    Faults,
 }
 
 impl Scenario {
@@ -59,6 +63,7 @@ impl Scenario {
             Self::Queue => "queue",
             Self::TwoInstances => "two-instances",
             Self::Abuse => "abuse",
+            Self::Faults => "faults",
         }
     }
 }
@@ -92,6 +97,10 @@ struct Args {
     /// perUserLimit of the schedule; each attempt asks for 1 to this many seats (1..=10).
     #[arg(long, default_value_t = 4)]
     per_user_limit: u32,
+    /// flash-sale, two-instances: clients ask `reserveBestAvailable` for 1 to 4 seats
+    /// (at most --per-user-limit) instead of naming random seats.
+    #[arg(long)]
+    best_available: bool,
     /// fan-out: WebSocket subscribers.
     #[arg(long, default_value_t = 5_000)]
     subscribers: usize,
@@ -153,6 +162,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         seconds: args.seconds,
         users: args.users,
         per_user_limit: args.per_user_limit,
+        best_available: args.best_available,
         subscribers: args.subscribers,
         sampled_subscribers: args.sampled_subscribers,
         server_pid: args.server_pid,
@@ -172,6 +182,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         Scenario::FanOut => scenarios::fan_out(&mut ctx).await?,
         Scenario::Queue => scenarios::queue(&mut ctx).await?,
         Scenario::Abuse => abuse::abuse(&mut ctx).await?,
+        Scenario::Faults => faults::faults(&mut ctx).await?,
     };
     print!("{}", report.table());
     println!("{}", report.to_json());
@@ -181,7 +192,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 /// Validates the options; returns the GraphQL endpoints.
 fn check_args(args: &Args) -> anyhow::Result<Vec<String>> {
     let want = match args.scenario {
-        Scenario::TwoInstances => 2,
+        Scenario::TwoInstances | Scenario::Faults => 2,
         _ => 1,
     };
     if args.urls.len() != want {

@@ -11,6 +11,11 @@
 //! A user keeps trying until one attempt succeeds (a failed hold holds nothing), then the
 //! client moves on to a fresh user: nobody ever reaches the per-user limit, so a
 //! LIMIT_EXCEEDED is a server error, not noise.
+//!
+//! With `best_available` (`--best-available`), clients name no seats: each attempt asks
+//! `reserveBestAvailable` for 1 to 4 seats (at most the per-user limit) and the server
+//! chooses them; the seats it answers are recorded as claimed, so double holds and the
+//! sell-out time are measured the same way.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -31,6 +36,8 @@ use crate::{
 };
 
 const RESERVE: &str = "mutation($i: ReserveSeatsInput!) { reserveSeats(input: $i) { id seatCount } }";
+const BEST: &str =
+    "mutation($i: BestAvailableInput!) { reserveBestAvailable(input: $i) { id seatCount seats { id } } }";
 
 pub struct Sale {
     /// GraphQL endpoints; client `i` uses `endpoints[i % len]`.
@@ -43,6 +50,8 @@ pub struct Sale {
     pub deadline: Duration,
     /// Keep the instant each seat's hold was acknowledged (for delivery lag).
     pub record_acks: bool,
+    /// Ask for best-available seats instead of naming them.
+    pub best_available: bool,
 }
 
 pub struct SaleResult {
@@ -169,6 +178,7 @@ pub async fn run(gql: &Gql, sale: Sale) -> SaleResult {
         per_user_limit,
         deadline,
         record_acks,
+        best_available,
     } = sale;
     let pool = Arc::new(Pool::new(groups));
     let users = Arc::new(users);
@@ -209,22 +219,50 @@ pub async fn run(gql: &Gql, sale: Sale) -> SaleResult {
                         u
                     }
                 };
-                let want = rng.random_range(1..=per_user_limit.max(1)) as usize;
-                let Some((_group, seats)) = pool.pick(want, &mut rng) else {
+                let most = if best_available {
+                    per_user_limit.clamp(1, 4)
+                } else {
+                    per_user_limit.max(1)
+                };
+                let want = rng.random_range(1..=most) as usize;
+                let Some((_group, mut seats)) = pool.pick(want, &mut rng) else {
                     break;
                 };
-                let ids: Vec<String> = seats.iter().map(i64::to_string).collect();
-                let body = client::body(
-                    RESERVE,
-                    json!({ "i": { "scheduleId": schedule_id.to_string(), "seatIds": ids } }),
-                );
+                let body = if best_available {
+                    // The server chooses: the pick above only says whether seats are left.
+                    client::body(
+                        BEST,
+                        json!({ "i": { "scheduleId": schedule_id.to_string(), "count": want } }),
+                    )
+                } else {
+                    let ids: Vec<String> = seats.iter().map(i64::to_string).collect();
+                    client::body(
+                        RESERVE,
+                        json!({ "i": { "scheduleId": schedule_id.to_string(), "seatIds": ids } }),
+                    )
+                };
                 let (answer, ms) = gql.post(&url, Some(&users[u].token), body).await;
                 r.attempts += 1;
                 r.tally.latencies_ms.push(ms);
                 match answer {
                     Answer::Data(data) => {
                         let at = Instant::now();
-                        let count = data["reserveSeats"]["seatCount"].as_u64().unwrap_or(0);
+                        let field = if best_available {
+                            "reserveBestAvailable"
+                        } else {
+                            "reserveSeats"
+                        };
+                        if best_available {
+                            // The seats the server chose; as many as asked, or a wrong count.
+                            seats = data[field]["seats"]
+                                .as_array()
+                                .map(|s| s.iter().filter_map(|s| s["id"].as_str()?.parse().ok()).collect())
+                                .unwrap_or_default();
+                            if seats.len() != want {
+                                r.tally.error("BENCH_WRONG_SEAT_COUNT");
+                            }
+                        }
+                        let count = data[field]["seatCount"].as_u64().unwrap_or(0);
                         if count != seats.len() as u64 {
                             r.tally.error("BENCH_WRONG_SEAT_COUNT");
                         }

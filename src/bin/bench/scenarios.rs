@@ -35,6 +35,8 @@ pub struct Ctx {
     pub seconds: Option<u64>,
     pub users: Option<usize>,
     pub per_user_limit: u32,
+    /// flash-sale: ask for best-available seats instead of naming them.
+    pub best_available: bool,
     pub subscribers: usize,
     pub sampled_subscribers: usize,
     pub server_pid: Option<u32>,
@@ -165,6 +167,7 @@ pub async fn flash_sale(ctx: &mut Ctx, name: &'static str) -> anyhow::Result<Rep
         per_user_limit: ctx.per_user_limit,
         deadline: ctx.seconds_or(60),
         record_acks: false,
+        best_available: ctx.best_available,
     };
     eprintln!(
         "bench: {name}: {} clients, {} seats",
@@ -204,6 +207,7 @@ pub async fn hot_seats(ctx: &mut Ctx) -> anyhow::Result<Report> {
         per_user_limit: ctx.per_user_limit,
         deadline: ctx.seconds_or(10),
         record_acks: false,
+        best_available: false,
     };
     eprintln!(
         "bench: hot-seats: {} clients on {HOT} seats at a time",
@@ -390,6 +394,7 @@ pub async fn fan_out(ctx: &mut Ctx) -> anyhow::Result<Report> {
         per_user_limit: ctx.per_user_limit,
         deadline: ctx.seconds_or(60),
         record_acks: true,
+        best_available: false,
     };
     let res = sale::run(&ctx.gql, sale).await;
     // Let the last coalesced events reach everyone: at 15,000 sockets on a busy machine

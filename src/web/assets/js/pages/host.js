@@ -9,7 +9,7 @@ import * as auth from '../auth.js';
 import { accountDialog } from '../app.js';
 import { fromLayout, SeatCanvas } from '../seatmap.js';
 
-const SCHEDULE_FIELDS = 'id startsAt salesOpenAt salesCloseAt perUserLimit holdSeconds queueEnabled status capacity bookedCount';
+const SCHEDULE_FIELDS = 'id startsAt salesOpenAt salesCloseAt perUserLimit holdSeconds queueEnabled status capacity bookedCount waitlistLength';
 const CONCERT_FIELDS = `id title artist venue category description posterUrl status cancelReason schedules { ${SCHEDULE_FIELDS} }`;
 
 export function render(main) {
@@ -147,12 +147,13 @@ export function render(main) {
         h('td', {}, `${when(s.salesOpenAt)} – ${when(s.salesCloseAt)}`),
         h('td', {}, s.capacity ? `${s.bookedCount} / ${s.capacity}` : 'no seats yet'),
         h('td', {}, s.queueEnabled ? 'queue' : ''),
+        h('td', { class: 'waitlist-length' }, s.waitlistLength ? `${s.waitlistLength} waiting` : ''),
         h('td', {}, s.status === 'CANCELLED' ? 'cancelled' : [layoutBtn, ' ', cancel]));
     });
     return h('section', { class: 'panel', 'aria-labelledby': 'sched-title' },
       h('h2', { id: 'sched-title' }, 'Performances'), smsg,
       c.schedules.length ? h('div', { class: 'scroll' }, h('table', {},
-        h('thead', {}, h('tr', {}, ['Starts', 'Sales', 'Booked', '', ''].map((t) => h('th', { scope: 'col' }, t)))),
+        h('thead', {}, h('tr', {}, ['Starts', 'Sales', 'Booked', '', 'Waiting list', ''].map((t) => h('th', { scope: 'col' }, t)))),
         h('tbody', {}, rows))) : h('p', { class: 'muted' }, 'No performances yet.'),
       c.status === 'CANCELLED' ? null : scheduleForm(c, smsg), builderBox);
   }

@@ -2,7 +2,9 @@
 // seatChanges subscription; the waiting queue when the performance has one; picking seats
 // (mouse or keyboard), holding them through placeOrder with its result followed live, the
 // hold's countdown, paying with points (charging the shortfall first), and the fan's own
-// reservations for this performance.
+// reservations for this performance. "Best available" asks the box office to choose the
+// seats (count and grade); on a sold-out performance the fan can join its waiting list, and
+// an offer (a hold made for them when seats come back) arrives live through waitlistOffers.
 import { h, fill, notice, toast, points, when, countdown, key, busy } from '../ui.js';
 import { gql } from '../api.js';
 import { subscribe } from '../live.js';
@@ -46,6 +48,8 @@ export async function render(main, [id]) {
   zoomOut.onclick = () => view?.setZoom((view.zoom || 1) / 2);
   const queueBox = h('section', { class: 'panel', hidden: true, 'aria-labelledby': 'q-title' });
   const pickBox = h('section', { class: 'panel', 'aria-labelledby': 'pick-title' });
+  const bestBox = h('section', { class: 'panel', 'aria-labelledby': 'best-title' });
+  const waitBox = h('div', { class: 'waitlist', 'aria-live': 'polite' });
   const holdBox = h('section', { class: 'panel', hidden: true, 'aria-labelledby': 'hold-title', 'aria-live': 'polite' });
   const mineBox = h('section', { class: 'panel', 'aria-labelledby': 'mine-title' });
   const orderStatus = h('p', { class: 'order-status', 'aria-live': 'polite' });
@@ -57,7 +61,7 @@ export async function render(main, [id]) {
     h('div', { class: 'side-col' },
       h('section', { class: 'panel', 'aria-labelledby': 'avail-title' },
         h('h2', { id: 'avail-title' }, 'Availability ', live), summary, availTable),
-      queueBox, pickBox, holdBox, mineBox)));
+      queueBox, pickBox, bestBox, holdBox, mineBox)));
 
   let schedule;
   try {
@@ -93,6 +97,9 @@ export async function render(main, [id]) {
   };
 
   const renderAvailability = (avail) => {
+    page.avail = avail;
+    // The best-available panel is built further down, after the first read of the map.
+    if (page.bestReady) renderWait();
     fill(legend, avail.map((g) => h('li', {}, swatch(g.color), `${g.grade} ${points(g.price)}`)),
       h('li', {}, swatch(HELD_COLOR), 'held'), h('li', {}, swatch(SOLD_COLOR), 'sold'),
       h('li', {}, h('span', { class: 'swatch picked', 'aria-hidden': 'true' }), 'your pick'),
@@ -268,6 +275,7 @@ export async function render(main, [id]) {
         return h('li', {}, `${seatName(m, i)} · ${d.grade} · ${points(d.price)} `, rm);
       })),
       why && chosen.length ? h('p', { class: 'muted' }, why) : null, holdBtn, orderStatus);
+    if (page.bestReady) renderBest();
   }
 
   async function hold(button) {
@@ -346,6 +354,90 @@ export async function render(main, [id]) {
     showHold(r);
     loadMine();
   }
+
+  // --- best available and the waiting list ---------------------------------------------
+  const bestCount = h('select', { id: 'best-count', 'aria-label': 'Number of seats' });
+  const bestGrade = h('select', { id: 'best-grade', 'aria-label': 'Grade' });
+  const bestBtn = h('button', { type: 'button', class: 'primary', id: 'best-hold' }, 'Hold the best seats');
+  const bestMsg = h('div');
+  for (let n = 1; n <= Math.min(10, schedule.perUserLimit); n += 1) bestCount.append(h('option', { value: String(n) }, String(n)));
+  bestCount.onchange = () => renderWait();
+  bestGrade.onchange = () => renderWait();
+  const ask = () => ({ count: Number(bestCount.value), grade: bestGrade.value || null });
+  bestBtn.onclick = () => busy(bestBtn, async () => {
+    if (!auth.signedIn() && !(await accountDialog())) return;
+    const a = ask();
+    const input = { scheduleId: id, count: a.count, grade: a.grade, idempotencyKey: key('best') };
+    const r = (await gql(`mutation($i: BestAvailableInput!) { reserveBestAvailable(input: $i) { together ${RESERVATION} } }`, { i: input })).reserveBestAvailable;
+    notice(bestMsg, r.together ? '' : 'No seats side by side were left: these are the closest.', 'info');
+    held(r);
+  }, (e) => { notice(bestMsg, explain(e), 'error'); renderWait(); });
+  function renderBest() {
+    if (bestGrade.options.length === 0 && page.avail) {
+      bestGrade.append(h('option', { value: '' }, 'Any grade'), ...page.avail.map((g) => h('option', { value: g.grade }, `${g.grade} · ${points(g.price)}`)));
+    }
+    bestBtn.disabled = !onSale() || !admitted();
+    fill(bestBox, h('h2', { id: 'best-title' }, 'Best available'),
+      h('p', { class: 'muted small' }, 'Let us choose: seats side by side, the best there are.'),
+      h('div', { class: 'row' }, bestCount, bestGrade, bestBtn), bestMsg, waitBox);
+  }
+  // Whether what the fan asks for is sold out (no grade has that many seats free).
+  const soldOutFor = () => {
+    if (!page.avail) return false;
+    const a = ask();
+    const free = page.avail.filter((g) => !a.grade || g.grade === a.grade).map((g) => g.available);
+    return Math.max(0, ...free) < a.count;
+  };
+  async function loadWait() {
+    if (!auth.signedIn()) { page.waiting = null; renderWait(); return; }
+    try {
+      const list = (await gql('{ myWaitlist { id status position count grade schedule { id } } }')).myWaitlist;
+      page.waiting = list.find((w) => w.schedule.id === id && w.status === 'WAITING') || null;
+    } catch { page.waiting = null; }
+    renderWait();
+  }
+  function renderWait() {
+    const w = page.waiting;
+    if (w) {
+      const leave = h('button', { type: 'button', id: 'leave-waitlist' }, 'Leave the waiting list');
+      leave.onclick = () => busy(leave, async () => {
+        await gql('mutation($s: ID!) { leaveWaitlist(scheduleId: $s) }', { s: id });
+        toast('You left the waiting list.');
+        loadWait();
+      }, (e) => notice(waitBox, explain(e), 'error'));
+      fill(waitBox, h('p', { class: 'queue-state', id: 'waitlist-place' }, `On the waiting list: number ${w.position} for ${w.count} seat${w.count > 1 ? 's' : ''}${w.grade ? ` of ${w.grade}` : ''}. Keep this page open or check My reservations: a hold is made for you when seats come back.`), leave);
+    } else if (soldOutFor() && onSale() && schedule.status !== 'CANCELLED') {
+      const join = h('button', { type: 'button', id: 'join-waitlist' }, 'Join the waiting list');
+      join.onclick = () => busy(join, async () => {
+        if (!auth.signedIn() && !(await accountDialog())) return;
+        const a = ask();
+        await gql('mutation($s: ID!, $n: Int!, $g: String) { joinWaitlist(scheduleId: $s, count: $n, grade: $g) { id } }', { s: id, n: a.count, g: a.grade });
+        toast('You are on the waiting list.', 'ok');
+        loadWait();
+      }, (e) => notice(waitBox, explain(e), 'error'));
+      fill(waitBox, h('p', { class: 'muted' }, 'Sold out for this choice.'), join);
+    } else {
+      fill(waitBox);
+    }
+  }
+  page.bestReady = true;
+  let offerStop = null;
+  const followOffers = () => {
+    if (offerStop || !auth.signedIn()) return;
+    offerStop = subscribe(`subscription { waitlistOffers { scheduleId reservation { ${RESERVATION} } } }`, {}, {
+      next: (d) => {
+        const o = d.waitlistOffers;
+        if (o.scheduleId !== id) return;
+        toast('Seats came back for you: they are held, pay before the countdown ends.', 'ok');
+        page.waiting = null;
+        renderWait();
+        showHold(o.reservation);
+        loadMine();
+      },
+      error: () => { /* myWaitlist and myReservations still show the offer */ },
+    });
+    stops.push(() => offerStop?.());
+  };
 
   // --- the hold: countdown, pay, cancel ---------------------------------------------------
   let holdTimer = null;
@@ -444,11 +536,14 @@ export async function render(main, [id]) {
     }
   }
 
-  const sessionChanged = () => { loadMine(); loadQueue(); renderPick(); };
+  const sessionChanged = () => { loadMine(); loadQueue(); renderPick(); renderBest(); loadWait(); followOffers(); };
   stops.push(auth.onChange(sessionChanged));
   renderPick();
+  renderBest();
   loadMine();
   loadQueue();
+  loadWait();
+  followOffers();
 
   return () => {
     for (const s of stops) s();
