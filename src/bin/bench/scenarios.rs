@@ -126,10 +126,8 @@ impl Ctx {
 
     async fn check(&mut self, report: &mut Report) -> anyhow::Result<()> {
         let started = Instant::now();
-        let found = boxoffice::invariants::violations(&mut self.db, boxoffice::invariants::all())
-            .await
-            .context("checking the invariants")?;
-        report.violations.extend(found.iter().map(ToString::to_string));
+        let found = setup::invariants(&mut self.db).await?;
+        report.violations.extend(found);
         eprintln!(
             "bench: invariants checked in {:.1} s",
             started.elapsed().as_secs_f64()

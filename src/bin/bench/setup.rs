@@ -242,3 +242,20 @@ pub async fn booked_count(conn: &mut AsyncPgConnection, schedule_id: i64) -> any
         .context("reading the booking count")?;
     Ok(row.n)
 }
+
+pub async fn count(conn: &mut AsyncPgConnection, sql: &str) -> anyhow::Result<i64> {
+    let row: N = diesel::sql_query(sql)
+        .get_result(conn)
+        .await
+        .with_context(|| format!("running {sql}"))?;
+    Ok(row.n)
+}
+
+/// Every check of `boxoffice::invariants` (I1-I5, I7: the same SQL as the test suite's)
+/// over the whole database; one line per check that fails.
+pub async fn invariants(conn: &mut AsyncPgConnection) -> anyhow::Result<Vec<String>> {
+    let found = boxoffice::invariants::violations(conn, boxoffice::invariants::all())
+        .await
+        .context("checking the invariants")?;
+    Ok(found.iter().map(ToString::to_string).collect())
+}
