@@ -22,6 +22,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod ids;
+pub mod invariants;
 pub mod kv;
 pub mod limits;
 pub mod live;

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use super::store;
 use crate::{
     auth::{Role, RoleGuard, actor, state, viewer},
-    concerts::graphql::{Schedule, ScheduleLoader},
+    concerts::graphql::Schedule,
     db::Pool,
     error::AppError,
     ids, pagination,
@@ -40,11 +40,7 @@ impl Reservation {
         ids::to_id(self.0.id)
     }
     async fn schedule(&self, ctx: &Context<'_>) -> Result<Schedule, AppError> {
-        ctx.data::<DataLoader<ScheduleLoader>>()?
-            .load_one(self.0.schedule_id)
-            .await?
-            .map(Schedule)
-            .ok_or_else(|| AppError::NotFound("schedule"))
+        Schedule::load(ctx, self.0.schedule_id).await
     }
     async fn status(&self) -> ReservationStatus {
         self.0.status

@@ -88,6 +88,18 @@ impl Concert {
 
 pub struct Schedule(pub ScheduleRow);
 
+impl Schedule {
+    /// A schedule by id through the request's loader: what every type that refers to a
+    /// schedule (a reservation, a waiting-list entry) resolves its `schedule` field with.
+    pub async fn load(ctx: &Context<'_>, id: i64) -> Result<Self, AppError> {
+        ctx.data::<DataLoader<ScheduleLoader>>()?
+            .load_one(id)
+            .await?
+            .map(Schedule)
+            .ok_or(AppError::NotFound("schedule"))
+    }
+}
+
 #[Object]
 impl Schedule {
     async fn id(&self) -> ID {

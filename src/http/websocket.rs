@@ -45,7 +45,10 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use super::{ClientAddr, Http, KEEPALIVE, client_ip};
-use crate::auth::Viewer;
+use crate::{
+    auth::Viewer,
+    live::groups::{EventProbe, FirstIsResync, GroupKey, Out},
+};
 
 /// The hub topic on which revocations travel between instances: the payload is a user id.
 pub const REVOKED_TOPIC: &str = "sessions:revoked";
@@ -185,7 +188,7 @@ enum ClientMessage {
 
 /// One item of the merged operation streams: the id, the generation of that id, and the
 /// next response (`None`: the operation is over).
-type Item = (String, u64, Option<async_graphql::Response>);
+type Item = (String, u64, Option<Out>);
 
 struct Session {
     http: Http,
@@ -371,7 +374,9 @@ impl Session {
         }
     }
 
-    /// Starts an operation; its responses come back through the merged stream.
+    /// Starts an operation; its responses come back through the merged stream. A
+    /// subscription that may be shared joins its group (`live::groups`); any other runs
+    /// on this socket alone.
     fn start(
         &mut self,
         id: String,
@@ -382,8 +387,43 @@ impl Session {
         let generation = self.generation;
         let (handle, registration) = AbortHandle::new_pair();
         self.running.insert(id.clone(), (generation, handle));
-        let request = crate::graphql::with_loaders(request.data(viewer).data(self.client), &self.http.state);
-        let responses = Abortable::new(self.http.schema.execute_stream(request), registration);
+        let outs: BoxStream<'static, Out> = match GroupKey::of(&request, &viewer) {
+            Some(key) => {
+                let execute = {
+                    let (schema, state, client) =
+                        (self.http.schema.clone(), self.http.state.clone(), self.client);
+                    let key = key.clone();
+                    move |resync: bool| {
+                        let probe = Arc::new(EventProbe::default());
+                        let mut request = key
+                            .request()
+                            .data(viewer.clone())
+                            .data(client)
+                            .data(probe.clone());
+                        if resync {
+                            request = request.data(FirstIsResync);
+                        }
+                        let request = crate::graphql::with_loaders(request, &state);
+                        (schema.execute_stream(request), probe)
+                    }
+                };
+                let start = {
+                    let execute = execute.clone();
+                    move || execute(false)
+                };
+                self.http.state.live.groups.join(key, start, execute).boxed()
+            }
+            None => {
+                let request =
+                    crate::graphql::with_loaders(request.data(viewer).data(self.client), &self.http.state);
+                self.http
+                    .schema
+                    .execute_stream(request)
+                    .map(|r| Out::Own(Box::new(r)))
+                    .boxed()
+            }
+        };
+        let responses = Abortable::new(outs, registration);
         let done_id = id.clone();
         responses
             .map(move |r| (id.clone(), generation, Some(r)))
@@ -393,9 +433,25 @@ impl Session {
             .boxed()
     }
 
-    fn next(&self, id: &str, response: async_graphql::Response) -> Message {
+    /// A `next` (legacy: `data`) frame. A shared payload is the group's one serialization,
+    /// wrapped here with this socket's id.
+    fn next(&self, id: &str, out: Out) -> Message {
         let kind = if self.legacy() { "data" } else { "next" };
-        text_message(json!({ "type": kind, "id": id, "payload": response }))
+        match out {
+            Out::Own(response) => text_message(json!({ "type": kind, "id": id, "payload": *response })),
+            Out::Shared(payload) => {
+                let id = Json::from(id).to_string();
+                let mut frame = String::with_capacity(payload.len() + id.len() + 32);
+                frame.push_str(r#"{"type":""#);
+                frame.push_str(kind);
+                frame.push_str(r#"","id":"#);
+                frame.push_str(&id);
+                frame.push_str(r#","payload":"#);
+                frame.push_str(&payload);
+                frame.push('}');
+                Message::Text(frame.into())
+            }
+        }
     }
 
     fn error(&self, id: &str, code: &str, message: &str) -> Message {

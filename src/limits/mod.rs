@@ -21,6 +21,10 @@
 mod cost;
 mod document;
 
+/// The operation a request runs (by name, or the only one): also used to tell which
+/// subscriptions may be shared (`live::groups`).
+pub use document::operation;
+
 use std::{
     num::NonZeroU32,
     sync::{

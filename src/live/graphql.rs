@@ -5,7 +5,10 @@ use std::sync::Arc;
 use async_graphql::{Context, ID, Object, Subscription};
 use futures_util::{Stream, StreamExt as _};
 
-use super::seats::{self, SeatUpdate};
+use super::{
+    groups::{EventProbe, FirstIsResync},
+    seats::{self, SeatUpdate},
+};
 use crate::{
     auth::state,
     error::AppError,
@@ -111,13 +114,21 @@ impl LiveSubscription {
                 (*current).clone()
             }
         };
+        let mut first = first;
+        // A shared group's member that lagged: its fresh state says it may have missed events.
+        first.resync = ctx.data_opt::<FirstIsResync>().is_some();
         let version = first.version;
-        Ok(
-            futures_util::stream::once(async move { SeatChangeEvent(Arc::new(first)) }).chain(
-                updates
-                    .filter(move |u| futures_util::future::ready(u.version > version || u.resync))
-                    .map(SeatChangeEvent),
-            ),
-        )
+        // Whoever runs a shared execution learns each event's version from the probe.
+        let probe = ctx.data_opt::<Arc<EventProbe>>().cloned();
+        let executed = state.live.seat_events_executed.clone();
+        Ok(futures_util::stream::once(async move { Arc::new(first) })
+            .chain(updates.filter(move |u| futures_util::future::ready(u.version > version || u.resync)))
+            .map(move |u| {
+                executed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Some(p) = &probe {
+                    p.set(u.version, u.resync);
+                }
+                SeatChangeEvent(u)
+            }))
     }
 }

@@ -6,12 +6,15 @@
 //! - `seats`: seat changes of a schedule, coalesced once per instance (at most about ten
 //!   messages a second), with per-grade availability.
 //! - `graphql`: the `seatChanges` subscription.
+//! - `groups`: identical subscriptions of an instance executed once per event, their
+//!   serialized events shared by every socket.
 //!
 //! Events are published after the transaction that made them commits. Delivery is best
 //! effort: a subscriber that lags or lives through a Redis outage is told so (`resync`)
 //! and sees a version gap, and re-reads the seat map.
 
 pub mod graphql;
+pub mod groups;
 pub mod hub;
 pub mod seats;
 
@@ -26,6 +29,11 @@ use crate::booking::SeatChange;
 pub struct Live {
     pub hub: Hub,
     pub feeds: Arc<seats::Feeds>,
+    /// Subscriptions shared by the sockets of this instance.
+    pub groups: Arc<groups::Groups>,
+    /// `seatChanges` events handed to async-graphql to execute, all subscribers together:
+    /// with groups, one per event and group plus each subscriber's first event.
+    pub seat_events_executed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Live {
@@ -33,6 +41,8 @@ impl Live {
         Self {
             hub,
             feeds: Arc::default(),
+            groups: Arc::default(),
+            seat_events_executed: Arc::default(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! GraphQL face of waiting lists: `WaitlistEntry`, `joinWaitlist`, `leaveWaitlist`,
 //! `myWaitlist`, `waitlistOffers`.
 
-use async_graphql::{Context, ID, Object, Subscription, dataloader::DataLoader};
+use async_graphql::{Context, ID, Object, Subscription};
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
 
@@ -9,7 +9,7 @@ use super::{Offer, WaitlistStatus, service, store};
 use crate::{
     auth::{Role, RoleGuard, state, viewer},
     booking::graphql::Reservation,
-    concerts::graphql::{Schedule, ScheduleLoader},
+    concerts::graphql::Schedule,
     error::AppError,
     ids,
     live::Event,
@@ -27,11 +27,7 @@ impl WaitlistEntry {
         ids::to_id(self.0.id)
     }
     async fn schedule(&self, ctx: &Context<'_>) -> Result<Schedule, AppError> {
-        ctx.data::<DataLoader<ScheduleLoader>>()?
-            .load_one(self.0.schedule_id)
-            .await?
-            .map(Schedule)
-            .ok_or_else(|| AppError::NotFound("schedule"))
+        Schedule::load(ctx, self.0.schedule_id).await
     }
     /// Seats wanted.
     async fn count(&self) -> i32 {

@@ -645,52 +645,26 @@ impl TestApp {
         row.n
     }
 
-    /// Asserts I1-I4 over the whole database.
+    /// Asserts I1-I7 over the whole database.
     pub async fn assert_invariants(&self) {
-        let v = self.invariant_violations().await;
+        let checks: Vec<_> = boxoffice::invariants::all().copied().collect();
+        let v = self.violations_of(&checks).await;
         assert!(v.is_empty(), "invariants violated: {v:?}");
     }
 
     /// Which of I1-I4 do not hold over the whole database.
     pub async fn invariant_violations(&self) -> Vec<&'static str> {
-        let checks = [
-            (
-                "I1: a seat in two live reservations",
-                "SELECT count(*) AS n FROM (SELECT rs.seat_id FROM reservation_seats rs
-                 JOIN reservations r ON r.id = rs.reservation_id
-                 WHERE r.status IN ('held','confirmed') GROUP BY rs.seat_id HAVING count(*) > 1) x",
-            ),
-            (
-                "I1: a live reservation's seat is not marked as its",
-                "SELECT count(*) AS n FROM reservation_seats rs JOIN reservations r ON r.id = rs.reservation_id
-                 JOIN seats s ON s.id = rs.seat_id
-                 WHERE r.status IN ('held','confirmed') AND s.reservation_id IS DISTINCT FROM r.id",
-            ),
-            (
-                "I2: a booking count differs from held + sold seats, or exceeds capacity",
-                "SELECT count(*) AS n FROM schedules sc WHERE sc.booked_count <>
-                 (SELECT count(*) FROM seats s WHERE s.schedule_id = sc.id AND s.status <> 'available')
-                 OR sc.booked_count > sc.capacity",
-            ),
-            (
-                "I3: a balance differs from its ledger or is negative",
-                "SELECT count(*) AS n FROM users u WHERE u.points < 0 OR u.points <>
-                 coalesce((SELECT sum(amount) FROM point_ledger l WHERE l.user_id = u.id), 0)",
-            ),
-            (
-                "I4: a user holds more than the per-user limit",
-                "SELECT count(*) AS n FROM (SELECT r.schedule_id, r.user_id FROM reservations r
-                 JOIN schedules sc ON sc.id = r.schedule_id WHERE r.status IN ('held','confirmed')
-                 GROUP BY r.schedule_id, r.user_id, sc.per_user_limit
-                 HAVING sum(r.seat_count) > sc.per_user_limit) x",
-            ),
-        ];
-        let mut violations = Vec::new();
-        for (name, sql) in checks {
-            if self.count(sql).await > 0 {
-                violations.push(name);
-            }
-        }
-        violations
+        self.violations_of(boxoffice::invariants::CORE).await
+    }
+
+    /// Which of `checks` (`boxoffice::invariants`, shared with the bench) do not hold.
+    pub async fn violations_of(&self, checks: &[boxoffice::invariants::Check]) -> Vec<&'static str> {
+        let mut conn = self.state.db.get().await.unwrap();
+        boxoffice::invariants::violations(&mut conn, checks)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|v| v.check.name)
+            .collect()
     }
 }

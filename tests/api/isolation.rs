@@ -23,39 +23,11 @@ async fn hold(app: &TestApp, token: &str, schedule: &str, seats: &[&str], key: O
     .await
 }
 
-/// Which of I5 and I7 do not hold (I1-I4 are `TestApp::invariant_violations`; I6 shows as a
-/// deadlock, which would answer INTERNAL and fail the storm's own checks).
-async fn more_violations(app: &TestApp) -> Vec<&'static str> {
-    let checks = [
-        (
-            "I5: an idempotency key took effect twice",
-            "SELECT count(*) AS n FROM (SELECT 1 FROM reservations WHERE idempotency_key IS NOT NULL
-             GROUP BY user_id, idempotency_key HAVING count(*) > 1) x",
-        ),
-        (
-            "I7: a reservation whose seats do not match its count or total",
-            "SELECT count(*) AS n FROM reservations r WHERE r.seat_count <>
-             (SELECT count(*) FROM reservation_seats rs WHERE rs.reservation_id = r.id)
-             OR r.total_price <> (SELECT coalesce(sum(price), 0) FROM reservation_seats rs WHERE rs.reservation_id = r.id)",
-        ),
-        (
-            "I7: a held seat without a live reservation",
-            "SELECT count(*) AS n FROM seats s WHERE s.status <> 'available' AND NOT EXISTS
-             (SELECT 1 FROM reservations r WHERE r.id = s.reservation_id AND r.status IN ('held', 'confirmed'))",
-        ),
-    ];
-    let mut violations = Vec::new();
-    for (name, sql) in checks {
-        if app.count(sql).await > 0 {
-            violations.push(name);
-        }
-    }
-    violations
-}
-
 async fn assert_all_invariants(app: &TestApp) {
     let mut v = app.invariant_violations().await;
-    v.extend(more_violations(app).await);
+    // I5 and I7 (I6 shows as a deadlock, which would answer INTERNAL and fail the storm's
+    // own checks).
+    v.extend(app.violations_of(boxoffice::invariants::MORE).await);
     assert!(v.is_empty(), "invariants violated: {v:?}");
 }
 

@@ -304,3 +304,168 @@ async fn packed_events_and_the_compact_seat_map_agree_with_the_full_ones() {
         json!({ "grade": "R", "total": 4, "available": 3, "held": 1 })
     );
 }
+
+/// The fields of `SEAT_CHANGES` in another order than the schema's.
+const REORDERED: &str = "subscription($s: ID!) { seatChanges(scheduleId: $s) { availability { sold grade } seats { status id } version scheduleId } }";
+
+/// `seatChanges` of `schedule_id` on a new socket (signed in with `token`, or anonymous),
+/// read up to its first event.
+async fn watcher(app: &TestApp, token: Option<&str>, schedule_id: &str, id: &str) -> Ws {
+    watch_with(app, token, SEAT_CHANGES, schedule_id, id).await
+}
+
+async fn watch_with(app: &TestApp, token: Option<&str>, query: &str, schedule_id: &str, id: &str) -> Ws {
+    let mut ws = connect(app, "graphql-transport-ws").await;
+    assert_eq!(init(&mut ws, token).await["type"], "connection_ack");
+    send(&mut ws, json!({ "id": id, "type": "subscribe", "payload": { "query": query, "variables": { "s": schedule_id } } })).await;
+    let first = recv(&mut ws).await;
+    assert_eq!(first["id"], id, "{first}");
+    assert_eq!(
+        first["payload"]["data"]["seatChanges"]["seats"],
+        json!([]),
+        "{first}"
+    );
+    ws
+}
+
+fn executed(app: &TestApp) -> u64 {
+    app.state
+        .live
+        .seat_events_executed
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn identical_subscriptions_are_executed_once_per_event() {
+    let app = TestApp::spawn().await;
+    let show = app.show(layout(2, 5), 4).await;
+    // Different accounts, one question: one group.
+    let mut sockets = Vec::new();
+    for i in 0..6 {
+        let fan = app.sign_up(&format!("watcher{i}@example.com")).await;
+        sockets.push(
+            watch_with(
+                &app,
+                Some(&fan.access),
+                REORDERED,
+                &show.schedule_id,
+                &format!("op{i}"),
+            )
+            .await,
+        );
+    }
+    assert_eq!(app.state.live.groups.len(), 1);
+    let before = executed(&app);
+
+    hold(&app, &show, "fan@example.com", 0).await;
+    let mut payloads = Vec::new();
+    for (i, ws) in sockets.iter_mut().enumerate() {
+        let msg = recv(ws).await;
+        // Each frame carries its own socket's operation id around the shared payload.
+        assert_eq!(msg["type"], "next", "{msg}");
+        assert_eq!(msg["id"], format!("op{i}"));
+        let event = &msg["payload"]["data"]["seatChanges"];
+        assert_eq!(event["seats"], json!([{ "status": "HELD", "id": show.seats[0] }]));
+        payloads.push(msg["payload"].to_string());
+    }
+    assert!(payloads.windows(2).all(|w| w[0] == w[1]));
+    // In request order, not the schema's: the field-order extension ran on the shared
+    // execution (the JSON text is compared, so key order counts).
+    assert!(
+        payloads[0].starts_with(r#"{"data":{"seatChanges":{"availability":[{"sold":0,"grade":"#),
+        "{}",
+        payloads[0]
+    );
+    assert!(
+        payloads[0].contains(r#""seats":[{"status":"HELD","id":"#),
+        "{}",
+        payloads[0]
+    );
+    assert_eq!(executed(&app) - before, 1, "one execution for six subscribers");
+    assert_eq!(app.state.live.groups.executed(), 1);
+
+    // The group ends with its last member.
+    drop(sockets);
+    for _ in 0..50 {
+        if app.state.live.groups.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(app.state.live.groups.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn different_variables_or_audiences_make_separate_groups() {
+    let app = TestApp::spawn().await;
+    let a = app.show(layout(2, 5), 4).await;
+    let b = app.show(layout(2, 5), 4).await;
+    let fan = app.sign_up("watcher@example.com").await;
+    let mut on_a = watcher(&app, Some(&fan.access), &a.schedule_id, "a").await;
+    let mut on_b = watcher(&app, Some(&fan.access), &b.schedule_id, "b").await;
+    let mut anonymous_on_a = watcher(&app, None, &a.schedule_id, "a").await;
+    assert_eq!(app.state.live.groups.len(), 3);
+    let before = executed(&app);
+
+    hold(&app, &b, "fan@example.com", 0).await;
+    let on_b_event = event(&mut on_b).await;
+    assert_eq!(
+        on_b_event["seats"],
+        json!([{ "id": b.seats[0], "status": "HELD" }])
+    );
+    hold(&app, &a, "fan2@example.com", 1).await;
+    for ws in [&mut on_a, &mut anonymous_on_a] {
+        let on_a_event = event(ws).await;
+        assert_eq!(
+            on_a_event["seats"],
+            json!([{ "id": a.seats[1], "status": "HELD" }]),
+            "a's event, not b's"
+        );
+    }
+    assert_eq!(executed(&app) - before, 3, "one execution per group and event");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_user_specific_subscription_is_not_shared_across_users() {
+    const QUEUE: &str = "subscription($s: ID!) { queueStatus(scheduleId: $s) { id state } }";
+    let app = TestApp::spawn().await;
+    let show = app.show(layout(1, 10), 4).await;
+    app.count(&format!(
+        "WITH u AS (UPDATE schedules SET queue_enabled = true, admit_per_second = 1, max_active = 1,
+         sales_open_at = now() + interval '1 hour' WHERE id = {} RETURNING 1) SELECT count(*) AS n FROM u",
+        show.schedule_id
+    ))
+    .await;
+    let vars = json!({ "s": show.schedule_id });
+    let mut ids = Vec::new();
+    for who in ["fan@example.com", "other@example.com"] {
+        let user = app.sign_up(who).await;
+        let entered = app
+            .ok(
+                Some(&user.access),
+                "mutation($s: ID!) { enterQueue(scheduleId: $s) { id } }",
+                vars.clone(),
+            )
+            .await["enterQueue"]["id"]
+            .clone();
+        let mut ws = connect(&app, "graphql-transport-ws").await;
+        assert_eq!(init(&mut ws, Some(&user.access)).await["type"], "connection_ack");
+        send(
+            &mut ws,
+            json!({ "id": "q", "type": "subscribe", "payload": { "query": QUEUE, "variables": vars } }),
+        )
+        .await;
+        let msg = recv(&mut ws).await;
+        assert_eq!(msg["type"], "next", "{msg}");
+        assert_eq!(
+            msg["payload"]["data"]["queueStatus"]["id"], entered,
+            "each user sees their own place"
+        );
+        ids.push(entered);
+    }
+    assert_ne!(ids[0], ids[1]);
+    assert!(
+        app.state.live.groups.is_empty(),
+        "a viewer's own stream runs per socket"
+    );
+}

@@ -20,6 +20,7 @@ mod sale;
 mod scenarios;
 mod server;
 mod setup;
+mod workers;
 mod ws;
 
 use std::process::ExitCode;
@@ -121,6 +122,10 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // fan-out's subscribers run in child processes of the bench itself.
+    if std::env::args().nth(1).as_deref() == Some(workers::COMMAND) {
+        return workers::main();
+    }
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -1,4 +1,4 @@
-//! The data a scenario needs, and the invariant checks afterwards.
+//! The data a scenario needs (the invariant checks afterwards are `boxoffice::invariants`).
 //!
 //! Users are inserted in bulk with SQL and their access tokens minted with the server's
 //! keys (one INSERT instead of thousands of argon2 sign-ups: set-up, not what is measured).
@@ -234,14 +234,6 @@ pub async fn show(gql: &Gql, endpoint: &str, host_token: &str, spec: &ShowSpec) 
     })
 }
 
-pub async fn count(conn: &mut AsyncPgConnection, sql: &str) -> anyhow::Result<i64> {
-    let row: N = diesel::sql_query(sql)
-        .get_result(conn)
-        .await
-        .with_context(|| format!("running {sql}"))?;
-    Ok(row.n)
-}
-
 pub async fn booked_count(conn: &mut AsyncPgConnection, schedule_id: i64) -> anyhow::Result<i64> {
     let row: N = diesel::sql_query("SELECT booked_count::bigint AS n FROM schedules WHERE id = $1")
         .bind::<BigInt, _>(schedule_id)
@@ -251,46 +243,19 @@ pub async fn booked_count(conn: &mut AsyncPgConnection, schedule_id: i64) -> any
     Ok(row.n)
 }
 
-/// I1-I4 of SPEC.md over the whole database; one line per check that fails.
+pub async fn count(conn: &mut AsyncPgConnection, sql: &str) -> anyhow::Result<i64> {
+    let row: N = diesel::sql_query(sql)
+        .get_result(conn)
+        .await
+        .with_context(|| format!("running {sql}"))?;
+    Ok(row.n)
+}
+
+/// Every check of `boxoffice::invariants` (I1-I5, I7: the same SQL as the test suite's)
+/// over the whole database; one line per check that fails.
 pub async fn invariants(conn: &mut AsyncPgConnection) -> anyhow::Result<Vec<String>> {
-    const CHECKS: [(&str, &str); 5] = [
-        (
-            "I1: a seat is in more than one live reservation",
-            "SELECT count(*) AS n FROM (SELECT rs.seat_id FROM reservation_seats rs
-             JOIN reservations r ON r.id = rs.reservation_id
-             WHERE r.status IN ('held','confirmed') GROUP BY rs.seat_id HAVING count(*) > 1) x",
-        ),
-        (
-            "I1: a live reservation's seat is not marked as belonging to it",
-            "SELECT count(*) AS n FROM reservation_seats rs JOIN reservations r ON r.id = rs.reservation_id
-             JOIN seats s ON s.id = rs.seat_id
-             WHERE r.status IN ('held','confirmed') AND s.reservation_id IS DISTINCT FROM r.id",
-        ),
-        (
-            "I2: a booking count differs from held + sold seats, or exceeds capacity",
-            "SELECT count(*) AS n FROM schedules sc WHERE sc.booked_count <>
-             (SELECT count(*) FROM seats s WHERE s.schedule_id = sc.id AND s.status <> 'available')
-             OR sc.booked_count > sc.capacity",
-        ),
-        (
-            "I3: a balance differs from its ledger or is negative",
-            "SELECT count(*) AS n FROM users u WHERE u.points < 0 OR u.points <>
-             coalesce((SELECT sum(amount) FROM point_ledger l WHERE l.user_id = u.id), 0)",
-        ),
-        (
-            "I4: a user holds more seats than the per-user limit",
-            "SELECT count(*) AS n FROM (SELECT r.schedule_id, r.user_id FROM reservations r
-             JOIN schedules sc ON sc.id = r.schedule_id WHERE r.status IN ('held','confirmed')
-             GROUP BY r.schedule_id, r.user_id, sc.per_user_limit
-             HAVING sum(r.seat_count) > sc.per_user_limit) x",
-        ),
-    ];
-    let mut violations = Vec::new();
-    for (name, sql) in CHECKS {
-        let n = count(conn, sql).await?;
-        if n > 0 {
-            violations.push(format!("{name} ({n} rows)"));
-        }
-    }
-    Ok(violations)
+    let found = boxoffice::invariants::violations(conn, boxoffice::invariants::all())
+        .await
+        .context("checking the invariants")?;
+    Ok(found.iter().map(ToString::to_string).collect())
 }

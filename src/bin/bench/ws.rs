@@ -53,11 +53,11 @@ pub async fn subscribe(ws_url: &str, token: &str, schedule_id: i64) -> anyhow::R
         "Sec-WebSocket-Protocol",
         HeaderValue::from_static("graphql-transport-ws"),
     );
-    // Small read buffers (tungstenite's default is 128 KiB per socket): thousands of
-    // sockets stay cheap, and larger messages still arrive whole.
+    // Small buffers (tungstenite's default is 128 KiB each per socket): 15,000 sockets stay
+    // cheap, and larger messages still arrive whole; the client writes little.
     let config = WebSocketConfig::default()
-        .read_buffer_size(16 * 1024)
-        .write_buffer_size(16 * 1024);
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0);
     let connect = tokio_tungstenite::connect_async_with_config(req, Some(config), true);
     let (mut ws, _) = tokio::time::timeout(Duration::from_secs(10), connect)
         .await

@@ -1,0 +1,114 @@
+//! The invariants of SPEC.md as SQL over the whole database: one definition, run by the
+//! test suite after its storms and by the bench after every scenario.
+//!
+//! Each check counts the rows that break it; zero means it holds. They read only, and are
+//! meant for a quiet moment (after a test or a run), not for production traffic: some scan
+//! every reservation.
+
+use diesel::{QueryableByName, sql_types::BigInt};
+use diesel_async::{AsyncPgConnection, RunQueryDsl as _};
+
+/// One check: what it means when it fails, and the query counting its offending rows
+/// (a single bigint column `n`).
+#[derive(Clone, Copy, Debug)]
+pub struct Check {
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// I1-I4: no seat sold twice, booking counts, balances, per-user limits.
+pub const CORE: &[Check] = &[
+    Check {
+        name: "I1: a seat is in more than one live reservation",
+        sql: "SELECT count(*) AS n FROM (SELECT rs.seat_id FROM reservation_seats rs
+              JOIN reservations r ON r.id = rs.reservation_id
+              WHERE r.status IN ('held','confirmed') GROUP BY rs.seat_id HAVING count(*) > 1) x",
+    },
+    Check {
+        name: "I1: a live reservation's seat is not marked as belonging to it",
+        sql: "SELECT count(*) AS n FROM reservation_seats rs JOIN reservations r ON r.id = rs.reservation_id
+              JOIN seats s ON s.id = rs.seat_id
+              WHERE r.status IN ('held','confirmed') AND s.reservation_id IS DISTINCT FROM r.id",
+    },
+    Check {
+        name: "I2: a booking count differs from held + sold seats, or exceeds capacity",
+        sql: "SELECT count(*) AS n FROM schedules sc WHERE sc.booked_count <>
+              (SELECT count(*) FROM seats s WHERE s.schedule_id = sc.id AND s.status <> 'available')
+              OR sc.booked_count > sc.capacity",
+    },
+    Check {
+        name: "I3: a balance differs from its ledger or is negative",
+        sql: "SELECT count(*) AS n FROM users u WHERE u.points < 0 OR u.points <>
+              coalesce((SELECT sum(amount) FROM point_ledger l WHERE l.user_id = u.id), 0)",
+    },
+    Check {
+        name: "I4: a user holds more seats than the per-user limit",
+        sql: "SELECT count(*) AS n FROM (SELECT r.schedule_id, r.user_id FROM reservations r
+              JOIN schedules sc ON sc.id = r.schedule_id WHERE r.status IN ('held','confirmed')
+              GROUP BY r.schedule_id, r.user_id, sc.per_user_limit
+              HAVING sum(r.seat_count) > sc.per_user_limit) x",
+    },
+];
+
+/// I5 and I7: idempotency keys, and reservations that agree with their seats. (I6, no
+/// deadlock, shows as a failed request, not as rows.)
+pub const MORE: &[Check] = &[
+    Check {
+        name: "I5: an idempotency key took effect twice",
+        sql: "SELECT count(*) AS n FROM (SELECT 1 FROM reservations WHERE idempotency_key IS NOT NULL
+              GROUP BY user_id, idempotency_key HAVING count(*) > 1) x",
+    },
+    Check {
+        name: "I7: a reservation whose seats do not match its count or total",
+        sql: "SELECT count(*) AS n FROM reservations r WHERE r.seat_count <>
+              (SELECT count(*) FROM reservation_seats rs WHERE rs.reservation_id = r.id)
+              OR r.total_price <> (SELECT coalesce(sum(price), 0) FROM reservation_seats rs WHERE rs.reservation_id = r.id)",
+    },
+    Check {
+        name: "I7: a held seat without a live reservation",
+        sql: "SELECT count(*) AS n FROM seats s WHERE s.status <> 'available' AND NOT EXISTS
+              (SELECT 1 FROM reservations r WHERE r.id = s.reservation_id AND r.status IN ('held', 'confirmed'))",
+    },
+];
+
+/// A check that failed, with the number of offending rows.
+#[derive(Clone, Debug)]
+pub struct Violation {
+    pub check: Check,
+    pub rows: i64,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({} rows)", self.check.name, self.rows)
+    }
+}
+
+#[derive(QueryableByName)]
+struct N {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Runs `checks` (e.g. [`CORE`], [`MORE`], or [`all`]); the ones that fail.
+pub async fn violations(
+    conn: &mut AsyncPgConnection,
+    checks: impl IntoIterator<Item = &Check>,
+) -> diesel::QueryResult<Vec<Violation>> {
+    let mut found = Vec::new();
+    for check in checks {
+        let row: N = diesel::sql_query(check.sql).get_result(conn).await?;
+        if row.n > 0 {
+            found.push(Violation {
+                check: *check,
+                rows: row.n,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// Every check of this module.
+pub fn all() -> impl Iterator<Item = &'static Check> {
+    CORE.iter().chain(MORE)
+}
