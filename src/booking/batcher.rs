@@ -69,6 +69,8 @@ pub struct Batcher {
     stats: Stats,
     /// Which schedules this instance leads, follows or batches alone (`leader`).
     leadership: super::leader::Leadership,
+    /// Layouts the best-available picks of this instance's batches read and left.
+    layouts: reserve::Layouts,
 }
 
 /// Counters for tests and metrics: how much batching happened, and how often a batch
@@ -89,6 +91,13 @@ pub struct Stats {
 impl Batcher {
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Batches with a best-available request that read the schedule's layout from the
+    /// database, and those that reused the layout the previous batch left.
+    pub fn layout_reads(&self) -> (u64, u64) {
+        let l = &self.layouts;
+        (l.reads.load(Ordering::Relaxed), l.reuses.load(Ordering::Relaxed))
     }
 
     pub fn leadership(&self) -> &super::leader::Leadership {
@@ -256,7 +265,16 @@ async fn run(state: &AppState, schedule_id: i64, jobs: Vec<Job>) {
         let requests: Vec<HoldRequest> = jobs.iter().map(|j| j.request.clone()).collect();
         let started = std::time::Instant::now();
         let outcome = match state.db.get().await {
-            Ok(mut conn) => reserve::reserve_batch(&mut conn, schedule_id, &requests, Lock::Take).await,
+            Ok(mut conn) => {
+                reserve::reserve_batch(
+                    &mut conn,
+                    schedule_id,
+                    &requests,
+                    Lock::Take,
+                    Some(&state.batcher.layouts),
+                )
+                .await
+            }
             Err(e) => Err(AppError::from(e)),
         };
         metrics::histogram!("booking_batch_seconds").record(started.elapsed().as_secs_f64());

@@ -337,7 +337,7 @@ pub mod negative_control {
         request: HoldRequest,
         lock: reserve::Lock,
     ) -> AppResult<AppResult<ReservationRow>> {
-        let outcome = reserve::reserve_batch(conn, schedule_id, &[request], lock).await?;
+        let outcome = reserve::reserve_batch(conn, schedule_id, &[request], lock, None).await?;
         Ok(outcome
             .results
             .into_iter()

@@ -318,3 +318,42 @@ async fn place_order_accepts_a_best_available_request() {
         .await;
     assert_eq!(code(&neither), "BAD_USER_INPUT");
 }
+
+/// A batch with a best-available request reuses the layout the previous batch left while
+/// no other change of a seat happened, and reads it again after one: here a cancellation
+/// frees the best seats, and the next pick gets exactly those.
+#[tokio::test]
+async fn picks_reuse_the_layout_until_a_seat_changes_elsewhere() {
+    let app = TestApp::spawn().await;
+    let show = app.show(layout(2, 10), 8).await;
+    let fans = app.bulk_users(3).await;
+    let first = picked(&app, &fans[0], &show, 2, None).await;
+    let second = picked(&app, &fans[1], &show, 2, None).await;
+    assert_eq!(
+        app.state.batcher.layout_reads(),
+        (1, 1),
+        "the second pick reuses the layout"
+    );
+    let (a, b) = (places(&first), places(&second));
+    assert!(a.iter().all(|p| !b.contains(p)), "{a:?} and {b:?} share a seat");
+
+    let cancel = app
+        .gql(
+            Some(&fans[0].access),
+            "mutation($r: ID!) { cancelReservation(reservationId: $r) { status } }",
+            json!({ "r": first["id"] }),
+        )
+        .await;
+    assert_eq!(
+        cancel["data"]["cancelReservation"]["status"], "CANCELLED",
+        "{cancel}"
+    );
+    let third = picked(&app, &fans[2], &show, 2, None).await;
+    assert_eq!(
+        app.state.batcher.layout_reads(),
+        (2, 1),
+        "a cancellation makes the next pick read again"
+    );
+    assert_eq!(places(&third), a, "the freed best seats go to the next picker");
+    app.assert_invariants().await;
+}
