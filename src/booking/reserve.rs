@@ -267,14 +267,16 @@ struct UserHolds {
     seats: i64,
 }
 
+/// A reservation made with one of the batch's keys, with its seats (ascending) and their
+/// distinct grades.
 #[derive(QueryableByName)]
-struct KeyedSeat {
-    #[diesel(sql_type = BigInt)]
-    reservation_id: i64,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    seat_id: Option<i64>,
-    #[diesel(sql_type = Nullable<Text>)]
-    grade_name: Option<String>,
+struct Keyed {
+    #[diesel(embed)]
+    reservation: ReservationRow,
+    #[diesel(sql_type = Array<BigInt>)]
+    seat_ids: Vec<i64>,
+    #[diesel(sql_type = Array<Text>)]
+    grades: Vec<String>,
 }
 
 /// What a batch reads under its locks.
@@ -313,49 +315,42 @@ async fn load(
             Lock::Skip => locks::schedule_for_batch_unlocked(conn, schedule_id).await,
         }
     };
-    let (locked, key_locks, seats, users, keyed, keyed_seats) = futures_util::join!(
+    let (locked, key_locks, seats, users, keyed) = futures_util::join!(
         lock_schedule,
         locks::hold_keys(conn, keys),
         read_seats(conn, &seat_ids),
         read_users(conn, schedule_id, &user_ids),
         read_keyed(conn, keys),
-        read_keyed_seats(conn, keys),
     );
     // In pipeline order: after a failed statement the rest fail only because the
     // transaction is aborted, so the first error is the one that says why.
     let locked = locked?;
     key_locks?;
-    let (seats, users, keyed, keyed_seats) = (seats?, users?, keyed?, keyed_seats?);
+    let (seats, users, keyed) = (seats?, users?, keyed?);
     let Some(locked) = locked else {
         return Ok(None);
     };
     let schedule = &locked.schedule;
     let seats: HashMap<i64, SeatRow> = seats.into_iter().map(|s| (s.id, s)).collect();
     let users: HashMap<i64, i64> = users.into_iter().map(|u| (u.user_id, u.seats)).collect();
-    // Per reservation: its seats, and its seats' grades (one, unless mixed).
-    let mut seats_of: HashMap<i64, (Vec<i64>, Vec<String>)> = HashMap::new();
-    for s in keyed_seats {
-        let (list, grades) = seats_of.entry(s.reservation_id).or_default();
-        list.extend(s.seat_id);
-        if let Some(g) = s.grade_name
-            && !grades.contains(&g)
-        {
-            grades.push(g);
-        }
-    }
     let mut replays: HashMap<i64, ReservationRow> = HashMap::new();
     let mut used: HashMap<(i64, String), KeyUse> = HashMap::new();
-    for row in keyed {
+    for Keyed {
+        reservation: row,
+        seat_ids,
+        mut grades,
+    } in keyed
+    {
         let Some(key) = row.idempotency_key.clone() else {
             continue;
         };
-        let (seat_ids, mut grades) = seats_of.remove(&row.id).unwrap_or_default();
         used.insert(
             (row.user_id, key),
             KeyUse {
                 reservation_id: row.id,
                 schedule_id: row.schedule_id,
                 seat_ids,
+                // The grade of its seats, unless they were of several.
                 grade: (grades.len() == 1).then(|| grades.remove(0)),
             },
         );
@@ -420,39 +415,21 @@ async fn read_users(
     .await
 }
 
-/// The reservations already made with the batch's keys (any schedule: a key is the user's).
-async fn read_keyed(
-    mut conn: &AsyncPgConnection,
-    keys: &[(i64, String)],
-) -> QueryResult<Vec<ReservationRow>> {
+/// The reservations already made with the batch's keys (any schedule: a key is the
+/// user's), each with its seats and their grades.
+async fn read_keyed(mut conn: &AsyncPgConnection, keys: &[(i64, String)]) -> QueryResult<Vec<Keyed>> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
     diesel::sql_query(
-        "SELECT r.* FROM reservations r
-         JOIN unnest($1::bigint[], $2::text[]) AS k(user_id, key)
-           ON r.user_id = k.user_id AND r.idempotency_key = k.key",
-    )
-    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(keys.iter().map(|k| k.1.as_str()).collect::<Vec<_>>())
-    .load(&mut conn)
-    .await
-}
-
-/// The seats of those reservations, ascending.
-async fn read_keyed_seats(
-    mut conn: &AsyncPgConnection,
-    keys: &[(i64, String)],
-) -> QueryResult<Vec<KeyedSeat>> {
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    diesel::sql_query(
-        "SELECT r.id AS reservation_id, rs.seat_id, rs.grade_name FROM reservations r
+        "SELECT r.*,
+           coalesce(array_agg(rs.seat_id ORDER BY rs.seat_id) FILTER (WHERE rs.seat_id IS NOT NULL), '{}') AS seat_ids,
+           coalesce(array_agg(DISTINCT rs.grade_name) FILTER (WHERE rs.grade_name IS NOT NULL), '{}') AS grades
+         FROM reservations r
          JOIN unnest($1::bigint[], $2::text[]) AS k(user_id, key)
            ON r.user_id = k.user_id AND r.idempotency_key = k.key
          LEFT JOIN reservation_seats rs ON rs.reservation_id = r.id
-         ORDER BY rs.seat_id",
+         GROUP BY r.id",
     )
     .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(keys.iter().map(|k| k.1.as_str()).collect::<Vec<_>>())
