@@ -223,16 +223,20 @@ pub async fn job(kv: &Kv, job_id: &str) -> AppResult<Option<Job>> {
 /// Marks the job as being processed. Writes its owner and an expiry too: if Redis lost the
 /// job hash, the one re-created here still has both.
 pub async fn set_processing(kv: &Kv, order: &Order, ttl_s: u64) -> AppResult<()> {
-    let key = job_key(kv, &order.job_id);
+    let fields = [
+        ("status", JobStatus::Processing.as_str().to_owned()),
+        ("user_id", order.user_id.to_string()),
+    ];
+    write_fields(kv, &order.job_id, &fields, ttl_s).await
+}
+
+/// Sets fields of a job's hash, which always has an owner (`user_id`) and an expiry: the
+/// hash's own if it has one, else `ttl_s` (a worker re-creating a record Redis lost).
+async fn write_fields(kv: &Kv, job_id: &str, fields: &[(&str, String)], ttl_s: u64) -> AppResult<()> {
+    let key = job_key(kv, job_id);
     let () = redis::pipe()
         .atomic()
-        .hset_multiple(
-            &key,
-            &[
-                ("status", JobStatus::Processing.as_str().to_owned()),
-                ("user_id", order.user_id.to_string()),
-            ],
-        )
+        .hset_multiple(&key, fields)
         .ignore()
         .cmd("EXPIRE")
         .arg(&key)
@@ -246,7 +250,6 @@ pub async fn set_processing(kv: &Kv, order: &Order, ttl_s: u64) -> AppResult<()>
 
 /// Stores the outcome (keeping the hash's expiry, or setting one if it had none).
 pub async fn finish(kv: &Kv, job: &Job, ttl_s: u64) -> AppResult<()> {
-    let key = job_key(kv, &job.job_id);
     let mut fields: Vec<(&str, String)> = vec![("status", job.status.as_str().to_owned())];
     if let Some(r) = job.reservation_id {
         fields.push(("reservation_id", r.to_string()));
@@ -258,18 +261,7 @@ pub async fn finish(kv: &Kv, job: &Job, ttl_s: u64) -> AppResult<()> {
         fields.push(("error_message", m.clone()));
     }
     fields.push(("user_id", job.user_id.to_string()));
-    let () = redis::pipe()
-        .atomic()
-        .hset_multiple(&key, &fields)
-        .ignore()
-        .cmd("EXPIRE")
-        .arg(&key)
-        .arg(ttl_s)
-        .arg("NX")
-        .ignore()
-        .query_async(&mut kv.conn())
-        .await?;
-    Ok(())
+    write_fields(kv, &job.job_id, &fields, ttl_s).await
 }
 
 pub async fn ack(kv: &Kv, entry_id: &str) -> AppResult<()> {
