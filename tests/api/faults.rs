@@ -20,6 +20,21 @@ async fn hold(app: &TestApp, token: &str, schedule: &str, seat: &str) -> Value {
     .await
 }
 
+/// A peer instance gone quiet mid-batch: a session with the server's own settings, in a
+/// transaction holding the schedule lock.
+async fn frozen_peer(app: &TestApp, schedule_id: &str) -> AsyncPgConnection {
+    let url = boxoffice::db::session_url(&app.db.url, &app.state.config.database_timeouts).unwrap();
+    let mut peer = AsyncPgConnection::establish(&url).await.unwrap();
+    diesel::sql_query("BEGIN").execute(&mut peer).await.unwrap();
+    diesel::sql_query(format!(
+        "SELECT id FROM schedules WHERE id = {schedule_id} FOR UPDATE"
+    ))
+    .execute(&mut peer)
+    .await
+    .unwrap();
+    peer
+}
+
 /// A peer instance frozen while its batch holds the schedule lock: with the lock timeout
 /// the others answer UNAVAILABLE (retryable) within about a second instead of waiting, and
 /// with the idle-in-transaction timeout PostgreSQL ends the frozen session, so holds go on
@@ -34,17 +49,8 @@ async fn a_frozen_peer_holding_the_schedule_lock_stalls_nobody_for_long() {
     let show = app.show(layout(1, 10), 4).await;
     let fans = app.bulk_users(2).await;
 
-    // The frozen peer: a session with the same settings, in a transaction holding the lock.
-    let url = boxoffice::db::session_url(&app.db.url, &app.state.config.database_timeouts).unwrap();
-    let mut peer = AsyncPgConnection::establish(&url).await.unwrap();
-    diesel::sql_query("BEGIN").execute(&mut peer).await.unwrap();
-    diesel::sql_query(format!(
-        "SELECT id FROM schedules WHERE id = {} FOR UPDATE",
-        show.schedule_id
-    ))
-    .execute(&mut peer)
-    .await
-    .unwrap();
+    // The frozen peer, holding the lock.
+    let peer = frozen_peer(&app, &show.schedule_id).await;
 
     let started = Instant::now();
     let blocked = hold(&app, &fans[0].access, &show.schedule_id, &show.seats[0]).await;
@@ -212,16 +218,7 @@ async fn a_caller_that_gave_up_is_never_committed_afterwards() {
     let app = TestApp::spawn_with(&settings).await;
     let show = app.show(layout(1, 10), 4).await;
     let fans = app.bulk_users(2).await;
-    let url = boxoffice::db::session_url(&app.db.url, &app.state.config.database_timeouts).unwrap();
-    let mut peer = AsyncPgConnection::establish(&url).await.unwrap();
-    diesel::sql_query("BEGIN").execute(&mut peer).await.unwrap();
-    diesel::sql_query(format!(
-        "SELECT id FROM schedules WHERE id = {} FOR UPDATE",
-        show.schedule_id
-    ))
-    .execute(&mut peer)
-    .await
-    .unwrap();
+    let peer = frozen_peer(&app, &show.schedule_id).await;
 
     // The first request's batch starts and waits for the lock; the second queues behind it.
     let started = Instant::now();
