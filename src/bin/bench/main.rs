@@ -14,6 +14,7 @@
 
 mod abuse;
 mod client;
+mod cpu;
 mod faults;
 mod report;
 mod sale;
