@@ -19,6 +19,7 @@
 use std::{
     collections::HashMap,
     sync::atomic::{AtomicU64, Ordering},
+    time::Instant,
 };
 
 use chrono::{DateTime, Utc};
@@ -116,13 +117,31 @@ pub(super) async fn reserve_batch(
     lock: Lock,
     layouts: Option<&Layouts>,
 ) -> AppResult<BatchOutcome> {
+    let began = Instant::now();
+    let mut body_ended = None;
     let mut outcome = conn
-        .transaction(async |conn| apply(conn, schedule_id, requests, lock, layouts).await)
+        .transaction(async |conn| {
+            phase("begin", began);
+            let outcome = apply(conn, schedule_id, requests, lock, layouts).await;
+            body_ended = Some(Instant::now());
+            outcome
+        })
         .await?;
+    if let Some(at) = body_ended {
+        phase("commit", at);
+    }
     if let (Some(layouts), Some(cached)) = (layouts, outcome.layout.take()) {
         layouts.put(schedule_id, cached);
     }
     Ok(outcome)
+}
+
+/// Records how long one step of a batch took (`booking_batch_phase_seconds`): begin, load
+/// (the locks and reads, lock waits included, and the layout for best-available picks),
+/// decide, write, commit. The schedule lock is held from load to commit and a schedule's
+/// batches run one after another, so these say what bounds a sale's throughput.
+fn phase(name: &'static str, since: Instant) {
+    metrics::histogram!("booking_batch_phase_seconds", "phase" => name).record(since.elapsed().as_secs_f64());
 }
 
 /// The same inside the caller's transaction, which already holds the schedule lock (serving
@@ -150,6 +169,7 @@ async fn apply(
     // A double-click sends one key several times in a batch.
     keys.sort_unstable();
     keys.dedup();
+    let loading = Instant::now();
     let Some((locked, loaded, seats, replays)) = load(conn, schedule_id, &keys, requests, lock).await? else {
         return Ok(BatchOutcome {
             results: requests
@@ -174,6 +194,8 @@ async fn apply(
         loaded.layout = Some(layout);
         loaded.grades = grades;
     }
+    phase("load", loading);
+    let deciding = Instant::now();
     let decisions = decide::decide(&loaded, requests);
 
     // The claiming requests with the seats they get: picked seats become named ones.
@@ -199,10 +221,13 @@ async fn apply(
     if !picked.is_empty() {
         seats.extend(read_seats(conn, &picked).await?.into_iter().map(|s| (s.id, s)));
     }
+    phase("decide", deciding);
     let mut made: HashMap<usize, ReservationRow> = HashMap::new();
     let mut change = None;
     if !claimed.is_empty() {
+        let writing = Instant::now();
         let (rows, seat_change) = write(conn, &schedule, locked.db_now, &resolved, &seats).await?;
+        phase("write", writing);
         made = claimed.iter().copied().zip(rows).collect();
         change = Some(seat_change);
     }
