@@ -3,6 +3,7 @@
 
 pub mod apq;
 pub mod depth;
+pub mod documents;
 pub mod order;
 pub mod refusal;
 

@@ -342,6 +342,8 @@ async fn execute(
         metrics::counter!("http_anonymous_rate_limited_total").increment(1);
         return rate_limited(media, retry_after_s);
     }
+    let (request, known) = http.documents.lookup(request);
+    let text = (!known && !request.query.is_empty()).then(|| request.query.clone());
     let request = crate::graphql::with_loaders(request.data(viewer).data(client), &http.state);
     let response = http.schema.execute(request).await;
     // A request error (syntax, validation, unknown operation, bad variables) fails before
@@ -349,6 +351,11 @@ async fn execute(
     let request_error = response.data == Value::Null
         && !response.errors.is_empty()
         && response.errors.iter().all(|e| e.path.is_empty());
+    if let Some(text) = text
+        && !request_error
+    {
+        http.documents.remember(text);
+    }
     metrics::histogram!("graphql_request_duration_seconds").record(started.elapsed().as_secs_f64());
     if !response.errors.is_empty() {
         metrics::counter!("graphql_errors_total").increment(response.errors.len() as u64);

@@ -75,6 +75,8 @@ struct Http {
     sockets: Arc<Semaphore>,
     /// Open WebSockets per account (`WS_MAX_SOCKETS_PER_USER`).
     sockets_per_user: Arc<websocket::SocketsPerUser>,
+    /// Parsed documents of accepted requests, by text.
+    documents: Arc<crate::graphql::documents::Documents>,
 }
 
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -91,6 +93,7 @@ pub fn router(state: AppState, schema: AppSchema, shutdown: watch::Receiver<bool
         )),
         sockets: Arc::new(Semaphore::new(edge.ws_max_sockets)),
         sockets_per_user: Arc::default(),
+        documents: Arc::default(),
         state,
         schema,
         shutdown,

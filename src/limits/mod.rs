@@ -270,10 +270,14 @@ impl Extension for PerRequest {
         // Parsed here first: async-graphql's own parse step walks every fragment spread
         // (recursion-depth and directive checks), which a doubling document turns into
         // millions of visits. Only a document that passes the count below goes on to it.
-        let counted = async_graphql::parser::parse_query(query)
-            .map(|doc| document::inlined_selections(&doc, self.limits.max_selections));
+        // A document from the cache of accepted ones was counted when it first came.
+        let known = ctx.data_opt::<crate::graphql::documents::Known>().is_some();
+        let counted = (!known).then(|| {
+            async_graphql::parser::parse_query(query)
+                .map(|doc| document::inlined_selections(&doc, self.limits.max_selections))
+        });
         let limits = &self.limits;
-        if let Ok(selections) = counted
+        if let Some(Ok(selections)) = counted
             && selections > limits.max_selections
         {
             return Err(refusal(
