@@ -194,3 +194,49 @@ impl Extension for PerRequest {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::Value;
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+
+    fn code(response: &Response) -> Option<Value> {
+        response.errors.first()?.extensions.as_ref()?.get("code").cloned()
+    }
+
+    #[test]
+    fn a_hash_becomes_its_query_before_the_limits_and_the_codes_see_everything() {
+        let limits = crate::limits::Limits {
+            max_document_bytes: 30,
+            ..Default::default()
+        };
+        let schema = crate::graphql::builder()
+            .extension(Edge::with_limits(limits))
+            .finish();
+        let query = "{ __typename a: __typename b: __typename }";
+        let by_hash = |text: &str| {
+            let mut request = Request::new(text);
+            let hash = hex::encode(Sha256::digest(query.as_bytes()));
+            request.extensions.insert(
+                "persistedQuery".into(),
+                Value::from_json(serde_json::json!({ "version": 1, "sha256Hash": hash })).unwrap(),
+            );
+            request
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let sent = runtime.block_on(schema.execute(by_hash(query)));
+        assert_eq!(code(&sent), Some(Value::from("QUERY_TOO_LARGE")));
+        // The hash alone is judged by the query it stands for, not by its empty text.
+        let stored = runtime.block_on(schema.execute(by_hash("")));
+        assert_eq!(code(&stored), Some(Value::from("QUERY_TOO_LARGE")));
+        let unparsed = runtime.block_on(schema.execute("{"));
+        assert_eq!(code(&unparsed), Some(Value::from("GRAPHQL_PARSE_FAILED")));
+        let invalid = runtime.block_on(schema.execute("{ nope }"));
+        assert_eq!(code(&invalid), Some(Value::from("GRAPHQL_VALIDATION_FAILED")));
+    }
+}

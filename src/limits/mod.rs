@@ -27,7 +27,6 @@ mod document;
 pub use document::operation;
 
 use std::{
-    future::Future,
     num::NonZeroU32,
     sync::{
         Arc,
