@@ -1,9 +1,10 @@
-//! The GraphQL schema: the merged parts of every domain, and the extensions every request
-//! passes through (persisted queries, limits, error codes).
+//! The GraphQL schema: the merged parts of every domain, and the one extension every
+//! request passes through (`edge`: error codes, field order, persisted queries, limits).
 
 pub mod apq;
 pub mod depth;
 pub mod documents;
+pub mod edge;
 pub mod order;
 pub mod refusal;
 
@@ -49,7 +50,7 @@ pub struct Subscription(
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
-/// The schema without its data and without the limits (`build` adds those as extensions:
+/// The schema without its data and without the limits (`build` adds those in its extension:
 /// `depth` replaces async-graphql's `limit_depth`, which would refuse the standard
 /// introspection query, and `crate::limits`' cost model replaces its complexity limit, which
 /// counted every field as 1 and walked fragments once per spread).
@@ -57,27 +58,17 @@ pub(crate) fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
     Schema::build(Query::default(), Mutation::default(), Subscription::default()).limit_directives(8)
 }
 
-/// The schema with its extensions, outermost first: codes (so that every refusal below
-/// gets one), field order (answers in the request's order), persisted queries (a hash
-/// becomes its query before anything looks at it), then what one request may cost
-/// (`crate::limits`: document size, selections, root fields, the cost model, deadline and
-/// response size), then depth and the bounds of introspection (`depth`), which
-/// async-graphql's own `limit_depth` cannot tell apart (it would refuse the standard
-/// introspection query).
+/// The schema with its one extension (`edge`, which says in what order a request meets
+/// codes, field order, persisted queries, limits and depth).
 pub fn build(state: AppState) -> AppSchema {
-    let edge = &state.config.edge;
-    let booking = crate::limits::BookingRate::new(edge.booking_rate_per_second, edge.booking_rate_burst);
-    let mut b = builder()
-        .extension(refusal::Codes)
-        .extension(order::FieldOrder)
-        .extension(state.persisted_queries.clone())
-        .extension(crate::limits::LimitsExtension::new(
-            edge.limits.clone(),
-            Some(booking),
-        ))
-        .extension(depth::DepthLimits {
-            introspection: state.config.introspection,
-        });
+    let config = &state.config.edge;
+    let booking = crate::limits::BookingRate::new(config.booking_rate_per_second, config.booking_rate_burst);
+    let limiter = crate::limits::Limiter::new(config.limits.clone(), Some(booking));
+    let mut b = builder().extension(edge::Edge::new(
+        state.persisted_queries.clone(),
+        limiter,
+        state.config.introspection,
+    ));
     if !state.config.introspection {
         b = b.disable_introspection();
     }

@@ -13,10 +13,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::{
-    Request, ServerResult,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest},
-};
+use async_graphql::{Request, ServerResult};
 use sha2::{Digest, Sha256};
 
 use super::refusal::Refusal;
@@ -37,7 +34,7 @@ impl quick_cache::Weighter<String, Arc<str>> for ByLength {
     }
 }
 
-/// The persisted queries of this instance, shared by the schema extension and the HTTP
+/// The persisted queries of this instance, shared by the schema's extension and the HTTP
 /// layer (which must know what a hash stands for before it lets a GET run).
 #[derive(Clone)]
 pub struct PersistedQueries(Arc<quick_cache::sync::Cache<String, Arc<str>, ByLength>>);
@@ -78,8 +75,9 @@ impl PersistedQueries {
     }
 
     /// Turns a request with a `persistedQuery` extension into a plain one: the stored
-    /// query for a hash alone, or the sent query (kept) when its hash matches.
-    fn resolve(&self, mut request: Request) -> ServerResult<Request> {
+    /// query for a hash alone, or the sent query (kept) when its hash matches. The first
+    /// thing a request goes through: a hash becomes its query before anything looks at it.
+    pub(crate) fn resolve(&self, mut request: Request) -> ServerResult<Request> {
         let Some(value) = request.extensions.remove("persistedQuery") else {
             return Ok(request);
         };
@@ -110,25 +108,6 @@ impl PersistedQueries {
             self.0.insert(hash, request.query.as_str().into());
         }
         Ok(request)
-    }
-}
-
-impl ExtensionFactory for PersistedQueries {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(self.clone())
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for PersistedQueries {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        let request = self.resolve(request)?;
-        next.run(ctx, request).await
     }
 }
 

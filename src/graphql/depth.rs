@@ -11,16 +11,10 @@
 //! (`GRAPHQL_INTROSPECTION=false`), `__schema` and `__type` are refused; `__typename`
 //! always works.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
-};
+use std::collections::{HashMap, HashSet};
 
 use async_graphql::{
-    Request, ServerError, ServerResult, ValidationResult, Variables,
-    extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextValidation,
-    },
+    ServerError, ValidationResult,
     parser::types::{ExecutableDocument, OperationDefinition, Selection, SelectionSet},
 };
 
@@ -48,31 +42,10 @@ const INTROSPECTION_LISTS: [&str; 8] = [
     "inputFields",
 ];
 
-/// The limits extension. `introspection` is `GRAPHQL_INTROSPECTION`.
-pub struct DepthLimits {
-    pub introspection: bool,
-}
-
-impl ExtensionFactory for DepthLimits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(LimitsExtension {
-            introspection: self.introspection,
-            operation_name: Mutex::new(None),
-            shape: Mutex::new(None),
-        })
-    }
-}
-
-/// One request's state: what the parse stage learnt, for the validation stage to judge.
-struct LimitsExtension {
-    introspection: bool,
-    operation_name: Mutex<Option<String>>,
-    shape: Mutex<Option<Shape>>,
-}
-
-/// What the operation to be run asks of introspection.
+/// What the operation to be run asks of introspection: learnt when the document is parsed,
+/// judged once async-graphql has validated it.
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
-struct Shape {
+pub(crate) struct Shape {
     /// It selects `__schema` or `__type`.
     introspects: bool,
     /// Every root field is an introspection field (`__schema`, `__type`, `__typename`).
@@ -81,49 +54,9 @@ struct Shape {
     introspection_lists: usize,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-#[async_trait::async_trait]
-impl Extension for LimitsExtension {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        let request = next.run(ctx, request).await?;
-        lock(&self.operation_name).clone_from(&request.operation_name);
-        Ok(request)
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
-        let name = lock(&self.operation_name).clone();
-        *lock(&self.shape) = Some(shape(&doc, name.as_deref()));
-        Ok(doc)
-    }
-
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await?;
-        let shape = lock(&self.shape).unwrap_or_default();
-        judge(self.introspection, shape, &result).map_err(|e| vec![e])?;
-        Ok(result)
-    }
-}
-
-fn judge(introspection: bool, shape: Shape, result: &ValidationResult) -> Result<(), ServerError> {
+/// Refuses what `shape` and the validation `result` show to be too deep or too costly, or
+/// introspection when `introspection` (`GRAPHQL_INTROSPECTION`) is off.
+pub(crate) fn judge(introspection: bool, shape: Shape, result: &ValidationResult) -> Result<(), ServerError> {
     if shape.introspects && !introspection {
         return Err(Refusal::ValidationFailed
             .error("introspection is disabled on this server (`__schema` and `__type`)"));
@@ -159,7 +92,7 @@ fn judge(introspection: bool, shape: Shape, result: &ValidationResult) -> Result
 /// The shape of the operation that will run (all of them when the name matches none:
 /// that request fails anyway). Each fragment is looked at once, whatever the number of
 /// spreads, so this costs no more than the document's size.
-fn shape(doc: &ExecutableDocument, operation_name: Option<&str>) -> Shape {
+pub(crate) fn shape(doc: &ExecutableDocument, operation_name: Option<&str>) -> Shape {
     let ops: Vec<&OperationDefinition> = {
         let picked: Vec<_> = doc
             .operations

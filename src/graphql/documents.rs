@@ -7,9 +7,9 @@
 //!
 //! Only the documents of requests that passed every check enter (parse errors, refusals
 //! and validation errors never do). A request whose document comes from here carries
-//! [`Known`], and `limits` skips its selection count: the count depends on the text alone
-//! and was done when the document first came. Whatever depends on the variables or the
-//! viewer (cost, the text rule, the booking rate, validation) runs on every request.
+//! [`Known`], and `edge` skips the limits' selection count: the count depends on the text
+//! alone and was done when the document first came. Whatever depends on the variables or
+//! the viewer (cost, the text rule, the booking rate, validation) runs on every request.
 
 use std::sync::Arc;
 

@@ -2,109 +2,25 @@
 //!
 //! The GraphQL spec orders a response's fields as the request's selection sets list them
 //! (CollectFields). async-graphql resolves a query's fields concurrently and inserts each
-//! one as it completes, so `{ pageInfo edges }` could come back as `edges` first. This
-//! extension keeps the parsed document and sorts every object of the answer (HTTP and
-//! subscription events alike) by the position of its response key in the merged selection
-//! sets. A selection set's order is worked out once and shared by every item of a list.
+//! one as it completes, so `{ pageInfo edges }` could come back as `edges` first. The
+//! schema's extension (`edge`) keeps the parsed document, and [`sort_response`] sorts every
+//! object of the answer (HTTP and subscription events alike) by the position of its
+//! response key in the merged selection sets. A selection set's order is worked out once
+//! and shared by every item of a list.
 //!
 //! Type conditions are not consulted: fields are ordered by their first appearance in any
 //! fragment, which is the spec's order except when two fragments on different types list
 //! the same keys in different orders.
 
-use std::{
-    cell::OnceCell,
-    collections::HashSet,
-    sync::{Arc, Mutex},
-};
+use std::{cell::OnceCell, collections::HashSet};
 
 use async_graphql::{
-    Request, Response, ServerResult, Value, Variables,
-    extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest,
-        NextSubscribe,
-    },
-    futures_util::stream::BoxStream,
+    Value,
     parser::types::{ExecutableDocument, Selection, SelectionSet},
 };
-use futures_util::StreamExt as _;
-
-pub struct FieldOrder;
-
-impl ExtensionFactory for FieldOrder {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(FieldOrderExtension(Arc::default()))
-    }
-}
-
-/// The request's document and operation name, kept for ordering its answers; shared with
-/// the stream of a subscription, whose events come after this request's stages.
-#[derive(Default)]
-struct Seen {
-    operation_name: Option<String>,
-    document: Option<Arc<ExecutableDocument>>,
-}
-
-struct FieldOrderExtension(Arc<Mutex<Seen>>);
-
-fn lock(m: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn sorted(seen: &Mutex<Seen>, mut response: Response) -> Response {
-    let (doc, name) = {
-        let seen = lock(seen);
-        (seen.document.clone(), seen.operation_name.clone())
-    };
-    if let Some(doc) = doc {
-        sort_response(&mut response.data, &doc, name.as_deref());
-    }
-    response
-}
-
-#[async_trait::async_trait]
-impl Extension for FieldOrderExtension {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        sorted(&self.0, next.run(ctx).await)
-    }
-
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        let seen = self.0.clone();
-        next.run(ctx, stream)
-            .map(move |response| sorted(&seen, response))
-            .boxed()
-    }
-
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        let request = next.run(ctx, request).await?;
-        lock(&self.0).operation_name.clone_from(&request.operation_name);
-        Ok(request)
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
-        lock(&self.0).document = Some(Arc::new(doc.clone()));
-        Ok(doc)
-    }
-}
 
 /// Sorts `data` (the answer to the named operation of `doc`) into request order.
-fn sort_response(data: &mut Value, doc: &ExecutableDocument, operation_name: Option<&str>) {
+pub(crate) fn sort_response(data: &mut Value, doc: &ExecutableDocument, operation_name: Option<&str>) {
     let op = doc
         .operations
         .iter()

@@ -3,21 +3,11 @@
 //! Errors of resolvers are [`crate::error::AppError`] and get their code there. A request
 //! can also fail before any resolver runs: it does not parse, does not validate, asks for
 //! too much, or names a persisted query the server does not have. async-graphql reports
-//! those as bare messages; the [`Codes`] extension gives each one its `extensions.code`,
-//! so that every error a client sees has one (the README lists them).
+//! those as bare messages; the functions here give each one its `extensions.code`, so that
+//! every error a client sees has one (the README lists them). The schema's extension
+//! (`edge`) applies them outside every other stage.
 
-use std::sync::Arc;
-
-use async_graphql::{
-    Response, ServerError, ServerResult, ValidationResult, Variables,
-    extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe,
-        NextValidation,
-    },
-    futures_util::stream::BoxStream,
-    parser::types::ExecutableDocument,
-};
-use futures_util::StreamExt as _;
+use async_graphql::{Response, ServerError};
 
 /// Why a request was refused before execution; `code()` is its `extensions.code`.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -80,20 +70,11 @@ fn tag_code(err: &mut ServerError, code: &str) {
     }
 }
 
-/// The last word on codes: an error that reaches the client without one gets the code of
-/// the stage it came from. Register it first, so that it wraps every other extension.
-pub struct Codes;
-
-impl ExtensionFactory for Codes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(Codes)
-    }
-}
-
 /// Errors of a whole response that still have no code. Those without a path failed before
 /// execution (async-graphql picks the operation after validation: an unknown operation name
-/// lands here); those with one are input values that did not coerce.
-fn tag_response(mut response: Response) -> Response {
+/// lands here); those with one are input values that did not coerce. The last word on
+/// codes: it sees every error of the answer, whichever stage raised it.
+pub(crate) fn tag_response(mut response: Response) -> Response {
     for err in &mut response.errors {
         if err.path.is_empty() {
             tag(err, Refusal::ValidationFailed);
@@ -106,44 +87,16 @@ fn tag_response(mut response: Response) -> Response {
     response
 }
 
-#[async_trait::async_trait]
-impl Extension for Codes {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        tag_response(next.run(ctx).await)
-    }
+/// A document that did not parse, or that the checks run at parse time refused.
+pub(crate) fn tag_parse_error(mut err: ServerError) -> ServerError {
+    tag(&mut err, Refusal::ParseFailed);
+    err
+}
 
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        next.run(ctx, stream).map(tag_response).boxed()
+/// A document that does not fit the schema, or that the checks run at validation refused.
+pub(crate) fn tag_validation_errors(mut errors: Vec<ServerError>) -> Vec<ServerError> {
+    for err in &mut errors {
+        tag(err, Refusal::ValidationFailed);
     }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        next.run(ctx, query, variables).await.map_err(|mut err| {
-            tag(&mut err, Refusal::ParseFailed);
-            err
-        })
-    }
-
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx).await.map_err(|mut errors| {
-            for err in &mut errors {
-                tag(err, Refusal::ValidationFailed);
-            }
-            errors
-        })
-    }
+    errors
 }

@@ -5,10 +5,10 @@
 //! request that fails before execution (parse or validation error) gets 400 and no `data`;
 //! GET only runs queries (a mutation by GET is 405, because GET must be safe).
 
-use std::{net::SocketAddr, time::Instant};
+use std::{collections::BTreeMap, net::SocketAddr, time::Instant};
 
 use async_graphql::{
-    Value,
+    ServerError, Value,
     parser::types::{DocumentOperations, OperationType},
 };
 use axum::{
@@ -16,7 +16,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{ClientAddr, Http, MAX_BODY_BYTES, client_ip, websocket};
 use crate::{auth::Viewer, graphql::refusal::Refusal};
@@ -360,31 +360,46 @@ async fn execute(
     if !response.errors.is_empty() {
         metrics::counter!("graphql_errors_total").increment(response.errors.len() as u64);
     }
-    let mut body = match serde_json::to_value(&response) {
+    let body = match serde_json::to_vec(&Body::of(&response, request_error)) {
         Ok(body) => body,
         Err(e) => {
             tracing::error!(error = %e, "serializing a GraphQL response");
             return error_response(StatusCode::INTERNAL_SERVER_ERROR, media, "internal error");
         }
     };
-    if request_error && let Some(obj) = body.as_object_mut() {
-        obj.remove("data");
-    }
     let status = if request_error && media == Media::GraphqlResponse {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    let mut resp = (
-        status,
-        [(header::CONTENT_TYPE, media.content_type())],
-        body.to_string(),
-    )
-        .into_response();
+    let mut resp = (status, [(header::CONTENT_TYPE, media.content_type())], body).into_response();
     for (name, value) in response.http_headers.iter() {
         resp.headers_mut().insert(name, value.clone());
     }
     resp
+}
+
+/// A response as its JSON body: as async-graphql serializes a `Response`, but without `data`
+/// after a request error (nothing ran). Written straight from the answer's values, which
+/// keep their fields in order: no copy of the answer on the way.
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Value>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    extensions: &'a BTreeMap<String, Value>,
+    #[serde(skip_serializing_if = "<[ServerError]>::is_empty")]
+    errors: &'a [ServerError],
+}
+
+impl<'a> Body<'a> {
+    fn of(response: &'a async_graphql::Response, request_error: bool) -> Self {
+        Self {
+            data: (!request_error).then_some(&response.data),
+            extensions: &response.extensions,
+            errors: &response.errors,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -415,5 +430,46 @@ mod tests {
         );
         assert_eq!(accept("*/*"), Some(Media::Json));
         assert_eq!(accept("text/html"), None);
+    }
+
+    /// The body as it was written before (a `serde_json::Value` of the whole response,
+    /// `data` removed after a request error).
+    fn through_value(response: &async_graphql::Response, request_error: bool) -> String {
+        let mut body = serde_json::to_value(response).unwrap();
+        if request_error {
+            body.as_object_mut().unwrap().remove("data");
+        }
+        body.to_string()
+    }
+
+    #[test]
+    fn bodies_are_the_json_of_the_response() {
+        let data = Value::from_json(serde_json::json!({
+            "zeta": { "b": 1, "a": [1.5, null, "x"] },
+            "alpha": true,
+        }))
+        .unwrap();
+        let mut coded = ServerError::new("refused", Some(async_graphql::Pos { line: 1, column: 3 }));
+        coded.path = vec![async_graphql::PathSegment::Field("zeta".into())];
+        let mut ext = async_graphql::ErrorExtensionValues::default();
+        ext.set("code", "TOO_LATE");
+        ext.set("asked", 3);
+        coded.extensions = Some(ext);
+        let cases = [
+            async_graphql::Response::new(data.clone()),
+            async_graphql::Response::new(data).extension("cost", Value::from(7)),
+            async_graphql::Response::from_errors(vec![coded.clone()]),
+            async_graphql::Response::from_errors(vec![ServerError::new("no such field", None)]),
+            async_graphql::Response::default(),
+        ];
+        for response in &cases {
+            for request_error in [false, true] {
+                let body = serde_json::to_vec(&Body::of(response, request_error)).unwrap();
+                assert_eq!(
+                    String::from_utf8(body).unwrap(),
+                    through_value(response, request_error)
+                );
+            }
+        }
     }
 }

@@ -193,15 +193,15 @@ impl<'a> Walker<'a> {
 
 #[cfg(test)]
 mod tests {
-    /// The cost the schema's own limits extension computes (a limit of 0 refuses every
-    /// query and reports what it asked for).
+    /// The cost the schema's own extension computes (a limit of 0 refuses every query and
+    /// reports what it asked for).
     fn cost(query: &str) -> u64 {
         let limits = crate::limits::Limits {
             max_cost: 0,
             ..Default::default()
         };
         let schema = crate::graphql::builder()
-            .extension(crate::limits::LimitsExtension::new(limits, None))
+            .extension(crate::graphql::edge::Edge::with_limits(limits))
             .finish();
         let request = async_graphql::Request::new(query).variables(async_graphql::Variables::from_json(
             serde_json::json!({ "s": "1" }),

@@ -1,9 +1,10 @@
-//! What one GraphQL request may cost, and the extension that refuses the ones that cost more.
+//! What one GraphQL request may cost, and the checks that refuse the ones that cost more.
 //!
 //! Every number lives in [`Limits`] (defaults here, overridden by the `GRAPHQL_*` variables of
-//! `config`). The checks run in the order that keeps each one cheap:
+//! `config`). The checks run in the order that keeps each one cheap (the schema's one
+//! extension, `graphql::edge`, calls each at its stage):
 //!
-//! 1. the document's size in bytes (`prepare_request`, before parsing);
+//! 1. the document's size in bytes ([`Limiter::prepare`], before parsing);
 //! 2. after parsing, the selections the document asks for with every fragment spread inlined,
 //!    counted with one memoised pass over the fragments (`document`), so a document of
 //!    fragments that each spread the previous one twice is refused in microseconds instead of
@@ -28,23 +29,19 @@ pub use document::operation;
 use std::{
     num::NonZeroU32,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 use async_graphql::{
-    Context, ErrorExtensionValues, Request, Response, ServerError, ServerResult, ValidationResult, Value,
-    Variables,
-    extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
-        NextValidation,
-    },
+    Context, ErrorExtensionValues, Request, Response, ServerError, ServerResult, Value, Variables,
     parser::types::{ExecutableDocument, OperationType},
+    registry::Registry,
 };
 
-use crate::graphql::refusal::Refusal;
+use crate::{auth::Viewer, graphql::refusal::Refusal};
 
 /// The limits of one request. Defaults are sized so that every query of the README, the
 /// web app and the benchmark passes with room to spare.
@@ -187,15 +184,24 @@ const BOOKING_FIELDS: &[&str] = &["reserveSeats", "placeOrder", "reserveBestAvai
 /// The root mutations that run argon2: one per request.
 const PASSWORD_FIELDS: &[&str] = &["signUp", "logIn"];
 
-/// The schema extension enforcing [`Limits`], the control-character rule for text inputs
-/// (`text`), one password mutation per request and the per-user booking rate.
-pub struct LimitsExtension {
-    pub limits: Arc<Limits>,
-    pub booking: Option<Arc<BookingRate>>,
+/// [`Limits`] with what enforcing them takes on this instance: the per-user booking rate
+/// and the permits of heavy queries. Also the control-character rule for text inputs
+/// (`text`) and one password mutation per request.
+pub struct Limiter {
+    limits: Arc<Limits>,
+    booking: Option<Arc<BookingRate>>,
     heavy: Arc<tokio::sync::Semaphore>,
 }
 
-impl LimitsExtension {
+/// What the parse-time checks learnt of the operation that will run, for its execution.
+#[derive(Clone, Copy, Debug)]
+pub struct Admitted {
+    kind: OperationType,
+    /// The estimated cost.
+    cost: u64,
+}
+
+impl Limiter {
     pub fn new(limits: Limits, booking: Option<Arc<BookingRate>>) -> Self {
         Self {
             heavy: Arc::new(tokio::sync::Semaphore::new(limits.heavy_concurrency.max(1))),
@@ -203,44 +209,10 @@ impl LimitsExtension {
             booking,
         }
     }
-}
 
-impl ExtensionFactory for LimitsExtension {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(PerRequest {
-            limits: self.limits.clone(),
-            booking: self.booking.clone(),
-            heavy: self.heavy.clone(),
-            operation_name: Mutex::default(),
-            kind: Mutex::default(),
-            cost: AtomicU64::new(0),
-        })
-    }
-}
-
-struct PerRequest {
-    limits: Arc<Limits>,
-    booking: Option<Arc<BookingRate>>,
-    heavy: Arc<tokio::sync::Semaphore>,
-    /// The estimated cost, set by `parse_query`.
-    cost: AtomicU64,
-    operation_name: Mutex<Option<String>>,
-    /// Filled in by `parse_query`: which kind of operation runs.
-    kind: Mutex<Option<OperationType>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-#[async_trait::async_trait]
-impl Extension for PerRequest {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
+    /// Before parsing: refuses a document over the size limit, and gives the request the
+    /// seat budget that resolvers charge.
+    pub fn prepare(&self, request: Request) -> ServerResult<Request> {
         let limit = self.limits.max_document_bytes;
         if request.query.len() > limit {
             return Err(refusal(
@@ -253,31 +225,19 @@ impl Extension for PerRequest {
                 limit as u64,
             ));
         }
-        *lock(&self.operation_name) = request.operation_name.clone();
-        let request = request
+        Ok(request
             .data(Arc::new(SeatBudget::default()))
-            .data(self.limits.clone());
-        next.run(ctx, request).await
+            .data(self.limits.clone()))
     }
 
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        // Parsed here first: async-graphql's own parse step walks every fragment spread
-        // (recursion-depth and directive checks), which a doubling document turns into
-        // millions of visits. Only a document that passes the count below goes on to it.
-        // A document from the cache of accepted ones was counted when it first came.
-        let known = ctx.data_opt::<crate::graphql::documents::Known>().is_some();
-        let counted = (!known).then(|| {
-            async_graphql::parser::parse_query(query)
-                .map(|doc| document::inlined_selections(&doc, self.limits.max_selections))
-        });
+    /// Before async-graphql's own parse, which walks every fragment spread (recursion-depth
+    /// and directive checks) and which a doubling document turns into millions of visits:
+    /// the document is parsed here first, and only one that passes the count goes on to it.
+    pub fn precount(&self, query: &str) -> ServerResult<()> {
+        let counted = async_graphql::parser::parse_query(query)
+            .map(|doc| document::inlined_selections(&doc, self.limits.max_selections));
         let limits = &self.limits;
-        if let Some(Ok(selections)) = counted
+        if let Ok(selections) = counted
             && selections > limits.max_selections
         {
             return Err(refusal(
@@ -290,14 +250,25 @@ impl Extension for PerRequest {
                 limits.max_selections,
             ));
         }
-        let doc = next.run(ctx, query, variables).await?;
-        let name = lock(&self.operation_name).clone();
-        let Some(op) = document::operation(&doc, name.as_deref()) else {
-            // No such operation: validation reports it.
-            return Ok(doc);
+        Ok(())
+    }
+
+    /// After parsing: the operation's root fields, text inputs, password and booking
+    /// mutations, and estimated cost. `None` when no operation has that name (validation
+    /// reports it).
+    pub fn admit(
+        &self,
+        registry: &Registry,
+        viewer: Option<&Viewer>,
+        doc: &ExecutableDocument,
+        operation_name: Option<&str>,
+        variables: &Variables,
+    ) -> ServerResult<Option<Admitted>> {
+        let limits = &self.limits;
+        let Some(op) = document::operation(doc, operation_name) else {
+            return Ok(None);
         };
-        *lock(&self.kind) = Some(op.ty);
-        let roots = document::root_fields(&doc, &op.selection_set.node);
+        let roots = document::root_fields(doc, &op.selection_set.node);
         if roots > limits.max_root_fields {
             return Err(refusal(
                 Refusal::TooLarge,
@@ -309,10 +280,10 @@ impl Extension for PerRequest {
                 limits.max_root_fields,
             ));
         }
-        crate::text::check_request_strings(&doc, variables)?;
+        crate::text::check_request_strings(doc, variables)?;
         if op.ty == OperationType::Mutation {
             let root = &op.selection_set.node;
-            if document::root_fields_named(&doc, root, PASSWORD_FIELDS) > 1 {
+            if document::root_fields_named(doc, root, PASSWORD_FIELDS) > 1 {
                 let mut err = refusal(
                     Refusal::TooLarge,
                     "send at most one signUp or logIn per request",
@@ -324,10 +295,10 @@ impl Extension for PerRequest {
                 }
                 return Err(err);
             }
-            let bookings = document::root_fields_named(&doc, root, BOOKING_FIELDS);
+            let bookings = document::root_fields_named(doc, root, BOOKING_FIELDS);
             if bookings > 0
                 && let Some(rate) = &self.booking
-                && let Some(crate::auth::Viewer::User(user)) = ctx.data_opt::<crate::auth::Viewer>()
+                && let Some(Viewer::User(user)) = viewer
                 && let Err(retry_after_s) = rate.check(user.id, u32::try_from(bookings).unwrap_or(u32::MAX))
             {
                 let mut err = ServerError::new(
@@ -341,7 +312,7 @@ impl Extension for PerRequest {
                 return Err(err);
             }
         }
-        let cost = cost::operation_cost(&ctx.schema_env.registry, &doc, op, variables);
+        let cost = cost::operation_cost(registry, doc, op, variables);
         if cost > limits.max_cost {
             return Err(refusal(
                 Refusal::TooCostly,
@@ -353,51 +324,42 @@ impl Extension for PerRequest {
                 limits.max_cost,
             ));
         }
-        self.cost.store(cost, Ordering::Relaxed);
-        Ok(doc)
+        Ok(Some(Admitted { kind: op.ty, cost }))
     }
 
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx).await
-    }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let is_query = *lock(&self.kind) == Some(OperationType::Query);
-        let response = if is_query {
-            let timeout = self.limits.query_timeout;
-            let heavy = self.cost.load(Ordering::Relaxed) > self.limits.heavy_cost;
-            let run = async {
-                // A heavy query waits for its turn within the same deadline.
-                let _permit = if heavy {
-                    metrics::counter!("graphql_heavy_queries_total").increment(1);
-                    self.heavy.acquire().await.ok()
-                } else {
-                    None
+    /// Runs the execution `run` of an admitted operation: a query within its deadline (and,
+    /// when heavy, with a permit), and any answer within the response size cap.
+    pub async fn execute(&self, admitted: Option<Admitted>, run: impl Future<Output = Response>) -> Response {
+        let response = match admitted {
+            Some(Admitted {
+                kind: OperationType::Query,
+                cost,
+            }) => {
+                let timeout = self.limits.query_timeout;
+                let heavy = cost > self.limits.heavy_cost;
+                let run = async {
+                    // A heavy query waits for its turn within the same deadline.
+                    let _permit = if heavy {
+                        metrics::counter!("graphql_heavy_queries_total").increment(1);
+                        self.heavy.acquire().await.ok()
+                    } else {
+                        None
+                    };
+                    run.await
                 };
-                next.run(ctx, operation_name).await
-            };
-            match tokio::time::timeout(timeout, run).await {
-                Ok(response) => response,
-                Err(_) => {
-                    return Response::from_errors(vec![refusal(
-                        Refusal::Timeout,
-                        format!("the query did not finish within {} ms", timeout.as_millis()),
-                        None,
-                        timeout.as_millis() as u64,
-                    )]);
+                match tokio::time::timeout(timeout, run).await {
+                    Ok(response) => response,
+                    Err(_) => {
+                        return Response::from_errors(vec![refusal(
+                            Refusal::Timeout,
+                            format!("the query did not finish within {} ms", timeout.as_millis()),
+                            None,
+                            timeout.as_millis() as u64,
+                        )]);
+                    }
                 }
             }
-        } else {
-            next.run(ctx, operation_name).await
+            _ => run.await,
         };
         let cap = self.limits.max_response_bytes;
         if !within(&response.data, cap) {
@@ -450,7 +412,7 @@ mod tests {
             ));
         }
         let schema = crate::graphql::builder()
-            .extension(LimitsExtension::new(Limits::default(), None))
+            .extension(crate::graphql::edge::Edge::with_limits(Limits::default()))
             .finish();
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let started = std::time::Instant::now();
