@@ -5,7 +5,7 @@
 //! request that fails before execution (parse or validation error) gets 400 and no `data`;
 //! GET only runs queries (a mutation by GET is 405, because GET must be safe).
 
-use std::{collections::BTreeMap, net::SocketAddr, time::Instant};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Instant};
 
 use async_graphql::{
     ServerError, Value,
@@ -86,7 +86,7 @@ fn error_response(status: StatusCode, media: Media, message: &str) -> Response {
 }
 
 pub(super) async fn graphql_post(
-    State(http): State<Http>,
+    State(http): State<Arc<Http>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
@@ -217,7 +217,7 @@ struct GetParams {
 }
 
 pub(super) async fn graphql_get(
-    State(http): State<Http>,
+    State(http): State<Arc<Http>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {

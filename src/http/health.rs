@@ -1,7 +1,7 @@
 //! Health: readiness (PostgreSQL and Redis answer) and Prometheus metrics. Liveness is a
 //! one-liner in the router.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Json,
@@ -16,7 +16,7 @@ use super::Http;
 use crate::config::Environment;
 
 /// Ready when PostgreSQL and Redis both answer within a second.
-pub(super) async fn readyz(State(http): State<Http>) -> Response {
+pub(super) async fn readyz(State(http): State<Arc<Http>>) -> Response {
     let limit = Duration::from_secs(1);
     let postgres = tokio::time::timeout(limit, async {
         use diesel_async::RunQueryDsl;
@@ -52,7 +52,7 @@ pub(super) async fn readyz(State(http): State<Http>) -> Response {
 /// Prometheus metrics. With METRICS_TOKEN set they need `Authorization: Bearer <token>`;
 /// without it they are open in dev and absent (404) in prod, where they would tell anyone
 /// the traffic and error rates.
-pub(super) async fn metrics(State(http): State<Http>, headers: HeaderMap) -> Response {
+pub(super) async fn metrics(State(http): State<Arc<Http>>, headers: HeaderMap) -> Response {
     let edge = &http.state.config.edge;
     match &edge.metrics_token {
         Some(token) => {

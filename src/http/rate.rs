@@ -41,7 +41,7 @@ impl AnonymousLimiter {
     pub fn check(&self, group: IpAddr) -> Result<(), u64> {
         self.limiter.check_key(&group).map_err(|not_until| {
             not_until
-                .wait_time_from(DefaultClock::default().now())
+                .wait_time_from(self.limiter.clock().now())
                 .as_secs()
                 .max(1)
         })

@@ -104,7 +104,7 @@ fn protocol(parts: &axum::http::request::Parts) -> Option<WebSocketProtocols> {
 }
 
 pub(super) async fn websocket(
-    http: Http,
+    http: Arc<Http>,
     parts: &mut axum::http::request::Parts,
     addr: SocketAddr,
 ) -> Response {
@@ -191,7 +191,7 @@ enum ClientMessage {
 type Item = (String, u64, Option<Out>);
 
 struct Session {
-    http: Http,
+    http: Arc<Http>,
     protocol: WebSocketProtocols,
     client: ClientAddr,
     /// Set by an accepted `connection_init`.
@@ -202,7 +202,7 @@ struct Session {
 }
 
 impl Session {
-    fn new(http: Http, protocol: WebSocketProtocols, client: ClientAddr) -> Self {
+    fn new(http: Arc<Http>, protocol: WebSocketProtocols, client: ClientAddr) -> Self {
         Self {
             http,
             protocol,
