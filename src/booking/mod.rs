@@ -130,10 +130,22 @@ pub fn hold_request(user_id: i64, seat_ids: &[i64], idempotency_key: Option<&str
     Ok(HoldRequest::seats(
         user_id,
         seat_ids,
-        idempotency_key
-            .map(|k| validate_key(k, "input.idempotencyKey"))
-            .transpose()?,
+        idempotency_key.map(hold_key).transpose()?,
     ))
+}
+
+/// A client's idempotency key for a hold. Keys starting with `leader::GENERATED_KEY_PREFIX`
+/// are the ones this server makes for forwarded requests, which take no key lock (see
+/// `reserve::load`): a client may not send one.
+fn hold_key(key: &str) -> AppResult<String> {
+    let key = validate_key(key, "input.idempotencyKey")?;
+    if key.starts_with(leader::GENERATED_KEY_PREFIX) {
+        return Err(AppError::bad_input(
+            "input.idempotencyKey",
+            format!("must not start with {}", leader::GENERATED_KEY_PREFIX),
+        ));
+    }
+    Ok(key)
 }
 
 /// Checks a best-available request (`reserveBestAvailable`): 1 to 10 seats, a grade name if
@@ -155,9 +167,7 @@ pub fn best_available_request(
     Ok(HoldRequest {
         user_id,
         want: Want::BestAvailable { count, grade },
-        idempotency_key: idempotency_key
-            .map(|k| validate_key(k, "input.idempotencyKey"))
-            .transpose()?,
+        idempotency_key: idempotency_key.map(hold_key).transpose()?,
     })
 }
 
@@ -359,6 +369,10 @@ mod tests {
         assert!(hold_request(1, &[1, 1], None).is_err());
         assert!(hold_request(1, &(1..=11).collect::<Vec<_>>(), None).is_err());
         assert!(hold_request(1, &[1], Some("")).is_err());
+        // The prefix of the keys the server makes for forwarded requests.
+        assert!(hold_request(1, &[1], Some("~fwd:0123")).is_err());
+        assert!(best_available_request(1, 1, None, Some(" ~fwd:x")).is_err());
+        assert!(hold_request(1, &[1], Some("fwd:0123")).is_ok());
     }
 
     #[test]

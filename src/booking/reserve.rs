@@ -332,6 +332,16 @@ async fn load(
     let mut user_ids: Vec<i64> = requests.iter().map(|r| r.user_id).collect();
     user_ids.sort_unstable();
     user_ids.dedup();
+    // Key locks make two batches that carry one key for different schedules meet. A key
+    // generated for a forwarded request is only ever used for its one schedule, whose
+    // batches the schedule lock already runs one at a time: it needs no lock of its own
+    // (clients may not send such keys: `booking::hold_key`). On the leader of a
+    // two-instance sale most keys are generated.
+    let client_keys: Vec<(i64, String)> = keys
+        .iter()
+        .filter(|(_, k)| !k.starts_with(super::leader::GENERATED_KEY_PREFIX))
+        .cloned()
+        .collect();
     let conn: &AsyncPgConnection = conn;
     let lock_schedule = async {
         match lock {
@@ -342,7 +352,7 @@ async fn load(
     };
     let (locked, key_locks, seats, users, keyed) = futures_util::join!(
         lock_schedule,
-        locks::hold_keys(conn, keys),
+        locks::hold_keys(conn, &client_keys),
         read_seats(conn, &seat_ids),
         read_users(conn, schedule_id, &user_ids),
         read_keyed(conn, keys),
