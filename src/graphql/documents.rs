@@ -15,8 +15,11 @@ use std::sync::Arc;
 
 use async_graphql::{Request, parser::types::ExecutableDocument};
 
-/// Bytes of document text kept (a parsed document is several times its text).
-const CAPACITY_BYTES: u64 = 4 * 1024 * 1024;
+/// Bytes the kept documents may take, estimated from their text.
+const CAPACITY_BYTES: u64 = 32 * 1024 * 1024;
+/// A parsed document takes several times its text (positions, names, boxed nodes); a
+/// conservative factor, so the bound holds for the memory, not just the text.
+const PARSED_PER_TEXT_BYTE: u64 = 8;
 /// For the cache's sizing only: a typical query is about 1 KB.
 const ESTIMATED_ITEMS: usize = 4 * 1024;
 
@@ -25,12 +28,13 @@ struct ByLength;
 
 impl quick_cache::Weighter<String, Arc<ExecutableDocument>> for ByLength {
     fn weight(&self, text: &String, _: &Arc<ExecutableDocument>) -> u64 {
-        text.len() as u64
+        text.len() as u64 * (1 + PARSED_PER_TEXT_BYTE)
     }
 }
 
-/// Marks a request whose document was taken from [`Documents`].
-pub struct Known;
+/// Marks a request whose document was taken from [`Documents`], with that document: the
+/// edge keeps it to order the answer instead of cloning the parsed one again.
+pub struct Known(pub Arc<ExecutableDocument>);
 
 pub struct Documents(quick_cache::sync::Cache<String, Arc<ExecutableDocument>, ByLength>);
 
@@ -53,7 +57,8 @@ impl Documents {
         }
         match self.0.get(request.query.as_str()) {
             Some(doc) => {
-                let mut request = request.data(Known);
+                // async-graphql takes its document by value; the answer's ordering shares ours.
+                let mut request = request.data(Known(doc.clone()));
                 request.set_parsed_query(ExecutableDocument::clone(&doc));
                 (request, true)
             }

@@ -85,8 +85,9 @@ struct PerRequest(Arc<State>);
 struct State {
     shared: Arc<Shared>,
     operation_name: OnceLock<Option<String>>,
-    /// The parsed document, to order the answers by.
-    document: OnceLock<ExecutableDocument>,
+    /// The parsed document, to order the answers by (shared with the document cache when
+    /// it came from there).
+    document: OnceLock<Arc<ExecutableDocument>>,
     /// For the depth judged after validation.
     shape: OnceLock<depth::Shape>,
     /// For the limits of execution; `None` when no operation has the name.
@@ -149,7 +150,8 @@ impl Extension for PerRequest {
         let parsed = async {
             // A document from the cache of accepted ones (`documents`) was counted when it
             // first came: the count depends on its text alone.
-            if ctx.data_opt::<documents::Known>().is_none() {
+            let known = ctx.data_opt::<documents::Known>();
+            if known.is_none() {
                 state.shared.limiter.precount(query)?;
             }
             let doc = next.run(ctx, query, variables).await?;
@@ -163,7 +165,8 @@ impl Extension for PerRequest {
                 variables,
             )?;
             let _ = state.admitted.set(admitted);
-            let _ = state.document.set(doc.clone());
+            let kept = known.map_or_else(|| Arc::new(doc.clone()), |k| k.0.clone());
+            let _ = state.document.set(kept);
             Ok(doc)
         };
         parsed.await.map_err(refusal::tag_parse_error)
