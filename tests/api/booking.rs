@@ -924,3 +924,34 @@ async fn sales_figures_and_the_audit_trail() {
         "FORBIDDEN"
     );
 }
+
+/// Keys starting with `~fwd:` are the ones the server generates for forwarded requests,
+/// which take no key lock: a client sending one is refused with the field named, and
+/// nothing is held. A key that merely contains the prefix elsewhere is a key like any other.
+#[tokio::test]
+async fn a_client_key_with_the_forwarding_prefix_is_refused() {
+    let app = TestApp::spawn().await;
+    let show = app.show(layout(1, 4), 4).await;
+    let fan = app.sign_up("fan@example.com").await;
+    let refused = reserve(&app, &fan, &show, &[0], Some("~fwd:0123456789abcdef")).await;
+    assert_eq!(code(&refused), "BAD_USER_INPUT", "{refused}");
+    assert_eq!(
+        refused["errors"][0]["extensions"]["field"], "input.idempotencyKey",
+        "{refused}"
+    );
+    let order = app
+        .gql(
+            Some(&fan.access),
+            "mutation($i: ReserveSeatsInput!) { placeOrder(input: $i) { jobId } }",
+            json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[1]], "idempotencyKey": " ~fwd:x" } }),
+        )
+        .await;
+    assert_eq!(code(&order), "BAD_USER_INPUT", "{order}");
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM reservations").await,
+        0,
+        "nothing was held"
+    );
+    let held = reserve(&app, &fan, &show, &[0], Some("k~fwd:1")).await;
+    assert!(held["errors"].is_null(), "{held}");
+}

@@ -260,3 +260,22 @@ async fn complexity_limit_refuses_abusive_queries() {
     // Refused before execution: no guard ran, nothing was read.
     assert!(body.get("data").is_none() || body["data"].is_null());
 }
+
+/// Over HTTP an accepted document is kept parsed (`graphql::documents`) and skips the
+/// selection count the second time. What depends on the variables must still be judged on
+/// every request: the same text, accepted once with a small page, is refused with a page
+/// whose cost is over the limit, and refused with a control character in a text input.
+#[tokio::test]
+async fn a_known_document_is_still_judged_by_its_variables() {
+    let app = TestApp::spawn().await;
+    let q = "query($n: Int, $t: String) { concerts(first: $n, filter: { text: $t }) { nodes { schedules { availability { grade total available held sold } } } } }";
+    let small = app.gql(None, q, json!({ "n": 1, "t": "x" })).await;
+    assert!(small["errors"].is_null(), "{small}");
+    let again = app.gql(None, q, json!({ "n": 1, "t": "y" })).await;
+    assert!(again["errors"].is_null(), "{again}");
+    let big = app.gql(None, q, json!({ "n": 100, "t": "x" })).await;
+    assert_eq!(code(&big), "QUERY_TOO_COSTLY", "{big}");
+    assert!(big["data"].is_null(), "refused before execution: {big}");
+    let control = app.gql(None, q, json!({ "n": 1, "t": "a\u{0}b" })).await;
+    assert_eq!(code(&control), "BAD_USER_INPUT", "{control}");
+}
