@@ -222,11 +222,8 @@ async fn holds_are_refused_with_the_right_code() {
     assert_eq!(code(&reserve(&app, &c, &show, &[2], None).await), "SOLD_OUT");
 
     // Sales not open yet.
-    app.count(&format!(
-        "WITH u AS (UPDATE schedules SET sales_open_at = now() + interval '1 hour' WHERE id = {} RETURNING 1) SELECT count(*) AS n FROM u",
-        other.schedule_id
-    ))
-    .await;
+    app.set_schedule(&other.schedule_id, "sales_open_at = now() + interval '1 hour'")
+        .await;
     let early = reserve(&app, &a, &other, &[0], None).await;
     assert_eq!(code(&early), "CONFLICT");
     assert!(
@@ -375,11 +372,11 @@ async fn paid_reservations_cannot_be_cancelled_once_the_show_started() {
     charge(&app, &fan, 1000).await;
     let id = hold_id(&app, &fan, &show, &[0]).await;
     app.ok(Some(&fan.access), PAY, json!({ "r": id, "k": "p" })).await;
-    app.count(&format!(
-        "WITH u AS (UPDATE schedules SET sales_open_at = now() - interval '3 hours', sales_close_at = now() - interval '2 hours',
-         starts_at = now() - interval '1 hour' WHERE id = {} RETURNING 1) SELECT count(*) AS n FROM u",
-        show.schedule_id
-    ))
+    app.set_schedule(
+        &show.schedule_id,
+        "sales_open_at = now() - interval '3 hours', sales_close_at = now() - interval '2 hours',
+         starts_at = now() - interval '1 hour'",
+    )
     .await;
     assert_eq!(
         code(&app.gql(Some(&fan.access), CANCEL, json!({ "r": id })).await),

@@ -90,11 +90,11 @@ async fn seat_changes_carry_the_seat_maps_own_seats() {
 async fn one_queue_place_has_one_id_wherever_it_comes_from() {
     let app = TestApp::spawn().await;
     let show = app.show(layout(1, 10), 4).await;
-    app.count(&format!(
-        "WITH u AS (UPDATE schedules SET queue_enabled = true, admit_per_second = 1, max_active = 1,
-         sales_open_at = now() + interval '1 hour' WHERE id = {} RETURNING 1) SELECT count(*) AS n FROM u",
-        show.schedule_id
-    ))
+    app.set_schedule(
+        &show.schedule_id,
+        "queue_enabled = true, admit_per_second = 1, max_active = 1,
+         sales_open_at = now() + interval '1 hour'",
+    )
     .await;
     let fan = app.sign_up("fan@example.com").await;
     let other = app.sign_up("other@example.com").await;

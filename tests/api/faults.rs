@@ -322,11 +322,8 @@ async fn a_partitioned_redis_fails_fast_and_recovers() {
     let app = TestApp::spawn_with(&[("REDIS_URL", redis_url.as_str())]).await;
     let show = app.show(layout(1, 10), 4).await;
     let queued = app.show(layout(1, 4), 4).await;
-    app.count(&format!(
-        "WITH u AS (UPDATE schedules SET queue_enabled = true WHERE id = {} RETURNING 1) SELECT count(*) AS n FROM u",
-        queued.schedule_id
-    ))
-    .await;
+    app.set_schedule(&queued.schedule_id, "queue_enabled = true")
+        .await;
     let fans = app.bulk_users(3).await;
     let order = "mutation($i: ReserveSeatsInput!) { placeOrder(input: $i) { jobId } }";
     let enter = "mutation($s: ID!) { enterQueue(scheduleId: $s) { state } }";

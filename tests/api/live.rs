@@ -430,11 +430,11 @@ async fn a_user_specific_subscription_is_not_shared_across_users() {
     const QUEUE: &str = "subscription($s: ID!) { queueStatus(scheduleId: $s) { id state } }";
     let app = TestApp::spawn().await;
     let show = app.show(layout(1, 10), 4).await;
-    app.count(&format!(
-        "WITH u AS (UPDATE schedules SET queue_enabled = true, admit_per_second = 1, max_active = 1,
-         sales_open_at = now() + interval '1 hour' WHERE id = {} RETURNING 1) SELECT count(*) AS n FROM u",
-        show.schedule_id
-    ))
+    app.set_schedule(
+        &show.schedule_id,
+        "queue_enabled = true, admit_per_second = 1, max_active = 1,
+         sales_open_at = now() + interval '1 hour'",
+    )
     .await;
     let vars = json!({ "s": show.schedule_id });
     let mut ids = Vec::new();

@@ -14,11 +14,10 @@ const ORDER: &str = "mutation($i: ReserveSeatsInput!) { placeOrder(input: $i) { 
 /// A queued show: `rate` admissions a second, at most `max_active` at once.
 async fn queued_show(app: &TestApp, rate: i32, max_active: i32) -> Show {
     let show = app.show(layout(4, 25), 4).await;
-    app.count(&format!(
-        "WITH u AS (UPDATE schedules SET queue_enabled = true, admit_per_second = {rate}, max_active = {max_active}
-         WHERE id = {} RETURNING 1) SELECT count(*) AS n FROM u",
-        show.schedule_id
-    ))
+    app.set_schedule(
+        &show.schedule_id,
+        &format!("queue_enabled = true, admit_per_second = {rate}, max_active = {max_active}"),
+    )
     .await;
     show
 }
@@ -215,12 +214,8 @@ async fn booking_a_queued_show_needs_an_admission() {
 async fn early_arrivals_are_shuffled_in_at_opening() {
     let app = TestApp::spawn().await;
     let show = queued_show(&app, 1, 1).await;
-    app.count(&format!(
-        "WITH u AS (UPDATE schedules SET sales_open_at = now() + interval '2 seconds' WHERE id = {} RETURNING 1)
-         SELECT count(*) AS n FROM u",
-        show.schedule_id
-    ))
-    .await;
+    app.set_schedule(&show.schedule_id, "sales_open_at = now() + interval '2 seconds'")
+        .await;
     let users = app.bulk_users(40).await;
     for u in &users {
         let t = enter(&app, u, &show).await;
