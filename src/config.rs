@@ -154,7 +154,11 @@ impl PaymentsConfig {
         get: &impl Fn(&'static str) -> Option<String>,
         environment: Environment,
     ) -> Result<Self, ConfigError> {
-        let default = if environment == Environment::Dev { "sandbox" } else { "none" };
+        let default = if environment == Environment::Dev {
+            "sandbox"
+        } else {
+            "none"
+        };
         let provider = match get("PAYMENT_PROVIDER").as_deref().unwrap_or(default) {
             "none" => PaymentProviderConfig::None,
             "sandbox" => {
@@ -169,12 +173,23 @@ impl PaymentsConfig {
             "toss" => PaymentProviderConfig::Toss {
                 secret_key: get("PAYMENT_TOSS_SECRET_KEY")
                     .map(SecretString::from)
-                    .ok_or_else(|| err("PAYMENT_TOSS_SECRET_KEY", "is required with PAYMENT_PROVIDER=toss"))?,
-                client_key: get("PAYMENT_TOSS_CLIENT_KEY")
-                    .ok_or_else(|| err("PAYMENT_TOSS_CLIENT_KEY", "is required with PAYMENT_PROVIDER=toss"))?,
+                    .ok_or_else(|| {
+                        err(
+                            "PAYMENT_TOSS_SECRET_KEY",
+                            "is required with PAYMENT_PROVIDER=toss",
+                        )
+                    })?,
+                client_key: get("PAYMENT_TOSS_CLIENT_KEY").ok_or_else(|| {
+                    err(
+                        "PAYMENT_TOSS_CLIENT_KEY",
+                        "is required with PAYMENT_PROVIDER=toss",
+                    )
+                })?,
                 api_url: {
-                    let raw = get("PAYMENT_TOSS_API_URL").unwrap_or_else(|| "https://api.tosspayments.com".to_owned());
-                    let url = url::Url::parse(&raw).map_err(|e| err("PAYMENT_TOSS_API_URL", format!("{raw:?}: {e}")))?;
+                    let raw = get("PAYMENT_TOSS_API_URL")
+                        .unwrap_or_else(|| "https://api.tosspayments.com".to_owned());
+                    let url = url::Url::parse(&raw)
+                        .map_err(|e| err("PAYMENT_TOSS_API_URL", format!("{raw:?}: {e}")))?;
                     if !matches!(url.scheme(), "http" | "https") {
                         return Err(err("PAYMENT_TOSS_API_URL", "must be an http(s) URL"));
                     }
@@ -191,7 +206,11 @@ impl PaymentsConfig {
         let c = Self {
             provider,
             timeout: Duration::from_millis(parse(get, "PAYMENT_TIMEOUT_MS", Some(10_000))?),
-            reconcile_interval: Duration::from_secs(parse(get, "PAYMENT_RECONCILE_INTERVAL_SECONDS", Some(60))?),
+            reconcile_interval: Duration::from_secs(parse(
+                get,
+                "PAYMENT_RECONCILE_INTERVAL_SECONDS",
+                Some(60),
+            )?),
             pending_expiry: Duration::from_secs(parse(get, "PAYMENT_PENDING_EXPIRY_SECONDS", Some(3600))?),
             sandbox_daily_limit: parse(get, "POINTS_SANDBOX_DAILY_LIMIT", Some(1_000_000))?,
             max_top_up: parse(get, "POINTS_MAX_TOP_UP", Some(10_000_000))?,
@@ -199,7 +218,10 @@ impl PaymentsConfig {
         };
         for (var, zero) in [
             ("PAYMENT_TIMEOUT_MS", c.timeout.is_zero()),
-            ("PAYMENT_RECONCILE_INTERVAL_SECONDS", c.reconcile_interval.is_zero()),
+            (
+                "PAYMENT_RECONCILE_INTERVAL_SECONDS",
+                c.reconcile_interval.is_zero(),
+            ),
             ("PAYMENT_PENDING_EXPIRY_SECONDS", c.pending_expiry.is_zero()),
             ("POINTS_SANDBOX_DAILY_LIMIT", c.sandbox_daily_limit < 0),
             ("POINTS_MAX_TOP_UP", c.max_top_up <= 0),
@@ -639,16 +661,30 @@ mod tests {
         ];
         let c = config(&prod).unwrap();
         assert!(matches!(c.payments.provider, PaymentProviderConfig::None));
-        assert!(matches!(config(&[]).unwrap().payments.provider, PaymentProviderConfig::Sandbox));
+        assert!(matches!(
+            config(&[]).unwrap().payments.provider,
+            PaymentProviderConfig::Sandbox
+        ));
         let sandbox = [prod[0], prod[1], ("PAYMENT_PROVIDER", "sandbox")];
         assert_eq!(config(&sandbox).unwrap_err().var, "PAYMENT_PROVIDER");
-        let told = [sandbox[0], sandbox[1], sandbox[2], ("PAYMENTS_SANDBOX_IN_PROD", "true")];
-        assert!(matches!(config(&told).unwrap().payments.provider, PaymentProviderConfig::Sandbox));
+        let told = [
+            sandbox[0],
+            sandbox[1],
+            sandbox[2],
+            ("PAYMENTS_SANDBOX_IN_PROD", "true"),
+        ];
+        assert!(matches!(
+            config(&told).unwrap().payments.provider,
+            PaymentProviderConfig::Sandbox
+        ));
         assert_eq!(
             config(&[("PAYMENT_PROVIDER", "toss")]).unwrap_err().var,
             "PAYMENT_TOSS_SECRET_KEY"
         );
-        assert_eq!(config(&[("POINTS_MAX_BALANCE", "3000000000")]).unwrap_err().var, "POINTS_MAX_BALANCE");
+        assert_eq!(
+            config(&[("POINTS_MAX_BALANCE", "3000000000")]).unwrap_err().var,
+            "POINTS_MAX_BALANCE"
+        );
         let toss = config(&[
             ("PAYMENT_PROVIDER", "toss"),
             ("PAYMENT_TOSS_SECRET_KEY", "test_sk_very_secret"),

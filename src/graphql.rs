@@ -12,7 +12,9 @@ use async_graphql::{
     MergedObject, MergedSubscription, Request, Schema, SchemaBuilder, dataloader::DataLoader,
 };
 
-use crate::{admin, auth, booking, concerts, live, orders, payments, points, queue, seats, state::AppState, waitlist};
+use crate::{
+    admin, auth, booking, concerts, live, orders, payments, points, queue, seats, state::AppState, waitlist,
+};
 
 #[derive(MergedObject, Default)]
 pub struct Query(

@@ -129,7 +129,11 @@ impl PaymentsQuery {
             sandbox_remaining: remaining,
             max_top_up: payments.config.max_top_up,
             max_balance: payments.config.max_balance,
-            client_key: payments.provider().ok().and_then(|p| p.client_key()).map(str::to_owned),
+            client_key: payments
+                .provider()
+                .ok()
+                .and_then(|p| p.client_key())
+                .map(str::to_owned),
         })
     }
 
@@ -179,9 +183,11 @@ impl PaymentsMutation {
     ) -> Result<TopUp, AppError> {
         let user_id = viewer(ctx)?.user()?.id;
         let state = state(ctx)?;
-        Ok(service::start(&state.db, &state.payments, user_id, amount, &idempotency_key)
-            .await?
-            .into())
+        Ok(
+            service::start(&state.db, &state.payments, user_id, amount, &idempotency_key)
+                .await?
+                .into(),
+        )
     }
 
     /// Confirms a paid top-up with what the provider's payment window returned
@@ -211,9 +217,16 @@ impl PaymentsMutation {
                 return Err(AppError::NotFound("top-up"));
             }
         }
-        Ok(service::confirm(&state.db, &state.payments, user_id, &order_id, &payment_key, amount)
-            .await?
-            .into())
+        Ok(service::confirm(
+            &state.db,
+            &state.payments,
+            user_id,
+            &order_id,
+            &payment_key,
+            amount,
+        )
+        .await?
+        .into())
     }
 
     /// Gives a confirmed top-up back to the card, at most once, while all its points are
@@ -224,6 +237,8 @@ impl PaymentsMutation {
         let id = ids::parse(&top_up_id, "topUpId")?;
         let actor = actor(ctx).await?;
         let state = state(ctx)?;
-        Ok(service::refund(&state.db, &state.payments, actor, id).await?.into())
+        Ok(service::refund(&state.db, &state.payments, actor, id)
+            .await?
+            .into())
     }
 }

@@ -88,7 +88,12 @@ pub trait PaymentProvider: Send + Sync + 'static {
 
     /// Confirms (captures) a payment the browser authorised, for exactly `amount`.
     /// Repeating it for the same order must not take the money twice.
-    async fn confirm(&self, payment_key: &str, order_id: &str, amount: i64) -> Result<ProviderPayment, ProviderError>;
+    async fn confirm(
+        &self,
+        payment_key: &str,
+        order_id: &str,
+        amount: i64,
+    ) -> Result<ProviderPayment, ProviderError>;
 
     /// The payment with this key.
     async fn payment(&self, payment_key: &str) -> Result<ProviderPayment, ProviderError>;

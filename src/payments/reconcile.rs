@@ -22,7 +22,12 @@ pub async fn run_once(pool: &Pool, payments: &Payments, min_age: Duration) -> Ap
     }
     let rows = {
         let mut conn = pool.get().await?;
-        store::unsettled(&mut conn, i64::try_from(min_age.as_secs()).unwrap_or(i64::MAX), BATCH).await?
+        store::unsettled(
+            &mut conn,
+            i64::try_from(min_age.as_secs()).unwrap_or(i64::MAX),
+            BATCH,
+        )
+        .await?
     };
     let n = rows.len();
     for row in rows {

@@ -19,7 +19,12 @@ impl PaymentProvider for Sandbox {
         None
     }
 
-    async fn confirm(&self, payment_key: &str, order_id: &str, amount: i64) -> Result<ProviderPayment, ProviderError> {
+    async fn confirm(
+        &self,
+        payment_key: &str,
+        order_id: &str,
+        amount: i64,
+    ) -> Result<ProviderPayment, ProviderError> {
         Ok(ProviderPayment {
             payment_key: payment_key.to_owned(),
             order_id: order_id.to_owned(),

@@ -24,7 +24,10 @@ use crate::{
 fn validate_amount(payments: &Payments, amount: i64) -> AppResult<()> {
     let max = payments.config.max_top_up;
     if !(1..=max).contains(&amount) {
-        return Err(AppError::bad_input("amount", format!("must be between 1 and {max}")));
+        return Err(AppError::bad_input(
+            "amount",
+            format!("must be between 1 and {max}"),
+        ));
     }
     Ok(())
 }
@@ -32,7 +35,12 @@ fn validate_amount(payments: &Payments, amount: i64) -> AppResult<()> {
 /// Provider payment keys are short tokens of letters, digits, `-` and `_` (Toss's are up to
 /// 200 characters); anything else never came from the provider.
 fn validate_payment_key(key: &str) -> AppResult<&str> {
-    if key.is_empty() || key.len() > 200 || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if key.is_empty()
+        || key.len() > 200
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return Err(AppError::bad_input("paymentKey", "is not a payment key"));
     }
     Ok(key)
@@ -47,7 +55,13 @@ fn new_order_id() -> String {
 /// the balance, the points in paid tickets, the top-ups still pending and this one would
 /// exceed `POINTS_MAX_BALANCE`, and on the sandbox above the daily cap. The sandbox
 /// confirms at once; a real provider's top-up stays PENDING until it is paid.
-pub async fn start(pool: &Pool, payments: &Payments, user_id: i64, amount: i64, key: &str) -> AppResult<TopUpRow> {
+pub async fn start(
+    pool: &Pool,
+    payments: &Payments,
+    user_id: i64,
+    amount: i64,
+    key: &str,
+) -> AppResult<TopUpRow> {
     let provider = payments.provider()?;
     validate_amount(payments, amount)?;
     let key = points::service::validate_key(key, "idempotencyKey")?;
@@ -106,14 +120,18 @@ pub async fn start(pool: &Pool, payments: &Payments, user_id: i64, amount: i64, 
             other => return other,
         }
     }
-    Err(AppError::Conflict("the top-up could not be started; retry".into()))
+    Err(AppError::Conflict(
+        "the top-up could not be started; retry".into(),
+    ))
 }
 
 fn replay(done: TopUpRow, amount: i64) -> AppResult<TopUpRow> {
     if done.amount == amount {
         Ok(done)
     } else {
-        Err(AppError::Conflict("this idempotency key was used for a different amount".into()))
+        Err(AppError::Conflict(
+            "this idempotency key was used for a different amount".into(),
+        ))
     }
 }
 
@@ -180,7 +198,9 @@ pub async fn confirm(
         return if top_up.payment_key.as_deref() == Some(payment_key) {
             Ok(top_up)
         } else {
-            Err(AppError::Conflict("this top-up was paid with another payment".into()))
+            Err(AppError::Conflict(
+                "this top-up was paid with another payment".into(),
+            ))
         };
     }
     // Recorded first: if the provider then times out, the reconciliation job can look the
@@ -188,14 +208,22 @@ pub async fn confirm(
     let recorded = store::set_payment_key(&mut conn, top_up.id, payment_key).await;
     match recorded {
         Ok(Some(_)) => {}
-        Ok(None) => return Err(AppError::Conflict("this top-up is being paid with another payment".into())),
+        Ok(None) => {
+            return Err(AppError::Conflict(
+                "this top-up is being paid with another payment".into(),
+            ));
+        }
         Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => {
-            return Err(AppError::Conflict("this payment belongs to another top-up".into()));
+            return Err(AppError::Conflict(
+                "this payment belongs to another top-up".into(),
+            ));
         }
         Err(e) => return Err(e.into()),
     }
     drop(conn);
-    let answer = provider.confirm(payment_key, &top_up.order_id, top_up.amount).await;
+    let answer = provider
+        .confirm(payment_key, &top_up.order_id, top_up.amount)
+        .await;
     let answer = match answer {
         // Confirmed already (a replay, or the other instance of a race): the provider's
         // record says what happened.
@@ -211,7 +239,9 @@ pub async fn confirm(
             tracing::warn!(top_up.id = top_up.id, error = %e, "payment provider did not answer a confirm; the top-up stays pending");
             Ok(store::by_id(&mut conn, top_up.id).await?.unwrap_or(top_up))
         }
-        Err(ProviderError::NotFound) => Err(fail(&mut conn, top_up.id, "the provider knows no such payment").await?),
+        Err(ProviderError::NotFound) => {
+            Err(fail(&mut conn, top_up.id, "the provider knows no such payment").await?)
+        }
         Err(ProviderError::Refused { code, message }) => {
             Err(fail(&mut conn, top_up.id, &format!("{code}: {message}")).await?)
         }
@@ -229,7 +259,9 @@ async fn fail(conn: &mut AsyncPgConnection, id: i64, why: &str) -> AppResult<App
         Ok(())
     })
     .await?;
-    Ok(AppError::Conflict(format!("the payment provider refused the payment: {why}")))
+    Ok(AppError::Conflict(format!(
+        "the payment provider refused the payment: {why}"
+    )))
 }
 
 /// What settling changed, for the log and the tests.
@@ -244,7 +276,11 @@ pub enum Settled {
 
 /// Settles a top-up by the provider's record of its payment, holding the top-up's row:
 /// idempotent, so the browser, the webhook and the job may all bring the same news.
-pub async fn settle(conn: &mut AsyncPgConnection, top_up_id: i64, payment: &ProviderPayment) -> AppResult<TopUpRow> {
+pub async fn settle(
+    conn: &mut AsyncPgConnection,
+    top_up_id: i64,
+    payment: &ProviderPayment,
+) -> AppResult<TopUpRow> {
     conn.transaction(async |conn| {
         let row = locks::top_up(conn, top_up_id).await?.ok_or(AppError::NotFound("top-up"))?;
         let (row, what) = settle_locked(conn, row, payment).await?;
@@ -262,7 +298,10 @@ async fn settle_locked(
     payment: &ProviderPayment,
 ) -> AppResult<(TopUpRow, Settled)> {
     if payment.order_id != row.order_id
-        || row.payment_key.as_deref().is_some_and(|k| k != payment.payment_key)
+        || row
+            .payment_key
+            .as_deref()
+            .is_some_and(|k| k != payment.payment_key)
     {
         return Err(AppError::Conflict("the payment belongs to another order".into()));
     }
@@ -273,9 +312,19 @@ async fn settle_locked(
             if payment.total_amount != row.amount {
                 // Never credit an amount the order did not ask for. The provider took
                 // money we do not credit: an operator must give it back.
-                tracing::error!(top_up.id = row.id, paid = payment.total_amount, expected = row.amount,
-                    "a payment of the wrong amount was confirmed at the provider: refund it by hand");
-                let r = store::set_status(conn, row.id, T::Failed, Some("paid amount differs from the order")).await?;
+                tracing::error!(
+                    top_up.id = row.id,
+                    paid = payment.total_amount,
+                    expected = row.amount,
+                    "a payment of the wrong amount was confirmed at the provider: refund it by hand"
+                );
+                let r = store::set_status(
+                    conn,
+                    row.id,
+                    T::Failed,
+                    Some("paid amount differs from the order"),
+                )
+                .await?;
                 return Ok((r, Settled::Failed));
             }
             store::set_payment_key(conn, row.id, &payment.payment_key)
@@ -314,8 +363,20 @@ async fn settle_locked(
             if debt > 0 {
                 store::add_debt_created(conn, row.id, debt).await?;
             }
-            let r = store::set_status(conn, row.id, T::Cancelled, Some("cancelled at the provider after credit")).await?;
-            Ok((r, Settled::Cancelled { taken: row.amount - debt, debt }))
+            let r = store::set_status(
+                conn,
+                row.id,
+                T::Cancelled,
+                Some("cancelled at the provider after credit"),
+            )
+            .await?;
+            Ok((
+                r,
+                Settled::Cancelled {
+                    taken: row.amount - debt,
+                    debt,
+                },
+            ))
         }
         (T::Refunding, P::Canceled) => {
             let r = store::set_status(conn, row.id, T::Refunded, None).await?;
@@ -324,7 +385,10 @@ async fn settle_locked(
         (_, P::PartialCanceled) => {
             // boxoffice never cancels part of a top-up; one cancelled in part from the
             // provider's dashboard is an operator's matter (an `adjustPoints` with a reason).
-            tracing::warn!(top_up.id = row.id, "a top-up was cancelled in part at the provider: adjust the balance by hand");
+            tracing::warn!(
+                top_up.id = row.id,
+                "a top-up was cancelled in part at the provider: adjust the balance by hand"
+            );
             Ok((row, Settled::Unchanged))
         }
         _ => Ok((row, Settled::Unchanged)),
@@ -385,21 +449,31 @@ pub(super) async fn finish_refund(pool: &Pool, payments: &Payments, row: TopUpRo
     let provider = payments.provider()?;
     let payment_key = row.payment_key.clone().unwrap_or_default();
     let answer = provider
-        .cancel(&payment_key, "refund requested by the customer", &format!("refund-{}", row.order_id))
+        .cancel(
+            &payment_key,
+            "refund requested by the customer",
+            &format!("refund-{}", row.order_id),
+        )
         .await;
     let mut conn = pool.get().await?;
     match answer {
-        Ok(p) if p.status == PaymentStatus::Canceled => conn
-            .transaction(async |conn| -> AppResult<TopUpRow> {
-                let r = locks::top_up(conn, row.id).await?.ok_or(AppError::NotFound("top-up"))?;
+        Ok(p) if p.status == PaymentStatus::Canceled => {
+            conn.transaction(async |conn| -> AppResult<TopUpRow> {
+                let r = locks::top_up(conn, row.id)
+                    .await?
+                    .ok_or(AppError::NotFound("top-up"))?;
                 if r.status != TopUpStatus::Refunding {
                     return Ok(r);
                 }
                 Ok(store::set_status(conn, row.id, TopUpStatus::Refunded, None).await?)
             })
-            .await,
+            .await
+        }
         Ok(_) | Err(ProviderError::Unreachable(_)) => {
-            tracing::warn!(top_up.id = row.id, "payment provider did not settle a refund; it will be asked again");
+            tracing::warn!(
+                top_up.id = row.id,
+                "payment provider did not settle a refund; it will be asked again"
+            );
             store::touch(&mut conn, row.id).await?;
             Ok(store::by_id(&mut conn, row.id).await?.unwrap_or(row))
         }
@@ -424,7 +498,9 @@ pub(super) async fn finish_refund(pool: &Pool, payments: &Payments, row: TopUpRo
                     actor_id: None,
                     top_up_id: Some(r.id),
                 };
-                points::store::apply(conn, &entry).await?.ok_or(AppError::NotFound("user"))?;
+                points::store::apply(conn, &entry)
+                    .await?
+                    .ok_or(AppError::NotFound("user"))?;
                 store::set_status(conn, r.id, TopUpStatus::Confirmed, Some(&why)).await?;
                 Ok(())
             })

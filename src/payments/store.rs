@@ -114,7 +114,11 @@ pub async fn set_status(
 
 /// Records the provider's payment key, unless another one is already recorded. `None`:
 /// the top-up has another key.
-pub async fn set_payment_key(conn: &mut AsyncPgConnection, id: i64, key: &str) -> QueryResult<Option<TopUpRow>> {
+pub async fn set_payment_key(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    key: &str,
+) -> QueryResult<Option<TopUpRow>> {
     diesel::sql_query(
         "UPDATE top_ups SET payment_key = $2, updated_at = now()
          WHERE id = $1 AND (payment_key IS NULL OR payment_key = $2) RETURNING *",
@@ -169,7 +173,11 @@ pub async fn sandbox_sum_last_day(conn: &mut AsyncPgConnection, user_id: i64) ->
 
 /// Top-ups waiting on the provider (PENDING, or a refund not yet answered) last touched
 /// before `older_than_s` seconds ago: the reconciliation job's work.
-pub async fn unsettled(conn: &mut AsyncPgConnection, older_than_s: i64, limit: i64) -> QueryResult<Vec<TopUpRow>> {
+pub async fn unsettled(
+    conn: &mut AsyncPgConnection,
+    older_than_s: i64,
+    limit: i64,
+) -> QueryResult<Vec<TopUpRow>> {
     diesel::sql_query(
         "SELECT * FROM top_ups WHERE status IN ('pending', 'refunding') AND provider <> 'sandbox'
            AND updated_at < now() - make_interval(secs => $1::double precision)

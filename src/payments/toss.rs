@@ -43,7 +43,12 @@ struct Failure {
 }
 
 impl Toss {
-    pub fn new(api_url: &str, secret_key: SecretString, client_key: String, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(
+        api_url: &str,
+        secret_key: SecretString,
+        client_key: String,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -73,9 +78,13 @@ impl Toss {
             .map_err(|e| ProviderError::Unreachable(e.into()))?;
         let status = resp.status();
         if status.is_success() {
-            let p: Payment = resp.json().await.map_err(|e| ProviderError::Unreachable(e.into()))?;
-            let parsed = PaymentStatus::parse(&p.status)
-                .ok_or_else(|| ProviderError::Unreachable(anyhow::anyhow!("unknown payment status {:?}", p.status)))?;
+            let p: Payment = resp
+                .json()
+                .await
+                .map_err(|e| ProviderError::Unreachable(e.into()))?;
+            let parsed = PaymentStatus::parse(&p.status).ok_or_else(|| {
+                ProviderError::Unreachable(anyhow::anyhow!("unknown payment status {:?}", p.status))
+            })?;
             return Ok(ProviderPayment {
                 payment_key: p.payment_key,
                 order_id: p.order_id,
@@ -111,12 +120,22 @@ impl PaymentProvider for Toss {
         Some(&self.client_key)
     }
 
-    async fn confirm(&self, payment_key: &str, order_id: &str, amount: i64) -> Result<ProviderPayment, ProviderError> {
+    async fn confirm(
+        &self,
+        payment_key: &str,
+        order_id: &str,
+        amount: i64,
+    ) -> Result<ProviderPayment, ProviderError> {
         let url = self.url(&["v1", "payments", "confirm"])?;
         let body = serde_json::json!({ "paymentKey": payment_key, "orderId": order_id, "amount": amount });
         // One key per order: a confirm retried from any instance is the same request.
-        self.send(self.http.post(url).header("Idempotency-Key", format!("confirm-{order_id}")).json(&body))
-            .await
+        self.send(
+            self.http
+                .post(url)
+                .header("Idempotency-Key", format!("confirm-{order_id}"))
+                .json(&body),
+        )
+        .await
     }
 
     async fn payment(&self, payment_key: &str) -> Result<ProviderPayment, ProviderError> {
@@ -137,7 +156,12 @@ impl PaymentProvider for Toss {
     ) -> Result<ProviderPayment, ProviderError> {
         let url = self.url(&["v1", "payments", payment_key, "cancel"])?;
         let body = serde_json::json!({ "cancelReason": reason });
-        self.send(self.http.post(url).header("Idempotency-Key", idempotency_key).json(&body))
-            .await
+        self.send(
+            self.http
+                .post(url)
+                .header("Idempotency-Key", idempotency_key)
+                .json(&body),
+        )
+        .await
     }
 }

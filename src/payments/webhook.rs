@@ -8,17 +8,14 @@
 //! Unknown orders, payments Toss does not know, and payments of another order are refused
 //! (404, 400); a Toss that does not answer gets 503, so it sends the event again.
 
-use axum::{
-    Json, Router,
-    body::Bytes,
-    extract::State,
-    http::StatusCode,
-    routing::post,
-};
+use axum::{Json, Router, body::Bytes, extract::State, http::StatusCode, routing::post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{provider::{ProviderError, ProviderKind}, service, store};
+use super::{
+    provider::{ProviderError, ProviderKind},
+    service, store,
+};
 use crate::{error::AppError, state::AppState};
 
 pub const PATH: &str = "/payments/toss/webhook";
@@ -87,12 +84,18 @@ async fn toss(State(state): State<AppState>, body: Bytes) -> (StatusCode, Json<V
             return answer(StatusCode::SERVICE_UNAVAILABLE, "try again");
         }
         Err(ProviderError::NotFound | ProviderError::Refused { .. }) => {
-            tracing::warn!(top_up.id = top_up.id, "payment webhook for a payment the provider does not know: refused");
+            tracing::warn!(
+                top_up.id = top_up.id,
+                "payment webhook for a payment the provider does not know: refused"
+            );
             return answer(StatusCode::BAD_REQUEST, "unknown payment");
         }
     };
     if payment.order_id != top_up.order_id {
-        tracing::warn!(top_up.id = top_up.id, "payment webhook naming another order's payment: refused");
+        tracing::warn!(
+            top_up.id = top_up.id,
+            "payment webhook naming another order's payment: refused"
+        );
         return answer(StatusCode::BAD_REQUEST, "the payment belongs to another order");
     }
     let settled = match state.db.get().await {

@@ -68,12 +68,18 @@ impl From<store::LedgerRow> for PointEntry {
             PointEntryKind::Charge => "Points charged (before payments)".to_owned(),
             PointEntryKind::Payment => format!("Payment for reservation{reservation}"),
             PointEntryKind::Refund => format!("Refund of reservation{reservation}"),
-            PointEntryKind::Adjustment => format!("Adjustment by an admin: {}", r.reason.as_deref().unwrap_or("")),
+            PointEntryKind::Adjustment => {
+                format!("Adjustment by an admin: {}", r.reason.as_deref().unwrap_or(""))
+            }
             PointEntryKind::TopUp => format!("Top-up{top_up}"),
             PointEntryKind::TopUpRefund if r.amount < 0 => format!("Top-up{top_up} refunded to the card"),
-            PointEntryKind::TopUpRefund => format!("Refund of top-up{top_up} refused by the provider: points back"),
+            PointEntryKind::TopUpRefund => {
+                format!("Refund of top-up{top_up} refused by the provider: points back")
+            }
             PointEntryKind::TopUpCancel => format!("Top-up{top_up} cancelled by the payment provider"),
-            PointEntryKind::DebtRepayment => "Debt repaid (a cancelled top-up's points had been spent)".to_owned(),
+            PointEntryKind::DebtRepayment => {
+                "Debt repaid (a cancelled top-up's points had been spent)".to_owned()
+            }
         };
         Self {
             id: ids::to_id(r.id),
@@ -138,9 +144,15 @@ impl PointsMutation {
     ) -> Result<PointEntry, AppError> {
         let user_id = viewer(ctx)?.user()?.id;
         let state = state(ctx)?;
-        Ok(crate::payments::service::charge_sandbox(&state.db, &state.payments, user_id, amount, &idempotency_key)
-            .await?
-            .into())
+        Ok(crate::payments::service::charge_sandbox(
+            &state.db,
+            &state.payments,
+            user_id,
+            amount,
+            &idempotency_key,
+        )
+        .await?
+        .into())
     }
 
     /// Admin grant or correction of a balance, with a reason; audited (admin, reason,
@@ -157,8 +169,10 @@ impl PointsMutation {
         let actor = actor(ctx).await?;
         let state = state(ctx)?;
         let mut conn = state.db.get().await?;
-        Ok(service::adjust(&mut conn, &state.payments.config, actor, user_id, amount, &reason)
-            .await?
-            .into())
+        Ok(
+            service::adjust(&mut conn, &state.payments.config, actor, user_id, amount, &reason)
+                .await?
+                .into(),
+        )
     }
 }

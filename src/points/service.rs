@@ -91,7 +91,12 @@ pub async fn adjust(
 /// every balance, ledger amount and `balanceAfter` by `POINTS_MAX_BALANCE` (≤ 2·10⁹), which
 /// fits a GraphQL `Int`. Pending top-ups count too, so confirming one never breaks it.
 /// The caller holds the user row, so payments and other credits wait for it.
-pub async fn ensure_room(conn: &mut AsyncPgConnection, bounds: &PaymentsConfig, user_id: i64, amount: i64) -> AppResult<()> {
+pub async fn ensure_room(
+    conn: &mut AsyncPgConnection,
+    bounds: &PaymentsConfig,
+    user_id: i64,
+    amount: i64,
+) -> AppResult<()> {
     let wallet = store::wallet(conn, user_id)
         .await?
         .ok_or(AppError::Unauthenticated("this account no longer exists"))?;
@@ -117,7 +122,9 @@ pub async fn ensure_not_in_debt(conn: &mut AsyncPgConnection, user_id: i64) -> A
     if debt > 0 {
         return Err(AppError::rule(
             ErrorCode::InsufficientPoints,
-            format!("this account owes {debt} points after a cancelled payment: top up to settle it before holding seats"),
+            format!(
+                "this account owes {debt} points after a cancelled payment: top up to settle it before holding seats"
+            ),
         ));
     }
     Ok(())

@@ -134,11 +134,13 @@ pub async fn take_back(
     let taken = w.points.min(amount);
     let owed = amount - taken;
     if owed > 0 {
-        diesel::sql_query("UPDATE users SET points_debt = points_debt + $2, updated_at = now() WHERE id = $1")
-            .bind::<BigInt, _>(user_id)
-            .bind::<BigInt, _>(owed)
-            .execute(conn)
-            .await?;
+        diesel::sql_query(
+            "UPDATE users SET points_debt = points_debt + $2, updated_at = now() WHERE id = $1",
+        )
+        .bind::<BigInt, _>(user_id)
+        .bind::<BigInt, _>(owed)
+        .execute(conn)
+        .await?;
     }
     if taken == 0 {
         return Ok((None, owed));

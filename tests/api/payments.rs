@@ -15,9 +15,11 @@ const START: &str = "mutation($a: Int!, $k: String!) { startTopUp(amount: $a, id
 const CONFIRM: &str = "mutation($p: String!, $o: String!, $a: Int!) { confirmTopUp(paymentKey: $p, orderId: $o, amount: $a) { id status amount failure } }";
 const REFUND: &str = "mutation($t: ID!) { refundTopUp(topUpId: $t) { id status } }";
 const CHARGE: &str = "mutation($a: Int!, $k: String!) { chargePoints(amount: $a, idempotencyKey: $k) { id kind amount balanceAfter topUpId } }";
-const WALLET: &str = "{ wallet { points debt inTickets provider sandbox sandboxDailyLimit sandboxRemaining clientKey } }";
+const WALLET: &str =
+    "{ wallet { points debt inTickets provider sandbox sandboxDailyLimit sandboxRemaining clientKey } }";
 const HOLD: &str = "mutation($i: ReserveSeatsInput!) { reserveSeats(input: $i) { id totalPrice } }";
-const PAY: &str = "mutation($r: ID!, $k: String!) { payReservation(reservationId: $r, idempotencyKey: $k) { id status } }";
+const PAY: &str =
+    "mutation($r: ID!, $k: String!) { payReservation(reservationId: $r, idempotencyKey: $k) { id status } }";
 
 async fn toss_app(fake: &FakeToss, extra: &[(&str, &str)]) -> TestApp {
     let cfg = fake.config();
@@ -33,12 +35,18 @@ async fn points(app: &TestApp, who: &Session) -> i64 {
 }
 
 async fn start(app: &TestApp, who: &Session, amount: i64, key: &str) -> Value {
-    app.ok(Some(&who.access), START, json!({ "a": amount, "k": key })).await["startTopUp"].clone()
+    app.ok(Some(&who.access), START, json!({ "a": amount, "k": key }))
+        .await["startTopUp"]
+        .clone()
 }
 
 async fn confirm(app: &TestApp, who: &Session, key: &str, order: &str, amount: i64) -> Value {
-    app.gql(Some(&who.access), CONFIRM, json!({ "p": key, "o": order, "a": amount }))
-        .await
+    app.gql(
+        Some(&who.access),
+        CONFIRM,
+        json!({ "p": key, "o": order, "a": amount }),
+    )
+    .await
 }
 
 async fn credits(app: &TestApp, top_up: &str) -> i64 {
@@ -66,7 +74,13 @@ async fn a_top_up_is_credited_once_only_when_the_provider_confirms_its_amount() 
     let order = t["orderId"].as_str().unwrap();
     // Same key: the same top-up; another amount with it: a mistake.
     assert_eq!(start(&app, &fan, 10_000, "t1").await["id"], t["id"]);
-    assert_eq!(code(&app.gql(Some(&fan.access), START, json!({ "a": 5, "k": "t1" })).await), "CONFLICT");
+    assert_eq!(
+        code(
+            &app.gql(Some(&fan.access), START, json!({ "a": 5, "k": "t1" }))
+                .await
+        ),
+        "CONFLICT"
+    );
     assert_eq!(points(&app, &fan).await, 0, "nothing credited while pending");
 
     // The browser changed the amount it reports: refused before the provider is asked.
@@ -78,7 +92,10 @@ async fn a_top_up_is_credited_once_only_when_the_provider_confirms_its_amount() 
 
     // Another fan cannot confirm it.
     let other = app.sign_up("other@example.com").await;
-    assert_eq!(code(&confirm(&app, &other, &key, order, 10_000).await), "NOT_FOUND");
+    assert_eq!(
+        code(&confirm(&app, &other, &key, order, 10_000).await),
+        "NOT_FOUND"
+    );
 
     let body = confirm(&app, &fan, &key, order, 10_000).await;
     assert_eq!(body["data"]["confirmTopUp"]["status"], "CONFIRMED", "{body}");
@@ -91,12 +108,19 @@ async fn a_top_up_is_credited_once_only_when_the_provider_confirms_its_amount() 
     assert_eq!(points(&app, &fan).await, 10_000);
     assert_eq!(credits(&app, t["id"].as_str().unwrap()).await, 1);
     let history = app
-        .ok(Some(&fan.access), "{ pointHistory(first: 5) { nodes { kind amount topUpId description } } }", json!({}))
+        .ok(
+            Some(&fan.access),
+            "{ pointHistory(first: 5) { nodes { kind amount topUpId description } } }",
+            json!({}),
+        )
         .await;
     let entry = &history["pointHistory"]["nodes"][0];
     assert_eq!(entry["kind"], "TOP_UP");
     assert_eq!(entry["topUpId"], t["id"]);
-    assert!(entry["description"].as_str().unwrap().starts_with("Top-up"), "{entry}");
+    assert!(
+        entry["description"].as_str().unwrap().starts_with("Top-up"),
+        "{entry}"
+    );
     assert_money(&app).await;
 }
 
@@ -114,7 +138,10 @@ async fn a_payment_of_another_amount_at_the_provider_is_refused_and_nothing_cred
     assert_eq!(points(&app, &fan).await, 0);
     assert_eq!(fake.captures.load(std::sync::atomic::Ordering::Relaxed), 0);
     let status = app
-        .count(&format!("SELECT count(*) AS n FROM top_ups WHERE id = {} AND status = 'failed'", t["id"].as_str().unwrap()))
+        .count(&format!(
+            "SELECT count(*) AS n FROM top_ups WHERE id = {} AND status = 'failed'",
+            t["id"].as_str().unwrap()
+        ))
         .await;
     assert_eq!(status, 1);
     assert_money(&app).await;
@@ -133,7 +160,12 @@ async fn a_confirm_raced_from_two_instances_credits_once() {
         let order = t["orderId"].as_str().unwrap().to_owned();
         let key = fake.authorize(&order, 1_000);
         let calls = (0..6).map(|i| {
-            let (app, key, order, fan) = (if i % 2 == 0 { &app } else { &second }, key.clone(), order.clone(), fan.clone());
+            let (app, key, order, fan) = (
+                if i % 2 == 0 { &app } else { &second },
+                key.clone(),
+                order.clone(),
+                fan.clone(),
+            );
             async move { confirm(app, &fan, &key, &order, 1_000).await }
         });
         for body in futures_util::future::join_all(calls).await {
@@ -161,7 +193,11 @@ async fn a_provider_timeout_leaves_the_top_up_pending_until_a_confirm_the_webhoo
         fake.set_confirm_delay(None);
         assert_eq!(body["data"]["confirmTopUp"]["status"], "PENDING", "{body}");
         assert_eq!(fake.payment(&key).unwrap().status, "DONE");
-        assert_eq!(points(&app, &fan).await, 1_000 * i as i64, "nothing credited while pending");
+        assert_eq!(
+            points(&app, &fan).await,
+            1_000 * i as i64,
+            "nothing credited while pending"
+        );
         match how {
             "confirm" => {
                 let again = confirm(&app, &fan, &key, &order, 1_000).await;
@@ -169,13 +205,21 @@ async fn a_provider_timeout_leaves_the_top_up_pending_until_a_confirm_the_webhoo
             }
             "webhook" => assert_eq!(fake.webhook(&app.url(""), &key, &order, "DONE").await, 200),
             _ => {
-                let n = boxoffice::payments::reconcile::run_once(&app.state.db, &app.state.payments, Duration::ZERO)
-                    .await
-                    .unwrap();
+                let n = boxoffice::payments::reconcile::run_once(
+                    &app.state.db,
+                    &app.state.payments,
+                    Duration::ZERO,
+                )
+                .await
+                .unwrap();
                 assert!(n >= 1);
             }
         }
-        assert_eq!(points(&app, &fan).await, 1_000 * (i as i64 + 1), "settled by {how}");
+        assert_eq!(
+            points(&app, &fan).await,
+            1_000 * (i as i64 + 1),
+            "settled by {how}"
+        );
         settled.push((t["id"].as_str().unwrap().to_owned(), key, order));
     }
     // Every way again, for every top-up: still credited once each.
@@ -201,10 +245,17 @@ async fn webhooks_for_unknown_orders_or_payments_the_provider_does_not_know_are_
     let t = start(&app, &fan, 7_000, "t").await;
     let order = t["orderId"].as_str().unwrap().to_owned();
     // Unknown order.
-    assert_eq!(fake.webhook(&app.url(""), "tpk_nothing", "bo_unknownorder", "DONE").await, 404);
+    assert_eq!(
+        fake.webhook(&app.url(""), "tpk_nothing", "bo_unknownorder", "DONE")
+            .await,
+        404
+    );
     // Toss's payment-status webhooks are unsigned: a forged one claiming DONE for our
     // order, with a payment key Toss does not know, is checked against Toss and refused.
-    assert_eq!(fake.webhook(&app.url(""), "tpk_forged", &order, "DONE").await, 400);
+    assert_eq!(
+        fake.webhook(&app.url(""), "tpk_forged", &order, "DONE").await,
+        400
+    );
     // A real payment of another order, named for this one.
     let other = start(&app, &fan, 7_000, "other").await;
     let other_key = fake.authorize(other["orderId"].as_str().unwrap(), 7_000);
@@ -212,15 +263,26 @@ async fn webhooks_for_unknown_orders_or_payments_the_provider_does_not_know_are_
     // A webhook claiming DONE for a payment Toss says is not done changes nothing.
     let key = fake.authorize(&order, 7_000);
     assert_eq!(fake.webhook(&app.url(""), &key, &order, "DONE").await, 200);
-    let not_json = app.http.post(app.url("/payments/toss/webhook")).body("{").send().await.unwrap();
+    let not_json = app
+        .http
+        .post(app.url("/payments/toss/webhook"))
+        .body("{")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(not_json.status(), 400);
     assert_eq!(points(&app, &fan).await, 0);
-    assert_eq!(app.count("SELECT count(*) AS n FROM top_ups WHERE status <> 'pending'").await, 0);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM top_ups WHERE status <> 'pending'")
+            .await,
+        0
+    );
     assert_money(&app).await;
 }
 
 #[tokio::test]
-async fn a_payment_cancelled_by_the_provider_after_credit_takes_the_points_back_and_leaves_a_debt_that_blocks_holds() {
+async fn a_payment_cancelled_by_the_provider_after_credit_takes_the_points_back_and_leaves_a_debt_that_blocks_holds()
+ {
     let fake = FakeToss::start().await;
     let app = toss_app(&fake, &[]).await;
     let show = app.show(layout(1, 10), 4).await;
@@ -231,23 +293,40 @@ async fn a_payment_cancelled_by_the_provider_after_credit_takes_the_points_back_
     confirm(&app, &fan, &key, &order, 1_000).await;
     // Spend 150 of it on a seat.
     let r = app
-        .ok(Some(&fan.access), HOLD, json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[0]] } }))
+        .ok(
+            Some(&fan.access),
+            HOLD,
+            json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[0]] } }),
+        )
         .await;
     let rid = r["reserveSeats"]["id"].as_str().unwrap().to_owned();
-    app.ok(Some(&fan.access), PAY, json!({ "r": rid, "k": "p" })).await;
+    app.ok(Some(&fan.access), PAY, json!({ "r": rid, "k": "p" }))
+        .await;
     assert_eq!(points(&app, &fan).await, 850);
 
     // A chargeback: the provider cancels the payment, and says so.
     fake.cancel_from_dashboard(&key);
     assert_eq!(fake.webhook(&app.url(""), &key, &order, "CANCELED").await, 200);
-    assert_eq!(fake.webhook(&app.url(""), &key, &order, "CANCELED").await, 200, "a repeat is harmless");
+    assert_eq!(
+        fake.webhook(&app.url(""), &key, &order, "CANCELED").await,
+        200,
+        "a repeat is harmless"
+    );
     let w = app.ok(Some(&fan.access), WALLET, json!({})).await;
     assert_eq!(w["wallet"]["points"], 0);
     assert_eq!(w["wallet"]["debt"], 150, "the 150 spent are owed");
     let body = app
-        .gql(Some(&fan.access), HOLD, json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[1]] } }))
+        .gql(
+            Some(&fan.access),
+            HOLD,
+            json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[1]] } }),
+        )
         .await;
-    assert_eq!(code(&body), "INSUFFICIENT_POINTS", "an account in debt takes no new holds");
+    assert_eq!(
+        code(&body),
+        "INSUFFICIENT_POINTS",
+        "an account in debt takes no new holds"
+    );
     assert_money(&app).await;
 
     // The next top-up pays the debt first.
@@ -258,8 +337,12 @@ async fn a_payment_cancelled_by_the_provider_after_credit_takes_the_points_back_
     let w = app.ok(Some(&fan.access), WALLET, json!({})).await;
     assert_eq!(w["wallet"]["points"], 850);
     assert_eq!(w["wallet"]["debt"], 0);
-    app.ok(Some(&fan.access), HOLD, json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[1]] } }))
-        .await;
+    app.ok(
+        Some(&fan.access),
+        HOLD,
+        json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[1]] } }),
+    )
+    .await;
     assert_money(&app).await;
 }
 
@@ -281,9 +364,18 @@ async fn an_unspent_top_up_goes_back_to_the_card_at_most_once() {
     assert_eq!(r["refundTopUp"]["status"], "REFUNDED");
     assert_eq!(fake.payment(a_key).unwrap().status, "CANCELED");
     assert_eq!(points(&app, &fan).await, 1_000);
-    assert_eq!(code(&app.gql(Some(&fan.access), REFUND, json!({ "t": a })).await), "CONFLICT");
+    assert_eq!(
+        code(&app.gql(Some(&fan.access), REFUND, json!({ "t": a })).await),
+        "CONFLICT"
+    );
     let other = app.sign_up("other@example.com").await;
-    assert_eq!(code(&app.gql(Some(&other.access), REFUND, json!({ "t": paid[1].0 })).await), "NOT_FOUND");
+    assert_eq!(
+        code(
+            &app.gql(Some(&other.access), REFUND, json!({ "t": paid[1].0 }))
+                .await
+        ),
+        "NOT_FOUND"
+    );
 
     // The provider does not answer in time: REFUNDING (points already out), then the job.
     let (b, b_key) = &paid[1];
@@ -296,7 +388,13 @@ async fn an_unspent_top_up_goes_back_to_the_card_at_most_once() {
         .await
         .unwrap();
     assert_eq!(fake.payment(b_key).unwrap().status, "CANCELED");
-    assert_eq!(app.count(&format!("SELECT count(*) AS n FROM top_ups WHERE id = {b} AND status = 'refunded'")).await, 1);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM top_ups WHERE id = {b} AND status = 'refunded'"
+        ))
+        .await,
+        1
+    );
 
     // Spent in part: it cannot go back whole.
     app.ok(
@@ -305,7 +403,13 @@ async fn an_unspent_top_up_goes_back_to_the_card_at_most_once() {
         json!({ "u": fan.id.to_string() }),
     )
     .await;
-    assert_eq!(code(&app.gql(Some(&fan.access), REFUND, json!({ "t": paid[2].0 })).await), "INSUFFICIENT_POINTS");
+    assert_eq!(
+        code(
+            &app.gql(Some(&fan.access), REFUND, json!({ "t": paid[2].0 }))
+                .await
+        ),
+        "INSUFFICIENT_POINTS"
+    );
     assert_eq!(points(&app, &fan).await, 499);
     assert_money(&app).await;
 }
@@ -319,7 +423,11 @@ async fn the_sandbox_is_capped_and_labelled_and_prod_without_a_provider_refuses_
     let mut refused = 0;
     for i in 0..120 {
         let body = app
-            .gql(Some(&fan.access), CHARGE, json!({ "a": 10_000, "k": format!("k{i}") }))
+            .gql(
+                Some(&fan.access),
+                CHARGE,
+                json!({ "a": 10_000, "k": format!("k{i}") }),
+            )
             .await;
         if body["errors"].is_null() {
             assert!(body["data"]["chargePoints"]["topUpId"].is_string());
@@ -330,7 +438,9 @@ async fn the_sandbox_is_capped_and_labelled_and_prod_without_a_provider_refuses_
     }
     assert_eq!(refused, 20);
     for i in 0..5 {
-        let body = app.gql(Some(&fan.access), START, json!({ "a": 1, "k": format!("s{i}") })).await;
+        let body = app
+            .gql(Some(&fan.access), START, json!({ "a": 1, "k": format!("s{i}") }))
+            .await;
         assert_eq!(code(&body), "LIMIT_EXCEEDED");
     }
     assert_eq!(points(&app, &fan).await, 1_000_000);
@@ -338,7 +448,13 @@ async fn the_sandbox_is_capped_and_labelled_and_prod_without_a_provider_refuses_
     assert_eq!(w["wallet"]["sandbox"], true);
     assert_eq!(w["wallet"]["provider"], "SANDBOX");
     assert_eq!(w["wallet"]["sandboxRemaining"], 0);
-    let t = app.ok(Some(&app.sign_up("b@example.com").await.access), START, json!({ "a": 5, "k": "x" })).await;
+    let t = app
+        .ok(
+            Some(&app.sign_up("b@example.com").await.access),
+            START,
+            json!({ "a": 5, "k": "x" }),
+        )
+        .await;
     assert_eq!(t["startTopUp"]["status"], "CONFIRMED");
     assert_eq!(t["startTopUp"]["sandbox"], true);
     assert_money(&app).await;
@@ -346,8 +462,10 @@ async fn the_sandbox_is_capped_and_labelled_and_prod_without_a_provider_refuses_
     let prod = TestApp::spawn_with(&[("BOXOFFICE_ENV", "prod")]).await;
     let fan = prod.sign_up("fan@example.com").await;
     for body in [
-        prod.gql(Some(&fan.access), CHARGE, json!({ "a": 10_000, "k": "k" })).await,
-        prod.gql(Some(&fan.access), START, json!({ "a": 10_000, "k": "k" })).await,
+        prod.gql(Some(&fan.access), CHARGE, json!({ "a": 10_000, "k": "k" }))
+            .await,
+        prod.gql(Some(&fan.access), START, json!({ "a": 10_000, "k": "k" }))
+            .await,
     ] {
         assert_eq!(code(&body), "FORBIDDEN", "{body}");
     }
@@ -363,28 +481,65 @@ async fn amounts_and_balances_stay_within_the_int_they_are_served_in() {
     let show = app.show(layout(1, 4), 4).await;
     let fan = app.sign_up("fan@example.com").await;
     for amount in [0_i64, -1, 601, 2_147_483_648, 9_007_199_254_740_991] {
-        let body = app.gql(Some(&fan.access), START, json!({ "a": amount, "k": format!("k{amount}") })).await;
+        let body = app
+            .gql(
+                Some(&fan.access),
+                START,
+                json!({ "a": amount, "k": format!("k{amount}") }),
+            )
+            .await;
         assert_eq!(code(&body), "BAD_USER_INPUT", "{amount}: {body}");
     }
-    app.ok(Some(&fan.access), START, json!({ "a": 600, "k": "a" })).await;
+    app.ok(Some(&fan.access), START, json!({ "a": 600, "k": "a" }))
+        .await;
     // 600 + 600 > 1000.
-    let body = app.gql(Some(&fan.access), START, json!({ "a": 600, "k": "b" })).await;
+    let body = app
+        .gql(Some(&fan.access), START, json!({ "a": 600, "k": "b" }))
+        .await;
     assert_eq!(code(&body), "BAD_USER_INPUT");
     assert_eq!(body["errors"][0]["extensions"]["field"], "amount");
     // Paid tickets count: they come back as points.
     let r = app
-        .ok(Some(&fan.access), HOLD, json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[0]] } }))
+        .ok(
+            Some(&fan.access),
+            HOLD,
+            json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[0]] } }),
+        )
         .await;
-    app.ok(Some(&fan.access), PAY, json!({ "r": r["reserveSeats"]["id"], "k": "p" })).await;
-    assert_eq!(code(&app.gql(Some(&fan.access), START, json!({ "a": 401, "k": "c" })).await), "BAD_USER_INPUT");
-    app.ok(Some(&fan.access), START, json!({ "a": 400, "k": "d" })).await;
+    app.ok(
+        Some(&fan.access),
+        PAY,
+        json!({ "r": r["reserveSeats"]["id"], "k": "p" }),
+    )
+    .await;
+    assert_eq!(
+        code(
+            &app.gql(Some(&fan.access), START, json!({ "a": 401, "k": "c" }))
+                .await
+        ),
+        "BAD_USER_INPUT"
+    );
+    app.ok(Some(&fan.access), START, json!({ "a": 400, "k": "d" }))
+        .await;
     // Admin grants are bounded the same way.
     let grant = "mutation($u: ID!, $a: Int!) { adjustPoints(userId: $u, amount: $a, reason: \"gift\") { balanceAfter } }";
     for a in [1_i64, 601, -601] {
-        let body = app.gql(Some(&admin.access), grant, json!({ "u": fan.id.to_string(), "a": a })).await;
+        let body = app
+            .gql(
+                Some(&admin.access),
+                grant,
+                json!({ "u": fan.id.to_string(), "a": a }),
+            )
+            .await;
         assert_eq!(code(&body), "BAD_USER_INPUT", "{a}");
     }
-    let me = app.ok(Some(&fan.access), "{ me { points } wallet { inTickets } }", json!({})).await;
+    let me = app
+        .ok(
+            Some(&fan.access),
+            "{ me { points } wallet { inTickets } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(me["me"]["points"], 850);
     assert_eq!(me["wallet"]["inTickets"], 150);
     assert_money(&app).await;
@@ -420,8 +575,12 @@ async fn a_top_up_storm_over_two_instances_credits_every_captured_payment_exactl
                             1 => drop(confirm(second, fan, &key, &order, amount).await),
                             2 => drop(fake.webhook(&second.url(""), &key, &order, "DONE").await),
                             _ => drop(
-                                boxoffice::payments::reconcile::run_once(&app.state.db, &app.state.payments, Duration::ZERO)
-                                    .await,
+                                boxoffice::payments::reconcile::run_once(
+                                    &app.state.db,
+                                    &app.state.payments,
+                                    Duration::ZERO,
+                                )
+                                .await,
                             ),
                         }
                     }
@@ -435,15 +594,22 @@ async fn a_top_up_storm_over_two_instances_credits_every_captured_payment_exactl
         }
     });
     for (id, expected) in futures_util::future::join_all(tasks).await {
-        let got = app.count(&format!("SELECT points AS n FROM users WHERE id = {id}")).await;
+        let got = app
+            .count(&format!("SELECT points AS n FROM users WHERE id = {id}"))
+            .await;
         assert_eq!(got, expected, "fan {id}");
     }
     let captured = fake.captures.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(
-        app.count("SELECT count(*) AS n FROM point_ledger WHERE kind = 'top_up'").await,
+        app.count("SELECT count(*) AS n FROM point_ledger WHERE kind = 'top_up'")
+            .await,
         i64::from(captured)
     );
-    assert_eq!(app.count("SELECT count(*) AS n FROM top_ups WHERE status = 'confirmed'").await, 36);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM top_ups WHERE status = 'confirmed'")
+            .await,
+        36
+    );
     assert_money(&app).await;
 }
 

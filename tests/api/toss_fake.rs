@@ -165,10 +165,17 @@ impl FakeToss {
 
 async fn confirm(State(fake): State<FakeToss>, headers: HeaderMap, Json(body): Json<Value>) -> Answer {
     if !authorized(&headers) {
-        return failure(StatusCode::UNAUTHORIZED, "UNAUTHORIZED_KEY", "인증되지 않은 시크릿 키 혹은 클라이언트 키 입니다.");
+        return failure(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED_KEY",
+            "인증되지 않은 시크릿 키 혹은 클라이언트 키 입니다.",
+        );
     }
     fake.confirms.fetch_add(1, Ordering::Relaxed);
-    let idem = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let idem = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let (answer, delay) = {
         let mut inner = fake.inner.lock().unwrap();
         let delay = inner.confirm_delay;
@@ -177,7 +184,11 @@ async fn confirm(State(fake): State<FakeToss>, headers: HeaderMap, Json(body): J
         } else {
             let key = body["paymentKey"].as_str().unwrap_or_default().to_owned();
             let answer = match inner.payments.get_mut(&key) {
-                None => failure(StatusCode::NOT_FOUND, "NOT_FOUND_PAYMENT_SESSION", "결제 시간이 만료되어 결제 진행 데이터가 존재하지 않습니다."),
+                None => failure(
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND_PAYMENT_SESSION",
+                    "결제 시간이 만료되어 결제 진행 데이터가 존재하지 않습니다.",
+                ),
                 Some(p) if Some(p.order_id.as_str()) != body["orderId"].as_str() => {
                     failure(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "잘못된 요청입니다.")
                 }
@@ -186,9 +197,11 @@ async fn confirm(State(fake): State<FakeToss>, headers: HeaderMap, Json(body): J
                     "UNAUTHORIZED_PAYMENT_AMOUNT",
                     "결제 금액이 일치하지 않습니다.",
                 ),
-                Some(p) if p.status != "IN_PROGRESS" => {
-                    failure(StatusCode::BAD_REQUEST, "ALREADY_PROCESSED_PAYMENT", "이미 처리된 결제 입니다.")
-                }
+                Some(p) if p.status != "IN_PROGRESS" => failure(
+                    StatusCode::BAD_REQUEST,
+                    "ALREADY_PROCESSED_PAYMENT",
+                    "이미 처리된 결제 입니다.",
+                ),
                 Some(p) => {
                     p.status = "DONE";
                     fake.captures.fetch_add(1, Ordering::Relaxed);
@@ -213,7 +226,11 @@ async fn by_key(State(fake): State<FakeToss>, headers: HeaderMap, Path(key): Pat
     }
     match fake.inner.lock().unwrap().payments.get(&key) {
         Some(p) => (StatusCode::OK, Json(payment_json(&key, p))),
-        None => failure(StatusCode::NOT_FOUND, "NOT_FOUND_PAYMENT", "존재하지 않는 결제 정보 입니다."),
+        None => failure(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND_PAYMENT",
+            "존재하지 않는 결제 정보 입니다.",
+        ),
     }
 }
 
@@ -224,18 +241,34 @@ async fn by_order(State(fake): State<FakeToss>, headers: HeaderMap, Path(order_i
     let inner = fake.inner.lock().unwrap();
     match inner.payments.iter().find(|(_, p)| p.order_id == order_id) {
         Some((k, p)) => (StatusCode::OK, Json(payment_json(k, p))),
-        None => failure(StatusCode::NOT_FOUND, "NOT_FOUND_PAYMENT", "존재하지 않는 결제 정보 입니다."),
+        None => failure(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND_PAYMENT",
+            "존재하지 않는 결제 정보 입니다.",
+        ),
     }
 }
 
-async fn cancel(State(fake): State<FakeToss>, headers: HeaderMap, Path(key): Path<String>, Json(body): Json<Value>) -> Answer {
+async fn cancel(
+    State(fake): State<FakeToss>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    Json(body): Json<Value>,
+) -> Answer {
     if !authorized(&headers) {
         return failure(StatusCode::UNAUTHORIZED, "UNAUTHORIZED_KEY", "unauthorized");
     }
     if body["cancelReason"].as_str().is_none_or(str::is_empty) {
-        return failure(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "cancelReason is required");
+        return failure(
+            StatusCode::BAD_REQUEST,
+            "INVALID_REQUEST",
+            "cancelReason is required",
+        );
     }
-    let idem = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let idem = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let (answer, delay) = {
         let mut inner = fake.inner.lock().unwrap();
         let delay = inner.cancel_delay;
@@ -243,13 +276,21 @@ async fn cancel(State(fake): State<FakeToss>, headers: HeaderMap, Path(key): Pat
             ((*s, Json(v.clone())), delay)
         } else {
             let answer = match inner.payments.get_mut(&key) {
-                None => failure(StatusCode::NOT_FOUND, "NOT_FOUND_PAYMENT", "존재하지 않는 결제 정보 입니다."),
-                Some(p) if p.status == "CANCELED" => {
-                    failure(StatusCode::BAD_REQUEST, "ALREADY_CANCELED_PAYMENT", "이미 취소된 결제 입니다.")
-                }
-                Some(p) if p.status != "DONE" => {
-                    failure(StatusCode::FORBIDDEN, "NOT_CANCELABLE_PAYMENT", "취소 할 수 없는 결제 입니다.")
-                }
+                None => failure(
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND_PAYMENT",
+                    "존재하지 않는 결제 정보 입니다.",
+                ),
+                Some(p) if p.status == "CANCELED" => failure(
+                    StatusCode::BAD_REQUEST,
+                    "ALREADY_CANCELED_PAYMENT",
+                    "이미 취소된 결제 입니다.",
+                ),
+                Some(p) if p.status != "DONE" => failure(
+                    StatusCode::FORBIDDEN,
+                    "NOT_CANCELABLE_PAYMENT",
+                    "취소 할 수 없는 결제 입니다.",
+                ),
                 Some(p) => {
                     p.status = "CANCELED";
                     (StatusCode::OK, Json(payment_json(&key, p)))
