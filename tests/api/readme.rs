@@ -1,7 +1,7 @@
-//! The README's GraphQL examples, run in order on a fresh database exactly as written, so
-//! they cannot drift from the API.
+//! The GraphQL examples of docs/api.md (the walk-through the README points to), run in order
+//! on a fresh database exactly as written, so they cannot drift from the API.
 //!
-//! Conventions (stated in the README): `# as <email>` sends that account's latest access
+//! Conventions (stated in docs/api.md): `# as <email>` sends that account's latest access
 //! token; `"<name>"` stands for the latest `name` in an earlier answer; a trailing
 //! `# until X` repeats the example until its answer says `X`. Every example must answer
 //! without errors, and every `edges` list it gets must be non-empty (an example that finds
@@ -26,8 +26,11 @@ struct Example {
     until: Option<String>,
 }
 
+/// Where the walk-through lives.
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md");
+
 fn readme() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap()
+    std::fs::read_to_string(EXAMPLES).unwrap()
 }
 
 /// The ```graphql blocks, in order.
@@ -176,7 +179,7 @@ async fn the_readme_examples_run_in_order_as_written() {
     let app = TestApp::spawn().await;
     let readme = readme();
 
-    // Quick start's first admin, made the way its command does.
+    // The walk-through's first admin, made the way its `create-admin` command does.
     let admin = regex_lite(&readme, "create-admin --email ", " ");
     let password = regex_lite(&readme, "--password '", "'");
     {
@@ -223,10 +226,10 @@ async fn the_readme_examples_run_in_order_as_written() {
                 }
             };
             for body in &answers {
-                assert!(body["errors"].is_null(), "README example failed:\n{text}\n{body}");
+                assert!(body["errors"].is_null(), "docs/api.md example failed:\n{text}\n{body}");
                 assert!(
                     !empty_edges(body),
-                    "README example found nothing:\n{text}\n{body}"
+                    "docs/api.md example found nothing:\n{text}\n{body}"
                 );
                 if let Some(what) = &example.until {
                     assert!(
@@ -266,7 +269,7 @@ fn find_access(data: &Value) -> Option<String> {
 fn regex_lite(text: &str, start: &str, end: &str) -> String {
     let rest = &text[text
         .find(start)
-        .unwrap_or_else(|| panic!("README has no {start:?}"))
+        .unwrap_or_else(|| panic!("docs/api.md has no {start:?}"))
         + start.len()..];
     rest[..rest.find(end).unwrap()].to_owned()
 }
