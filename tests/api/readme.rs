@@ -226,7 +226,10 @@ async fn the_readme_examples_run_in_order_as_written() {
                 }
             };
             for body in &answers {
-                assert!(body["errors"].is_null(), "docs/api.md example failed:\n{text}\n{body}");
+                assert!(
+                    body["errors"].is_null(),
+                    "docs/api.md example failed:\n{text}\n{body}"
+                );
                 assert!(
                     !empty_edges(body),
                     "docs/api.md example found nothing:\n{text}\n{body}"
