@@ -3,7 +3,9 @@
 //!
 //! Conventions (stated in docs/api.md): `# as <email>` sends that account's latest access
 //! token; `"<name>"` stands for the latest `name` in an earlier answer; a trailing
-//! `# until X` repeats the example until its answer says `X`. Every example must answer
+//! `# until X` repeats the example until its answer says `X`. Every operation is named,
+//! each name once (GraphQL Code Generator refuses anonymous operations, and the client
+//! suite's e2e/clients/codegen.test.mjs generates types from these). Every example must answer
 //! without errors, and every `edges` list it gets must be non-empty (an example that finds
 //! nothing shows nothing).
 
@@ -193,8 +195,12 @@ async fn the_readme_examples_run_in_order_as_written() {
     let mut tokens: HashMap<String, String> = HashMap::new();
     let mut session: Option<String> = None;
     let mut ran = 0;
+    let mut names = std::collections::HashSet::new();
     for block in blocks(&readme) {
         for example in examples(&block) {
+            let name = operation_name(&example.text)
+                .unwrap_or_else(|| panic!("anonymous operation in docs/api.md:\n{}", example.text));
+            assert!(names.insert(name.to_owned()), "two operations named {name}");
             let mut text = example.text.clone();
             for (name, value) in &seen {
                 text = text.replace(&format!("\"<{name}>\""), &format!("\"{value}\""));
@@ -261,6 +267,20 @@ async fn the_readme_examples_run_in_order_as_written() {
     app.assert_invariants().await;
 }
 
+/// The name of an operation (`query Name { ... }`), if it has one.
+fn operation_name(text: &str) -> Option<&str> {
+    let mut words = text.split_whitespace();
+    if !matches!(words.next(), Some("query" | "mutation" | "subscription")) {
+        return None;
+    }
+    let word = words.next()?;
+    let end = word
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(word.len());
+    let name = &word[..end];
+    (!name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit())).then_some(name)
+}
+
 /// The access token in an answer (signUp, logIn, refreshToken).
 fn find_access(data: &Value) -> Option<String> {
     let mut seen = HashMap::new();
@@ -287,4 +307,13 @@ fn examples_are_split_at_operations_and_know_their_actor() {
     assert_eq!(ex[0].actor, None);
     assert_eq!(ex[1].actor.as_deref(), Some("x@example.com"));
     assert_eq!(ex[2].until.as_deref(), Some("DONE"));
+
+    assert_eq!(operation_name("query Me { me { id } }"), Some("Me"));
+    assert_eq!(
+        operation_name("subscription Watch($id: ID!) { x }"),
+        Some("Watch")
+    );
+    assert_eq!(operation_name("query { me { id } }"), None);
+    assert_eq!(operation_name("mutation($i: SignUpInput!) { x }"), None);
+    assert_eq!(operation_name("{ me { id } }"), None);
 }
