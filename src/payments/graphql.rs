@@ -91,6 +91,8 @@ pub struct Wallet {
     pub max_balance: i64,
     /// The key the web app opens the provider's payment window with (Toss's client key).
     pub client_key: Option<String>,
+    /// The script of the provider's payment window, for a web app to load.
+    pub checkout_script: Option<String>,
 }
 
 #[derive(Default)]
@@ -134,6 +136,8 @@ impl PaymentsQuery {
                 .ok()
                 .and_then(|p| p.client_key())
                 .map(str::to_owned),
+            checkout_script: (payments.kind() == Some(ProviderKind::Toss))
+                .then(|| super::toss::CHECKOUT_SCRIPT.to_owned()),
         })
     }
 

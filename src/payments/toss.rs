@@ -17,6 +17,10 @@ use serde::Deserialize;
 
 use super::provider::{PaymentProvider, PaymentStatus, ProviderError, ProviderKind, ProviderPayment};
 
+/// Toss's payment window script, which the web app's wallet page loads (its
+/// Content-Security-Policy allows this origin: `crate::web::WALLET_CONTENT_SECURITY_POLICY`).
+pub const CHECKOUT_SCRIPT: &str = "https://js.tosspayments.com/v2/standard";
+
 pub struct Toss {
     http: reqwest::Client,
     api_url: String,

@@ -634,3 +634,37 @@ async fn the_money_invariants_see_a_credit_without_a_confirmed_payment() {
     assert_eq!(v.len(), 1, "{v:?}");
     assert!(v[0].contains("pending"), "{v:?}");
 }
+
+/// Toss's payment window is a script from Toss: only the wallet page's policy allows it,
+/// and the server names it (the app's own code names no other host).
+#[tokio::test]
+async fn only_the_wallet_page_may_load_the_providers_payment_window() {
+    let fake = FakeToss::start().await;
+    let app = toss_app(&fake, &[]).await;
+    let fan = app.sign_up("fan@example.com").await;
+    let w = app
+        .ok(
+            Some(&fan.access),
+            "{ wallet { provider sandbox clientKey checkoutScript } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(w["wallet"]["clientKey"], "test_ck_boxoffice_fake");
+    assert_eq!(
+        w["wallet"]["checkoutScript"],
+        "https://js.tosspayments.com/v2/standard"
+    );
+    let page = app.http.get(app.url("/wallet")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self' https://js.tosspayments.com;"),
+        "{csp}"
+    );
+    let home = app.http.get(app.url("/")).send().await.unwrap();
+    let csp = home.headers()["content-security-policy"].to_str().unwrap();
+    assert!(!csp.contains("tosspayments"), "{csp}");
+}

@@ -8,9 +8,8 @@ import { gql } from '../api.js';
 import { explain } from '../errors.js';
 import * as auth from '../auth.js';
 
-const WALLET = `{ wallet { points debt inTickets provider sandbox sandboxDailyLimit sandboxRemaining maxTopUp clientKey } }`;
+const WALLET = `{ wallet { points debt inTickets provider sandbox sandboxDailyLimit sandboxRemaining maxTopUp clientKey checkoutScript } }`;
 const TOP_UP = 'id amount status orderId orderName provider sandbox failure createdAt confirmedAt';
-const TOSS_SDK = 'https://js.tosspayments.com/v2/standard';
 
 // The server's own words where the generic ones would mislead (the sandbox's cap, a debt).
 const say = (e) => (['LIMIT_EXCEEDED', 'INSUFFICIENT_POINTS', 'FORBIDDEN'].includes(e?.code) ? e.message : explain(e));
@@ -26,7 +25,7 @@ export async function topUp(amount, { back = null, idempotencyKey = key('topup')
     { a: amount, k: idempotencyKey });
   if (t.status !== 'PENDING') return t;
   const { wallet } = await gql(WALLET);
-  await openTossWindow(wallet.clientKey, t, back);
+  await openTossWindow(wallet, t, back);
   return null;
 }
 
@@ -40,16 +39,17 @@ function loadScript(src) {
   });
 }
 
-async function openTossWindow(clientKey, t, back) {
+async function openTossWindow(wallet, t, back) {
   // The wallet page's own document allows Toss's script (its Content-Security-Policy):
   // from another page, come here first with a full page load.
   if (location.pathname !== '/wallet') {
     location.assign(`/wallet?${new URLSearchParams({ pay: t.orderId, ...(back ? { back } : {}) })}`);
     return;
   }
-  await loadScript(TOSS_SDK);
+  // The provider's script, named by the server (`wallet.checkoutScript`).
+  await loadScript(wallet.checkoutScript);
   const here = `${location.origin}/wallet${back ? `?${new URLSearchParams({ back })}` : ''}`;
-  const payment = window.TossPayments(clientKey).payment({ customerKey: window.TossPayments.ANONYMOUS });
+  const payment = window.TossPayments(wallet.clientKey).payment({ customerKey: window.TossPayments.ANONYMOUS });
   await payment.requestPayment({
     method: 'CARD',
     amount: { currency: 'KRW', value: t.amount },
@@ -162,7 +162,7 @@ export async function render(main) {
     if (pay && !wallet.sandbox) {
       const { myTopUps } = await gql(`{ myTopUps(first: 20) { nodes { ${TOP_UP} } } }`);
       const t = myTopUps.nodes.find((n) => n.orderId === pay && n.status === 'PENDING');
-      if (t) await openTossWindow(wallet.clientKey, t, back);
+      if (t) await openTossWindow(wallet, t, back);
     }
   } catch (e) {
     notice(msg, say(e), 'error');
