@@ -17,6 +17,7 @@ mod leader;
 mod live;
 mod orders;
 mod points;
+mod pool;
 mod queue;
 mod readme;
 mod roles;
