@@ -7,7 +7,6 @@
 //! | `PORT` | `8080` | port to listen on |
 //! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/boxoffice` | PostgreSQL; the database is created if missing. Several hosts (`postgres://u@h1:5432,h2:5432/db?target_session_attrs=read-write&connect_timeout=2`) follow a failover: new connections go to whichever takes writes |
 //! | `DATABASE_POOL_SIZE` | `16` | connections in the pool |
-//! | `DATABASE_PREPARED_STATEMENTS` | `true` | keep prepared statements per connection; `false` behind PgBouncer in transaction mode (see docs/operations.md) |
 //! | `DATABASE_LOCK_TIMEOUT_MS` | `3000` | longest wait for a row lock (`lock_timeout`); the request then answers UNAVAILABLE |
 //! | `DATABASE_STATEMENT_TIMEOUT_MS` | `30000` | longest statement (`statement_timeout`) |
 //! | `DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS` | `5000` | a session idle inside a transaction this long is ended by PostgreSQL, releasing its locks (a frozen instance) |
@@ -81,7 +80,6 @@ pub struct Config {
     pub database_url: SecretString,
     pub database_pool_size: u32,
     pub database_timeouts: DatabaseTimeouts,
-    pub database_prepared_statements: bool,
     pub redis_url: Option<SecretString>,
     pub redis_prefix: String,
     pub redis_accept_volatile: bool,
@@ -248,7 +246,6 @@ impl Config {
                 )?),
                 keepalive_idle: Duration::from_secs(parse(&get, "DATABASE_TCP_KEEPALIVE_SECONDS", Some(10))?),
             },
-            database_prepared_statements: parse(&get, "DATABASE_PREPARED_STATEMENTS", Some(true))?,
             redis_url: get("REDIS_URL").map(SecretString::from),
             redis_prefix: get("REDIS_PREFIX").unwrap_or_else(|| "bo:".to_owned()),
             redis_accept_volatile: parse(&get, "REDIS_ACCEPT_VOLATILE", Some(false))?,

@@ -7,10 +7,8 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use diesel::connection::CacheSize;
 use diesel_async::{
-    AnsiTransactionManager, AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl,
-    TransactionManager,
+    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl,
     pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod, bb8},
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -65,8 +63,8 @@ impl<'a> PgUrl<'a> {
 /// The database URL with the session settings every pooled connection runs with: lock,
 /// statement and idle-in-transaction timeouts (so that a frozen instance holding a schedule
 /// lock is cut off after seconds, and nobody waits on it for longer), and TCP keepalive (so
-/// that a partitioned peer is noticed). Behind PgBouncer the `options` are dropped
-/// (`ignore_startup_parameters`): the same settings then belong on the role.
+/// that a partitioned peer is noticed). PgBouncer cannot pass `options` on: behind it they
+/// are dropped (`ignore_startup_parameters`) and the same settings belong on the role.
 pub fn session_url(url: &str, t: &DatabaseTimeouts) -> anyhow::Result<String> {
     PgUrl::parse(url)?;
     // Percent-encoded by hand: tokio-postgres decodes `%20`, not the `+` of form encoding.
@@ -89,10 +87,6 @@ pub fn session_url(url: &str, t: &DatabaseTimeouts) -> anyhow::Result<String> {
 pub struct PoolSettings<'a> {
     pub size: u32,
     pub timeouts: &'a DatabaseTimeouts,
-    /// Keep each connection's prepared statements for reuse (diesel-async's cache). Off
-    /// behind a pooler in transaction mode, which hands the next transaction another server
-    /// connection where the cached statement does not exist.
-    pub prepared_statements: bool,
 }
 
 impl<'a> PoolSettings<'a> {
@@ -100,7 +94,6 @@ impl<'a> PoolSettings<'a> {
         Self {
             size: config.database_pool_size,
             timeouts: &config.database_timeouts,
-            prepared_statements: config.database_prepared_statements,
         }
     }
 }
@@ -115,15 +108,6 @@ pub async fn connect_pool(url: &str, settings: PoolSettings<'_>) -> anyhow::Resu
     config.recycling_method = RecyclingMethod::CustomFunction(Box::new(|conn| {
         Box::pin(async move { check_writable(conn).await })
     }));
-    if !settings.prepared_statements {
-        config.custom_setup = Box::new(|url| {
-            Box::pin(async move {
-                let mut conn = AsyncPgConnection::establish(url).await?;
-                conn.set_prepared_statement_cache_size(CacheSize::Disabled);
-                Ok(conn)
-            })
-        });
-    }
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     bb8::Pool::builder()
         .max_size(settings.size)
@@ -184,39 +168,25 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Applies pending migrations, all in one transaction holding a transaction-scoped
-/// advisory lock, so that instances starting together do not apply the same migration
-/// twice. Not a session lock: behind a pooler in transaction mode its lock and unlock
-/// could reach two different server connections and leave it held. Needs the multi-thread
-/// runtime (diesel-async's harness blocks in place).
+/// Applies pending migrations under an advisory lock. Needs the multi-thread runtime
+/// (diesel-async's harness blocks in place).
 pub async fn run_migrations(url: &str) -> anyhow::Result<usize> {
     let mut conn = AsyncPgConnection::establish(url)
         .await
         .context("connecting to run migrations")?;
-    AnsiTransactionManager::begin_transaction(&mut conn).await?;
-    diesel::sql_query(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+    diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
         .execute(&mut conn)
         .await?;
-    // The harness sees the open transaction and runs each migration in a savepoint.
     let mut harness = AsyncMigrationHarness::new(conn);
     let applied = harness
         .run_pending_migrations(MIGRATIONS)
-        .map(|done| done.len())
-        .map_err(|e| anyhow::anyhow!("applying migrations: {e}"));
+        .map_err(|e| anyhow::anyhow!("applying migrations: {e}"))?
+        .len();
     let mut conn = harness.into_inner();
-    match applied {
-        Ok(n) => {
-            AnsiTransactionManager::commit_transaction(&mut conn)
-                .await
-                .context("committing the migrations")?;
-            Ok(n)
-        }
-        Err(e) => {
-            // The error to report is the migration's; the connection is dropped anyway.
-            let _ = AnsiTransactionManager::rollback_transaction(&mut conn).await;
-            Err(e)
-        }
-    }
+    diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+        .execute(&mut conn)
+        .await?;
+    Ok(applied)
 }
 
 /// Splits `postgres://u@h:p/name?x` (or the multi-host form) into the URL of the

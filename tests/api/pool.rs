@@ -1,13 +1,12 @@
 //! The connection pool's discard rule (src/db.rs): a pooled connection whose server stopped
 //! taking writes (a demoted primary, a standby reached by a multi-host URL) or that was
-//! closed is never handed out again; and with prepared statements off, no statement
-//! outlives its query (what PgBouncer in transaction mode needs). The failover itself
+//! closed is never handed out again. The failover itself
 //! (Patroni) is exercised by `scripts/ha failover`, outside cargo test.
 
 use std::time::Duration;
 
-use boxoffice::{config::DatabaseTimeouts, db, schema::users};
-use diesel::{ExpressionMethods as _, QueryDsl as _, QueryableByName, sql_types::BigInt, sql_types::Integer};
+use boxoffice::{config::DatabaseTimeouts, db};
+use diesel::{QueryableByName, sql_types::Integer};
 use diesel_async::RunQueryDsl;
 
 use crate::common::TestDb;
@@ -19,13 +18,12 @@ const TIMEOUTS: DatabaseTimeouts = DatabaseTimeouts {
     keepalive_idle: Duration::from_secs(10),
 };
 
-async fn pool(db: &TestDb, prepared_statements: bool) -> db::Pool {
+async fn pool(db: &TestDb) -> db::Pool {
     db::connect_pool(
         &db.url,
         db::PoolSettings {
             size: 1,
             timeouts: &TIMEOUTS,
-            prepared_statements,
         },
     )
     .await
@@ -36,12 +34,6 @@ async fn pool(db: &TestDb, prepared_statements: bool) -> db::Pool {
 struct Pid {
     #[diesel(sql_type = Integer)]
     pid: i32,
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
 }
 
 async fn backend_pid(conn: &mut diesel_async::AsyncPgConnection) -> i32 {
@@ -55,7 +47,7 @@ async fn backend_pid(conn: &mut diesel_async::AsyncPgConnection) -> i32 {
 #[tokio::test]
 async fn a_connection_whose_server_turned_read_only_is_dropped_not_reused() {
     let db = TestDb::new().await;
-    let pool = pool(&db, true).await;
+    let pool = pool(&db).await;
     let first = {
         let mut conn = pool.get().await.unwrap();
         // What a demoted primary looks like from an open session: every transaction is
@@ -81,7 +73,7 @@ async fn a_connection_whose_server_turned_read_only_is_dropped_not_reused() {
 #[tokio::test]
 async fn a_write_on_a_read_only_server_answers_unavailable() {
     let db = TestDb::new().await;
-    let pool = pool(&db, true).await;
+    let pool = pool(&db).await;
     let mut conn = pool.get().await.unwrap();
     diesel::sql_query("SET SESSION default_transaction_read_only = on")
         .execute(&mut *conn)
@@ -99,7 +91,7 @@ async fn a_write_on_a_read_only_server_answers_unavailable() {
 #[tokio::test]
 async fn a_connection_closed_by_the_server_is_replaced() {
     let db = TestDb::new().await;
-    let pool = pool(&db, true).await;
+    let pool = pool(&db).await;
     let first = {
         let mut conn = pool.get().await.unwrap();
         backend_pid(&mut conn).await
@@ -113,32 +105,4 @@ async fn a_connection_closed_by_the_server_is_replaced() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut conn = pool.get().await.unwrap();
     assert_ne!(backend_pid(&mut conn).await, first);
-}
-
-async fn statements_kept(pool: &db::Pool) -> i64 {
-    let mut conn = pool.get().await.unwrap();
-    // A query built with diesel's DSL: diesel caches those, not raw `sql_query` text.
-    users::table
-        .filter(users::id.eq(1))
-        .count()
-        .get_result::<i64>(&mut *conn)
-        .await
-        .unwrap();
-    diesel::sql_query(
-        "SELECT count(*) AS n FROM pg_prepared_statements WHERE statement NOT LIKE '%pg_prepared_statements%'",
-    )
-        .get_result::<Count>(&mut *conn)
-        .await
-        .unwrap()
-        .n
-}
-
-#[tokio::test]
-async fn without_prepared_statements_none_outlives_its_query() {
-    let db = TestDb::new().await;
-    assert!(
-        statements_kept(&pool(&db, true).await).await > 0,
-        "the cache keeps them by default"
-    );
-    assert_eq!(statements_kept(&pool(&db, false).await).await, 0);
 }
