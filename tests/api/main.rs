@@ -26,6 +26,7 @@ mod search;
 mod single;
 mod startup;
 mod storage;
+mod unreached;
 mod waitlist;
 mod web;
 mod websocket;
