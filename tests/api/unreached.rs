@@ -126,3 +126,45 @@ async fn an_oversized_password_is_refused_as_invalid_credentials() {
     let body = app.log_in("fan@example.com", crate::common::PASSWORD).await;
     assert!(body["errors"].is_null(), "{body}");
 }
+
+/// Without Redis the login limits live in the instance's memory: the per-address limit and
+/// the reset after a success behave as they do with Redis (auth.rs tests those).
+#[tokio::test]
+async fn without_redis_the_per_address_login_limit_holds_and_a_success_resets_the_account() {
+    let db = crate::common::TestDb::new().await;
+    let config = crate::common::test_config(
+        &db,
+        &[
+            ("REDIS_URL", ""),
+            ("LOGIN_MAX_FAILURES", "3"),
+            ("LOGIN_MAX_FAILURES_PER_IP", "10"),
+        ],
+    );
+    assert!(config.redis_url().is_none());
+    let state = boxoffice::state::AppState::connect(config).await.unwrap();
+    let app = TestApp::serve(db, state).await;
+    let password = crate::common::PASSWORD;
+    app.sign_up("mia@example.com").await;
+
+    // Two failures, a success, two failures again: the success reset the account's count.
+    for round in 0..2 {
+        for _ in 0..2 {
+            let body = app.log_in("mia@example.com", "wrong password 1").await;
+            assert_eq!(code(&body), "UNAUTHENTICATED", "round {round}: {body}");
+        }
+        let body = app.log_in("mia@example.com", password).await;
+        assert!(body["errors"].is_null(), "round {round}: {body}");
+    }
+
+    // Every attempt counts against the address and a success takes its own back, so the
+    // four failures above leave six to reach the address's limit of ten, which then
+    // refuses even a right password.
+    for i in 0..6 {
+        let body = app
+            .log_in(&format!("guess{i}@example.com"), "wrong password 1")
+            .await;
+        assert_eq!(code(&body), "UNAUTHENTICATED", "{body}");
+    }
+    let body = app.log_in("mia@example.com", password).await;
+    assert_eq!(code(&body), "RATE_LIMITED", "{body}");
+}
