@@ -18,18 +18,22 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const e2e = path.resolve(here, '..');
 const apiDoc = path.resolve(e2e, '..', 'docs', 'api.md');
 
-/** The operation blocks of docs/api.md: every ```graphql block, and the ```text ones
- * (operations shown but not run by the walk-through). */
+/** The operation blocks of docs/api.md: every ```graphql block, and the ```text ones that
+ * hold operations (shown but not run by the walk-through). */
 function exampleBlocks(markdown) {
   const blocks = [];
   let current = null;
+  let info = null;
   for (const line of markdown.split('\n')) {
     const fence = line.trimEnd();
-    if (current === null && (fence === '```graphql' || fence === '```text')) current = [];
-    else if (current !== null && fence === '```') { blocks.push(current.join('\n')); current = null; }
+    if (current === null && (fence === '```graphql' || fence === '```text')) { current = []; info = fence; }
+    else if (current !== null && fence === '```') { blocks.push({ info, text: current.join('\n') }); current = null; }
     else if (current !== null) current.push(line);
   }
-  return blocks;
+  const operation = /^\s*(query|mutation|subscription|fragment)\b/;
+  return blocks
+    .filter((b) => b.info === '```graphql' || operation.test(b.text.split('\n').find((l) => l.trim() && !l.trim().startsWith('#')) ?? ''))
+    .map((b) => b.text);
 }
 
 let server;

@@ -500,6 +500,10 @@ fn check(inv: &Invocation) -> Result<(), String> {
         },
         // cargo test's filters: anything.
         "scripts/test" => Ok(()),
+        "scripts/coverage" => match inv.args.as_slice() {
+            [one] if one == "env" || one == "report" => Ok(()),
+            other => Err(format!("scripts/coverage takes env or report, not {other:?}")),
+        },
         _ if inv.args.is_empty() => Ok(()),
         other => Err(format!(
             "{other} is shown with arguments this test does not know how to check"

@@ -29,6 +29,7 @@ mod single;
 mod startup;
 mod storage;
 mod toss_fake;
+mod unreached;
 mod waitlist;
 mod web;
 mod websocket;
