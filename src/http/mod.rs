@@ -87,6 +87,9 @@ const KEEPALIVE: Duration = Duration::from_secs(20);
 pub fn router(state: AppState, schema: AppSchema, shutdown: watch::Receiver<bool>) -> Router {
     let edge = &state.config.edge;
     let cors = cors::layer(&state.config.cors_allowed_origins);
+    // Counted from the start, not from the first scrape: the recorder must exist before the
+    // first request is counted.
+    crate::telemetry::metrics();
     let http = Http {
         anonymous: Arc::new(rate::AnonymousLimiter::new(
             edge.anonymous_rate_per_second,
@@ -177,8 +180,12 @@ fn client_ip(state: &AppState, headers: &HeaderMap, addr: SocketAddr) -> IpAddr 
 
 async fn track_metrics(path: Option<MatchedPath>, req: Request, next: Next) -> Response {
     let started = Instant::now();
+    // Labels come from a closed set: every new label value is a new time series kept for
+    // the life of the process, so a client choosing them (10,000 made-up 4 KB methods, or
+    // as many paths) would grow memory and every scrape without bound.
+    // The route as the router declares it (`/schedules/{id}`), never the path sent.
     let path = path.map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
     metrics::counter!("http_requests_total", "method" => method, "path" => path.clone(), "status" => status)
@@ -186,6 +193,23 @@ async fn track_metrics(path: Option<MatchedPath>, req: Request, next: Next) -> R
     metrics::histogram!("http_request_duration_seconds", "path" => path)
         .record(started.elapsed().as_secs_f64());
     resp
+}
+
+/// The methods of RFC 9110 (and PATCH) by name; anything else is `OTHER`.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
 }
 
 #[cfg(test)]
