@@ -73,7 +73,12 @@ impl JwtKeys {
     }
 
     /// [`issue`](Self::issue) for a login session (its refresh-token family).
-    pub fn issue_for_session(&self, user_id: i64, role: Role, session: uuid::Uuid) -> anyhow::Result<(String, i64)> {
+    pub fn issue_for_session(
+        &self,
+        user_id: i64,
+        role: Role,
+        session: uuid::Uuid,
+    ) -> anyhow::Result<(String, i64)> {
         self.issue_in(user_id, role, Some(session))
     }
 

@@ -253,7 +253,11 @@ impl Session {
                         break Some(Close::new(1013, "cannot check the session now; retry later"));
                     }
                 }
-                if out.send(text_message(json!({ "type": "connection_ack" }))).await.is_err() {
+                if out
+                    .send(text_message(json!({ "type": "connection_ack" })))
+                    .await
+                    .is_err()
+                {
                     break None;
                 }
             }
@@ -316,7 +320,7 @@ impl Session {
                                 }
                                 let max = self.http.state.config.edge.ws_max_subscriptions;
                                 if self.running.len() >= max {
-                                    Some(self.error(&id, "TOO_MANY_SUBSCRIPTIONS", &format!("at most {max} operations may run on one socket")))
+                                    Some(self.error(&id, crate::error::ErrorCode::TooManySubscriptions.as_str(), &format!("at most {max} operations may run on one socket")))
                                 } else {
                                     operations.push(self.start(id, *payload, viewer));
                                     None

@@ -12,6 +12,7 @@ mod common;
 mod concerts;
 mod faults;
 mod http;
+mod introspection;
 mod isolation;
 mod leader;
 mod live;

@@ -220,7 +220,10 @@ async fn a_logged_out_session_opens_no_socket() {
             refused
         };
         assert_eq!(refused["close"], 4403, "{protocol}: {refused}");
-        assert!(refused["reason"].as_str().unwrap().contains("revoked"), "{refused}");
+        assert!(
+            refused["reason"].as_str().unwrap().contains("revoked"),
+            "{refused}"
+        );
     }
     // The account's other session (another login) still opens sockets.
     let mut ws = connect(&app, "graphql-transport-ws").await;
@@ -233,7 +236,10 @@ async fn a_logged_out_session_opens_no_socket() {
     // A refresh-token theft revokes that family's sockets too.
     let refresh = "mutation($r: String!) { refreshToken(refreshToken: $r) { accessToken refreshToken } }";
     let rotated = app.gql(None, refresh, json!({ "r": again.refresh })).await;
-    let new_access = rotated["data"]["refreshToken"]["accessToken"].as_str().unwrap().to_owned();
+    let new_access = rotated["data"]["refreshToken"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     app.gql(None, refresh, json!({ "r": again.refresh })).await;
     let mut ws = connect(&app, "graphql-transport-ws").await;
     assert_eq!(init(&mut ws, Some(&new_access)).await["close"], 4403);
