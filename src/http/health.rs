@@ -110,16 +110,15 @@ fn same_secret(presented: &str, secret: &str) -> bool {
 pub(super) async fn metrics(State(http): State<Arc<Http>>, headers: HeaderMap) -> Response {
     let edge = &http.state.config.edge;
     match &edge.metrics_token {
-        Some(token) => {
-            if !same_secret(bearer(&headers), token.expose_secret()) {
-                return (
-                    StatusCode::UNAUTHORIZED,
-                    [(header::WWW_AUTHENTICATE, "Bearer")],
-                    "metrics need the METRICS_TOKEN",
-                )
-                    .into_response();
-            }
+        Some(token) if !same_secret(bearer(&headers), token.expose_secret()) => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "metrics need the METRICS_TOKEN",
+            )
+                .into_response();
         }
+        Some(_) => {}
         None if http.state.config.environment == Environment::Prod => {
             return StatusCode::NOT_FOUND.into_response();
         }
