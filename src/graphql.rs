@@ -13,7 +13,9 @@ use async_graphql::{
     MergedObject, MergedSubscription, Request, Schema, SchemaBuilder, dataloader::DataLoader,
 };
 
-use crate::{admin, auth, booking, concerts, live, orders, points, queue, seats, state::AppState, waitlist};
+use crate::{
+    admin, auth, booking, concerts, live, orders, payments, points, queue, seats, state::AppState, waitlist,
+};
 
 #[derive(MergedObject, Default)]
 pub struct Query(
@@ -23,6 +25,7 @@ pub struct Query(
     concerts::graphql::ConcertsQuery,
     booking::graphql::BookingQuery,
     points::graphql::PointsQuery,
+    payments::graphql::PaymentsQuery,
     queue::graphql::QueueQuery,
     orders::graphql::OrdersQuery,
     waitlist::graphql::WaitlistQuery,
@@ -36,6 +39,7 @@ pub struct Mutation(
     seats::graphql::SeatsMutation,
     booking::graphql::BookingMutation,
     points::graphql::PointsMutation,
+    payments::graphql::PaymentsMutation,
     queue::graphql::QueueMutation,
     orders::graphql::OrdersMutation,
     waitlist::graphql::WaitlistMutation,
