@@ -18,9 +18,10 @@
 //! | `ACCESS_TOKEN_TTL_SECONDS` | `900` | access token lifetime |
 //! | `REFRESH_TOKEN_TTL_SECONDS` | `2592000` | refresh token lifetime (30 days) |
 //! | `LOGIN_MAX_FAILURES` | `5` | login attempts per (account, client address) per window before RATE_LIMITED; each further lock of the pair lasts twice as long (up to a day) |
-//! | `LOGIN_MAX_FAILURES_PER_IP` | `30` | failed logins per client address (IPv6 by /64) per window |
+//! | `LOGIN_MAX_FAILURES_PER_IP` | `300` | failed logins per client address (IPv6 by /64) per window: a backstop against spraying many accounts, sized for an address shared by thousands (carrier-grade NAT); the per-account limit above is the primary one |
 //! | `LOGIN_WINDOW_SECONDS` | `900` | the rate-limit window |
 //! | `TRUST_FORWARDED_FOR` | `false` | take the client address from `X-Forwarded-For` (only behind a trusted proxy) |
+//! | `FORWARDED_FOR_HOPS` | `1` | with `TRUST_FORWARDED_FOR`: how many proxies of yours append to `X-Forwarded-For` (a load balancer: 1; a CDN in front of it: 2); the client address is that many entries from the right |
 //! | `GRAPHQL_PLAYGROUND` | `true` in dev, `false` in prod | serve GraphiQL at `/playground` (browser GETs of `/graphql` are sent there) |
 //! | `GRAPHQL_INTROSPECTION` | `true` in dev, `false` in prod | allow introspection queries |
 //! | `CORS_ALLOWED_ORIGINS` | empty | browser origins (`https://app.example.com`, comma-separated, or `*`) that may call the API from another origin; empty: none |
@@ -45,14 +46,14 @@
 //! | `HTTP_HEADER_TIMEOUT_SECONDS` | `10` | time to send a request's headers; also the idle keep-alive timeout |
 //! | `HTTP_BODY_TIMEOUT_SECONDS` | `10` | time to send a request's body |
 //! | `HTTP_MAX_CONNECTIONS` | `10000` | open HTTP connections (WebSockets not counted) |
-//! | `ANONYMOUS_RATE_PER_SECOND` | `20` | GraphQL requests per second without a valid token, per client address (IPv6 by /64) |
-//! | `ANONYMOUS_RATE_BURST` | `60` | the burst allowed above that rate |
+//! | `ANONYMOUS_RATE_PER_SECOND` | `100` | GraphQL requests per second without a valid token, per client address (IPv6 by /64): a backstop sized for a shared address |
+//! | `ANONYMOUS_RATE_BURST` | `300` | the burst allowed above that rate |
 //! | `WS_INIT_TIMEOUT_SECONDS` | `10` | time to send `connection_init` (then close 4408) |
 //! | `WS_MAX_SUBSCRIPTIONS_PER_SOCKET` | `20` | operations running on one socket |
 //! | `WS_MAX_SOCKETS_PER_USER` | `10` | sockets of one account on one instance |
 //! | `WS_MAX_SOCKETS` | `18000` | open WebSockets per instance |
-//! | `SIGNUP_MAX_PER_IP` | `20` | sign-ups per client address (IPv6 by /64) per window |
-//! | `SIGNUP_WINDOW_SECONDS` | `3600` | the sign-up window |
+//! | `SIGNUP_MAX_PER_IP` | `120` | sign-ups per client address (IPv6 by /64) per window: a backstop sized for an address shared by thousands of fans (carrier-grade NAT, a campus) |
+//! | `SIGNUP_WINDOW_SECONDS` | `60` | the sign-up window |
 //! | `BOOKING_RATE_PER_SECOND` | `5` | reserveSeats / placeOrder / reserveBestAvailable per account per second (per instance) |
 //! | `BOOKING_RATE_BURST` | `20` | the burst allowed above that rate |
 //! | `METRICS_TOKEN` | unset | when set, `/metrics` needs `Authorization: Bearer <token>`; in prod without it `/metrics` is off |
@@ -102,6 +103,8 @@ pub struct Config {
     pub login_max_failures_per_ip: u32,
     pub login_window: Duration,
     pub trust_forwarded_for: bool,
+    /// Proxies of ours that append to `X-Forwarded-For` (`FORWARDED_FOR_HOPS`, at least 1).
+    pub forwarded_for_hops: usize,
     pub playground: bool,
     pub introspection: bool,
     pub booking_answer_timeout: Duration,
@@ -287,15 +290,18 @@ impl EdgeConfig {
             header_timeout: Duration::from_secs(parse(get, "HTTP_HEADER_TIMEOUT_SECONDS", Some(10))?),
             body_timeout: Duration::from_secs(parse(get, "HTTP_BODY_TIMEOUT_SECONDS", Some(10))?),
             max_connections: parse(get, "HTTP_MAX_CONNECTIONS", Some(10_000))?,
-            anonymous_rate_per_second: parse(get, "ANONYMOUS_RATE_PER_SECOND", Some(20))?,
-            anonymous_rate_burst: parse(get, "ANONYMOUS_RATE_BURST", Some(60))?,
+            // Per-address limits are a backstop: one IPv4 address of a mobile carrier or a
+            // campus is shared by thousands of fans, the very people of a flash sale. The
+            // primary limits are per account and per session.
+            anonymous_rate_per_second: parse(get, "ANONYMOUS_RATE_PER_SECOND", Some(100))?,
+            anonymous_rate_burst: parse(get, "ANONYMOUS_RATE_BURST", Some(300))?,
             ws_init_timeout: Duration::from_secs(parse(get, "WS_INIT_TIMEOUT_SECONDS", Some(10))?),
             ws_max_subscriptions: parse(get, "WS_MAX_SUBSCRIPTIONS_PER_SOCKET", Some(20))?,
             ws_max_sockets_per_user: parse(get, "WS_MAX_SOCKETS_PER_USER", Some(10))?,
             ws_max_sockets: parse(get, "WS_MAX_SOCKETS", Some(18_000))?,
             metrics_token: get("METRICS_TOKEN").map(SecretString::from),
-            signup_max_per_ip: parse(get, "SIGNUP_MAX_PER_IP", Some(20))?,
-            signup_window: Duration::from_secs(parse(get, "SIGNUP_WINDOW_SECONDS", Some(3600))?),
+            signup_max_per_ip: parse(get, "SIGNUP_MAX_PER_IP", Some(120))?,
+            signup_window: Duration::from_secs(parse(get, "SIGNUP_WINDOW_SECONDS", Some(60))?),
             booking_rate_per_second: parse(get, "BOOKING_RATE_PER_SECOND", Some(5))?,
             booking_rate_burst: parse(get, "BOOKING_RATE_BURST", Some(20))?,
         };
@@ -396,9 +402,10 @@ impl Config {
                 Some(30 * 24 * 3600),
             )?),
             login_max_failures: parse(&get, "LOGIN_MAX_FAILURES", Some(5))?,
-            login_max_failures_per_ip: parse(&get, "LOGIN_MAX_FAILURES_PER_IP", Some(30))?,
+            login_max_failures_per_ip: parse(&get, "LOGIN_MAX_FAILURES_PER_IP", Some(300))?,
             login_window: Duration::from_secs(parse(&get, "LOGIN_WINDOW_SECONDS", Some(900))?),
             trust_forwarded_for: parse(&get, "TRUST_FORWARDED_FOR", Some(false))?,
+            forwarded_for_hops: parse(&get, "FORWARDED_FOR_HOPS", Some(1))?,
             playground: parse(&get, "GRAPHQL_PLAYGROUND", Some(environment == Environment::Dev))?,
             introspection: parse(
                 &get,
@@ -453,6 +460,9 @@ impl Config {
                     config.host
                 ),
             ));
+        }
+        if config.forwarded_for_hops == 0 {
+            return Err(err("FORWARDED_FOR_HOPS", "must be at least 1"));
         }
         if config.database_pool_size == 0 {
             return Err(err("DATABASE_POOL_SIZE", "must be at least 1"));

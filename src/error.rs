@@ -10,7 +10,11 @@
 
 use async_graphql::{Enum, ErrorExtensions};
 
-/// The error codes of the API contract (SPEC.md), sent as `extensions.code`.
+/// Every code an error of this API carries as `extensions.code`: the outcomes of operations
+/// and, from GRAPHQL_PARSE_FAILED on, the refusals of a request before anything ran.
+//
+// The first part is `AppError`'s, the second `graphql::refusal::Refusal`'s: one enum, so
+// that the schema lists every code a client can meet.
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq, Hash, serde::Serialize, serde::Deserialize)]
 #[graphql(name = "ErrorCode", rename_items = "SCREAMING_SNAKE_CASE")]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -29,6 +33,26 @@ pub enum ErrorCode {
     RateLimited,
     Unavailable,
     Internal,
+    /// The document is not GraphQL.
+    GraphqlParseFailed,
+    /// The document does not fit the schema.
+    GraphqlValidationFailed,
+    /// Nested deeper than the server allows.
+    QueryTooDeep,
+    /// Would cost more than the server allows.
+    QueryTooCostly,
+    /// The document is too long, or selects too many fields or root fields.
+    QueryTooLarge,
+    /// A query ran out of time.
+    Timeout,
+    /// The answer would be larger than the response cap.
+    ResponseTooLarge,
+    /// A persisted query's hash this server does not know (yet): send the query once.
+    PersistedQueryNotFound,
+    /// A malformed request envelope (body, media type, persisted-query extension).
+    BadRequest,
+    /// More operations on one WebSocket than the server allows.
+    TooManySubscriptions,
 }
 
 impl ErrorCode {
@@ -48,6 +72,16 @@ impl ErrorCode {
             Self::RateLimited => "RATE_LIMITED",
             Self::Unavailable => "UNAVAILABLE",
             Self::Internal => "INTERNAL",
+            Self::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
+            Self::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
+            Self::QueryTooDeep => "QUERY_TOO_DEEP",
+            Self::QueryTooCostly => "QUERY_TOO_COSTLY",
+            Self::QueryTooLarge => "QUERY_TOO_LARGE",
+            Self::Timeout => "TIMEOUT",
+            Self::ResponseTooLarge => "RESPONSE_TOO_LARGE",
+            Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Self::BadRequest => "BAD_REQUEST",
+            Self::TooManySubscriptions => "TOO_MANY_SUBSCRIPTIONS",
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod documents;
 pub mod edge;
 pub mod order;
 pub mod refusal;
+mod variables;
 
 use async_graphql::{
     MergedObject, MergedSubscription, Request, Schema, SchemaBuilder, dataloader::DataLoader,
@@ -74,7 +75,9 @@ pub fn build(state: AppState) -> AppSchema {
         state.config.introspection,
     ));
     if !state.config.introspection {
-        b = b.disable_introspection();
+        // "Did you mean …" would spell out, field by field, the schema that switching
+        // introspection off is meant to keep to ourselves.
+        b = b.disable_introspection().disable_suggestions();
     }
     b.data(state).finish()
 }
@@ -113,7 +116,10 @@ pub fn with_loaders(mut request: Request, state: &AppState) -> Request {
     request
 }
 
-/// The SDL, as written to schema.graphql by `boxoffice export-schema`.
+/// The SDL, as written to schema.graphql by `boxoffice export-schema`: with
+/// `@specifiedBy` on the scalars that have it, as introspection reports them.
 pub fn sdl() -> String {
-    builder().finish().sdl()
+    builder()
+        .finish()
+        .sdl_with_options(async_graphql::SDLExportOptions::new().include_specified_by())
 }

@@ -18,7 +18,9 @@ pub fn init_tracing(json: bool) {
     drop(result);
 }
 
-/// The process-wide metrics recorder, installed on first use.
+/// The process-wide metrics recorder, installed on first use. The server calls it before it
+/// serves anything (`http::router`): until then the `metrics` macros record into nothing,
+/// and a server scraped for the first time after a minute would report empty counters.
 pub fn metrics() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE

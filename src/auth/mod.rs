@@ -78,6 +78,8 @@ pub struct AuthUser {
     pub id: i64,
     /// When the token expires (Unix seconds); a WebSocket closes then.
     pub expires_at: i64,
+    /// The login session the token belongs to (`session_revoked`).
+    pub session: Option<uuid::Uuid>,
     /// The role read from the database and when: reused for `ROLE_FRESH`, so a request
     /// reads it once, and an operation on a long-lived WebSocket still sees a role change.
     current_role: Arc<Mutex<Option<(Role, Instant)>>>,
@@ -95,9 +97,10 @@ impl Viewer {
             .trim();
         match keys.verify_claims(token) {
             // The token's role is not trusted for anything: `actor` reads the real one.
-            Some((id, _role, expires_at)) => Self::User(AuthUser {
-                id,
-                expires_at,
+            Some(v) => Self::User(AuthUser {
+                id: v.user_id,
+                expires_at: v.expires_at,
+                session: v.session,
                 current_role: Arc::default(),
             }),
             None => Self::InvalidToken,
@@ -187,6 +190,18 @@ pub async fn actor(ctx: &Context<'_>) -> AppResult<Actor> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((role, Instant::now()));
     Ok(Actor { id: user.id, role })
+}
+
+/// Whether the session the user's token was issued in is over: logged out, revoked as
+/// stolen, or gone with its account. Access tokens are not checked per HTTP request (they
+/// are short-lived); a WebSocket, which lives on, is checked when it opens, and closed by
+/// the revocation broadcast after that (`http::websocket`).
+pub async fn session_revoked(state: &AppState, user: &AuthUser) -> AppResult<bool> {
+    let Some(session) = user.session else {
+        return Ok(false);
+    };
+    let mut conn = state.db.get().await?;
+    Ok(!store::session_live(&mut conn, session, user.id).await?)
 }
 
 /// Field guard: the viewer must be signed in and (for host and admin) hold the role now.

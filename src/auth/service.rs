@@ -193,7 +193,7 @@ async fn start_session(
     .await?;
     let (access_token, access_token_expires_at) = state
         .jwt
-        .issue(user.id, user.role()?)
+        .issue_for_session(user.id, user.role()?, family_id)
         .map_err(AppError::internal)?;
     Ok(Session {
         access_token,

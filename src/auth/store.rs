@@ -148,6 +148,18 @@ pub async fn revoke_family(conn: &mut AsyncPgConnection, family_id: Uuid) -> Que
     .await
 }
 
+/// Whether the user's login session (refresh-token family) has a token not revoked.
+pub async fn session_live(conn: &mut AsyncPgConnection, family_id: Uuid, user_id: i64) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        refresh_tokens::table
+            .filter(refresh_tokens::family_id.eq(family_id))
+            .filter(refresh_tokens::user_id.eq(user_id))
+            .filter(refresh_tokens::revoked_at.is_null()),
+    ))
+    .get_result(conn)
+    .await
+}
+
 /// The family and the user of a refresh token.
 pub async fn family_of(conn: &mut AsyncPgConnection, token_hash: &[u8]) -> QueryResult<Option<(Uuid, i64)>> {
     refresh_tokens::table

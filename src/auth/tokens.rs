@@ -22,6 +22,21 @@ pub struct Claims {
     pub iss: String,
     pub iat: i64,
     pub exp: i64,
+    /// The login session (refresh-token family) the token was issued in, so that a socket
+    /// can be refused once that session is logged out. Absent in tokens minted outside a
+    /// session (tests, the benchmark).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<uuid::Uuid>,
+}
+
+/// What a valid access token says.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct Verified {
+    pub user_id: i64,
+    pub role: Role,
+    /// Unix seconds.
+    pub expires_at: i64,
+    pub session: Option<uuid::Uuid>,
 }
 
 pub struct JwtKeys {
@@ -54,6 +69,20 @@ impl JwtKeys {
 
     /// Signs an access token; returns it with its expiry (unix seconds).
     pub fn issue(&self, user_id: i64, role: Role) -> anyhow::Result<(String, i64)> {
+        self.issue_in(user_id, role, None)
+    }
+
+    /// [`issue`](Self::issue) for a login session (its refresh-token family).
+    pub fn issue_for_session(
+        &self,
+        user_id: i64,
+        role: Role,
+        session: uuid::Uuid,
+    ) -> anyhow::Result<(String, i64)> {
+        self.issue_in(user_id, role, Some(session))
+    }
+
+    fn issue_in(&self, user_id: i64, role: Role, sid: Option<uuid::Uuid>) -> anyhow::Result<(String, i64)> {
         let now = chrono::Utc::now().timestamp();
         let exp = now + i64::try_from(self.ttl.as_secs())?;
         let claims = Claims {
@@ -62,6 +91,7 @@ impl JwtKeys {
             iss: ISSUER.to_owned(),
             iat: now,
             exp,
+            sid,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
         Ok((token, exp))
@@ -69,15 +99,19 @@ impl JwtKeys {
 
     /// Verifies signature, algorithm, issuer and expiry. Returns the user id and role.
     pub fn verify(&self, token: &str) -> Option<(i64, Role)> {
-        self.verify_claims(token).map(|(id, role, _)| (id, role))
+        self.verify_claims(token).map(|v| (v.user_id, v.role))
     }
 
     /// As [`verify`](Self::verify), with the expiry (Unix seconds): a WebSocket keeps the
     /// authority of its token only until then.
-    pub fn verify_claims(&self, token: &str) -> Option<(i64, Role, i64)> {
+    pub fn verify_claims(&self, token: &str) -> Option<Verified> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
-        let id = data.claims.sub.parse().ok()?;
-        Some((id, data.claims.role, data.claims.exp))
+        Some(Verified {
+            user_id: data.claims.sub.parse().ok()?,
+            role: data.claims.role,
+            expires_at: data.claims.exp,
+            session: data.claims.sid,
+        })
     }
 }
 
@@ -120,6 +154,7 @@ mod tests {
             iss: ISSUER.into(),
             iat: 0,
             exp: chrono::Utc::now().timestamp() + 60,
+            sid: None,
         };
         let secret = EncodingKey::from_secret(b"test-secret-test-secret-test-secret-42");
         let hs512 = jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims, &secret).unwrap();

@@ -166,8 +166,6 @@ impl Schedule {
     async fn remaining_seats(&self) -> i32 {
         self.0.capacity - self.0.booked_count
     }
-    /// Grows with every seat change of this schedule. `seatChanges` events carry it: a
-    /// client that sees a version jump by more than one missed an update and re-reads.
     /// Fans on this performance's waiting list: for its host and admins only (null for
     /// everyone else).
     async fn waitlist_length(&self, ctx: &Context<'_>) -> Result<Option<i64>, AppError> {
@@ -185,6 +183,8 @@ impl Schedule {
         let mut conn = state(ctx)?.db.get().await?;
         Ok(Some(crate::waitlist::store::length(&mut conn, self.0.id).await?))
     }
+    /// Grows with every seat change of this schedule. `seatChanges` events carry it: a
+    /// client that sees a version jump by more than one missed an update and re-reads.
     async fn version(&self) -> i64 {
         self.0.version
     }
@@ -203,9 +203,9 @@ impl Schedule {
     }
     /// The whole seat map in compact form: what a client of a big venue should read
     /// (a 20,000-seat map is about 25 KB). Shared by all readers of the same version.
-    ///
-    /// Returns async-graphql's error, not AppError: a seat-budget refusal is a limit code
-    /// (QUERY_TOO_COSTLY), which AppError does not carry.
+    //
+    // Returns async-graphql's error, not AppError: a seat-budget refusal is a limit code
+    // (QUERY_TOO_COSTLY), which AppError does not carry.
     async fn seat_map(
         &self,
         ctx: &Context<'_>,

@@ -10,6 +10,11 @@
 //! cache bounded only by count (a thousand 1 MB documents would be a gigabyte), answers
 //! without a code, and leaves the query text empty, which the GET safety check needs. This
 //! one keeps query text, weighed by its size, and caps the size of one query.
+//!
+//! A sent query is kept only once its request has passed every check before execution
+//! (parse, limits, validation: `edge` calls [`PersistedQueries::keep`] then). Kept earlier,
+//! a document that does not parse or that the limits refuse would take room in the cache
+//! and be refused again by every request naming its hash.
 
 use std::sync::Arc;
 
@@ -75,11 +80,12 @@ impl PersistedQueries {
     }
 
     /// Turns a request with a `persistedQuery` extension into a plain one: the stored
-    /// query for a hash alone, or the sent query (kept) when its hash matches. The first
-    /// thing a request goes through: a hash becomes its query before anything looks at it.
-    pub(crate) fn resolve(&self, mut request: Request) -> ServerResult<Request> {
+    /// query for a hash alone, or the sent query when its hash matches (then also returned
+    /// as [`Sent`], to [`keep`](Self::keep) once the request is accepted). The first thing
+    /// a request goes through: a hash becomes its query before anything looks at it.
+    pub(crate) fn resolve(&self, mut request: Request) -> ServerResult<(Request, Option<Sent>)> {
         let Some(value) = request.extensions.remove("persistedQuery") else {
-            return Ok(request);
+            return Ok((request, None));
         };
         let pq: PersistedQuery = async_graphql::from_value(value).map_err(|_| {
             Refusal::BadRequest
@@ -99,16 +105,28 @@ impl PersistedQueries {
                 // Apollo clients match on this message (and on the code) to send the query.
                 .ok_or_else(|| Refusal::PersistedQueryNotFound.error("PersistedQueryNotFound"))?;
             request.query = query.to_string();
-            return Ok(request);
+            return Ok((request, None));
         }
         if hex::encode(Sha256::digest(request.query.as_bytes())) != hash {
             return Err(Refusal::BadRequest.error("provided sha does not match query"));
         }
-        if request.query.len() <= MAX_QUERY_BYTES {
-            self.0.insert(hash, request.query.as_str().into());
-        }
-        Ok(request)
+        let sent = (request.query.len() <= MAX_QUERY_BYTES && self.0.get(&hash).is_none()).then(|| Sent {
+            hash,
+            query: request.query.as_str().into(),
+        });
+        Ok((request, sent))
     }
+
+    /// Keeps a sent query whose request passed every check.
+    pub(crate) fn keep(&self, sent: Sent) {
+        self.0.insert(sent.hash, sent.query);
+    }
+}
+
+/// A query sent with its hash, not kept yet.
+pub(crate) struct Sent {
+    hash: String,
+    query: Arc<str>,
 }
 
 #[cfg(test)]
@@ -143,8 +161,14 @@ mod tests {
         let err = apq.resolve(with_hash("", &sha(q))).err().unwrap();
         assert_eq!(err.message, "PersistedQueryNotFound");
         assert_eq!(code(&err), "\"PERSISTED_QUERY_NOT_FOUND\"");
-        assert_eq!(apq.resolve(with_hash(q, &sha(q))).ok().unwrap().query, q);
-        let again = apq.resolve(with_hash("", &sha(q))).ok().unwrap();
+        let (sent, keep) = apq.resolve(with_hash(q, &sha(q))).ok().unwrap();
+        assert_eq!(sent.query, q);
+        assert!(
+            apq.resolve(with_hash("", &sha(q))).is_err(),
+            "not kept before the request is accepted"
+        );
+        apq.keep(keep.unwrap());
+        let (again, _) = apq.resolve(with_hash("", &sha(q))).ok().unwrap();
         assert_eq!(again.query, q);
         assert!(!again.extensions.contains_key("persistedQuery"));
     }
@@ -171,12 +195,13 @@ mod tests {
     fn the_cache_is_bounded_in_bytes() {
         let apq = PersistedQueries::default();
         let big = format!("{{ __typename {} }}", " ".repeat(MAX_QUERY_BYTES));
-        apq.resolve(with_hash(&big, &sha(&big))).ok().unwrap();
-        assert!(apq.0.is_empty(), "a query over the size cap runs but is not kept");
+        let (_, sent) = apq.resolve(with_hash(&big, &sha(&big))).ok().unwrap();
+        assert!(sent.is_none(), "a query over the size cap runs but is not kept");
         let mut kept = 0u64;
         for i in 0..2_000 {
             let q = format!("{{ __typename }} # {i:04} {}", " ".repeat(16 * 1024));
-            apq.resolve(with_hash(&q, &sha(&q))).ok().unwrap();
+            let (_, sent) = apq.resolve(with_hash(&q, &sha(&q))).ok().unwrap();
+            apq.keep(sent.unwrap());
             kept = kept.max(apq.0.weight());
         }
         assert!(kept <= CAPACITY_BYTES, "{kept} bytes kept");

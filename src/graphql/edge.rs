@@ -15,8 +15,9 @@
 //!    the refusals of every stage below carry one;
 //! 2. field order (`order`): the answer in the request's order, after everything else;
 //! 3. persisted queries (`apq`): a hash becomes its query before anything looks at it;
-//! 4. what one request may cost (`crate::limits`): document size, selections, root fields,
-//!    text inputs, booking rate, the cost model; then the deadline and the response size;
+//! 4. the variables against the types the operation declares (`variables`); what one
+//!    request may cost (`crate::limits`): document size, selections, root fields, text
+//!    inputs, booking rate, the cost model; then the deadline and the response size;
 //! 5. depth and the bounds of introspection (`depth`).
 
 use std::sync::{Arc, OnceLock};
@@ -32,7 +33,10 @@ use async_graphql::{
 };
 use futures_util::StreamExt as _;
 
-use super::{apq::PersistedQueries, depth, documents, order, refusal};
+use super::{
+    apq::{PersistedQueries, Sent},
+    depth, documents, order, refusal,
+};
 use crate::{
     auth::Viewer,
     limits::{Admitted, Limiter},
@@ -72,6 +76,7 @@ impl ExtensionFactory for Edge {
             document: OnceLock::new(),
             shape: OnceLock::new(),
             admitted: OnceLock::new(),
+            sent_query: std::sync::Mutex::new(None),
         })))
     }
 }
@@ -92,6 +97,8 @@ struct State {
     shape: OnceLock<depth::Shape>,
     /// For the limits of execution; `None` when no operation has the name.
     admitted: OnceLock<Option<Admitted>>,
+    /// A persisted query sent with its hash: kept once the request passes validation.
+    sent_query: std::sync::Mutex<Option<Sent>>,
 }
 
 impl State {
@@ -133,7 +140,12 @@ impl Extension for PerRequest {
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
         let shared = &self.0.shared;
-        let request = shared.persisted_queries.resolve(request)?;
+        let (request, sent) = shared.persisted_queries.resolve(request)?;
+        *self
+            .0
+            .sent_query
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = sent;
         let request = shared.limiter.prepare(request)?;
         let _ = self.0.operation_name.set(request.operation_name.clone());
         next.run(ctx, request).await
@@ -156,6 +168,7 @@ impl Extension for PerRequest {
             }
             let doc = next.run(ctx, query, variables).await?;
             let name = state.operation_name();
+            super::variables::check(&ctx.schema_env.registry, &doc, name, variables)?;
             let _ = state.shape.set(depth::shape(&doc, name));
             let admitted = state.shared.limiter.admit(
                 &ctx.schema_env.registry,
@@ -182,6 +195,16 @@ impl Extension for PerRequest {
             .await
             .and_then(|result| {
                 depth::judge(self.0.shared.introspection, shape, &result).map_err(|e| vec![e])?;
+                // Parsed, within every limit and valid: a sent persisted query may be kept.
+                let sent = self
+                    .0
+                    .sent_query
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
+                if let Some(sent) = sent {
+                    self.0.shared.persisted_queries.keep(sent);
+                }
                 Ok(result)
             })
             .map_err(refusal::tag_validation_errors)
@@ -238,9 +261,9 @@ mod tests {
             .unwrap();
         let sent = runtime.block_on(schema.execute(by_hash(query)));
         assert_eq!(code(&sent), Some(Value::from("QUERY_TOO_LARGE")));
-        // The hash alone is judged by the query it stands for, not by its empty text.
+        // A refused query is not kept (issue 21, finding 7): its hash stays unknown.
         let stored = runtime.block_on(schema.execute(by_hash("")));
-        assert_eq!(code(&stored), Some(Value::from("QUERY_TOO_LARGE")));
+        assert_eq!(code(&stored), Some(Value::from("PERSISTED_QUERY_NOT_FOUND")));
         let unparsed = runtime.block_on(schema.execute("{"));
         assert_eq!(code(&unparsed), Some(Value::from("GRAPHQL_PARSE_FAILED")));
         let invalid = runtime.block_on(schema.execute("{ nope }"));

@@ -9,6 +9,8 @@
 
 use async_graphql::{Response, ServerError};
 
+use crate::error::ErrorCode;
+
 /// Why a request was refused before execution; `code()` is its `extensions.code`.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum Refusal {
@@ -37,18 +39,36 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub fn code(self) -> &'static str {
+    /// Every refusal, for the test that finds each code in the schema's `ErrorCode`.
+    pub const ALL: [Self; 9] = [
+        Self::ParseFailed,
+        Self::ValidationFailed,
+        Self::TooDeep,
+        Self::TooCostly,
+        Self::TooLarge,
+        Self::Timeout,
+        Self::ResponseTooLarge,
+        Self::PersistedQueryNotFound,
+        Self::BadRequest,
+    ];
+
+    /// The code, one of the schema's `ErrorCode` values.
+    pub fn error_code(self) -> ErrorCode {
         match self {
-            Self::ParseFailed => "GRAPHQL_PARSE_FAILED",
-            Self::ValidationFailed => "GRAPHQL_VALIDATION_FAILED",
-            Self::TooDeep => "QUERY_TOO_DEEP",
-            Self::TooCostly => "QUERY_TOO_COSTLY",
-            Self::TooLarge => "QUERY_TOO_LARGE",
-            Self::Timeout => "TIMEOUT",
-            Self::ResponseTooLarge => "RESPONSE_TOO_LARGE",
-            Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
-            Self::BadRequest => "BAD_REQUEST",
+            Self::ParseFailed => ErrorCode::GraphqlParseFailed,
+            Self::ValidationFailed => ErrorCode::GraphqlValidationFailed,
+            Self::TooDeep => ErrorCode::QueryTooDeep,
+            Self::TooCostly => ErrorCode::QueryTooCostly,
+            Self::TooLarge => ErrorCode::QueryTooLarge,
+            Self::Timeout => ErrorCode::Timeout,
+            Self::ResponseTooLarge => ErrorCode::ResponseTooLarge,
+            Self::PersistedQueryNotFound => ErrorCode::PersistedQueryNotFound,
+            Self::BadRequest => ErrorCode::BadRequest,
         }
+    }
+
+    pub fn code(self) -> &'static str {
+        self.error_code().as_str()
     }
 
     pub fn error(self, message: impl Into<String>) -> ServerError {
@@ -81,7 +101,7 @@ pub(crate) fn tag_response(mut response: Response) -> Response {
         } else {
             // Resolver failures all carry AppError's code; what is left is async-graphql's
             // own input coercion (a value that does not fit its type).
-            tag_code(err, crate::error::ErrorCode::BadUserInput.as_str());
+            tag_code(err, ErrorCode::BadUserInput.as_str());
         }
     }
     response

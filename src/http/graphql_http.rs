@@ -19,7 +19,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 
 use super::{ClientAddr, Http, MAX_BODY_BYTES, client_ip, websocket};
-use crate::{auth::Viewer, graphql::refusal::Refusal};
+use crate::{auth::Viewer, error::ErrorCode, graphql::refusal::Refusal};
 
 /// Which JSON flavour the client accepts.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -309,7 +309,7 @@ pub(super) async fn graphql_get(
 fn rate_limited(media: Media, retry_after_s: u64) -> Response {
     let body = serde_json::json!({ "errors": [{
         "message": format!("too many requests without a token from this address; retry in {retry_after_s} s"),
-        "extensions": { "code": "RATE_LIMITED", "retryAfter": retry_after_s },
+        "extensions": { "code": ErrorCode::RateLimited.as_str(), "retryAfter": retry_after_s },
     }] });
     (
         StatusCode::TOO_MANY_REQUESTS,
@@ -367,7 +367,10 @@ async fn execute(
             return error_response(StatusCode::INTERNAL_SERVER_ERROR, media, "internal error");
         }
     };
-    let status = if request_error && media == Media::GraphqlResponse {
+    let retry_after = rate_limited_for(&response);
+    let status = if retry_after.is_some() {
+        StatusCode::TOO_MANY_REQUESTS
+    } else if request_error && media == Media::GraphqlResponse {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
@@ -376,7 +379,30 @@ async fn execute(
     for (name, value) in response.http_headers.iter() {
         resp.headers_mut().insert(name, value.clone());
     }
+    if let Some(seconds) = retry_after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     resp
+}
+
+/// One rule for every rate limit, whichever refused (the anonymous limit above, the booking
+/// rate in `limits`, login and sign-up limits in `auth`): HTTP 429, `Retry-After`, and the
+/// GraphQL error coded RATE_LIMITED with `retryAfter` in the body. The longest wait wins
+/// when several refused.
+fn rate_limited_for(response: &async_graphql::Response) -> Option<u64> {
+    response
+        .errors
+        .iter()
+        .filter_map(|e| e.extensions.as_ref())
+        .filter(
+            |ext| matches!(ext.get("code"), Some(Value::String(c)) if c == ErrorCode::RateLimited.as_str()),
+        )
+        .map(|ext| match ext.get("retryAfter") {
+            Some(Value::Number(n)) => n.as_u64().unwrap_or(1).max(1),
+            _ => 1,
+        })
+        .max()
 }
 
 /// A response as its JSON body: as async-graphql serializes a `Response`, but without `data`

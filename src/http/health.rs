@@ -1,22 +1,29 @@
 //! Health: readiness (PostgreSQL and Redis answer) and Prometheus metrics. Liveness is a
 //! one-liner in the router.
 
-use std::{sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     Json,
-    extract::State,
+    extract::{ConnectInfo, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use secrecy::ExposeSecret as _;
 use sha2::{Digest as _, Sha256};
 
-use super::Http;
-use crate::config::Environment;
+use super::{Http, client_ip};
+use crate::{auth::Viewer, config::Environment};
 
-/// Ready when PostgreSQL and Redis both answer within a second.
-pub(super) async fn readyz(State(http): State<Arc<Http>>) -> Response {
+/// Ready when PostgreSQL and Redis both answer within a second. The status code is for
+/// anyone (a load balancer); the details (which dependency failed, whether Redis keeps an
+/// append-only file) only for a caller on this machine, one presenting METRICS_TOKEN, or an
+/// admin's access token: they tell an attacker how the deployment is run.
+pub(super) async fn readyz(
+    State(http): State<Arc<Http>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
     let limit = Duration::from_secs(1);
     let postgres = tokio::time::timeout(limit, async {
         use diesel_async::RunQueryDsl;
@@ -41,6 +48,14 @@ pub(super) async fn readyz(State(http): State<Arc<Http>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let word = |ok: bool| if ok { "ok" } else { "unreachable" };
+    if !may_see_details(&http, &headers, addr).await {
+        let ready = if status == StatusCode::OK {
+            "ready"
+        } else {
+            "not ready"
+        };
+        return (status, Json(serde_json::json!({ "status": ready }))).into_response();
+    }
     let redis = redis.map_or("disabled", word);
     (
         status,
@@ -49,30 +64,61 @@ pub(super) async fn readyz(State(http): State<Arc<Http>>) -> Response {
         .into_response()
 }
 
+/// A caller on this machine (by the address rate limits use, so a local proxy does not make
+/// everyone local), the operators' METRICS_TOKEN, or an admin's access token.
+async fn may_see_details(http: &Http, headers: &HeaderMap, addr: SocketAddr) -> bool {
+    if client_ip(&http.state, headers, addr).is_loopback() {
+        return true;
+    }
+    let presented = bearer(headers);
+    if let Some(token) = &http.state.config.edge.metrics_token
+        && same_secret(presented, token.expose_secret())
+    {
+        return true;
+    }
+    let Viewer::User(user) = Viewer::from_bearer(
+        &http.state.jwt,
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()),
+    ) else {
+        return false;
+    };
+    let Ok(mut conn) = http.state.db.get().await else {
+        return false;
+    };
+    matches!(
+        crate::auth::store::current_role(&mut conn, user.id).await,
+        Ok(Some(crate::auth::Role::Admin))
+    )
+}
+
+fn bearer(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+}
+
+/// Compares digests, so the time taken says nothing about the secret.
+fn same_secret(presented: &str, secret: &str) -> bool {
+    Sha256::digest(presented.as_bytes()) == Sha256::digest(secret.as_bytes())
+}
+
 /// Prometheus metrics. With METRICS_TOKEN set they need `Authorization: Bearer <token>`;
 /// without it they are open in dev and absent (404) in prod, where they would tell anyone
 /// the traffic and error rates.
 pub(super) async fn metrics(State(http): State<Arc<Http>>, headers: HeaderMap) -> Response {
     let edge = &http.state.config.edge;
     match &edge.metrics_token {
-        Some(token) => {
-            let presented = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or_default();
-            // Compare digests so the time taken says nothing about the token.
-            let same =
-                Sha256::digest(presented.as_bytes()) == Sha256::digest(token.expose_secret().as_bytes());
-            if !same {
-                return (
-                    StatusCode::UNAUTHORIZED,
-                    [(header::WWW_AUTHENTICATE, "Bearer")],
-                    "metrics need the METRICS_TOKEN",
-                )
-                    .into_response();
-            }
+        Some(token) if !same_secret(bearer(&headers), token.expose_secret()) => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "metrics need the METRICS_TOKEN",
+            )
+                .into_response();
         }
+        Some(_) => {}
         None if http.state.config.environment == Environment::Prod => {
             return StatusCode::NOT_FOUND.into_response();
         }

@@ -87,6 +87,9 @@ const KEEPALIVE: Duration = Duration::from_secs(20);
 pub fn router(state: AppState, schema: AppSchema, shutdown: watch::Receiver<bool>) -> Router {
     let edge = &state.config.edge;
     let cors = cors::layer(&state.config.cors_allowed_origins);
+    // Counted from the start, not from the first scrape: the recorder must exist before the
+    // first request is counted.
+    crate::telemetry::metrics();
     let http = Http {
         anonymous: Arc::new(rate::AnonymousLimiter::new(
             edge.anonymous_rate_per_second,
@@ -113,6 +116,7 @@ pub fn router(state: AppState, schema: AppSchema, shutdown: watch::Receiver<bool
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
             ServiceBuilder::new()
+                .map_response(nosniff)
                 .map_request(set_aside_client_request_id)
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(PropagateRequestIdLayer::x_request_id())
@@ -136,6 +140,15 @@ pub fn router(state: AppState, schema: AppSchema, shutdown: watch::Receiver<bool
                 .layer(cors),
         )
         .with_state(Arc::new(http))
+}
+
+/// Every answer (API, health, 404, preflight) tells browsers not to guess its type: a JSON
+/// error echoing a client's text must never be sniffed into HTML or script.
+fn nosniff<B>(mut resp: axum::http::Response<B>) -> axum::http::Response<B> {
+    resp.headers_mut()
+        .entry(axum::http::header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    resp
 }
 
 /// Where a client's own request id goes: kept for correlation, never used as ours.
@@ -162,24 +175,48 @@ fn set_aside_client_request_id(mut req: Request) -> Request {
     req
 }
 
+/// The client's address: the peer's, or with TRUST_FORWARDED_FOR the one our outermost
+/// proxy saw. Each proxy appends the address it saw to `X-Forwarded-For`; entries further
+/// left were written by the client and prove nothing. So with FORWARDED_FOR_HOPS proxies
+/// of ours (a load balancer; a CDN and a load balancer), the client is that many entries
+/// from the right: counting the CDN's edge as the client would put every fan it serves
+/// behind one address.
 fn client_ip(state: &AppState, headers: &HeaderMap, addr: SocketAddr) -> IpAddr {
     if state.config.trust_forwarded_for
-        && let Some(ip) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            // The last entry is the one our own proxy appended: the address it saw.
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|v| v.trim().parse().ok())
+        && let Some(ip) = forwarded_client(headers, state.config.forwarded_for_hops)
     {
         return ip;
     }
     addr.ip()
 }
 
+fn forwarded_client(headers: &HeaderMap, hops: usize) -> Option<IpAddr> {
+    // Several headers count as one list, in order (RFC 9110 5.3).
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    // Fewer entries than proxies: the request came past one of them; the leftmost is the
+    // best there is.
+    let entry = entries
+        .len()
+        .checked_sub(hops.max(1))
+        .map_or(entries.first(), |i| entries.get(i))?;
+    entry.parse().ok()
+}
+
 async fn track_metrics(path: Option<MatchedPath>, req: Request, next: Next) -> Response {
     let started = Instant::now();
+    // Labels come from a closed set: every new label value is a new time series kept for
+    // the life of the process, so a client choosing them (10,000 made-up 4 KB methods, or
+    // as many paths) would grow memory and every scrape without bound.
+    // The route as the router declares it (`/schedules/{id}`), never the path sent.
     let path = path.map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
     metrics::counter!("http_requests_total", "method" => method, "path" => path.clone(), "status" => status)
@@ -189,9 +226,41 @@ async fn track_metrics(path: Option<MatchedPath>, req: Request, next: Next) -> R
     resp
 }
 
+/// The methods of RFC 9110 (and PATCH) by name; anything else is `OTHER`.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_is_as_many_entries_from_the_right_as_we_have_proxies() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("10.9.9.9, 198.51.100.7, 203.0.113.1"),
+        );
+        assert_eq!(forwarded_client(&h, 1), "203.0.113.1".parse().ok());
+        assert_eq!(forwarded_client(&h, 2), "198.51.100.7".parse().ok());
+        assert_eq!(forwarded_client(&h, 5), "10.9.9.9".parse().ok());
+        h.append("x-forwarded-for", HeaderValue::from_static("192.0.2.4"));
+        assert_eq!(forwarded_client(&h, 1), "192.0.2.4".parse().ok());
+        assert_eq!(forwarded_client(&HeaderMap::new(), 1), None);
+    }
 
     #[test]
     fn ipv6_clients_are_grouped_by_their_64() {

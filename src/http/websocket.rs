@@ -8,6 +8,8 @@
 //! |---|---|---|
 //! | no `connection_init` within `WS_INIT_TIMEOUT_SECONDS` | close 4408 | `connection_error`, close 4408 |
 //! | refused token in `connection_init` | close 4403 | `connection_error`, close 4403 |
+//! | the token's session was logged out or revoked | close 4403 | `connection_error`, close 4403 |
+//! | the session cannot be checked (database unreachable) | close 1013 (try again later) | same |
 //! | a second `connection_init` | close 4429 | `connection_error`, close 4429 |
 //! | an operation before `connection_ack` | close 4401 | `connection_error`, close 4401 |
 //! | a message that is not JSON of the protocol | close 4400 | `connection_error`, close 4400 |
@@ -17,6 +19,8 @@
 //! | the access token expires | close 4403 "access token expired" | same |
 //! | logOut or refresh-token reuse revokes the account's sessions (any instance) | close 4403 "session revoked" | same |
 //! | the server shuts down | close 1001 | close 1001 |
+//! | the client closes (close frame) | the same code back | the same code back |
+//! | `connection_terminate` | — | close 1000 |
 //!
 //! The close reason always says why. A client that wants to go on after 4403 reconnects
 //! with a fresh token.
@@ -231,10 +235,39 @@ impl Session {
         let mut idle = tokio::time::interval(KEEPALIVE);
         idle.reset();
 
+        // The client sent a close frame: tungstenite has queued the answer (its code echoed,
+        // RFC 6455 5.5.1), which goes out when the socket is flushed.
+        let mut closed_by_client = false;
+        let mut check_session = false;
         let close = loop {
+            if std::mem::take(&mut check_session)
+                && let Some(Viewer::User(user)) = &self.viewer
+            {
+                // A logged-out session's token is still within its lifetime: the broadcast
+                // that closed its sockets cannot reach one opened later, so ask the store.
+                match crate::auth::session_revoked(&self.http.state, user).await {
+                    Ok(false) => {}
+                    Ok(true) => break Some(Close::new(4403, "Forbidden: session revoked (logged out)")),
+                    Err(e) => {
+                        tracing::warn!(error = %e, user.id = user.id, "checking a socket's session");
+                        break Some(Close::new(1013, "cannot check the session now; retry later"));
+                    }
+                }
+                if out
+                    .send(text_message(json!({ "type": "connection_ack" })))
+                    .await
+                    .is_err()
+                {
+                    break None;
+                }
+            }
             let outgoing: Option<Message> = tokio::select! {
                 msg = input.next() => match msg {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break None,
+                    None | Some(Err(_)) => break None,
+                    Some(Ok(Message::Close(_))) => {
+                        closed_by_client = true;
+                        break None;
+                    }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Binary(_))) => break Some(Close::new(4400, "binary messages are not part of the protocol")),
                     Some(Ok(Message::Text(text))) => {
@@ -267,8 +300,16 @@ impl Session {
                                     }
                                     Viewer::Anonymous => {}
                                 }
+                                let signed_in = matches!(viewer, Viewer::User(_));
                                 self.viewer = Some(viewer);
-                                Some(text_message(json!({ "type": "connection_ack" })))
+                                if signed_in {
+                                    // Acknowledged once the session is checked, at the top
+                                    // of the loop (no await may hold this select's futures).
+                                    check_session = true;
+                                    None
+                                } else {
+                                    Some(text_message(json!({ "type": "connection_ack" })))
+                                }
                             }
                             ClientMessage::Subscribe { id, payload } => {
                                 let Some(viewer) = self.viewer.clone() else {
@@ -279,7 +320,7 @@ impl Session {
                                 }
                                 let max = self.http.state.config.edge.ws_max_subscriptions;
                                 if self.running.len() >= max {
-                                    Some(self.error(&id, "TOO_MANY_SUBSCRIPTIONS", &format!("at most {max} operations may run on one socket")))
+                                    Some(self.error(&id, crate::error::ErrorCode::TooManySubscriptions.as_str(), &format!("at most {max} operations may run on one socket")))
                                 } else {
                                     operations.push(self.start(id, *payload, viewer));
                                     None
@@ -295,7 +336,8 @@ impl Session {
                                     None => None,
                                 }
                             }
-                            ClientMessage::ConnectionTerminate => break None,
+                            // The legacy client's goodbye: a normal close, not a dropped line.
+                            ClientMessage::ConnectionTerminate => break Some(Close::new(1000, "connection_terminate")),
                             ClientMessage::Ping { payload } => {
                                 let mut pong = json!({ "type": "pong" });
                                 if let Some(p) = payload {
@@ -371,6 +413,10 @@ impl Session {
                 reason: fit_close_reason(&reason).into(),
             };
             let _ = out.send(Message::Close(Some(frame))).await;
+        } else if closed_by_client {
+            // Labelled "client", not by the client's code: labels come from a closed set.
+            metrics::counter!("websocket_closed_total", "code" => "client").increment(1);
+            let _ = out.close().await;
         }
     }
 

@@ -293,7 +293,7 @@ impl Limiter {
                     1,
                 );
                 if let Some(ext) = err.extensions.as_mut() {
-                    ext.set("code", "BAD_USER_INPUT");
+                    ext.set("code", crate::error::ErrorCode::BadUserInput.as_str());
                 }
                 return Err(err);
             }
@@ -308,7 +308,7 @@ impl Limiter {
                     None,
                 );
                 let mut ext = ErrorExtensionValues::default();
-                ext.set("code", "RATE_LIMITED");
+                ext.set("code", crate::error::ErrorCode::RateLimited.as_str());
                 ext.set("retryAfter", retry_after_s);
                 err.extensions = Some(ext);
                 return Err(err);

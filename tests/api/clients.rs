@@ -236,8 +236,8 @@ async fn every_refusal_carries_a_code() {
     let cases: [(&str, Value, &str); 7] = [
         ("{ me { id ", json!({}), "GRAPHQL_PARSE_FAILED"),
         ("{ noSuchField }", json!({}), "GRAPHQL_VALIDATION_FAILED"),
-        // async-graphql checks a variable's value while validating, but finds a missing
-        // one only when its field runs: that is the user's input, as Apollo Server says.
+        // A missing required variable and a wrongly typed one are the same mistake: the
+        // user's input, as Apollo Server says (issue 21, finding 14).
         (
             "query($s: ID!) { schedule(id: $s) { id } }",
             json!({}),
@@ -246,7 +246,7 @@ async fn every_refusal_carries_a_code() {
         (
             "query($n: Int) { concerts(first: $n) { edges { cursor } } }",
             json!({ "n": "many" }),
-            "GRAPHQL_VALIDATION_FAILED",
+            "BAD_USER_INPUT",
         ),
         (&deep, json!({}), "QUERY_TOO_DEEP"),
         (
@@ -263,6 +263,8 @@ async fn every_refusal_carries_a_code() {
     for (query, variables, expected) in cases {
         let body = app.gql(None, query, variables).await;
         assert_eq!(code(&body), expected, "{query}: {body}");
+        // Refused before anything ran: no data at all (not `data: null`).
+        assert!(body.get("data").is_none(), "{query}: {body}");
     }
     // An operation name that names nothing fails after validation in async-graphql.
     let resp = app
@@ -508,4 +510,54 @@ async fn variables_must_be_an_object() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
+}
+
+/// Issue 21 finding 14: the codes of requests refused before execution are values of the
+/// schema's `ErrorCode` too, so a client generated from the schema knows every code it can
+/// meet; and the two ways to get a variable wrong answer alike, by either media type.
+#[tokio::test]
+async fn every_code_is_in_the_schemas_error_code_enum() {
+    let app = TestApp::spawn().await;
+    let body = app
+        .gql(
+            None,
+            r#"{ __type(name: "ErrorCode") { enumValues { name } } }"#,
+            json!({}),
+        )
+        .await;
+    let values: Vec<&str> = body["data"]["__type"]["enumValues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    let refusals = boxoffice::graphql::refusal::Refusal::ALL.map(|r| r.code());
+    for code in refusals
+        .iter()
+        .chain(&["RATE_LIMITED", "TOO_MANY_SUBSCRIPTIONS", "BAD_USER_INPUT"])
+    {
+        assert!(values.contains(code), "{code} is not in ErrorCode: {values:?}");
+    }
+    for (variables, accept) in [
+        (json!({}), "application/graphql-response+json"),
+        (json!({ "s": ["1"] }), "application/graphql-response+json"),
+        (json!({}), "application/json"),
+        (json!({ "s": { "id": 1 } }), "application/json"),
+    ] {
+        let resp = app
+            .http
+            .post(app.url("/graphql"))
+            .header("accept", accept)
+            .json(&json!({ "query": "query($s: ID!) { schedule(id: $s) { id } }", "variables": variables }))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(code(&body), "BAD_USER_INPUT", "{variables}: {body}");
+        assert_eq!(body["errors"][0]["extensions"]["field"], "$s", "{body}");
+        assert!(body.get("data").is_none(), "{body}");
+        let expected = if accept == "application/json" { 200 } else { 400 };
+        assert_eq!(status, expected, "{variables} {accept}");
+    }
 }

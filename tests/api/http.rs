@@ -279,3 +279,393 @@ async fn a_known_document_is_still_judged_by_its_variables() {
     let control = app.gql(None, q, json!({ "n": 1, "t": "a\u{0}b" })).await;
     assert_eq!(code(&control), "BAD_USER_INPUT", "{control}");
 }
+
+/// Every label of `http_requests_total` in a scrape.
+async fn scrape(app: &TestApp) -> String {
+    app.http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Issue 21 finding 1: made-up methods and paths do not become metric labels (each would
+/// be a time series kept for ever: 10,000 4 KB methods took RSS from 26 to 71 MB).
+#[tokio::test]
+async fn metrics_labels_come_from_a_closed_set() {
+    let app = TestApp::spawn().await;
+    let filler = "X".repeat(1024);
+    for i in 0..300 {
+        let method = reqwest::Method::from_bytes(format!("M{i}{filler}").as_bytes()).unwrap();
+        let resp = app
+            .http
+            .request(method, app.url(&format!("/made-up/{i}-{filler}")))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_client_error(), "{}", resp.status());
+        app.http
+            .get(app.url(&format!("/no/such/path/{i}")))
+            .send()
+            .await
+            .unwrap();
+    }
+    let metrics = scrape(&app).await;
+    assert!(
+        !metrics.contains(&filler),
+        "a client's method or path became a label"
+    );
+    assert!(
+        !metrics.contains("/no/such/path"),
+        "a client's path became a label"
+    );
+    assert!(
+        metrics.contains("method=\"OTHER\""),
+        "unknown methods count as OTHER"
+    );
+    assert!(metrics.contains("path=\"unmatched\""));
+    assert!(metrics.len() < 1_000_000, "{} bytes of metrics", metrics.len());
+}
+
+/// Issue 21 finding 1: counting starts with the process. A fresh server (its own process,
+/// since this test binary shares one recorder) answers requests before its first scrape,
+/// and that scrape counts them.
+#[tokio::test]
+async fn metrics_count_from_the_start_not_from_the_first_scrape() {
+    let db = crate::common::TestDb::new().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        .arg("serve")
+        .env("DATABASE_URL", &db.url)
+        .env("JWT_SECRET", crate::common::JWT_SECRET)
+        .env("PORT", port.to_string())
+        .env_remove("REDIS_URL")
+        .env("RUST_LOG", "off")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..200 {
+        if http
+            .get(url("/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(up, "the server started");
+    for _ in 0..5 {
+        http.get(url("/healthz")).send().await.unwrap();
+    }
+    let metrics = http
+        .get(url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let _ = child.kill().await;
+    let healthz: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("http_requests_total{") && l.contains("path=\"/healthz\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|n| n as u64)
+        .sum();
+    assert!(
+        healthz >= 6,
+        "the health checks before the first scrape: {healthz}\n{metrics}"
+    );
+}
+
+/// Issue 21 finding 8: browsers must not guess the type of any answer.
+#[tokio::test]
+async fn every_answer_says_nosniff() {
+    let app = TestApp::spawn().await;
+    let answers = [
+        app.http
+            .post(app.url("/graphql"))
+            .json(&json!({ "query": "{ __typename }" }))
+            .send()
+            .await
+            .unwrap(),
+        app.http
+            .post(app.url("/graphql"))
+            .body("not json")
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .unwrap(),
+        app.http
+            .get(app.url("/graphql?query=%7B__typename%7D"))
+            .send()
+            .await
+            .unwrap(),
+        app.http.get(app.url("/healthz")).send().await.unwrap(),
+        app.http.get(app.url("/readyz")).send().await.unwrap(),
+        app.http.get(app.url("/metrics")).send().await.unwrap(),
+        app.http.get(app.url("/no-such-page")).send().await.unwrap(),
+        app.http
+            .request(reqwest::Method::OPTIONS, app.url("/graphql"))
+            .send()
+            .await
+            .unwrap(),
+    ];
+    for resp in answers {
+        assert_eq!(
+            resp.headers()
+                .get("x-content-type-options")
+                .map(|v| v.to_str().unwrap()),
+            Some("nosniff"),
+            "{} {}",
+            resp.url(),
+            resp.status()
+        );
+    }
+}
+
+/// Issue 21 finding 8: with introspection off, an unknown field gets no "Did you mean":
+/// the suggestions would spell out the schema field by field.
+#[tokio::test]
+async fn no_suggestions_when_introspection_is_off() {
+    let closed = TestApp::spawn_with(&[("GRAPHQL_INTROSPECTION", "false")]).await;
+    let body = closed.gql(None, "{ concert(id: 1) { titl } }", json!({})).await;
+    assert_eq!(code(&body), "GRAPHQL_VALIDATION_FAILED");
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(!message.contains("Did you mean"), "{message}");
+    assert!(!message.contains("title"), "{message}");
+    // With introspection on (dev) the help stays.
+    let open = TestApp::spawn().await;
+    let body = open.gql(None, "{ concert(id: 1) { titl } }", json!({})).await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Did you mean"),
+        "{body}"
+    );
+}
+
+/// Issue 21 finding 8: /readyz tells anyone ready or not; how (Redis's append-only file,
+/// which dependency failed) only a caller on this machine, the operators' token or an admin.
+#[tokio::test]
+async fn readiness_details_are_for_operators() {
+    let app = TestApp::spawn_with(&[("TRUST_FORWARDED_FOR", "true"), ("METRICS_TOKEN", "ops-secret")]).await;
+    let ready = |token: Option<String>, from: &'static str| {
+        let app = &app;
+        async move {
+            let mut req = app.http.get(app.url("/readyz")).header("x-forwarded-for", from);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, outside) = ready(None, "203.0.113.9").await;
+    assert_eq!(status, 200);
+    assert_eq!(outside, json!({ "status": "ready" }));
+    let fan = app.sign_up("fan@example.com").await;
+    assert_eq!(
+        ready(Some(fan.access), "203.0.113.9").await.1,
+        json!({ "status": "ready" })
+    );
+    let admin = app.user_with_role("admin@example.com", "admin").await;
+    for token in [Some(admin.access), Some("ops-secret".to_owned())] {
+        let (_, details) = ready(token, "203.0.113.9").await;
+        assert!(details["redisAof"].is_boolean(), "{details}");
+        assert_eq!(details["postgres"], "ok");
+    }
+    let (_, local) = ready(None, "127.0.0.1").await;
+    assert!(local["redisAof"].is_boolean(), "{local}");
+}
+
+/// Issue 21 finding 7: a persisted query is kept only once its request was accepted; one
+/// that does not parse or that a limit refuses leaves its hash unknown.
+#[tokio::test]
+async fn persisted_queries_keep_only_accepted_documents() {
+    use sha2::{Digest, Sha256};
+    let app = TestApp::spawn().await;
+    let send = |query: Option<&str>, hash: &str| {
+        let mut body = json!({ "extensions": { "persistedQuery": { "version": 1, "sha256Hash": hash } } });
+        if let Some(q) = query {
+            body["query"] = json!(q);
+        }
+        let app = &app;
+        async move {
+            let resp = app
+                .http
+                .post(app.url("/graphql"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            resp.json::<Value>().await.unwrap()
+        }
+    };
+    let deep = format!("{{ {} }}", "__typename ".repeat(3000));
+    for (bad, refused) in [
+        ("{ me { id ", "GRAPHQL_PARSE_FAILED"),
+        ("{ noSuchField }", "GRAPHQL_VALIDATION_FAILED"),
+        (deep.as_str(), "QUERY_TOO_LARGE"),
+    ] {
+        let hash = hex::encode(Sha256::digest(bad.as_bytes()));
+        assert_eq!(code(&send(Some(bad), &hash).await), refused);
+        assert_eq!(
+            code(&send(None, &hash).await),
+            "PERSISTED_QUERY_NOT_FOUND",
+            "{refused}: not kept"
+        );
+    }
+    let good = "{ __typename }";
+    let hash = hex::encode(Sha256::digest(good.as_bytes()));
+    assert_eq!(send(Some(good), &hash).await["data"]["__typename"], "Query");
+    assert_eq!(send(None, &hash).await["data"]["__typename"], "Query");
+}
+
+/// Issue 21 finding 14: every rate limit answers one way: HTTP 429, Retry-After, and the
+/// error coded RATE_LIMITED with retryAfter. Anonymous requests, bookings and logins alike.
+#[tokio::test]
+async fn every_rate_limit_answers_429_with_retry_after() {
+    let app = TestApp::spawn_with(&[
+        ("ANONYMOUS_RATE_PER_SECOND", "1"),
+        ("ANONYMOUS_RATE_BURST", "3"),
+        ("LOGIN_MAX_FAILURES", "2"),
+        ("BOOKING_RATE_PER_SECOND", "1"),
+        ("BOOKING_RATE_BURST", "1"),
+    ])
+    .await;
+    let fan = app.sign_up("fan@example.com").await;
+    let post = |token: Option<String>, accept: &'static str, query: &'static str, variables: Value| {
+        let app = &app;
+        async move {
+            let mut req = app
+                .http
+                .post(app.url("/graphql"))
+                .header("accept", accept)
+                .json(&json!({ "query": query, "variables": variables }));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let retry = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            (status, retry, resp.json::<Value>().await.unwrap())
+        }
+    };
+    let check = |what: &str, (status, retry, body): (u16, Option<u64>, Value)| {
+        assert_eq!(status, 429, "{what}: {body}");
+        assert_eq!(code(&body), "RATE_LIMITED", "{what}");
+        let after = body["errors"][0]["extensions"]["retryAfter"].as_u64();
+        assert!(
+            retry.is_some_and(|r| r >= 1) && retry == after,
+            "{what}: {retry:?} {body}"
+        );
+    };
+    // Logins: the third try of a wrong password (with a token, so the anonymous limit is
+    // not the one that refuses).
+    let log_in = "mutation($e: String!, $p: String!) { logIn(email: $e, password: $p) { accessToken } }";
+    let mut last = None;
+    for _ in 0..3 {
+        last = Some(
+            post(
+                Some(fan.access.clone()),
+                "application/json",
+                log_in,
+                json!({ "e": "fan@example.com", "p": "wrong password 1" }),
+            )
+            .await,
+        );
+    }
+    check("login", last.unwrap());
+    // Bookings: the second within a second, by either media type.
+    let reserve = "mutation($i: ReserveSeatsInput!) { reserveSeats(input: $i) { id } }";
+    let input = json!({ "i": { "scheduleId": "999999", "seatIds": ["1"], "idempotencyKey": "k-1" } });
+    post(
+        Some(fan.access.clone()),
+        "application/json",
+        reserve,
+        input.clone(),
+    )
+    .await;
+    for accept in ["application/json", GR_JSON] {
+        check(
+            "booking",
+            post(Some(fan.access.clone()), accept, reserve, input.clone()).await,
+        );
+    }
+    // Anonymous reads past the burst.
+    let mut last = None;
+    for _ in 0..5 {
+        last = Some(post(None, "application/json", "{ __typename }", json!({})).await);
+    }
+    check("anonymous", last.unwrap());
+}
+
+/// Issue 21 finding 15: with the default limits, sign-ups from one shared address (a
+/// mobile carrier's NAT, a campus) are not refused at 20: at least 60 a minute pass.
+#[tokio::test]
+async fn default_limits_fit_a_shared_address() {
+    let db = crate::common::TestDb::new().await;
+    // The suite's own relaxed limits removed: the defaults, as shipped.
+    let mut config = crate::common::test_config(&db, &[]);
+    let defaults = boxoffice::config::Config::from_lookup(|_| None).unwrap();
+    config.edge.signup_max_per_ip = defaults.edge.signup_max_per_ip;
+    config.edge.signup_window = defaults.edge.signup_window;
+    config.edge.anonymous_rate_per_second = defaults.edge.anonymous_rate_per_second;
+    config.edge.anonymous_rate_burst = defaults.edge.anonymous_rate_burst;
+    assert!(
+        u64::from(defaults.edge.signup_max_per_ip) * 60 >= 60 * defaults.edge.signup_window.as_secs(),
+        "at least 60 sign-ups a minute"
+    );
+    let state = boxoffice::state::AppState::connect(config).await.unwrap();
+    let app = TestApp::serve(db, state).await;
+    let sign_up = "mutation($i: SignUpInput!) { signUp(input: $i) { accessToken } }";
+    let attempts = (0..60).map(|i| {
+        let app = &app;
+        async move {
+            app.gql(None, sign_up, json!({ "i": { "email": format!("fan{i}@example.com"), "password": crate::common::PASSWORD, "displayName": "fan" } }))
+                .await
+        }
+    });
+    let answers = futures_util::future::join_all(attempts).await;
+    let refused: Vec<&Value> = answers.iter().filter(|b| !b["errors"].is_null()).collect();
+    assert!(
+        refused.is_empty(),
+        "{} of 60 refused: {:?}",
+        refused.len(),
+        refused.first()
+    );
+    // Anonymous reads: a burst of a shared address's page loads passes too.
+    let reads = (0..150).map(|_| {
+        let app = &app;
+        async move {
+            app.http
+                .post(app.url("/graphql"))
+                .json(&json!({ "query": "{ __typename }" }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(reads).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+}

@@ -13,6 +13,7 @@ mod concerts;
 mod docs;
 mod faults;
 mod http;
+mod introspection;
 mod isolation;
 mod leader;
 mod live;

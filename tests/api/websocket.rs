@@ -165,3 +165,82 @@ async fn a_role_change_counts_on_an_open_socket_too() {
     };
     assert_eq!(errors[0]["extensions"]["code"], "FORBIDDEN", "{second}");
 }
+
+/// Issue 21 finding 9: a client's close frame is answered with the same code, on both
+/// protocols, and the legacy `connection_terminate` ends in a normal close (1000): neither
+/// may end as a dropped connection (1006 in browsers and Node).
+#[tokio::test]
+async fn a_clients_close_is_answered_with_its_code() {
+    use tokio_tungstenite::tungstenite::protocol::{CloseFrame, frame::coding::CloseCode};
+    let app = TestApp::spawn().await;
+    for protocol in ["graphql-transport-ws", "graphql-ws"] {
+        for code in [1000u16, 4321] {
+            let mut ws = connect(&app, protocol).await;
+            assert_eq!(init(&mut ws, None).await["type"], "connection_ack");
+            ws.close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: "bye".into(),
+            }))
+            .await
+            .unwrap();
+            let answer = recv(&mut ws).await;
+            assert_eq!(answer["close"], code, "{protocol} close({code}): {answer}");
+        }
+    }
+    let mut ws = connect(&app, "graphql-ws").await;
+    assert_eq!(init(&mut ws, None).await["type"], "connection_ack");
+    send(&mut ws, json!({ "type": "connection_terminate" })).await;
+    let end = recv(&mut ws).await;
+    assert_eq!(end["close"], 1000, "connection_terminate: {end}");
+}
+
+/// Issue 21 finding 6: after logOut, the session's access token (still within its 15
+/// minutes) opens no new socket; a new login does, at once.
+#[tokio::test]
+async fn a_logged_out_session_opens_no_socket() {
+    let app = TestApp::spawn().await;
+    let fan = app.sign_up("leaver@example.com").await;
+    let other = app.log_in("leaver@example.com", crate::common::PASSWORD).await;
+    let other = crate::common::Session::from_payload(&other["data"]["logIn"]).unwrap();
+    let out = app
+        .gql(
+            None,
+            "mutation($r: String!) { logOut(refreshToken: $r) }",
+            json!({ "r": fan.refresh }),
+        )
+        .await;
+    assert!(out["errors"].is_null(), "{out}");
+    for protocol in ["graphql-transport-ws", "graphql-ws"] {
+        let mut ws = connect(&app, protocol).await;
+        let refused = init(&mut ws, Some(&fan.access)).await;
+        let refused = if protocol == "graphql-ws" {
+            assert_eq!(refused["type"], "connection_error", "{refused}");
+            recv(&mut ws).await
+        } else {
+            refused
+        };
+        assert_eq!(refused["close"], 4403, "{protocol}: {refused}");
+        assert!(
+            refused["reason"].as_str().unwrap().contains("revoked"),
+            "{refused}"
+        );
+    }
+    // The account's other session (another login) still opens sockets.
+    let mut ws = connect(&app, "graphql-transport-ws").await;
+    assert_eq!(init(&mut ws, Some(&other.access)).await["type"], "connection_ack");
+    // So does a fresh login in the same second as the logout.
+    let again = app.log_in("leaver@example.com", crate::common::PASSWORD).await;
+    let again = crate::common::Session::from_payload(&again["data"]["logIn"]).unwrap();
+    let mut ws = connect(&app, "graphql-ws").await;
+    assert_eq!(init(&mut ws, Some(&again.access)).await["type"], "connection_ack");
+    // A refresh-token theft revokes that family's sockets too.
+    let refresh = "mutation($r: String!) { refreshToken(refreshToken: $r) { accessToken refreshToken } }";
+    let rotated = app.gql(None, refresh, json!({ "r": again.refresh })).await;
+    let new_access = rotated["data"]["refreshToken"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.gql(None, refresh, json!({ "r": again.refresh })).await;
+    let mut ws = connect(&app, "graphql-transport-ws").await;
+    assert_eq!(init(&mut ws, Some(&new_access)).await["close"], 4403);
+}

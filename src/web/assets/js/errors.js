@@ -16,6 +16,17 @@ const MESSAGES = {
   RATE_LIMITED: 'Too many attempts. Wait a moment and try again.',
   UNAVAILABLE: 'The box office is busy or briefly unreachable. Try again in a moment.',
   INTERNAL: 'Something went wrong on our side. Try again.',
+  // Refusals of a request before anything ran: the page asked for something it should not.
+  GRAPHQL_PARSE_FAILED: 'The page sent a request the server could not read. Reload the page.',
+  GRAPHQL_VALIDATION_FAILED: 'The page and the server disagree about this request. Reload the page.',
+  QUERY_TOO_DEEP: 'This asks for too much at once.',
+  QUERY_TOO_COSTLY: 'This asks for too much at once.',
+  QUERY_TOO_LARGE: 'This asks for too much at once.',
+  TIMEOUT: 'The server took too long to answer. Try again.',
+  RESPONSE_TOO_LARGE: 'The answer is too large to send.',
+  PERSISTED_QUERY_NOT_FOUND: 'The server does not know this request yet. Try again.',
+  BAD_REQUEST: 'The page sent a request the server could not read. Reload the page.',
+  TOO_MANY_SUBSCRIPTIONS: 'Too many live views are open at once. Close some tabs and try again.',
   NETWORK: 'Cannot reach the server. Check your connection.',
 };
 
