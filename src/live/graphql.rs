@@ -10,7 +10,7 @@ use super::{
     seats::{self, SeatUpdate},
 };
 use crate::{
-    auth::state,
+    auth::{Viewer, actor, state, viewer},
     error::AppError,
     ids,
     seats::graphql::{GradeAvailability, Seat},
@@ -83,13 +83,21 @@ impl LiveSubscription {
     ) -> async_graphql::Result<impl Stream<Item = SeatChangeEvent> + use<>> {
         let schedule_id = ids::parse(&schedule_id, "scheduleId")?;
         let state = state(ctx)?.clone();
-        let visible = state
+        let settings = state
             .queue_flags
             .settings(&state, schedule_id)
             .await?
-            .is_some_and(|s| s.concert_status != crate::concerts::ConcertStatus::Draft);
-        if !visible {
-            return Err(AppError::NotFound("schedule").into());
+            .ok_or(AppError::NotFound("schedule"))?;
+        // A draft's schedule: its host and admins may watch it; to anyone else it does not
+        // exist (the role is read only then).
+        if settings.concert_status == crate::concerts::ConcertStatus::Draft {
+            let actor = match viewer(ctx)? {
+                Viewer::User(_) => Some(actor(ctx).await?),
+                _ => None,
+            };
+            if !settings.visible_to(actor) {
+                return Err(AppError::NotFound("schedule").into());
+            }
         }
         // Subscribe first, then take the current state: nothing falls in between.
         let (updates, last) = seats::updates(&state, schedule_id);

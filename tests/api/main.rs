@@ -4,6 +4,7 @@
 
 mod abuse;
 mod abuse_sockets;
+mod accounts_gone;
 mod auth;
 mod best_available;
 mod booking;
@@ -13,6 +14,7 @@ mod concerts;
 mod faults;
 mod http;
 mod isolation;
+mod keys;
 mod leader;
 mod live;
 mod orders;
@@ -25,6 +27,7 @@ mod search;
 mod single;
 mod startup;
 mod storage;
+mod visibility;
 mod waitlist;
 mod web;
 mod websocket;
