@@ -11,6 +11,7 @@ use super::{
 };
 use crate::{
     auth::{Viewer, actor, state, viewer},
+    concerts::graphql::Schedule,
     error::AppError,
     ids,
     seats::graphql::{GradeAvailability, Seat},
@@ -57,6 +58,18 @@ impl SeatChangeEvent {
     /// `1041H,1042H,2001A` (A available, H held, S sold).
     async fn packed(&self) -> &str {
         &self.0.packed
+    }
+    /// The schedule as it stands after this event's changes (read with `availability`):
+    /// the same `Schedule` object, by id, as `schedule(id)`, so a normalised cache (Apollo
+    /// InMemoryCache, urql graphcache) that holds it updates `version`, `bookedCount`,
+    /// `remainingSeats` and `availability` from the event without client code. Its
+    /// `version` may be ahead of the event's own when later changes are on their way. Null
+    /// only if it could not be read (the next event carries it).
+    async fn schedule(&self) -> Option<Schedule> {
+        self.0
+            .schedule
+            .as_ref()
+            .map(|row| Schedule::with_counts((**row).clone(), self.0.availability.clone()))
     }
     /// Seats per grade by status, read after the changes of this event.
     async fn availability(&self) -> Vec<GradeAvailability> {
@@ -109,12 +122,13 @@ impl LiveSubscription {
                 ..(*last).clone()
             },
             None => {
-                let (availability, version) = seats::counts(&state, schedule_id).await?;
+                let (availability, schedule) = seats::counts(&state, schedule_id).await?;
                 let current = Arc::new(SeatUpdate {
                     schedule_id,
-                    version,
+                    version: schedule.as_ref().map_or(0, |s| s.version),
                     seats: Vec::new(),
                     availability,
+                    schedule,
                     resync: false,
                     packed: "".into(),
                 });

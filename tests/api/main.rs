@@ -7,6 +7,7 @@ mod abuse_sockets;
 mod accounts_gone;
 mod auth;
 mod best_available;
+mod big_venue;
 mod booking;
 mod clients;
 mod common;
