@@ -22,6 +22,7 @@ mod live;
 mod orders;
 mod payments;
 mod points;
+mod pool;
 mod queue;
 mod readme;
 mod roles;
