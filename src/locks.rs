@@ -99,6 +99,9 @@ pub struct LockedSchedule {
     pub schedule: ScheduleRow,
     #[diesel(sql_type = Text)]
     pub concert_status: ConcertStatus,
+    /// Who may see the schedule while its concert is a draft (with admins).
+    #[diesel(sql_type = BigInt)]
+    pub concert_host_id: i64,
     #[diesel(sql_type = Timestamptz)]
     pub db_now: DateTime<Utc>,
 }
@@ -128,7 +131,7 @@ async fn read_schedule_for_batch(
     lock: &'static str,
 ) -> QueryResult<Option<LockedSchedule>> {
     diesel::sql_query(format!(
-        "SELECT s.*, c.status AS concert_status, now() AS db_now
+        "SELECT s.*, c.status AS concert_status, c.host_id AS concert_host_id, now() AS db_now
          FROM schedules s JOIN concerts c ON c.id = s.concert_id
          WHERE s.id = $1 {lock}"
     ))

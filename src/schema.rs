@@ -128,6 +128,7 @@ diesel::table! {
         cancelled_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        request_hash -> Nullable<Int8>,
     }
 }
 

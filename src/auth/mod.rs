@@ -20,7 +20,7 @@ pub mod tokens;
 
 use std::sync::Arc;
 
-use async_graphql::{Context, Enum, Guard};
+use async_graphql::{Context, Enum, Guard, parser::types::OperationType};
 use std::{sync::Mutex, time::Instant};
 
 use crate::{
@@ -205,17 +205,35 @@ pub async fn session_revoked(state: &AppState, user: &AuthUser) -> AppResult<boo
 }
 
 /// Field guard: the viewer must be signed in and (for host and admin) hold the role now.
+///
+/// A mutation also needs the account to exist now: a validly signed token outlives a
+/// deleted account, and a write in its name would fail on a foreign key (INTERNAL) or be
+/// accepted for nobody. So every guarded mutation reads the account (`actor`, once per
+/// request) and answers UNAUTHENTICATED when it is gone; queries read only what the
+/// token's subject owns, which for a deleted account is nothing, and need no query.
+/// `reserveSeats` and `reserveBestAvailable` use [`BatchChecksAccount`] instead.
 pub struct RoleGuard(pub Role);
 
 impl Guard for RoleGuard {
     async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
-        let user = viewer(ctx)?.user()?;
-        if self.0 == Role::User {
+        viewer(ctx)?.user()?;
+        if self.0 == Role::User && ctx.query_env.operation.node.ty != OperationType::Mutation {
             // Any account will do; the token proves it.
-            let _ = user;
             return Ok(());
         }
         actor(ctx).await?.ensure_role(self.0)?;
+        Ok(())
+    }
+}
+
+/// Field guard of the hold mutations: a signed-in user, whose account the booking batch
+/// checks with everything else it reads under the schedule lock (UNAUTHENTICATED when it
+/// is gone), so the hot path of a sale pays no query of its own for it.
+pub struct BatchChecksAccount;
+
+impl Guard for BatchChecksAccount {
+    async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
+        viewer(ctx)?.user()?;
         Ok(())
     }
 }

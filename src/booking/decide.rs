@@ -34,6 +34,23 @@ pub struct HoldRequest {
     pub user_id: i64,
     pub want: Want,
     pub idempotency_key: Option<String>,
+    /// The operation it came through: part of what its key stands for (absent in requests
+    /// forwarded by older instances, which only forwarded direct holds).
+    #[serde(default)]
+    pub origin: Origin,
+}
+
+/// The operation a hold request came through. A key answers only the request it was first
+/// sent with: the same operation, schedule and ask (`HoldRequest::fingerprint`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Origin {
+    /// `reserveSeats` or `reserveBestAvailable` (which one is told by `Want`).
+    #[default]
+    Direct,
+    /// `placeOrder`, applied by an order worker.
+    Order,
+    /// A hold made for a waiting-list entry (never keyed).
+    Waitlist,
 }
 
 /// Which seats a request wants.
@@ -52,7 +69,38 @@ impl HoldRequest {
             user_id,
             want: Want::Seats(seat_ids),
             idempotency_key,
+            origin: Origin::Direct,
         }
+    }
+
+    /// What the request's key stands for: a hash of its operation, the schedule and what it
+    /// asks (the user is the key's own scope). Stored with the reservation it makes
+    /// (`reservations.request_hash`) and compared in `decide`, so telling a repeat from
+    /// another request with the same key costs no query. Stable across instances and
+    /// versions: SHA-256 of a canonical text, its first eight bytes.
+    pub fn fingerprint(&self, schedule_id: i64) -> i64 {
+        use sha2::Digest as _;
+        let operation = match (self.origin, &self.want) {
+            (Origin::Direct, Want::Seats(_)) => "reserveSeats",
+            (Origin::Direct, Want::BestAvailable { .. }) => "reserveBestAvailable",
+            (Origin::Order, _) => "placeOrder",
+            (Origin::Waitlist, _) => "waitlist",
+        };
+        let ask = match &self.want {
+            Want::Seats(ids) => {
+                let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+                format!("seats:{}", ids.join(","))
+            }
+            Want::BestAvailable { count, grade: None } => format!("best:{count}:*"),
+            Want::BestAvailable {
+                count,
+                grade: Some(g),
+            } => format!("best:{count}:={g}"),
+        };
+        let digest = sha2::Sha256::digest(format!("{operation}\n{schedule_id}\n{ask}"));
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        i64::from_be_bytes(first)
     }
 
     /// The seats it names; none for a best-available request.
@@ -84,13 +132,24 @@ pub struct KeyUse {
     pub seat_ids: Vec<i64>,
     /// The grade of its seats when they share one.
     pub grade: Option<String>,
+    /// The fingerprint of the request that made it; none for reservations made before
+    /// fingerprints were stored.
+    pub fingerprint: Option<i64>,
 }
 
 impl KeyUse {
-    /// Whether repeating `want` with this key asks for what the reservation holds: the same
-    /// seats, or as many seats of the asked grade. A key names one reservation; any other
-    /// request with it is a CONFLICT.
-    fn answers(&self, want: &Want) -> bool {
+    /// Whether `request` (for `schedule_id`) is the request this key was first sent with:
+    /// the same fingerprint (operation, schedule, ask). A key names one request; any other
+    /// request with it is a CONFLICT. A reservation older than fingerprints is answered to
+    /// a request for what it holds: the same seats, or as many seats of the asked grade.
+    fn answers(&self, request: &HoldRequest, schedule_id: i64) -> bool {
+        match self.fingerprint {
+            Some(fp) => fp == request.fingerprint(schedule_id),
+            None => self.schedule_id == schedule_id && self.holds(&request.want),
+        }
+    }
+
+    fn holds(&self, want: &Want) -> bool {
         match want {
             Want::Seats(ids) => self.seat_ids == *ids,
             Want::BestAvailable { count, grade } => {
@@ -110,6 +169,10 @@ pub struct Loaded {
     pub remaining: i64,
     /// Why the schedule is not on sale, if it is not (`booking::sale`).
     pub closed: Option<&'static str>,
+    /// For the schedule of a draft concert, the requesting users who may see it (its host,
+    /// admins: `concerts::service::visible_to`); to everyone else it does not exist. `None`
+    /// when the concert is public.
+    pub seen_by: Option<HashSet<i64>>,
     /// The requested seats that exist, of any schedule.
     pub seats: HashMap<i64, SeatState>,
     /// The requesting users that exist, with the seats each holds or owns of this schedule.
@@ -134,6 +197,9 @@ pub enum Decision {
     SameAs(usize),
 }
 
+/// A key sent again with another request (operation, seats, count or grade).
+pub const KEY_USED: &str = "this idempotency key was used for another request";
+
 fn key_conflict(message: &str) -> AppError {
     AppError::Conflict(message.to_owned())
 }
@@ -153,23 +219,30 @@ pub fn decide(loaded: &Loaded, requests: &[HoldRequest]) -> Vec<Decision> {
             if !loaded.users.contains_key(&r.user_id) {
                 return Decision::Refuse(AppError::Unauthenticated("this account no longer exists"));
             }
+            // Before anything else about the schedule, keys included: what a fan is told
+            // of a draft must be what they are told of an id that does not exist.
+            if loaded.seen_by.as_ref().is_some_and(|s| !s.contains(&r.user_id)) {
+                return Decision::Refuse(AppError::NotFound("schedule"));
+            }
             if let Some(key) = &r.idempotency_key {
                 if let Some(used) = loaded.keys.get(&(r.user_id, key.clone())) {
-                    return if used.schedule_id != loaded.schedule_id {
+                    return if used.answers(r, loaded.schedule_id) {
+                        Decision::Replay(used.reservation_id)
+                    } else if used.schedule_id != loaded.schedule_id {
                         Decision::Refuse(key_conflict(
                             "this idempotency key was used for another performance",
                         ))
-                    } else if !used.answers(&r.want) {
-                        Decision::Refuse(key_conflict("this idempotency key was used for other seats"))
                     } else {
-                        Decision::Replay(used.reservation_id)
+                        Decision::Refuse(key_conflict(KEY_USED))
                     };
                 }
                 if let Some(&first) = first_with_key.get(&(r.user_id, key.as_str())) {
-                    return if requests[first].want == r.want {
+                    return if requests[first].fingerprint(loaded.schedule_id)
+                        == r.fingerprint(loaded.schedule_id)
+                    {
                         Decision::SameAs(first)
                     } else {
-                        Decision::Refuse(key_conflict("this idempotency key was used for other seats"))
+                        Decision::Refuse(key_conflict(KEY_USED))
                     };
                 }
                 first_with_key.insert((r.user_id, key.as_str()), i);
@@ -335,6 +408,7 @@ mod tests {
             per_user_limit: 4,
             remaining: 10,
             closed: None,
+            seen_by: None,
             seats: (1..=10)
                 .map(|id| {
                     (
@@ -372,6 +446,7 @@ mod tests {
                 grade: grade.map(str::to_owned),
             },
             idempotency_key: key.map(str::to_owned),
+            origin: Origin::Direct,
         }
     }
 
@@ -452,6 +527,7 @@ mod tests {
                 schedule_id: S,
                 seat_ids: vec![6, 7],
                 grade: Some("S".into()),
+                fingerprint: None,
             },
         );
         let d = decide(
@@ -473,6 +549,83 @@ mod tests {
         assert!(matches!(d[4], Decision::Claim(_)));
         assert!(matches!(d[5], Decision::SameAs(4)));
         assert_eq!(code(&d[6]), Some(ErrorCode::Conflict));
+    }
+
+    #[test]
+    fn a_fingerprinted_key_answers_its_own_request_only() {
+        // Seat 5 was held with key "k" by reserveSeats; it is grade S, so the older rule
+        // (same count, same grade) would replay it to a best-available ask of one S seat.
+        let first = req(1, &[5], Some("k"));
+        let mut l = with_layout(loaded());
+        l.keys.insert(
+            (1, "k".into()),
+            KeyUse {
+                reservation_id: 60,
+                schedule_id: S,
+                seat_ids: vec![5],
+                grade: Some("S".into()),
+                fingerprint: Some(first.fingerprint(S)),
+            },
+        );
+        let as_order = HoldRequest {
+            origin: Origin::Order,
+            ..req(1, &[5], Some("k"))
+        };
+        let d = decide(
+            &l,
+            &[
+                req(1, &[5], Some("k")),
+                best(1, 1, Some("S"), Some("k")),
+                best(1, 1, None, Some("k")),
+                as_order,
+                req(1, &[6], Some("k")),
+            ],
+        );
+        assert!(matches!(d[0], Decision::Replay(60)));
+        for (i, d) in d.iter().enumerate().skip(1) {
+            assert_eq!(code(d), Some(ErrorCode::Conflict), "request {i}");
+        }
+        // The same seats on another schedule, or another operation: other fingerprints.
+        assert_ne!(first.fingerprint(S), first.fingerprint(S + 1));
+        assert_ne!(
+            best(1, 2, None, None).fingerprint(S),
+            best(1, 2, Some("R"), None).fingerprint(S)
+        );
+        // Stable: a fingerprint stored by one build is compared by the next.
+        assert_eq!(req(1, &[1, 2], None).fingerprint(7), 2_688_315_407_617_118_322);
+    }
+
+    #[test]
+    fn a_draft_is_not_found_for_whoever_may_not_see_it() {
+        let mut l = loaded();
+        l.closed = Some("not on sale");
+        l.seen_by = Some([2].into_iter().collect());
+        l.keys.insert(
+            (1, "k".into()),
+            KeyUse {
+                reservation_id: 5,
+                schedule_id: 8,
+                seat_ids: vec![99],
+                grade: None,
+                fingerprint: None,
+            },
+        );
+        let d = decide(
+            &l,
+            &[
+                req(1, &[1], None),
+                req(1, &[1], Some("k")),
+                best(3, 1, None, None),
+                req(2, &[1], None),
+                req(404, &[1], None),
+            ],
+        );
+        assert_eq!(code(&d[0]), Some(ErrorCode::NotFound));
+        assert_eq!(code(&d[1]), Some(ErrorCode::NotFound), "not even a key conflict");
+        assert_eq!(code(&d[2]), Some(ErrorCode::NotFound));
+        // Its host sees it, and that it is not on sale.
+        assert_eq!(code(&d[3]), Some(ErrorCode::Conflict));
+        assert_eq!(code(&d[4]), Some(ErrorCode::Unauthenticated));
     }
 
     #[test]
@@ -503,6 +656,7 @@ mod tests {
                 schedule_id: 8,
                 seat_ids: vec![99],
                 grade: None,
+                fingerprint: None,
             },
         );
         l.keys.insert(
@@ -512,6 +666,7 @@ mod tests {
                 schedule_id: S,
                 seat_ids: vec![9],
                 grade: None,
+                fingerprint: None,
             },
         );
         let d = decide(
@@ -554,6 +709,7 @@ mod tests {
                 schedule_id: S,
                 seat_ids: vec![1],
                 grade: None,
+                fingerprint: None,
             },
         );
         let d = decide(&l, &[req(1, &[1], Some("k")), req(2, &[2], None)]);
@@ -583,6 +739,7 @@ mod tests {
             proptest::collection::btree_set(1..=13i64, 1..4),
             proptest::option::of(0..3u8),
             proptest::option::weighted(0.4, (0..5u32, 0..4u8)),
+            proptest::bool::weighted(0.2),
         );
         let requests = proptest::collection::vec(request, 1..40);
         (
@@ -617,6 +774,7 @@ mod tests {
                     per_user_limit: limit,
                     remaining,
                     closed: closed.then_some("sales are closed"),
+                    seen_by: None,
                     seats,
                     users: users
                         .into_iter()
@@ -627,11 +785,16 @@ mod tests {
                         .into_iter()
                         .map(|(user, key, here, seat)| {
                             let schedule_id = if here { S } else { 8 };
+                            // Half of them made since fingerprints were stored, by a
+                            // direct hold of that one seat.
+                            let fingerprint = (seat % 2 == 0)
+                                .then(|| HoldRequest::seats(user, vec![seat], None).fingerprint(schedule_id));
                             let k = KeyUse {
                                 reservation_id: 1000 + seat,
                                 schedule_id,
                                 seat_ids: vec![seat],
                                 grade: None,
+                                fingerprint,
                             };
                             ((user, format!("k{key}")), k)
                         })
@@ -641,10 +804,14 @@ mod tests {
                 };
                 let requests = requests
                     .into_iter()
-                    .map(|(user_id, seats, key, ask)| {
+                    .map(|(user_id, seats, key, ask, order)| {
                         let key = key.map(|k| format!("k{k}"));
+                        let origin = if order { Origin::Order } else { Origin::Direct };
                         match ask {
-                            None => HoldRequest::seats(user_id, seats.into_iter().collect(), key),
+                            None => HoldRequest {
+                                origin,
+                                ..HoldRequest::seats(user_id, seats.into_iter().collect(), key)
+                            },
                             Some((count, grade)) => {
                                 let grade = ["", "R", "S", "Z"][grade as usize];
                                 let grade = (!grade.is_empty()).then(|| grade.to_owned());
@@ -652,6 +819,7 @@ mod tests {
                                     user_id,
                                     want: Want::BestAvailable { count, grade },
                                     idempotency_key: key,
+                                    origin,
                                 }
                             }
                         }
@@ -699,7 +867,7 @@ mod tests {
                     Decision::Replay(id) => {
                         let key = r.idempotency_key.clone().unwrap_or_default();
                         let used = loaded.keys.get(&(r.user_id, key));
-                        prop_assert!(used.is_some_and(|u| u.reservation_id == *id && u.answers(&r.want)));
+                        prop_assert!(used.is_some_and(|u| u.reservation_id == *id && u.answers(r, S)));
                     }
                     Decision::SameAs(first) => {
                         prop_assert!(matches!(decisions[*first], Decision::Claim(_) | Decision::Refuse(_)));
@@ -720,13 +888,13 @@ mod tests {
                 if !loaded.users.contains_key(&r.user_id) {
                     prop_assert!(matches!(decisions[i], Decision::Refuse(_)));
                 } else if let Some(used) = loaded.keys.get(&k) {
-                    if used.schedule_id == S && used.answers(&r.want) {
+                    if used.answers(r, S) {
                         prop_assert!(matches!(decisions[i], Decision::Replay(id) if id == used.reservation_id));
                     } else {
                         prop_assert!(matches!(&decisions[i], Decision::Refuse(e) if e.code() == ErrorCode::Conflict));
                     }
                 } else if let Some(&f) = first.get(&k) {
-                    if requests[f].want == r.want {
+                    if requests[f].fingerprint(S) == r.fingerprint(S) {
                         prop_assert!(matches!(decisions[i], Decision::SameAs(x) if x == f));
                     } else {
                         prop_assert!(matches!(&decisions[i], Decision::Refuse(e) if e.code() == ErrorCode::Conflict));

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 
 use super::store;
 use crate::{
-    auth::{Role, RoleGuard, actor, state, viewer},
+    auth::{BatchChecksAccount, Role, RoleGuard, actor, state, viewer},
     concerts::graphql::Schedule,
     db::Pool,
     error::AppError,
@@ -237,7 +237,7 @@ pub struct BookingMutation;
 impl BookingMutation {
     /// Holds 1 to 10 seats, all or nothing, until `expiresAt`. Errors: SEAT_UNAVAILABLE,
     /// SOLD_OUT, LIMIT_EXCEEDED, QUEUE_REQUIRED, CONFLICT (sales not open), BAD_USER_INPUT.
-    #[graphql(guard = "RoleGuard(Role::User)")]
+    #[graphql(guard = "BatchChecksAccount")]
     async fn reserve_seats(
         &self,
         ctx: &Context<'_>,
@@ -256,7 +256,7 @@ impl BookingMutation {
     /// Errors as `reserveSeats`: SEAT_UNAVAILABLE (not that many seats of one grade left),
     /// SOLD_OUT, LIMIT_EXCEEDED, QUEUE_REQUIRED, CONFLICT (sales not open, or the key used
     /// for another request), BAD_USER_INPUT (count, unknown grade).
-    #[graphql(guard = "RoleGuard(Role::User)")]
+    #[graphql(guard = "BatchChecksAccount")]
     async fn reserve_best_available(
         &self,
         ctx: &Context<'_>,

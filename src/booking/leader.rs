@@ -868,6 +868,7 @@ mod tests {
                 user_id: 3,
                 want,
                 idempotency_key: Some("k".into()),
+                origin: crate::booking::Origin::Order,
             };
             let raw = serde_json::to_string(&Envelope {
                 id: "x".into(),

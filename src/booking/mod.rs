@@ -34,7 +34,7 @@ use std::collections::HashSet;
 use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 
 pub use batcher::{Batcher, MAX_BATCH, Stats};
-pub use decide::{HoldRequest, MAX_SEATS_PER_REQUEST, Want};
+pub use decide::{HoldRequest, KEY_USED, MAX_SEATS_PER_REQUEST, Origin, Want};
 pub use leader::{LeaderStats, Leadership};
 pub use store::ReservationRow;
 
@@ -168,6 +168,7 @@ pub fn best_available_request(
         user_id,
         want: Want::BestAvailable { count, grade },
         idempotency_key: idempotency_key.map(hold_key).transpose()?,
+        origin: Origin::Direct,
     })
 }
 

@@ -37,7 +37,8 @@ use super::{
     store::ReservationRow,
 };
 use crate::{
-    concerts::store::ScheduleRow,
+    auth::{Actor, Role},
+    concerts::{ConcertStatus, service::visible_to, store::ScheduleRow},
     error::{AppError, AppResult},
     locks::{self, LockedSchedule},
     seats::{SeatStatus, best_available::SeatLayout},
@@ -201,9 +202,17 @@ async fn apply(
     // The claiming requests with the seats they get: picked seats become named ones.
     let mut claimed: Vec<usize> = Vec::new();
     let mut resolved: Vec<HoldRequest> = Vec::new();
+    // What each claim's key stands for: the request as asked, not as resolved.
+    let mut fingerprints: Vec<Option<i64>> = Vec::new();
     for (i, d) in decisions.iter().enumerate() {
         if let Decision::Claim(seat_ids) = d {
             claimed.push(i);
+            fingerprints.push(
+                requests[i]
+                    .idempotency_key
+                    .as_ref()
+                    .map(|_| requests[i].fingerprint(schedule_id)),
+            );
             resolved.push(HoldRequest::seats(
                 requests[i].user_id,
                 seat_ids.clone(),
@@ -226,7 +235,8 @@ async fn apply(
     let mut change = None;
     if !claimed.is_empty() {
         let writing = Instant::now();
-        let (rows, seat_change) = write(conn, &schedule, locked.db_now, &resolved, &seats).await?;
+        let (rows, seat_change) =
+            write(conn, &schedule, locked.db_now, &resolved, &fingerprints, &seats).await?;
         phase("write", writing);
         made = claimed.iter().copied().zip(rows).collect();
         change = Some(seat_change);
@@ -290,6 +300,8 @@ struct UserHolds {
     user_id: i64,
     #[diesel(sql_type = BigInt)]
     seats: i64,
+    #[diesel(sql_type = Text)]
+    role: String,
 }
 
 /// A reservation made with one of the batch's keys, with its seats (ascending) and their
@@ -302,6 +314,8 @@ struct Keyed {
     seat_ids: Vec<i64>,
     #[diesel(sql_type = Array<Text>)]
     grades: Vec<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    request_hash: Option<i64>,
 }
 
 /// What a batch reads under its locks.
@@ -367,6 +381,20 @@ async fn load(
     };
     let schedule = &locked.schedule;
     let seats: HashMap<i64, SeatRow> = seats.into_iter().map(|s| (s.id, s)).collect();
+    // A draft's schedule exists only for those who may see its concert: the one rule of
+    // `concerts::service::visible_to`, with the roles as they are now.
+    let seen_by = (locked.concert_status == ConcertStatus::Draft).then(|| {
+        users
+            .iter()
+            .filter(|u| {
+                let actor = Role::parse(&u.role)
+                    .ok()
+                    .map(|role| Actor { id: u.user_id, role });
+                visible_to(locked.concert_status, locked.concert_host_id, actor)
+            })
+            .map(|u| u.user_id)
+            .collect()
+    });
     let users: HashMap<i64, i64> = users.into_iter().map(|u| (u.user_id, u.seats)).collect();
     let mut replays: HashMap<i64, ReservationRow> = HashMap::new();
     let mut used: HashMap<(i64, String), KeyUse> = HashMap::new();
@@ -374,6 +402,7 @@ async fn load(
         reservation: row,
         seat_ids,
         mut grades,
+        request_hash,
     } in keyed
     {
         let Some(key) = row.idempotency_key.clone() else {
@@ -387,6 +416,7 @@ async fn load(
                 seat_ids,
                 // The grade of its seats, unless they were of several.
                 grade: (grades.len() == 1).then(|| grades.remove(0)),
+                fingerprint: request_hash,
             },
         );
         replays.insert(row.id, row);
@@ -396,6 +426,7 @@ async fn load(
         per_user_limit: i64::from(schedule.per_user_limit),
         remaining: i64::from(schedule.capacity - schedule.booked_count),
         closed: None,
+        seen_by,
         seats: seats
             .values()
             .map(|s| {
@@ -438,7 +469,7 @@ async fn read_users(
         // `reservations_live`. As a join, stale statistics in a sale's first minute (the
         // table was empty at the last ANALYZE) made PostgreSQL scan every live reservation
         // of the schedule once per user: 61 ms instead of 0.2 ms at 8,000 reservations.
-        "SELECT u.id AS user_id,
+        "SELECT u.id AS user_id, u.role,
            (SELECT coalesce(sum(r.seat_count), 0) FROM reservations r
             WHERE r.schedule_id = $1 AND r.user_id = u.id AND r.status IN ('held', 'confirmed'))::bigint AS seats
          FROM users u
@@ -493,10 +524,10 @@ struct Written {
 const WRITE: &str = "
 WITH t AS (
   SELECT nextval('reservations_id_seq') AS id, u.*
-  FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[]) WITH ORDINALITY AS u(user_id, seat_count, total, key, ord)
+  FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[], $12::bigint[]) WITH ORDINALITY AS u(user_id, seat_count, total, key, fp, ord)
 ), made AS (
-  INSERT INTO reservations (id, schedule_id, user_id, status, seat_count, total_price, idempotency_key, expires_at)
-  SELECT t.id, $5, t.user_id, 'held', t.seat_count, t.total, t.key, $6 FROM t
+  INSERT INTO reservations (id, schedule_id, user_id, status, seat_count, total_price, idempotency_key, expires_at, request_hash)
+  SELECT t.id, $5, t.user_id, 'held', t.seat_count, t.total, t.key, $6, t.fp FROM t
   RETURNING *
 ), s AS (
   SELECT t.id AS reservation_id, x.seat_id, x.grade, x.price
@@ -522,6 +553,7 @@ async fn write(
     schedule: &ScheduleRow,
     now: DateTime<Utc>,
     claimed: &[HoldRequest],
+    fingerprints: &[Option<i64>],
     seats: &HashMap<i64, SeatRow>,
 ) -> AppResult<(Vec<ReservationRow>, SeatChange)> {
     let expires_at = now + chrono::Duration::seconds(i64::from(schedule.hold_seconds));
@@ -568,6 +600,7 @@ async fn write(
         .bind::<Array<Text>, _>(grades)
         .bind::<Array<BigInt>, _>(prices)
         .bind::<Int4, _>(i32::try_from(booked).map_err(AppError::internal)?)
+        .bind::<Array<Nullable<BigInt>>, _>(fingerprints)
         .load(conn)
         .await?;
     let (updated, version) = <[Written]>::first(&written).map_or((0, 0), |w| (w.claimed, w.version));

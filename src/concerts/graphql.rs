@@ -20,7 +20,10 @@ use crate::{
     db::Pool,
     error::{AppError, AppResult},
     ids, pagination,
-    seats::graphql::{AvailabilityLoader, GradeAvailability, Seat, SeatMapLoader, SeatStatus},
+    seats::{
+        graphql::{AvailabilityLoader, GradeAvailability, Seat, SeatMapLoader, SeatSection, SeatStatus},
+        store::GradeCount,
+    },
 };
 
 pub use super::{ConcertStatus, ScheduleStatus};
@@ -82,20 +85,31 @@ impl Concert {
             .load_one(self.0.id)
             .await?
             .unwrap_or_default();
-        Ok(rows.into_iter().map(Schedule).collect())
+        Ok(rows.into_iter().map(Schedule::new).collect())
     }
 }
 
-pub struct Schedule(pub ScheduleRow);
+/// A schedule, and its per-grade counts when they were read with it (a live event's), so
+/// `availability` is the same snapshot as the row.
+pub struct Schedule(pub ScheduleRow, Option<Vec<GradeCount>>);
 
 impl Schedule {
+    pub fn new(row: ScheduleRow) -> Self {
+        Self(row, None)
+    }
+
+    /// The schedule with the per-grade counts read in the same snapshot.
+    pub fn with_counts(row: ScheduleRow, counts: Vec<GradeCount>) -> Self {
+        Self(row, Some(counts))
+    }
+
     /// A schedule by id through the request's loader: what every type that refers to a
     /// schedule (a reservation, a waiting-list entry) resolves its `schedule` field with.
     pub async fn load(ctx: &Context<'_>, id: i64) -> Result<Self, AppError> {
         ctx.data::<DataLoader<ScheduleLoader>>()?
             .load_one(id)
             .await?
-            .map(Schedule)
+            .map(Schedule::new)
             .ok_or(AppError::NotFound("schedule"))
     }
 }
@@ -190,6 +204,9 @@ impl Schedule {
     }
     /// Seats per grade, by status.
     async fn availability(&self, ctx: &Context<'_>) -> Result<Vec<GradeAvailability>, AppError> {
+        if let Some(counts) = &self.1 {
+            return Ok(counts.iter().cloned().map(GradeAvailability::from).collect());
+        }
         // A seat map of this version already built has the counts: no query.
         if let Some(counts) = state(ctx)?.seat_maps.availability(self.0.id, self.0.version) {
             return Ok(counts);
@@ -215,7 +232,20 @@ impl Schedule {
         Ok(state.seat_maps.get(&state.db, self.0.id, self.0.version).await?)
     }
 
-    /// The seat map, in layout order, optionally narrowed to a section, grade or status.
+    /// The sections of the layout with their seat counts, in layout order: what a client of
+    /// a big venue reads first, to page through `seats(section:, first:, after:)`.
+    async fn sections(&self, ctx: &Context<'_>) -> Result<Vec<SeatSection>, AppError> {
+        crate::seats::graphql::sections(ctx, self.0.id).await
+    }
+
+    /// The seat map as `Seat` objects (a normalised cache keys them by id, and `seatChanges`
+    /// updates them), in layout order, optionally narrowed to a section, grade or status.
+    ///
+    /// A request reads at most 25,000 seats this way (QUERY_TOO_COSTLY above): a bigger
+    /// venue is read in pages, `first` seats (at most 10,000) after the seat `after` (the
+    /// last id of the previous page; the first page without it), a section at a time or
+    /// not. A page shorter than `first` is the last. The compact `seatMap` reads any venue
+    /// in one request, but as one value a normalised cache does not split into seats.
     #[graphql(complexity = "1000 + child_complexity")]
     async fn seats(
         &self,
@@ -223,7 +253,21 @@ impl Schedule {
         section: Option<String>,
         grade: Option<String>,
         status: Option<SeatStatus>,
+        first: Option<i32>,
+        after: Option<ID>,
     ) -> async_graphql::Result<Vec<Seat>> {
+        if first.is_some() || after.is_some() {
+            let narrow = crate::seats::store::Narrow {
+                section: section.as_deref(),
+                grade: grade.as_deref(),
+                status,
+            };
+            let first = first.unwrap_or(crate::seats::MAX_SEAT_PAGE);
+            let seats =
+                crate::seats::graphql::seat_page(ctx, self.0.id, &narrow, first, after.as_ref()).await?;
+            crate::limits::charge_seats(ctx, i32::try_from(seats.len()).unwrap_or(i32::MAX), 4)?;
+            return Ok(seats);
+        }
         let rows = ctx
             .data::<DataLoader<SeatMapLoader>>()?
             .load_one(self.0.id)
@@ -394,7 +438,7 @@ impl ConcertsQuery {
             AppError::NotFound(_) => AppError::NotFound("schedule"),
             other => other,
         })?;
-        Ok(Schedule(row))
+        Ok(Schedule::new(row))
     }
 
     /// The signed-in host's own concerts, drafts included, newest first.
@@ -481,7 +525,7 @@ impl ConcertsMutation {
         let concert_id = ids::parse(&concert_id, "concertId")?;
         let actor = actor(ctx).await?;
         let mut conn = state(ctx)?.db.get().await?;
-        Ok(Schedule(
+        Ok(Schedule::new(
             service::add_schedule(&mut conn, actor, concert_id, &input).await?,
         ))
     }
@@ -491,7 +535,7 @@ impl ConcertsMutation {
     async fn cancel_schedule(&self, ctx: &Context<'_>, id: ID) -> Result<Schedule, AppError> {
         let id = ids::parse(&id, "id")?;
         let actor = actor(ctx).await?;
-        Ok(Schedule(
+        Ok(Schedule::new(
             crate::booking::cancel_schedule(state(ctx)?, actor, id).await?,
         ))
     }

@@ -323,8 +323,16 @@ pub async fn add_schedule(
 /// Whether `viewer` may see this concert: published and cancelled ones are public, drafts
 /// only to their host and admins.
 pub fn visible(concert: &ConcertRow, actor: Option<Actor>) -> bool {
-    concert.status != ConcertStatus::Draft
-        || actor.is_some_and(|a| a.role == Role::Admin || (a.role == Role::Host && a.id == concert.host_id))
+    visible_to(concert.status, concert.host_id, actor)
+}
+
+/// The one visibility rule, for every path that reaches a concert or one of its schedules
+/// (queries, booking, orders, waiting lists, the queue, live updates): published and
+/// cancelled concerts are public, drafts exist only for their host and admins. To anyone
+/// else a hidden schedule answers exactly as an id that does not exist (NOT_FOUND).
+pub fn visible_to(status: ConcertStatus, host_id: i64, actor: Option<Actor>) -> bool {
+    status != ConcertStatus::Draft
+        || actor.is_some_and(|a| a.role == Role::Admin || (a.role == Role::Host && a.id == host_id))
 }
 
 #[cfg(test)]

@@ -136,7 +136,14 @@ impl<'a> Walker<'a> {
                         ),
                         None => (None, false),
                     };
-                    let (base, items) = weight(root, parent.unwrap_or_default(), name, is_list);
+                    let (base, mut items) = weight(root, parent.unwrap_or_default(), name, is_list);
+                    // A page of seats is priced by its size (execution still charges what
+                    // it returns: `limits::charge_seats`).
+                    if (parent, name) == (Some("Schedule"), "seats")
+                        && let Some(n) = self.int_arg(f, "first")
+                    {
+                        items = Items::Bound(n.clamp(1, i64::from(crate::seats::MAX_SEAT_PAGE)) as u64);
+                    }
                     // A field with `first` starts a page for the connection below it.
                     let child_page = self.first(f).unwrap_or(page);
                     let children = if f.selection_set.node.items.is_empty() {
@@ -177,8 +184,15 @@ impl<'a> Walker<'a> {
     /// The page size a field asks for with `first` (literal or variable), clamped as the
     /// resolvers clamp it.
     fn first(&self, f: &async_graphql::parser::types::Field) -> Option<u64> {
-        let (_, value) = f.arguments.iter().find(|(n, _)| n.node.as_str() == "first")?;
-        let n = match &value.node {
+        f.arguments.iter().find(|(n, _)| n.node.as_str() == "first")?;
+        let n = self.int_arg(f, "first").unwrap_or(DEFAULT_PAGE);
+        Some(n.clamp(1, MAX_PAGE) as u64)
+    }
+
+    /// An integer argument of a field, literal or variable.
+    fn int_arg(&self, f: &async_graphql::parser::types::Field, name: &str) -> Option<i64> {
+        let (_, value) = f.arguments.iter().find(|(n, _)| n.node.as_str() == name)?;
+        match &value.node {
             Value::Number(n) => n.as_i64(),
             Value::Variable(v) => match self.variables.get(v) {
                 Some(ConstValue::Number(n)) => n.as_i64(),
@@ -186,8 +200,6 @@ impl<'a> Walker<'a> {
             },
             _ => None,
         }
-        .unwrap_or(DEFAULT_PAGE);
-        Some(n.clamp(1, MAX_PAGE) as u64)
     }
 }
 
@@ -237,6 +249,25 @@ mod tests {
     fn nesting_schedules_and_concerts_grows_geometrically() {
         let q = "{ concert(id: 1) { schedules { concert { schedules { concert { schedules { concert { schedules { concert { schedules { id } } } } } } } } } } }";
         assert!(cost(q) > 50_000, "{}", cost(q));
+    }
+
+    #[test]
+    fn a_page_of_seats_costs_its_size() {
+        let page = |n: u32| {
+            cost(&format!(
+                "{{ schedule(id: 1) {{ seats(first: {n}) {{ id status }} }} }}"
+            ))
+        };
+        let whole = cost("{ schedule(id: 1) { seats { id status } } }");
+        assert!(page(100) < 1_000, "{}", page(100));
+        assert!(
+            page(100) < whole && whole < page(5_000),
+            "{} {whole} {}",
+            page(100),
+            page(5_000)
+        );
+        // Clamped as the resolver refuses beyond its page.
+        assert_eq!(page(1_000_000), page(10_000));
     }
 
     #[test]

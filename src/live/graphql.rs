@@ -10,7 +10,8 @@ use super::{
     seats::{self, SeatUpdate},
 };
 use crate::{
-    auth::state,
+    auth::{Viewer, actor, state, viewer},
+    concerts::graphql::Schedule,
     error::AppError,
     ids,
     seats::graphql::{GradeAvailability, Seat},
@@ -58,6 +59,18 @@ impl SeatChangeEvent {
     async fn packed(&self) -> &str {
         &self.0.packed
     }
+    /// The schedule as it stands after this event's changes (read with `availability`):
+    /// the same `Schedule` object, by id, as `schedule(id)`, so a normalised cache (Apollo
+    /// InMemoryCache, urql graphcache) that holds it updates `version`, `bookedCount`,
+    /// `remainingSeats` and `availability` from the event without client code. Its
+    /// `version` may be ahead of the event's own when later changes are on their way. Null
+    /// only if it could not be read (the next event carries it).
+    async fn schedule(&self) -> Option<Schedule> {
+        self.0
+            .schedule
+            .as_ref()
+            .map(|row| Schedule::with_counts((**row).clone(), self.0.availability.clone()))
+    }
     /// Seats per grade by status, read after the changes of this event.
     async fn availability(&self) -> Vec<GradeAvailability> {
         self.0
@@ -83,13 +96,21 @@ impl LiveSubscription {
     ) -> async_graphql::Result<impl Stream<Item = SeatChangeEvent> + use<>> {
         let schedule_id = ids::parse(&schedule_id, "scheduleId")?;
         let state = state(ctx)?.clone();
-        let visible = state
+        let settings = state
             .queue_flags
             .settings(&state, schedule_id)
             .await?
-            .is_some_and(|s| s.concert_status != crate::concerts::ConcertStatus::Draft);
-        if !visible {
-            return Err(AppError::NotFound("schedule").into());
+            .ok_or(AppError::NotFound("schedule"))?;
+        // A draft's schedule: its host and admins may watch it; to anyone else it does not
+        // exist (the role is read only then).
+        if settings.concert_status == crate::concerts::ConcertStatus::Draft {
+            let actor = match viewer(ctx)? {
+                Viewer::User(_) => Some(actor(ctx).await?),
+                _ => None,
+            };
+            if !settings.visible_to(actor) {
+                return Err(AppError::NotFound("schedule").into());
+            }
         }
         // Subscribe first, then take the current state: nothing falls in between.
         let (updates, last) = seats::updates(&state, schedule_id);
@@ -101,12 +122,13 @@ impl LiveSubscription {
                 ..(*last).clone()
             },
             None => {
-                let (availability, version) = seats::counts(&state, schedule_id).await?;
+                let (availability, schedule) = seats::counts(&state, schedule_id).await?;
                 let current = Arc::new(SeatUpdate {
                     schedule_id,
-                    version,
+                    version: schedule.as_ref().map_or(0, |s| s.version),
                     seats: Vec::new(),
                     availability,
+                    schedule,
                     resync: false,
                     packed: "".into(),
                 });

@@ -30,9 +30,32 @@ use tokio::sync::{broadcast, watch};
 use crate::auth::Viewer;
 
 /// Root fields whose events depend only on their arguments: their first event is the state
-/// when the subscriber joined, every later one is the same for everyone. Their types
-/// (`SeatChangeEvent`, `Seat`, `GradeAvailability`) have no field that reads the viewer.
+/// when the subscriber joined, every later one is the same for everyone, as long as the
+/// selection reads none of [`VIEWER_FIELDS`].
 pub const SHARED_FIELDS: &[&str] = &["seatChanges"];
+
+/// Fields reachable from a shared root whose value depends on who asks (a
+/// `seatChanges { schedule { waitlistLength } }` is for the schedule's host and admins
+/// only): a subscription that selects one, anywhere in its document, runs per socket.
+pub const VIEWER_FIELDS: &[&str] = &["waitlistLength"];
+
+/// Whether any selection of the document (its operations and fragments) names a field of
+/// [`VIEWER_FIELDS`].
+fn reads_viewer(doc: &async_graphql::parser::types::ExecutableDocument) -> bool {
+    fn set(s: &async_graphql::parser::types::SelectionSet) -> bool {
+        s.items.iter().any(|item| match &item.node {
+            Selection::Field(f) => {
+                VIEWER_FIELDS.contains(&f.node.name.node.as_str()) || set(&f.node.selection_set.node)
+            }
+            Selection::InlineFragment(i) => set(&i.node.selection_set.node),
+            Selection::FragmentSpread(_) => false,
+        })
+    }
+    doc.operations
+        .iter()
+        .any(|(_, op)| set(&op.node.selection_set.node))
+        || doc.fragments.values().any(|f| set(&f.node.selection_set.node))
+}
 
 /// Events buffered per group; a member further behind is told to resync.
 pub const BUFFER: usize = 16;
@@ -72,7 +95,7 @@ impl GroupKey {
         let Selection::Field(field) = &root.node else {
             return None;
         };
-        if !SHARED_FIELDS.contains(&field.node.name.node.as_str()) {
+        if !SHARED_FIELDS.contains(&field.node.name.node.as_str()) || reads_viewer(&doc) {
             return None;
         }
         Some(Self {
@@ -439,6 +462,19 @@ mod tests {
         assert!(GroupKey::of(&query, &anon).is_none());
         let hash_only = Request::new("");
         assert!(GroupKey::of(&hash_only, &anon).is_none());
+        // The schedule in an event is shared, but not what only its host may read.
+        let schedule = Request::new(
+            "subscription { seatChanges(scheduleId: \"1\") { schedule { id version remainingSeats } } }",
+        );
+        assert!(GroupKey::of(&schedule, &anon).is_some());
+        let host_only = Request::new(
+            "subscription { seatChanges(scheduleId: \"1\") { schedule { id waitlistLength } } }",
+        );
+        assert!(GroupKey::of(&host_only, &anon).is_none());
+        let in_fragment = Request::new(
+            "subscription { seatChanges(scheduleId: \"1\") { schedule { ...S } } } fragment S on Schedule { waitlistLength }",
+        );
+        assert!(GroupKey::of(&in_fragment, &anon).is_none());
     }
 
     #[tokio::test]

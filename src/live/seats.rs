@@ -19,8 +19,10 @@ use tokio::{
 };
 
 use super::{Event, Hub};
+
 use crate::{
     booking::SeatChange,
+    concerts::store::ScheduleRow,
     seats::{SeatStatus, store::GradeCount},
     state::AppState,
 };
@@ -36,6 +38,10 @@ pub struct SeatUpdate {
     /// (seat id, status), ascending seat id.
     pub seats: Vec<(i64, SeatStatus)>,
     pub availability: Vec<GradeCount>,
+    /// The schedule row read with `availability` (one snapshot): what the event says of the
+    /// schedule itself (`version`, `bookedCount`, `remainingSeats`), so a normalised cache
+    /// holding the schedule updates it from the event. None if the read failed.
+    pub schedule: Option<Arc<ScheduleRow>>,
     /// Changes may have been missed (a lag or a Redis reconnect): re-read the seat map.
     pub resync: bool,
     /// `seats` as one string, `<id><A|H|S>` joined by commas, made once for every
@@ -214,13 +220,14 @@ async fn build(
     pending: BTreeMap<i64, (i64, SeatStatus)>,
     resync: bool,
 ) -> SeatUpdate {
-    let (availability, current) = match counts(state, schedule_id).await {
+    let (availability, schedule) = match counts(state, schedule_id).await {
         Ok(x) => x,
         Err(e) => {
             tracing::warn!(schedule.id = schedule_id, error = %e, "live: reading availability failed");
-            (Vec::new(), version)
+            (Vec::new(), None)
         }
     };
+    let current = schedule.as_ref().map_or(version, |s| s.version);
     let seats: Vec<(i64, SeatStatus)> = pending
         .into_iter()
         .map(|(id, (_, status))| (id, status))
@@ -236,16 +243,27 @@ async fn build(
         packed: pack(&seats),
         seats,
         availability,
+        schedule,
         resync,
     }
 }
 
-/// Per-grade counts and the schedule's current version.
-pub async fn counts(state: &AppState, schedule_id: i64) -> crate::error::AppResult<(Vec<GradeCount>, i64)> {
+/// Per-grade counts and the schedule row, from one snapshot (a repeatable-read
+/// transaction): an event never pairs one version's counts with another version.
+pub async fn counts(
+    state: &AppState,
+    schedule_id: i64,
+) -> crate::error::AppResult<(Vec<GradeCount>, Option<Arc<ScheduleRow>>)> {
     let mut conn = state.db.get().await?;
-    let availability = crate::seats::store::availability(&mut conn, &[schedule_id]).await?;
-    let version = crate::concerts::store::schedule(&mut conn, schedule_id)
-        .await?
-        .map_or(0, |s| s.version);
-    Ok((availability, version))
+    let read = conn
+        .build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run(async |conn| {
+            let availability = crate::seats::store::availability(conn, &[schedule_id]).await?;
+            let schedule = crate::concerts::store::schedule(conn, schedule_id).await?;
+            Ok::<_, diesel::result::Error>((availability, schedule.map(Arc::new)))
+        })
+        .await?;
+    Ok(read)
 }

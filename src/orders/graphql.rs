@@ -7,9 +7,9 @@ use futures_util::Stream;
 
 use super::jobs::{self, Job, JobStatus, Order};
 use crate::{
-    auth::{Role, RoleGuard, state, viewer},
+    auth::{Role, RoleGuard, actor, state, viewer},
     booking::{
-        Want,
+        HoldRequest, Origin, Want,
         graphql::{BestAvailableInput, Reservation, ReserveSeatsInput},
     },
     error::{AppError, AppResult, ErrorCode},
@@ -113,7 +113,9 @@ impl OrdersMutation {
     /// Like `reserveSeats`, but answers at once with a job id; the outcome comes through
     /// `orderResult(jobId)` or `order(jobId)`. Bad input and a missing queue admission are
     /// refused here; everything else (SEAT_UNAVAILABLE, SOLD_OUT, ...) is the outcome. The
-    /// same `idempotencyKey` answers the same job. Give either `input` (named seats) or
+    /// same `idempotencyKey` with the same order answers the same job; with another order
+    /// it is a CONFLICT (and a key first used by `reserveSeats` or `reserveBestAvailable`
+    /// makes the order FAILED with CONFLICT). Give either `input` (named seats) or
     /// `bestAvailable` (seats chosen as by `reserveBestAvailable`), not both.
     #[graphql(guard = "RoleGuard(Role::User)")]
     async fn place_order(
@@ -122,7 +124,10 @@ impl OrdersMutation {
         input: Option<ReserveSeatsInput>,
         best_available: Option<BestAvailableInput>,
     ) -> Result<OrderTicket, AppError> {
-        let user_id = viewer(ctx)?.user()?.id;
+        // The account as it is now (the guard read it): a deleted one is UNAUTHENTICATED
+        // here, not an order accepted for nobody.
+        let actor = actor(ctx).await?;
+        let user_id = actor.id;
         let (schedule_id, request) = match (input, best_available) {
             (Some(input), None) => input.parse(user_id)?,
             (None, Some(best)) => best.parse(user_id)?,
@@ -131,8 +136,13 @@ impl OrdersMutation {
             }
         };
         let state = state(ctx)?;
-        crate::queue::ensure_admitted(state, schedule_id, user_id).await?;
+        crate::queue::ensure_may_book(state, schedule_id, actor).await?;
         let ttl = state.config.order_result_ttl.as_secs();
+        let request = HoldRequest {
+            origin: Origin::Order,
+            ..request
+        };
+        let fingerprint = request.fingerprint(schedule_id);
         let order = Order {
             job_id: uuid::Uuid::new_v4().to_string(),
             user_id,
@@ -144,7 +154,7 @@ impl OrdersMutation {
             },
             key: request.idempotency_key,
         };
-        let job_id = jobs::enqueue(state.kv()?, &order, ttl).await?;
+        let job_id = jobs::enqueue(state.kv()?, &order, fingerprint, ttl).await?;
         if job_id == order.job_id {
             metrics::counter!("orders_placed_total").increment(1);
         }

@@ -100,6 +100,7 @@ impl Order {
             user_id: self.user_id,
             want,
             idempotency_key: Some(self.idempotency_key()),
+            origin: crate::booking::Origin::Order,
         }
     }
 
@@ -140,16 +141,18 @@ pub async fn ensure_group(kv: &Kv) -> AppResult<()> {
 const ENQUEUE: &str = r"
 -- KEYS: job hash, stream, client key claim ('' when the client sent no key)
 -- ARGV: job id, user id, ttl seconds, max stream length, order payload, key prefix,
---       then the error codes a job may be placed again after
+--       the order's fingerprint, then the error codes a job may be placed again after
+-- Returns the job id, or '' when the key belongs to another order.
 if KEYS[3] ~= '' then
   local existing = redis.call('GET', KEYS[3])
   if existing then
     local job = ARGV[6] .. 'order:' .. existing
-    local status = redis.call('HGET', job, 'status')
+    local status, fp = unpack(redis.call('HMGET', job, 'status', 'fp'))
+    if fp and fp ~= ARGV[7] then return '' end
     local again = status == false
     if status == 'FAILED' then
       local code = redis.call('HGET', job, 'error_code')
-      for i = 7, #ARGV do
+      for i = 8, #ARGV do
         if code == ARGV[i] then again = true end
       end
     end
@@ -157,7 +160,7 @@ if KEYS[3] ~= '' then
   end
   redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3])
 end
-redis.call('HSET', KEYS[1], 'status', 'QUEUED', 'user_id', ARGV[2])
+redis.call('HSET', KEYS[1], 'status', 'QUEUED', 'user_id', ARGV[2], 'fp', ARGV[7])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'order', ARGV[5])
 return ARGV[1]
@@ -174,9 +177,10 @@ const PLACE_AGAIN_AFTER: [ErrorCode; 2] = [ErrorCode::Unavailable, ErrorCode::In
 /// Records the job and appends the order in one step: durable from here on. With a
 /// client key, the key is claimed in the same step, so a key never points at a job that
 /// was not enqueued; a key already claimed answers its job instead, unless that job is gone
-/// or failed for a reason in [`PLACE_AGAIN_AFTER`] (then the key moves to the new job).
-/// Returns the job id.
-pub async fn enqueue(kv: &Kv, order: &Order, ttl_s: u64) -> AppResult<String> {
+/// or failed for a reason in [`PLACE_AGAIN_AFTER`] (then the key moves to the new job). A
+/// key claimed by another order (its `fingerprint`, `HoldRequest::fingerprint`, differs) is
+/// a CONFLICT. Returns the job id.
+pub async fn enqueue(kv: &Kv, order: &Order, fingerprint: i64, ttl_s: u64) -> AppResult<String> {
     let payload = serde_json::to_string(order).map_err(crate::error::AppError::internal)?;
     let claim = order.key.as_ref().map_or_else(String::new, |k| {
         kv.key(&format!("orderkey:{}:{k}", order.user_id))
@@ -192,11 +196,17 @@ pub async fn enqueue(kv: &Kv, order: &Order, ttl_s: u64) -> AppResult<String> {
         .arg(ttl_s)
         .arg(MAX_LEN)
         .arg(payload)
-        .arg(kv.prefix());
+        .arg(kv.prefix())
+        .arg(fingerprint);
     for code in PLACE_AGAIN_AFTER {
         invocation.arg(code.as_str());
     }
     let job_id: String = invocation.invoke_async(&mut kv.conn()).await?;
+    if job_id.is_empty() {
+        return Err(crate::error::AppError::Conflict(
+            crate::booking::KEY_USED.to_owned(),
+        ));
+    }
     Ok(job_id)
 }
 

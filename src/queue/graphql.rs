@@ -8,9 +8,9 @@ use futures_util::Stream;
 
 use super::store::{self, Place};
 use crate::{
-    auth::{Role, RoleGuard, state, viewer},
+    auth::{Actor, Role, RoleGuard, actor, state, viewer},
     booking::sale::{self, Sale},
-    concerts::store::ScheduleRow,
+    concerts::{ConcertStatus, store::ScheduleRow},
     error::{AppError, AppResult},
     ids,
     state::AppState,
@@ -86,17 +86,28 @@ fn ticket(schedule: &ScheduleRow, user_id: i64, place: Place) -> QueueTicket {
     }
 }
 
-/// The schedule if it runs a queue that can still be joined.
-async fn queued_schedule(state: &AppState, schedule_id: i64) -> AppResult<ScheduleRow> {
+/// The schedule if it runs a queue that can still be joined. A draft's schedule is
+/// NOT_FOUND to whoever may not see it (`who`, asked only then: the viewer as an actor),
+/// and not on sale to its host and admins.
+async fn queued_schedule(
+    state: &AppState,
+    schedule_id: i64,
+    who: impl AsyncFnOnce() -> AppResult<Option<Actor>>,
+) -> AppResult<ScheduleRow> {
     let settings = state
         .queue_flags
         .settings(state, schedule_id)
         .await?
         .ok_or(AppError::NotFound("schedule"))?;
+    if settings.concert_status == ConcertStatus::Draft && !settings.visible_to(who().await?) {
+        return Err(AppError::NotFound("schedule"));
+    }
     let schedule = settings.schedule;
     let now = state.db_clock.now(&state.db).await?;
     match sale::rules(&schedule, settings.concert_status, now) {
-        Sale::Unpublished => return Err(AppError::NotFound("schedule")),
+        Sale::Unpublished => {
+            return Err(AppError::Conflict("this performance is not on sale".into()));
+        }
         Sale::Closed | Sale::Cancelled => {
             return Err(AppError::Conflict("sales for this performance are closed".into()));
         }
@@ -132,7 +143,7 @@ impl QueueQuery {
         let schedule_id = ids::parse(&schedule_id, "scheduleId")?;
         let user_id = viewer(ctx)?.user()?.id;
         let state = state(ctx)?;
-        let schedule = queued_schedule(state, schedule_id).await?;
+        let schedule = queued_schedule(state, schedule_id, async || Ok(Some(actor(ctx).await?))).await?;
         status(state, &schedule, user_id).await
     }
 }
@@ -147,9 +158,10 @@ impl QueueMutation {
     #[graphql(guard = "RoleGuard(Role::User)")]
     async fn enter_queue(&self, ctx: &Context<'_>, schedule_id: ID) -> Result<QueueTicket, AppError> {
         let schedule_id = ids::parse(&schedule_id, "scheduleId")?;
-        let user_id = viewer(ctx)?.user()?.id;
+        let actor = actor(ctx).await?;
+        let user_id = actor.id;
         let state = state(ctx)?;
-        let schedule = queued_schedule(state, schedule_id).await?;
+        let schedule = queued_schedule(state, schedule_id, async || Ok(Some(actor))).await?;
         let before = Utc::now() < schedule.sales_open_at;
         let place = store::enter(state, schedule_id, user_id, before, true).await?;
         metrics::counter!("queue_entered_total").increment(1);
@@ -175,7 +187,7 @@ impl QueueSubscription {
         let schedule_id = ids::parse(&schedule_id, "scheduleId")?;
         let user_id = viewer(ctx)?.user()?.id;
         let state = state(ctx)?.clone();
-        let schedule = queued_schedule(&state, schedule_id).await?;
+        let schedule = queued_schedule(&state, schedule_id, async || Ok(Some(actor(ctx).await?))).await?;
         let first = status(&state, &schedule, user_id).await?;
         Ok(futures_util::stream::unfold(
             (state, schedule, Some(first.clone()), first),

@@ -26,7 +26,8 @@ pub mod store;
 use std::time::Duration;
 
 use crate::{
-    concerts::store::ScheduleRow,
+    auth::Actor,
+    concerts::{ConcertStatus, store::ScheduleRow},
     error::{AppError, AppResult, ErrorCode},
     state::AppState,
 };
@@ -55,6 +56,14 @@ const SETTINGS_CACHED: u64 = 10_000;
 pub struct Settings {
     pub schedule: ScheduleRow,
     pub concert_status: crate::concerts::ConcertStatus,
+    pub host_id: i64,
+}
+
+impl Settings {
+    /// Whether `actor` may see the schedule (`concerts::service::visible_to`).
+    pub fn visible_to(&self, actor: Option<Actor>) -> bool {
+        crate::concerts::service::visible_to(self.concert_status, self.host_id, actor)
+    }
 }
 
 const SETTINGS_TTL: Duration = Duration::from_secs(1);
@@ -73,6 +82,7 @@ impl QueueFlags {
                 .map(|c| Settings {
                     schedule,
                     concert_status: c.status,
+                    host_id: c.host_id,
                 }),
         };
         if let Some(s) = &settings {
@@ -86,23 +96,43 @@ impl QueueFlags {
         self.0.run_pending_tasks();
         self.0.entry_count()
     }
-
-    async fn enabled(&self, state: &AppState, schedule_id: i64) -> AppResult<Option<bool>> {
-        Ok(self
-            .settings(state, schedule_id)
-            .await?
-            .map(|s| s.schedule.queue_enabled))
-    }
 }
 
 /// Refuses with QUEUE_REQUIRED unless the schedule has no queue or the user holds a live
-/// admission; NOT_FOUND for an unknown schedule.
+/// admission; NOT_FOUND for an unknown schedule. A draft's schedule passes: it is never on
+/// sale, and the booking batch answers NOT_FOUND to whoever may not see it (saying
+/// QUEUE_REQUIRED here would tell them it exists).
 pub async fn ensure_admitted(state: &AppState, schedule_id: i64, user_id: i64) -> AppResult<()> {
-    match state.queue_flags.enabled(state, schedule_id).await? {
-        None => return Err(AppError::NotFound("schedule")),
-        Some(false) => return Ok(()),
-        Some(true) => {}
+    let settings = state
+        .queue_flags
+        .settings(state, schedule_id)
+        .await?
+        .ok_or(AppError::NotFound("schedule"))?;
+    if !settings.schedule.queue_enabled || settings.concert_status == ConcertStatus::Draft {
+        return Ok(());
     }
+    admission(state, schedule_id, user_id).await
+}
+
+/// What a new waiting-list entry or order needs before it is accepted: a schedule the
+/// user may see (NOT_FOUND otherwise, as for an id that does not exist) and, when it runs
+/// a queue, a live admission (QUEUE_REQUIRED). The same admission as every other way to a
+/// seat: a fan who never queued cannot join the waiting list behind the queue.
+pub async fn ensure_may_book(state: &AppState, schedule_id: i64, actor: Actor) -> AppResult<()> {
+    let settings = state
+        .queue_flags
+        .settings(state, schedule_id)
+        .await?
+        .filter(|s| s.visible_to(Some(actor)))
+        .ok_or(AppError::NotFound("schedule"))?;
+    if settings.schedule.queue_enabled && settings.concert_status != ConcertStatus::Draft {
+        admission(state, schedule_id, actor.id).await?;
+    }
+    Ok(())
+}
+
+/// QUEUE_REQUIRED unless the user holds a live admission to the schedule's queue.
+async fn admission(state: &AppState, schedule_id: i64, user_id: i64) -> AppResult<()> {
     if store::admitted(state, schedule_id, user_id).await?.is_some() {
         Ok(())
     } else {

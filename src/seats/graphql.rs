@@ -91,6 +91,48 @@ impl Seat {
     }
 }
 
+/// A section of a schedule's layout: its name (what `seats(section:)` takes) and how many
+/// seats it has, so a client of a big venue can plan its reads.
+#[derive(SimpleObject, Clone)]
+pub struct SeatSection {
+    pub name: String,
+    pub seats: i64,
+}
+
+/// The sections of a schedule, in layout order.
+pub async fn sections(ctx: &Context<'_>, schedule_id: i64) -> Result<Vec<SeatSection>, AppError> {
+    let mut conn = state(ctx)?.db.get().await?;
+    Ok(store::sections(&mut conn, schedule_id)
+        .await?
+        .into_iter()
+        .map(|s| SeatSection {
+            name: s.section,
+            seats: s.seats,
+        })
+        .collect())
+}
+
+/// One page of a schedule's seats (`Schedule.seats(first:, after:)`): at most `first`
+/// (1 to `MAX_SEAT_PAGE`) after the seat `after`, in layout order, narrowed as asked.
+pub async fn seat_page(
+    ctx: &Context<'_>,
+    schedule_id: i64,
+    narrow: &store::Narrow<'_>,
+    first: i32,
+    after: Option<&ID>,
+) -> Result<Vec<Seat>, AppError> {
+    if !(1..=super::MAX_SEAT_PAGE).contains(&first) {
+        return Err(AppError::bad_input(
+            "first",
+            format!("must be 1 to {}", super::MAX_SEAT_PAGE),
+        ));
+    }
+    let after = after.map(|a| ids::parse(a, "after")).transpose()?;
+    let mut conn = state(ctx)?.db.get().await?;
+    let rows = store::seat_page(&mut conn, schedule_id, narrow, after, i64::from(first)).await?;
+    Ok(rows.into_iter().map(Seat::from_row).collect())
+}
+
 /// Seats of one grade of a schedule, by status. A value of its schedule (or event), with
 /// no id of its own: caches embed it in its parent.
 #[derive(SimpleObject, Clone)]
@@ -195,6 +237,6 @@ impl SeatsMutation {
         let row = crate::concerts::store::schedule(&mut conn, schedule_id)
             .await?
             .ok_or(AppError::NotFound("schedule"))?;
-        Ok(Schedule(row))
+        Ok(Schedule::new(row))
     }
 }

@@ -2,7 +2,7 @@
 
 use diesel::{
     QueryableByName,
-    sql_types::{Array, BigInt, Int4, Text},
+    sql_types::{Array, BigInt, Int4, Nullable, Text},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -40,6 +40,66 @@ pub async fn seat_maps(
          ORDER BY s.id",
     )
     .bind::<Array<BigInt>, _>(schedule_ids)
+    .load(conn)
+    .await
+}
+
+/// One page of a schedule's seats in layout order (ascending id): at most `limit` seats
+/// after seat `after`, narrowed to a section, grade or status when given. Served by the
+/// `(schedule_id, id)` index, so a page of a 50,000-seat map reads only its own seats.
+pub async fn seat_page(
+    conn: &mut AsyncPgConnection,
+    schedule_id: i64,
+    narrow: &Narrow<'_>,
+    after: Option<i64>,
+    limit: i64,
+) -> diesel::QueryResult<Vec<SeatRow>> {
+    diesel::sql_query(
+        "SELECT s.id, s.schedule_id, s.section, s.row_label, s.number, s.status, g.name AS grade, g.price
+         FROM seats s JOIN seat_grades g ON g.id = s.grade_id
+         WHERE s.schedule_id = $1 AND s.id > $2
+           AND ($3::text IS NULL OR s.section = $3)
+           AND ($4::text IS NULL OR g.name = $4)
+           AND ($5::text IS NULL OR s.status = $5)
+         ORDER BY s.id
+         LIMIT $6",
+    )
+    .bind::<BigInt, _>(schedule_id)
+    .bind::<BigInt, _>(after.unwrap_or(0))
+    .bind::<Nullable<Text>, _>(narrow.section)
+    .bind::<Nullable<Text>, _>(narrow.grade)
+    .bind::<Nullable<Text>, _>(narrow.status.map(super::SeatStatus::as_db))
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await
+}
+
+/// What `Schedule.seats` is narrowed to.
+#[derive(Default)]
+pub struct Narrow<'a> {
+    pub section: Option<&'a str>,
+    pub grade: Option<&'a str>,
+    pub status: Option<super::SeatStatus>,
+}
+
+/// A section of a schedule's layout and its seats, in layout order.
+#[derive(QueryableByName, Clone, Debug)]
+pub struct SectionRow {
+    #[diesel(sql_type = Text)]
+    pub section: String,
+    #[diesel(sql_type = BigInt)]
+    pub seats: i64,
+}
+
+pub async fn sections(
+    conn: &mut AsyncPgConnection,
+    schedule_id: i64,
+) -> diesel::QueryResult<Vec<SectionRow>> {
+    diesel::sql_query(
+        "SELECT section, count(*) AS seats FROM seats WHERE schedule_id = $1
+         GROUP BY section ORDER BY min(id)",
+    )
+    .bind::<BigInt, _>(schedule_id)
     .load(conn)
     .await
 }

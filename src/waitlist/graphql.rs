@@ -7,7 +7,7 @@ use futures_util::Stream;
 
 use super::{Offer, WaitlistStatus, service, store};
 use crate::{
-    auth::{Role, RoleGuard, state, viewer},
+    auth::{Role, RoleGuard, actor, state, viewer},
     booking::graphql::Reservation,
     concerts::graphql::Schedule,
     error::AppError,
@@ -90,9 +90,11 @@ impl WaitlistMutation {
     /// Joins a sold-out performance's waiting list for `count` seats (1 to 10) of `grade`
     /// (any one grade when null). When seats come back, the earliest entries that fit get a
     /// hold made for them (best available, the usual hold time and per-user limit), told
-    /// through `waitlistOffers` and found in `myReservations`. Errors: CONFLICT (sales not
-    /// open, already on the list, or the seats are available now: reserve them),
-    /// LIMIT_EXCEEDED, BAD_USER_INPUT (count, unknown grade), NOT_FOUND.
+    /// through `waitlistOffers` and found in `myReservations`. A performance that sells
+    /// through the waiting queue takes only fans admitted by it, as for reserving. Errors:
+    /// QUEUE_REQUIRED (no live admission), CONFLICT (sales not open, already on the list,
+    /// or the seats are available now: reserve them), LIMIT_EXCEEDED, BAD_USER_INPUT
+    /// (count, unknown grade), NOT_FOUND.
     #[graphql(guard = "RoleGuard(Role::User)")]
     async fn join_waitlist(
         &self,
@@ -102,19 +104,26 @@ impl WaitlistMutation {
         grade: Option<String>,
     ) -> Result<WaitlistEntry, AppError> {
         let schedule_id = ids::parse(&schedule_id, "scheduleId")?;
-        let user_id = viewer(ctx)?.user()?.id;
+        let actor = actor(ctx).await?;
         Ok(WaitlistEntry(
-            service::join(state(ctx)?, user_id, schedule_id, count, grade.as_deref()).await?,
+            service::join(state(ctx)?, actor, schedule_id, count, grade.as_deref()).await?,
         ))
     }
 
-    /// Leaves a performance's waiting list: true if you were on it, false if not. A hold
-    /// already offered stays yours until paid, cancelled or expired.
+    /// Leaves a performance's waiting list: the entry you left, now LEFT (a normalised
+    /// cache updates the entry it holds), or null if you were not on the list. A hold
+    /// already offered stays yours until paid, cancelled or expired. Errors: NOT_FOUND.
     #[graphql(guard = "RoleGuard(Role::User)")]
-    async fn leave_waitlist(&self, ctx: &Context<'_>, schedule_id: ID) -> Result<bool, AppError> {
+    async fn leave_waitlist(
+        &self,
+        ctx: &Context<'_>,
+        schedule_id: ID,
+    ) -> Result<Option<WaitlistEntry>, AppError> {
         let schedule_id = ids::parse(&schedule_id, "scheduleId")?;
-        let user_id = viewer(ctx)?.user()?.id;
-        service::leave(state(ctx)?, user_id, schedule_id).await
+        let actor = actor(ctx).await?;
+        Ok(service::leave(state(ctx)?, actor, schedule_id)
+            .await?
+            .map(WaitlistEntry))
     }
 }
 
@@ -125,6 +134,17 @@ pub struct WaitlistOffer(Offer);
 impl WaitlistOffer {
     async fn entry_id(&self) -> ID {
         ids::to_id(self.0.entry_id)
+    }
+    /// The entry the hold was made for, now OFFERED with its `reservation`: the same
+    /// `WaitlistEntry` object (by id) that `myWaitlist` lists, so a normalised cache
+    /// updates it from the offer.
+    async fn entry(&self, ctx: &Context<'_>) -> Result<WaitlistEntry, AppError> {
+        let mut conn = state(ctx)?.db.get().await?;
+        store::entry(&mut conn, self.0.entry_id)
+            .await?
+            .filter(|e| e.user_id == self.0.user_id)
+            .map(WaitlistEntry)
+            .ok_or(AppError::NotFound("waitlist entry"))
     }
     async fn schedule_id(&self) -> ID {
         ids::to_id(self.0.schedule_id)

@@ -7,9 +7,11 @@ use super::{
     store::{self, EntryRow},
 };
 use crate::{
+    auth::Actor,
     booking::{self, HoldRequest, MAX_SEATS_PER_REQUEST, SeatChange, Want, sale},
+    concerts::service::visible_to,
     error::{AppError, AppResult, ErrorCode},
-    locks,
+    locks::{self, LockedSchedule},
     state::AppState,
 };
 
@@ -39,25 +41,28 @@ fn check(count: i32, grade: Option<&str>) -> AppResult<(i32, Option<String>)> {
     }
 }
 
-/// Puts the user in the schedule's line. Refused when sales are not open (CONFLICT), when
-/// what they ask for is available right now (CONFLICT: reserve it instead), when they are in
-/// the line already (CONFLICT), for a grade the schedule lacks (BAD_USER_INPUT), and when
-/// the seats would take them over the per-user limit (LIMIT_EXCEEDED).
+/// Puts the user in the schedule's line. Refused for a schedule they may not see
+/// (NOT_FOUND, as for one that does not exist), without an admission when the schedule
+/// sells through the waiting queue (QUEUE_REQUIRED: the line is one more way to a seat, and
+/// every way to a seat passes the queue), when sales are not open (CONFLICT), when what
+/// they ask for is available right now (CONFLICT: reserve it instead), when they are in the
+/// line already (CONFLICT), for a grade the schedule lacks (BAD_USER_INPUT), and when the
+/// seats would take them over the per-user limit (LIMIT_EXCEEDED).
 pub async fn join(
     state: &AppState,
-    user_id: i64,
+    actor: Actor,
     schedule_id: i64,
     count: i32,
     grade: Option<&str>,
 ) -> AppResult<EntryRow> {
     let (count, grade) = check(count, grade)?;
+    let user_id = actor.id;
+    crate::queue::ensure_may_book(state, schedule_id, actor).await?;
     let mut conn = state.db.get().await?;
     conn.transaction(async |conn| {
         // The schedule lock (step 2): nothing frees or takes its seats, nor serves its line,
         // until this entry is in, so it cannot miss seats that come back meanwhile.
-        let locked = locks::schedule_for_batch(conn, schedule_id)
-            .await?
-            .ok_or(AppError::NotFound("schedule"))?;
+        let locked = visible_schedule(conn, schedule_id, actor).await?;
         if let Some(why) = sale::rules(&locked.schedule, locked.concert_status, locked.db_now).refusal() {
             return Err(AppError::Conflict(why.to_owned()));
         }
@@ -98,17 +103,29 @@ pub async fn join(
     .await
 }
 
-/// Takes the user out of the schedule's line; false if they were not in it.
-pub async fn leave(state: &AppState, user_id: i64, schedule_id: i64) -> AppResult<bool> {
+/// Takes the user out of the schedule's line: the entry left (now LEFT), or `None` if they
+/// were not in it. NOT_FOUND for a schedule they may not see.
+pub async fn leave(state: &AppState, actor: Actor, schedule_id: i64) -> AppResult<Option<EntryRow>> {
     let mut conn = state.db.get().await?;
     conn.transaction(async |conn| {
         // Step 2, as joining and serving: leaving never races an offer being made.
-        locks::schedule(conn, schedule_id)
-            .await?
-            .ok_or(AppError::NotFound("schedule"))?;
-        Ok(store::leave(conn, schedule_id, user_id).await?)
+        visible_schedule(conn, schedule_id, actor).await?;
+        Ok(store::leave(conn, schedule_id, actor.id).await?)
     })
     .await
+}
+
+/// Locks the schedule (step 2) if `actor` may see it; NOT_FOUND otherwise, exactly as for
+/// an id that does not exist (`concerts::service::visible_to`).
+async fn visible_schedule(
+    conn: &mut AsyncPgConnection,
+    schedule_id: i64,
+    actor: Actor,
+) -> AppResult<LockedSchedule> {
+    locks::schedule_for_batch(conn, schedule_id)
+        .await?
+        .filter(|l| visible_to(l.concert_status, l.concert_host_id, Some(actor)))
+        .ok_or(AppError::NotFound("schedule"))
 }
 
 /// Serves the schedule's line from its free seats: called inside the transaction that
@@ -129,6 +146,7 @@ pub async fn serve(conn: &mut AsyncPgConnection, schedule_id: i64) -> AppResult<
                 grade: e.grade.clone(),
             },
             idempotency_key: None,
+            origin: booking::Origin::Waitlist,
         })
         .collect();
     let (results, change) = booking::hold_in_transaction(conn, schedule_id, &requests).await?;

@@ -50,6 +50,16 @@ pub async fn insert(
     .await
 }
 
+/// An entry by id.
+pub async fn entry(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<EntryRow>> {
+    waitlist_entries::table
+        .find(id)
+        .select(EntryRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// The user's waiting entry for a schedule, if any.
 pub async fn waiting(
     conn: &mut AsyncPgConnection,
@@ -66,17 +76,21 @@ pub async fn waiting(
         .optional()
 }
 
-/// Takes the user out of a schedule's line. Returns whether they were in it.
-pub async fn leave(conn: &mut AsyncPgConnection, schedule_id: i64, user_id: i64) -> QueryResult<bool> {
-    let n = diesel::sql_query(
+/// Takes the user out of a schedule's line. Returns the entry left, if they were in it.
+pub async fn leave(
+    conn: &mut AsyncPgConnection,
+    schedule_id: i64,
+    user_id: i64,
+) -> QueryResult<Option<EntryRow>> {
+    diesel::sql_query(
         "UPDATE waitlist_entries SET status = 'left', updated_at = now()
-         WHERE schedule_id = $1 AND user_id = $2 AND status = 'waiting'",
+         WHERE schedule_id = $1 AND user_id = $2 AND status = 'waiting' RETURNING *",
     )
     .bind::<BigInt, _>(schedule_id)
     .bind::<BigInt, _>(user_id)
-    .execute(conn)
-    .await?;
-    Ok(n > 0)
+    .get_result(conn)
+    .await
+    .optional()
 }
 
 /// Marks entries offered with the holds made for them.

@@ -4,8 +4,10 @@
 
 mod abuse;
 mod abuse_sockets;
+mod accounts_gone;
 mod auth;
 mod best_available;
+mod big_venue;
 mod booking;
 mod clients;
 mod common;
@@ -15,6 +17,7 @@ mod faults;
 mod http;
 mod introspection;
 mod isolation;
+mod keys;
 mod leader;
 mod live;
 mod orders;
@@ -31,6 +34,7 @@ mod startup;
 mod storage;
 mod toss_fake;
 mod unreached;
+mod visibility;
 mod waitlist;
 mod web;
 mod websocket;

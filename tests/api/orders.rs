@@ -180,11 +180,15 @@ async fn an_order_taken_by_a_dead_worker_completes_exactly_once() {
     let applied = boxoffice::booking::hold_order(
         &a.state,
         show.schedule_id.parse().unwrap(),
-        boxoffice::booking::HoldRequest::seats(
-            fan.id,
-            vec![show.seats[1].parse().unwrap()],
-            Some(format!("order:{job2}")),
-        ),
+        // What the worker applies: the order's own request (an order's key stands for it).
+        boxoffice::booking::HoldRequest {
+            origin: boxoffice::booking::Origin::Order,
+            ..boxoffice::booking::HoldRequest::seats(
+                fan.id,
+                vec![show.seats[1].parse().unwrap()],
+                Some(format!("order:{job2}")),
+            )
+        },
     )
     .await
     .unwrap();

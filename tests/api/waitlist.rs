@@ -12,12 +12,11 @@ use crate::{
 };
 
 const JOIN: &str = "mutation($s: ID!, $n: Int!, $g: String) { joinWaitlist(scheduleId: $s, count: $n, grade: $g) { id status count grade position } }";
-const LEAVE: &str = "mutation($s: ID!) { leaveWaitlist(scheduleId: $s) }";
+const LEAVE: &str = "mutation($s: ID!) { leaveWaitlist(scheduleId: $s) { id status position } }";
 const MINE: &str = "{ myWaitlist { id status position count reservation { id status seatCount } } myReservations { edges { node { id status seatCount together } } } }";
 const CANCEL: &str = "mutation($r: ID!) { cancelReservation(reservationId: $r) { id status } }";
 const LENGTH: &str = "query($s: ID!) { schedule(id: $s) { waitlistLength } }";
-const OFFERS: &str =
-    "subscription { waitlistOffers { entryId scheduleId reservation { id status seatCount } } }";
+const OFFERS: &str = "subscription { waitlistOffers { entryId scheduleId entry { id status reservation { id } } reservation { id status seatCount } } }";
 const SEAT_CHANGES: &str =
     "subscription($s: ID!) { seatChanges(scheduleId: $s) { version seats { id status } } }";
 
@@ -105,6 +104,10 @@ async fn freed_seats_go_to_the_line_in_order_and_never_show_as_available() {
     assert_eq!(offer["reservation"]["status"], "HELD");
     assert_eq!(offer["reservation"]["seatCount"], 2);
     let offered_id = offer["reservation"]["id"].as_str().unwrap().to_owned();
+    // The entry itself, OFFERED with its hold: what a cache of `myWaitlist` needs.
+    assert_eq!(offer["entry"]["id"], offer["entryId"]);
+    assert_eq!(offer["entry"]["status"], "OFFERED");
+    assert_eq!(offer["entry"]["reservation"]["id"], offered_id.as_str());
 
     // Subscribers never saw the seats available: the change they got shows them held.
     let change = recv(&mut map).await;
@@ -185,10 +188,11 @@ async fn the_line_refuses_what_it_cannot_serve() {
     let left = app
         .ok(Some(&fan.access), LEAVE, json!({ "s": show.schedule_id }))
         .await;
-    assert_eq!(left["leaveWaitlist"], false);
+    assert_eq!(left["leaveWaitlist"], Value::Null);
 
     let joined = join(&app, &fan, &show, 2, Some("VIP")).await;
     assert_eq!(joined["data"]["joinWaitlist"]["status"], "WAITING", "{joined}");
+    let entry_id = joined["data"]["joinWaitlist"]["id"].clone();
     assert_eq!(
         code(&join(&app, &fan, &show, 1, Some("VIP")).await),
         "CONFLICT",
@@ -197,7 +201,11 @@ async fn the_line_refuses_what_it_cannot_serve() {
     let left = app
         .ok(Some(&fan.access), LEAVE, json!({ "s": show.schedule_id }))
         .await;
-    assert_eq!(left["leaveWaitlist"], true);
+    // The entry left, as a cache holds it: same id, now LEFT.
+    assert_eq!(
+        left["leaveWaitlist"],
+        json!({ "id": entry_id, "status": "LEFT", "position": null })
+    );
     assert_eq!(mine(&app, &fan).await["myWaitlist"], json!([]));
     // Back in line after leaving.
     assert!(join(&app, &fan, &show, 1, Some("VIP")).await["errors"].is_null());
@@ -368,5 +376,72 @@ async fn seats_added_to_a_schedule_serve_its_line_first() {
         .await,
         3
     );
+    app.assert_invariants().await;
+}
+
+/// Issue 21, finding 2: a performance that sells through the waiting queue takes into its
+/// waiting list only fans the queue admitted, so no one reaches a seat around the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_queued_performance_lines_up_only_admitted_fans() {
+    const ENTER: &str = "mutation($s: ID!) { enterQueue(scheduleId: $s) { state } }";
+    const STATUS: &str = "query($s: ID!) { queueStatus(scheduleId: $s) { admitted } }";
+    let app = TestApp::spawn().await;
+    let show = app.show(layout(1, 2), 2).await;
+    let holder = app.sign_up("holder@example.com").await;
+    let outsider = app.sign_up("outsider@example.com").await;
+    let queued = app.sign_up("queued@example.com").await;
+    let sold = best(&app, &holder, &show.schedule_id, 2, None, None).await;
+    let sold_id = sold["data"]["reserveBestAvailable"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.set_schedule(
+        &show.schedule_id,
+        "queue_enabled = true, admit_per_second = 100, max_active = 100",
+    )
+    .await;
+    // The queue cache of the settings lives a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    // Never queued: refused as reserving is, and nothing is written.
+    let body = join(&app, &outsider, &show, 1, None).await;
+    assert_eq!(code(&body), "QUEUE_REQUIRED", "{body}");
+    let body = best(&app, &outsider, &show.schedule_id, 1, None, None).await;
+    assert_eq!(code(&body), "QUEUE_REQUIRED", "{body}");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM waitlist_entries WHERE user_id = {}",
+            outsider.id
+        ))
+        .await,
+        0
+    );
+
+    // Admitted by the queue: in line.
+    app.ok(Some(&queued.access), ENTER, json!({ "s": show.schedule_id }))
+        .await;
+    let mut admitted = false;
+    for _ in 0..50 {
+        let s = app
+            .ok(Some(&queued.access), STATUS, json!({ "s": show.schedule_id }))
+            .await;
+        if s["queueStatus"]["admitted"] == true {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(admitted);
+    let body = join(&app, &queued, &show, 2, None).await;
+    assert_eq!(body["data"]["joinWaitlist"]["status"], "WAITING", "{body}");
+
+    // The seats come back: they go to the admitted fan, and only the line's fans get offers.
+    app.ok(Some(&holder.access), CANCEL, json!({ "r": sold_id }))
+        .await;
+    let m = mine(&app, &queued).await;
+    assert_eq!(m["myWaitlist"][0]["status"], "OFFERED", "{m}");
+    let m = mine(&app, &outsider).await;
+    assert_eq!(m["myWaitlist"], json!([]), "{m}");
+    assert_eq!(m["myReservations"]["edges"], json!([]), "{m}");
     app.assert_invariants().await;
 }

@@ -401,7 +401,7 @@ export async function render(main, [id]) {
     if (w) {
       const leave = h('button', { type: 'button', id: 'leave-waitlist' }, 'Leave the waiting list');
       leave.onclick = () => busy(leave, async () => {
-        await gql('mutation($s: ID!) { leaveWaitlist(scheduleId: $s) }', { s: id });
+        await gql('mutation($s: ID!) { leaveWaitlist(scheduleId: $s) { id status } }', { s: id });
         toast('You left the waiting list.');
         loadWait();
       }, (e) => notice(waitBox, explain(e), 'error'));
