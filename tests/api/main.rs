@@ -10,6 +10,7 @@ mod booking;
 mod clients;
 mod common;
 mod concerts;
+mod demo;
 mod faults;
 mod http;
 mod isolation;
