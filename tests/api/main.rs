@@ -4,6 +4,7 @@
 
 mod abuse;
 mod abuse_sockets;
+mod audit;
 mod auth;
 mod best_available;
 mod booking;
