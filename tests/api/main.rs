@@ -12,6 +12,7 @@ mod clients;
 mod common;
 mod concerts;
 mod demo;
+mod docs;
 mod faults;
 mod http;
 mod isolation;

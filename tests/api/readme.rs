@@ -1,9 +1,11 @@
-//! The README's GraphQL examples, run in order on a fresh database exactly as written, so
-//! they cannot drift from the API.
+//! The GraphQL examples of docs/api.md (the walk-through the README points to), run in order
+//! on a fresh database exactly as written, so they cannot drift from the API.
 //!
-//! Conventions (stated in the README): `# as <email>` sends that account's latest access
+//! Conventions (stated in docs/api.md): `# as <email>` sends that account's latest access
 //! token; `"<name>"` stands for the latest `name` in an earlier answer; a trailing
-//! `# until X` repeats the example until its answer says `X`. Every example must answer
+//! `# until X` repeats the example until its answer says `X`. Every operation is named,
+//! each name once (GraphQL Code Generator refuses anonymous operations, and the client
+//! suite's e2e/clients/codegen.test.mjs generates types from these). Every example must answer
 //! without errors, and every `edges` list it gets must be non-empty (an example that finds
 //! nothing shows nothing).
 
@@ -26,8 +28,11 @@ struct Example {
     until: Option<String>,
 }
 
+/// Where the walk-through lives.
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md");
+
 fn readme() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap()
+    std::fs::read_to_string(EXAMPLES).unwrap()
 }
 
 /// The ```graphql blocks, in order.
@@ -176,7 +181,7 @@ async fn the_readme_examples_run_in_order_as_written() {
     let app = TestApp::spawn().await;
     let readme = readme();
 
-    // Quick start's first admin, made the way its command does.
+    // The walk-through's first admin, made the way its `create-admin` command does.
     let admin = regex_lite(&readme, "create-admin --email ", " ");
     let password = regex_lite(&readme, "--password '", "'");
     {
@@ -190,8 +195,12 @@ async fn the_readme_examples_run_in_order_as_written() {
     let mut tokens: HashMap<String, String> = HashMap::new();
     let mut session: Option<String> = None;
     let mut ran = 0;
+    let mut names = std::collections::HashSet::new();
     for block in blocks(&readme) {
         for example in examples(&block) {
+            let name = operation_name(&example.text)
+                .unwrap_or_else(|| panic!("anonymous operation in docs/api.md:\n{}", example.text));
+            assert!(names.insert(name.to_owned()), "two operations named {name}");
             let mut text = example.text.clone();
             for (name, value) in &seen {
                 text = text.replace(&format!("\"<{name}>\""), &format!("\"{value}\""));
@@ -223,10 +232,13 @@ async fn the_readme_examples_run_in_order_as_written() {
                 }
             };
             for body in &answers {
-                assert!(body["errors"].is_null(), "README example failed:\n{text}\n{body}");
+                assert!(
+                    body["errors"].is_null(),
+                    "docs/api.md example failed:\n{text}\n{body}"
+                );
                 assert!(
                     !empty_edges(body),
-                    "README example found nothing:\n{text}\n{body}"
+                    "docs/api.md example found nothing:\n{text}\n{body}"
                 );
                 if let Some(what) = &example.until {
                     assert!(
@@ -255,6 +267,20 @@ async fn the_readme_examples_run_in_order_as_written() {
     app.assert_invariants().await;
 }
 
+/// The name of an operation (`query Name { ... }`), if it has one.
+fn operation_name(text: &str) -> Option<&str> {
+    let mut words = text.split_whitespace();
+    if !matches!(words.next(), Some("query" | "mutation" | "subscription")) {
+        return None;
+    }
+    let word = words.next()?;
+    let end = word
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(word.len());
+    let name = &word[..end];
+    (!name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit())).then_some(name)
+}
+
 /// The access token in an answer (signUp, logIn, refreshToken).
 fn find_access(data: &Value) -> Option<String> {
     let mut seen = HashMap::new();
@@ -266,7 +292,7 @@ fn find_access(data: &Value) -> Option<String> {
 fn regex_lite(text: &str, start: &str, end: &str) -> String {
     let rest = &text[text
         .find(start)
-        .unwrap_or_else(|| panic!("README has no {start:?}"))
+        .unwrap_or_else(|| panic!("docs/api.md has no {start:?}"))
         + start.len()..];
     rest[..rest.find(end).unwrap()].to_owned()
 }
@@ -281,4 +307,13 @@ fn examples_are_split_at_operations_and_know_their_actor() {
     assert_eq!(ex[0].actor, None);
     assert_eq!(ex[1].actor.as_deref(), Some("x@example.com"));
     assert_eq!(ex[2].until.as_deref(), Some("DONE"));
+
+    assert_eq!(operation_name("query Me { me { id } }"), Some("Me"));
+    assert_eq!(
+        operation_name("subscription Watch($id: ID!) { x }"),
+        Some("Watch")
+    );
+    assert_eq!(operation_name("query { me { id } }"), None);
+    assert_eq!(operation_name("mutation($i: SignUpInput!) { x }"), None);
+    assert_eq!(operation_name("{ me { id } }"), None);
 }
