@@ -59,7 +59,6 @@ test('an admin changes a role and adjusts points, and the audit log shows both',
   await page.locator('table.audit tbody tr td.target button').first().click();
   await page.waitForFunction(() => document.querySelector('form.audit-filter [name=targetId]')?.value !== '');
   await page.waitForFunction(() => document.querySelectorAll('table.audit tbody tr').length === 2);
-  await shot(page, 'admin-audit');
 
   const check = await ok(server, 'query($q: String) { users(search: $q, first: 1) { nodes { role points } } }', { q: user.email }, boss.accessToken);
   assert.deepEqual(check.users.nodes[0], { role: 'HOST', points: 500 });
