@@ -29,6 +29,7 @@ pub async fn serve(
     crate::booking::stop_leading_on(state.clone(), stop_rx.clone());
     crate::queue::gate::spawn(state.clone(), stop_rx.clone());
     crate::orders::worker::spawn(state.clone(), stop_rx.clone());
+    crate::payments::reconcile::spawn(state.clone(), stop_rx.clone());
     let schema = graphql::build(state.clone());
     let limits = http::serve::ConnectionLimits {
         header_read_timeout: state.config.edge.header_timeout,

@@ -58,6 +58,18 @@
 //! | `METRICS_TOKEN` | unset | when set, `/metrics` needs `Authorization: Bearer <token>`; in prod without it `/metrics` is off |
 //! | `ALLOW_DEV_SECRET_ON_NETWORK` | `false` | let a server using the development JWT secret listen beyond loopback (never in prod) |
 //! | `RUST_LOG` | `info` | tracing filter |
+//! | *money (see `PaymentsConfig`)* | | |
+//! | `PAYMENT_PROVIDER` | `sandbox` in dev, `none` in prod | where top-ups are paid: `toss` (Toss Payments), `sandbox` (confirms at once, capped, labelled sandbox) or `none` (top-ups refused) |
+//! | `PAYMENTS_SANDBOX_IN_PROD` | `false` | let a prod server start with `PAYMENT_PROVIDER=sandbox` (free points for anyone, within the daily cap) |
+//! | `PAYMENT_TOSS_SECRET_KEY` | unset | Toss Payments secret key (`test_sk_…` or `live_sk_…`); required with `toss` |
+//! | `PAYMENT_TOSS_CLIENT_KEY` | unset | Toss Payments client key (`test_ck_…`/`live_ck_…`) the web app's payment window is opened with; required with `toss` |
+//! | `PAYMENT_TOSS_API_URL` | `https://api.tosspayments.com` | Toss Payments API base URL |
+//! | `PAYMENT_TIMEOUT_MS` | `10000` | longest wait for the provider; after it a top-up stays PENDING and is settled later |
+//! | `PAYMENT_RECONCILE_INTERVAL_SECONDS` | `60` | how often PENDING top-ups and unfinished refunds are looked up at the provider |
+//! | `PAYMENT_PENDING_EXPIRY_SECONDS` | `3600` | a PENDING top-up the provider still knows nothing of after this long is FAILED |
+//! | `POINTS_SANDBOX_DAILY_LIMIT` | `1000000` | sandbox top-ups per account per 24 hours, in points |
+//! | `POINTS_MAX_TOP_UP` | `10000000` | largest single top-up or admin grant |
+//! | `POINTS_MAX_BALANCE` | `1000000000` | most an account may hold, counting its paid tickets (they come back as points on a refund); at most 2000000000, so a balance always fits a GraphQL `Int` |
 
 use std::{net::IpAddr, time::Duration};
 
@@ -103,6 +115,133 @@ pub struct Config {
     pub log_json: bool,
     /// What one request or connection may cost.
     pub edge: EdgeConfig,
+    /// How money enters: the payment provider and the bounds on amounts.
+    pub payments: PaymentsConfig,
+}
+
+/// Which payment provider confirms top-ups.
+#[derive(Clone, Debug)]
+pub enum PaymentProviderConfig {
+    /// No provider: top-ups are refused (the default in prod).
+    None,
+    /// Confirms at once, capped per account per day, labelled sandbox everywhere.
+    Sandbox,
+    Toss {
+        secret_key: SecretString,
+        client_key: String,
+        api_url: String,
+    },
+}
+
+/// Money: the provider, its timeouts and the bounds every amount keeps.
+#[derive(Clone, Debug)]
+pub struct PaymentsConfig {
+    pub provider: PaymentProviderConfig,
+    pub timeout: Duration,
+    pub reconcile_interval: Duration,
+    pub pending_expiry: Duration,
+    pub sandbox_daily_limit: i64,
+    pub max_top_up: i64,
+    pub max_balance: i64,
+}
+
+/// A balance (and so any amount) stays below this, so it fits GraphQL's 32-bit `Int`
+/// with room for one reservation's worth of race (see `points::service::credit`).
+pub const MAX_BALANCE_CEILING: i64 = 2_000_000_000;
+
+impl PaymentsConfig {
+    fn from_lookup(
+        get: &impl Fn(&'static str) -> Option<String>,
+        environment: Environment,
+    ) -> Result<Self, ConfigError> {
+        let default = if environment == Environment::Dev {
+            "sandbox"
+        } else {
+            "none"
+        };
+        let provider = match get("PAYMENT_PROVIDER").as_deref().unwrap_or(default) {
+            "none" => PaymentProviderConfig::None,
+            "sandbox" => {
+                if environment == Environment::Prod && !parse(get, "PAYMENTS_SANDBOX_IN_PROD", Some(false))? {
+                    return Err(err(
+                        "PAYMENT_PROVIDER",
+                        "the sandbox gives points without payment; in prod set PAYMENTS_SANDBOX_IN_PROD=true to accept that",
+                    ));
+                }
+                PaymentProviderConfig::Sandbox
+            }
+            "toss" => PaymentProviderConfig::Toss {
+                secret_key: get("PAYMENT_TOSS_SECRET_KEY")
+                    .map(SecretString::from)
+                    .ok_or_else(|| {
+                        err(
+                            "PAYMENT_TOSS_SECRET_KEY",
+                            "is required with PAYMENT_PROVIDER=toss",
+                        )
+                    })?,
+                client_key: get("PAYMENT_TOSS_CLIENT_KEY").ok_or_else(|| {
+                    err(
+                        "PAYMENT_TOSS_CLIENT_KEY",
+                        "is required with PAYMENT_PROVIDER=toss",
+                    )
+                })?,
+                api_url: {
+                    let raw = get("PAYMENT_TOSS_API_URL")
+                        .unwrap_or_else(|| "https://api.tosspayments.com".to_owned());
+                    let url = url::Url::parse(&raw)
+                        .map_err(|e| err("PAYMENT_TOSS_API_URL", format!("{raw:?}: {e}")))?;
+                    if !matches!(url.scheme(), "http" | "https") {
+                        return Err(err("PAYMENT_TOSS_API_URL", "must be an http(s) URL"));
+                    }
+                    raw.trim_end_matches('/').to_owned()
+                },
+            },
+            other => {
+                return Err(err(
+                    "PAYMENT_PROVIDER",
+                    format!("expected toss, sandbox or none, got {other:?}"),
+                ));
+            }
+        };
+        let c = Self {
+            provider,
+            timeout: Duration::from_millis(parse(get, "PAYMENT_TIMEOUT_MS", Some(10_000))?),
+            reconcile_interval: Duration::from_secs(parse(
+                get,
+                "PAYMENT_RECONCILE_INTERVAL_SECONDS",
+                Some(60),
+            )?),
+            pending_expiry: Duration::from_secs(parse(get, "PAYMENT_PENDING_EXPIRY_SECONDS", Some(3600))?),
+            sandbox_daily_limit: parse(get, "POINTS_SANDBOX_DAILY_LIMIT", Some(1_000_000))?,
+            max_top_up: parse(get, "POINTS_MAX_TOP_UP", Some(10_000_000))?,
+            max_balance: parse(get, "POINTS_MAX_BALANCE", Some(1_000_000_000))?,
+        };
+        for (var, zero) in [
+            ("PAYMENT_TIMEOUT_MS", c.timeout.is_zero()),
+            (
+                "PAYMENT_RECONCILE_INTERVAL_SECONDS",
+                c.reconcile_interval.is_zero(),
+            ),
+            ("PAYMENT_PENDING_EXPIRY_SECONDS", c.pending_expiry.is_zero()),
+            ("POINTS_SANDBOX_DAILY_LIMIT", c.sandbox_daily_limit < 0),
+            ("POINTS_MAX_TOP_UP", c.max_top_up <= 0),
+            ("POINTS_MAX_BALANCE", c.max_balance <= 0),
+        ] {
+            if zero {
+                return Err(err(var, "must be positive"));
+            }
+        }
+        if c.max_balance > MAX_BALANCE_CEILING {
+            return Err(err(
+                "POINTS_MAX_BALANCE",
+                format!("must be at most {MAX_BALANCE_CEILING}, so balances fit a GraphQL Int"),
+            ));
+        }
+        if c.max_top_up > c.max_balance {
+            return Err(err("POINTS_MAX_TOP_UP", "must not exceed POINTS_MAX_BALANCE"));
+        }
+        Ok(c)
+    }
 }
 
 /// The edge's limits: per request (`limits`), per connection and per client.
@@ -280,6 +419,7 @@ impl Config {
             order_claim_idle: Duration::from_millis(parse(&get, "ORDER_CLAIM_IDLE_MS", Some(30_000))?),
             order_result_ttl: Duration::from_secs(parse(&get, "ORDER_RESULT_TTL_SECONDS", Some(86_400))?),
             edge: EdgeConfig::from_lookup(&get)?,
+            payments: PaymentsConfig::from_lookup(&get, environment)?,
             log_json: match get("LOG_FORMAT").as_deref() {
                 None | Some("text") => false,
                 Some("json") => true,
@@ -511,6 +651,47 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn prod_refuses_the_sandbox_unless_told() {
+        let prod = [
+            ("BOXOFFICE_ENV", "prod"),
+            ("JWT_SECRET", "a-production-secret-that-is-long-enough-123"),
+        ];
+        let c = config(&prod).unwrap();
+        assert!(matches!(c.payments.provider, PaymentProviderConfig::None));
+        assert!(matches!(
+            config(&[]).unwrap().payments.provider,
+            PaymentProviderConfig::Sandbox
+        ));
+        let sandbox = [prod[0], prod[1], ("PAYMENT_PROVIDER", "sandbox")];
+        assert_eq!(config(&sandbox).unwrap_err().var, "PAYMENT_PROVIDER");
+        let told = [
+            sandbox[0],
+            sandbox[1],
+            sandbox[2],
+            ("PAYMENTS_SANDBOX_IN_PROD", "true"),
+        ];
+        assert!(matches!(
+            config(&told).unwrap().payments.provider,
+            PaymentProviderConfig::Sandbox
+        ));
+        assert_eq!(
+            config(&[("PAYMENT_PROVIDER", "toss")]).unwrap_err().var,
+            "PAYMENT_TOSS_SECRET_KEY"
+        );
+        assert_eq!(
+            config(&[("POINTS_MAX_BALANCE", "3000000000")]).unwrap_err().var,
+            "POINTS_MAX_BALANCE"
+        );
+        let toss = config(&[
+            ("PAYMENT_PROVIDER", "toss"),
+            ("PAYMENT_TOSS_SECRET_KEY", "test_sk_very_secret"),
+            ("PAYMENT_TOSS_CLIENT_KEY", "test_ck_x"),
+        ])
+        .unwrap();
+        assert!(!format!("{toss:?}").contains("test_sk_very_secret"));
     }
 
     #[test]

@@ -12,7 +12,9 @@ use async_graphql::{
     MergedObject, MergedSubscription, Request, Schema, SchemaBuilder, dataloader::DataLoader,
 };
 
-use crate::{admin, auth, booking, concerts, live, orders, points, queue, seats, state::AppState, waitlist};
+use crate::{
+    admin, auth, booking, concerts, live, orders, payments, points, queue, seats, state::AppState, waitlist,
+};
 
 #[derive(MergedObject, Default)]
 pub struct Query(
@@ -22,6 +24,7 @@ pub struct Query(
     concerts::graphql::ConcertsQuery,
     booking::graphql::BookingQuery,
     points::graphql::PointsQuery,
+    payments::graphql::PaymentsQuery,
     queue::graphql::QueueQuery,
     orders::graphql::OrdersQuery,
     waitlist::graphql::WaitlistQuery,
@@ -35,6 +38,7 @@ pub struct Mutation(
     seats::graphql::SeatsMutation,
     booking::graphql::BookingMutation,
     points::graphql::PointsMutation,
+    payments::graphql::PaymentsMutation,
     queue::graphql::QueueMutation,
     orders::graphql::OrdersMutation,
     waitlist::graphql::WaitlistMutation,

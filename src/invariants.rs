@@ -71,6 +71,35 @@ pub const MORE: &[Check] = &[
     },
 ];
 
+/// I10, money: every credited top-up has exactly one confirmed payment of that amount,
+/// and nothing unconfirmed is ever credited.
+pub const MONEY: &[Check] = &[
+    Check {
+        name: "I10: a credited top-up without exactly one credit of its amount and a confirmed payment",
+        sql: "SELECT count(*) AS n FROM top_ups t WHERE t.status IN ('confirmed', 'refunding', 'refunded', 'cancelled')
+              AND t.confirmed_at IS NOT NULL AND (t.payment_key IS NULL OR
+              (SELECT count(*) FROM point_ledger l WHERE l.top_up_id = t.id AND l.kind = 'top_up' AND l.amount = t.amount) <> 1)",
+    },
+    Check {
+        name: "I10: a top-up credited while pending or failed, or credited with another amount",
+        sql: "SELECT count(*) AS n FROM point_ledger l JOIN top_ups t ON t.id = l.top_up_id
+              WHERE l.kind = 'top_up' AND (t.status IN ('pending', 'failed') OR t.confirmed_at IS NULL
+              OR l.amount <> t.amount OR l.user_id <> t.user_id)",
+    },
+    Check {
+        name: "I10: a refunded or cancelled top-up whose points did not all come back out (or went into debt)",
+        sql: "SELECT count(*) AS n FROM top_ups t WHERE t.status IN ('refunding', 'refunded', 'cancelled')
+              AND t.confirmed_at IS NOT NULL
+              AND (SELECT coalesce(sum(l.amount), 0) FROM point_ledger l WHERE l.top_up_id = t.id) <> t.debt_created",
+    },
+    Check {
+        name: "I10: a debt that differs from the debt created minus the debt repaid",
+        sql: "SELECT count(*) AS n FROM users u WHERE u.points_debt <>
+              coalesce((SELECT sum(debt_created) FROM top_ups t WHERE t.user_id = u.id), 0)
+              + coalesce((SELECT sum(amount) FROM point_ledger l WHERE l.user_id = u.id AND l.kind = 'debt_repayment'), 0)",
+    },
+];
+
 /// A check that failed, with the number of offending rows.
 #[derive(Clone, Debug)]
 pub struct Violation {
@@ -110,5 +139,5 @@ pub async fn violations(
 
 /// Every check of this module.
 pub fn all() -> impl Iterator<Item = &'static Check> {
-    CORE.iter().chain(MORE)
+    CORE.iter().chain(MORE).chain(MONEY)
 }

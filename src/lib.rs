@@ -3,7 +3,8 @@
 //! Each domain module holds its rows and queries, its GraphQL types and resolvers:
 //! `auth` (accounts, tokens, roles, guards), `admin` (users, roles, audit log), `concerts`
 //! (concerts, schedules, search), `seats` (layouts, seat map), `booking` (holds, payment,
-//! cancellation, expiry: the lock order lives there), `points` (balance and ledger), `live`
+//! cancellation, expiry: the lock order lives there), `points` (balance and ledger), `payments` (top-ups through a
+//! payment provider), `live`
 //! (subscriptions across instances), `queue` (the waiting queue and its gate), `orders`
 //! (asynchronous orders through a Redis stream). The shared pieces are few: `locks` (every
 //! row lock and their order), `error` (the one error
@@ -30,6 +31,7 @@ pub mod live;
 pub mod locks;
 pub mod orders;
 pub mod pagination;
+pub mod payments;
 pub mod points;
 pub mod queue;
 pub mod schema;

@@ -36,6 +36,10 @@
 //! those waits for anything a batch holds (they lock held or sold seats, a batch only
 //! available ones), so no cycle arises.
 //!
+//! Top-ups ([`top_up`]) come before user rows: a top-up is confirmed, cancelled or
+//! refunded holding its row, then the user's (step 6). Nothing else locks a top-up, and
+//! nothing holding a user row waits for one.
+//!
 //! Refresh tokens ([`refresh_token`]) are a chain of their own: the token row, then nothing
 //! on this list.
 
@@ -219,6 +223,18 @@ pub async fn users(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<()>
         .execute(conn)
         .await
         .map(drop)
+}
+
+/// A top-up row, before its user's row (see the module doc).
+pub async fn top_up(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+) -> QueryResult<Option<crate::payments::store::TopUpRow>> {
+    diesel::sql_query("SELECT * FROM top_ups WHERE id = $1 FOR UPDATE")
+        .bind::<BigInt, _>(id)
+        .get_result(conn)
+        .await
+        .optional()
 }
 
 /// Lock order step 7: Up to `limit` waiting entries of a schedule's line, earliest first.

@@ -17,6 +17,7 @@ diesel::table! {
         points -> Int8,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        points_debt -> Int8,
     }
 }
 
@@ -151,6 +152,25 @@ diesel::table! {
         reason -> Nullable<Text>,
         actor_id -> Nullable<Int8>,
         created_at -> Timestamptz,
+        top_up_id -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    top_ups (id) {
+        id -> Int8,
+        user_id -> Int8,
+        order_id -> Text,
+        amount -> Int8,
+        provider -> Text,
+        status -> Text,
+        idempotency_key -> Text,
+        payment_key -> Nullable<Text>,
+        failure -> Nullable<Text>,
+        debt_created -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        confirmed_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -180,6 +200,8 @@ diesel::joinable!(reservations -> users (user_id));
 diesel::joinable!(reservation_seats -> reservations (reservation_id));
 diesel::joinable!(reservation_seats -> seats (seat_id));
 diesel::joinable!(point_ledger -> reservations (reservation_id));
+diesel::joinable!(point_ledger -> top_ups (top_up_id));
+diesel::joinable!(top_ups -> users (user_id));
 diesel::joinable!(waitlist_entries -> schedules (schedule_id));
 diesel::joinable!(waitlist_entries -> users (user_id));
 diesel::joinable!(waitlist_entries -> reservations (reservation_id));
@@ -195,5 +217,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     reservations,
     reservation_seats,
     point_ledger,
+    top_ups,
     waitlist_entries,
 );

@@ -45,6 +45,8 @@ pub struct AppState {
     /// Automatic persisted queries by hash: the schema runs them, and the HTTP layer reads
     /// them to refuse a mutation sent by GET as a hash.
     pub persisted_queries: crate::graphql::apq::PersistedQueries,
+    /// The payment provider (built once: it holds an HTTP client) and the bounds on amounts.
+    pub payments: crate::payments::Payments,
 }
 
 /// The durability contract: accepted orders and queue admissions live only in Redis, so in
@@ -96,6 +98,7 @@ impl AppState {
         if let Some(kv) = &redis {
             check_durability(&config, kv.aof_enabled().await?)?;
         }
+        let payments = crate::payments::Payments::from_config(&config.payments)?;
         let jwt = Arc::new(JwtKeys::new(&config.jwt_secret, config.access_token_ttl));
         let hub = match &redis {
             Some(kv) => live::Hub::redis(kv.client().clone(), kv.conn(), kv.prefix()),
@@ -119,6 +122,7 @@ impl AppState {
             queue_flags: Arc::default(),
             seat_maps: Arc::default(),
             persisted_queries: Default::default(),
+            payments,
         })
     }
 }

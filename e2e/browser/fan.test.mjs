@@ -77,8 +77,9 @@ test('a fan signs up, picks seats with the keyboard, holds them and pays, chargi
   await shot(page, 'schedule-hold');
   assert.ok(frames.some((f) => f.includes('orderResult')), 'no orderResult subscription');
 
-  // A new account has no points: paying charges the 300 first.
-  await page.getByRole('button', { name: 'Charge 300 pts and pay' }).click();
+  // A new account has no points: paying tops the wallet up by the 300 first (a sandbox
+  // top-up on this dev server).
+  await page.getByRole('button', { name: 'Top up 300 pts and pay' }).click();
   await page.locator('#hold-title', { hasText: 'Paid' }).waitFor();
   await page.locator('.reservations [data-status="CONFIRMED"]').waitFor();
   await page.waitForFunction(() => document.querySelector('#seats-left')?.textContent === '38 of 40 seats available');

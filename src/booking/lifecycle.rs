@@ -113,6 +113,7 @@ pub(super) async fn pay(
                     idempotency_key: Some(idempotency_key),
                     reason: None,
                     actor_id: None,
+                    top_up_id: None,
                 },
             )
             .await?
@@ -272,6 +273,7 @@ async fn refund(conn: &mut AsyncPgConnection, rows: &[ReservationRow]) -> AppRes
                 idempotency_key: None,
                 reason: None,
                 actor_id: None,
+                top_up_id: None,
             },
         )
         .await?

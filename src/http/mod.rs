@@ -105,6 +105,7 @@ pub fn router(state: AppState, schema: AppSchema, shutdown: watch::Receiver<bool
             get(graphql_http::graphql_get).post(graphql_http::graphql_post),
         )
         .merge(crate::web::router(http.state.config.playground))
+        .merge(crate::payments::webhook::router(http.state.clone()))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

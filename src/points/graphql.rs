@@ -12,13 +12,27 @@ use crate::{
 
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
 pub enum PointEntryKind {
+    /// Points given without payment before payments were real (history only).
     Charge,
+    /// A reservation paid with points.
     Payment,
+    /// A paid reservation cancelled or refunded: its points back.
     Refund,
+    /// An admin's grant or correction, with its reason.
     Adjustment,
+    /// A top-up paid through the payment provider (or the sandbox).
+    TopUp,
+    /// A top-up given back to the card (`refundTopUp`); positive if the provider refused.
+    TopUpRefund,
+    /// A top-up the provider cancelled after it was credited: its points taken back.
+    TopUpCancel,
+    /// Points that paid a debt left by a cancelled top-up.
+    DebtRepayment,
 }
 
 /// One ledger entry: what changed the balance, by how much, and the balance after it.
+/// Amounts and balances stay within `POINTS_MAX_BALANCE` (at most 2,000,000,000), so they
+/// fit a 32-bit `Int`.
 #[derive(SimpleObject)]
 pub struct PointEntry {
     pub id: ID,
@@ -27,25 +41,55 @@ pub struct PointEntry {
     pub amount: i64,
     pub balance_after: i64,
     pub reservation_id: Option<ID>,
-    /// The admin's reason, for adjustments.
+    /// The top-up this entry credits, refunds or takes back.
+    pub top_up_id: Option<ID>,
+    /// The admin's reason, for adjustments; why, for the other kinds that have one.
     pub reason: Option<String>,
+    /// What the entry was for, in words.
+    pub description: String,
     pub created_at: DateTime<Utc>,
 }
 
 impl From<store::LedgerRow> for PointEntry {
     fn from(r: store::LedgerRow) -> Self {
+        let kind = match r.kind.as_str() {
+            "payment" => PointEntryKind::Payment,
+            "refund" => PointEntryKind::Refund,
+            "adjustment" => PointEntryKind::Adjustment,
+            "top_up" => PointEntryKind::TopUp,
+            "top_up_refund" => PointEntryKind::TopUpRefund,
+            "top_up_cancel" => PointEntryKind::TopUpCancel,
+            "debt_repayment" => PointEntryKind::DebtRepayment,
+            _ => PointEntryKind::Charge,
+        };
+        let top_up = r.top_up_id.map_or_else(String::new, |t| format!(" {t}"));
+        let reservation = r.reservation_id.map_or_else(String::new, |t| format!(" {t}"));
+        let description = match kind {
+            PointEntryKind::Charge => "Points charged (before payments)".to_owned(),
+            PointEntryKind::Payment => format!("Payment for reservation{reservation}"),
+            PointEntryKind::Refund => format!("Refund of reservation{reservation}"),
+            PointEntryKind::Adjustment => {
+                format!("Adjustment by an admin: {}", r.reason.as_deref().unwrap_or(""))
+            }
+            PointEntryKind::TopUp => format!("Top-up{top_up}"),
+            PointEntryKind::TopUpRefund if r.amount < 0 => format!("Top-up{top_up} refunded to the card"),
+            PointEntryKind::TopUpRefund => {
+                format!("Refund of top-up{top_up} refused by the provider: points back")
+            }
+            PointEntryKind::TopUpCancel => format!("Top-up{top_up} cancelled by the payment provider"),
+            PointEntryKind::DebtRepayment => {
+                "Debt repaid (a cancelled top-up's points had been spent)".to_owned()
+            }
+        };
         Self {
             id: ids::to_id(r.id),
-            kind: match r.kind.as_str() {
-                "payment" => PointEntryKind::Payment,
-                "refund" => PointEntryKind::Refund,
-                "adjustment" => PointEntryKind::Adjustment,
-                _ => PointEntryKind::Charge,
-            },
+            kind,
             amount: r.amount,
             balance_after: r.balance_after,
             reservation_id: r.reservation_id.map(ids::to_id),
+            top_up_id: r.top_up_id.map(ids::to_id),
             reason: r.reason,
+            description,
             created_at: r.created_at,
         }
     }
@@ -87,8 +131,10 @@ pub struct PointsMutation;
 
 #[Object]
 impl PointsMutation {
-    /// Adds points to the signed-in user's balance. Send a fresh `idempotencyKey` per
-    /// intended charge: repeating a key charges once and answers the same entry.
+    /// A sandbox top-up, answered as its ledger entry: only on a server whose payment
+    /// provider is the sandbox (development, the demo), confirmed at once and counted
+    /// against the sandbox's daily cap (LIMIT_EXCEEDED above it). Elsewhere FORBIDDEN: pay
+    /// a top-up with `startTopUp` and `confirmTopUp`. Repeating a key answers the same entry.
     #[graphql(guard = "RoleGuard(Role::User)")]
     async fn charge_points(
         &self,
@@ -97,13 +143,20 @@ impl PointsMutation {
         idempotency_key: String,
     ) -> Result<PointEntry, AppError> {
         let user_id = viewer(ctx)?.user()?.id;
-        let mut conn = state(ctx)?.db.get().await?;
-        Ok(service::charge(&mut conn, user_id, amount, &idempotency_key)
-            .await?
-            .into())
+        let state = state(ctx)?;
+        Ok(crate::payments::service::charge_sandbox(
+            &state.db,
+            &state.payments,
+            user_id,
+            amount,
+            &idempotency_key,
+        )
+        .await?
+        .into())
     }
 
-    /// Admin correction of a balance, with a reason; audited.
+    /// Admin grant or correction of a balance, with a reason; audited (admin, reason,
+    /// amount). At most `POINTS_MAX_TOP_UP` either way, and never past `POINTS_MAX_BALANCE`.
     #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn adjust_points(
         &self,
@@ -114,9 +167,12 @@ impl PointsMutation {
     ) -> Result<PointEntry, AppError> {
         let user_id = ids::parse(&user_id, "userId")?;
         let actor = actor(ctx).await?;
-        let mut conn = state(ctx)?.db.get().await?;
-        Ok(service::adjust(&mut conn, actor, user_id, amount, &reason)
-            .await?
-            .into())
+        let state = state(ctx)?;
+        let mut conn = state.db.get().await?;
+        Ok(
+            service::adjust(&mut conn, &state.payments.config, actor, user_id, amount, &reason)
+                .await?
+                .into(),
+        )
     }
 }

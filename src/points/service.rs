@@ -1,17 +1,16 @@
-//! Charging points (idempotent per key) and admin adjustments (audited).
+//! Admin adjustments (audited, bounded), the balance bound every credit keeps, and the
+//! debt rule for holds. Top-ups are `crate::payments`.
 
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 
 use super::store::{self, Entry, LedgerRow};
 use crate::{
     admin::audit,
     auth::{Actor, Role},
+    config::PaymentsConfig,
     error::{AppError, AppResult, ErrorCode},
+    locks,
 };
-
-/// Largest single charge or adjustment.
-pub const MAX_AMOUNT: i64 = 10_000_000;
 
 pub fn validate_key(key: &str, field: &str) -> AppResult<String> {
     let key = key.trim();
@@ -24,80 +23,23 @@ pub fn validate_key(key: &str, field: &str) -> AppResult<String> {
     Ok(key.to_owned())
 }
 
-fn is_unique_violation(e: &AppError) -> bool {
-    matches!(e, AppError::Internal(cause)
-        if matches!(cause.downcast_ref::<DieselError>(), Some(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _))))
-}
-
-/// Adds points to the user's balance. The same key charges once, whatever the number of
-/// requests and however they interleave: the ledger's (user, kind, key) unique index decides
-/// a race, and the loser answers with the winner's entry.
-pub async fn charge(
-    conn: &mut AsyncPgConnection,
-    user_id: i64,
-    amount: i64,
-    key: &str,
-) -> AppResult<LedgerRow> {
-    if !(1..=MAX_AMOUNT).contains(&amount) {
-        return Err(AppError::bad_input(
-            "amount",
-            format!("must be between 1 and {MAX_AMOUNT}"),
-        ));
-    }
-    let key = validate_key(key, "idempotencyKey")?;
-    for _ in 0..3 {
-        let attempt = conn
-            .transaction(async |conn| -> AppResult<LedgerRow> {
-                if let Some(done) = store::entry_with_key(conn, user_id, "charge", &key).await? {
-                    return replay(done, amount);
-                }
-                let entry = Entry {
-                    user_id,
-                    kind: "charge",
-                    amount,
-                    reservation_id: None,
-                    idempotency_key: Some(&key),
-                    reason: None,
-                    actor_id: None,
-                };
-                store::apply(conn, &entry)
-                    .await?
-                    .ok_or(AppError::NotFound("user"))
-            })
-            .await;
-        match attempt {
-            Err(e) if is_unique_violation(&e) => continue,
-            other => return other,
-        }
-    }
-    Err(AppError::Conflict(
-        "the charge could not be settled; retry".into(),
-    ))
-}
-
-fn replay(done: LedgerRow, amount: i64) -> AppResult<LedgerRow> {
-    if done.amount == amount {
-        Ok(done)
-    } else {
-        Err(AppError::Conflict(
-            "this idempotency key was used for a different amount".into(),
-        ))
-    }
-}
-
 /// Admin adjustment with a reason, written to the ledger and the audit log together.
+/// Bounded like a top-up (`POINTS_MAX_TOP_UP` either way), and a grant may not take the
+/// account past `POINTS_MAX_BALANCE` (counting its paid tickets and pending top-ups).
 pub async fn adjust(
     conn: &mut AsyncPgConnection,
+    bounds: &PaymentsConfig,
     actor: Actor,
     user_id: i64,
     amount: i64,
     reason: &str,
 ) -> AppResult<LedgerRow> {
     actor.ensure_role(Role::Admin)?;
-    if amount == 0 || amount.abs() > MAX_AMOUNT {
+    let max = bounds.max_top_up;
+    if amount == 0 || amount.unsigned_abs() > max.unsigned_abs() {
         return Err(AppError::bad_input(
             "amount",
-            format!("must be non-zero and at most {MAX_AMOUNT} either way"),
+            format!("must be non-zero and at most {max} either way"),
         ));
     }
     let reason = reason.trim();
@@ -108,6 +50,10 @@ pub async fn adjust(
         if crate::auth::store::user_by_id(conn, user_id).await?.is_none() {
             return Err(AppError::NotFound("user"));
         }
+        locks::users(conn, &[user_id]).await?;
+        if amount > 0 {
+            ensure_room(conn, bounds, user_id, amount).await?;
+        }
         let entry = Entry {
             user_id,
             kind: "adjustment",
@@ -116,6 +62,7 @@ pub async fn adjust(
             idempotency_key: None,
             reason: Some(reason),
             actor_id: Some(actor.id),
+            top_up_id: None,
         };
         let row = store::apply(conn, &entry).await?.ok_or_else(|| {
             AppError::rule(
@@ -135,4 +82,50 @@ pub async fn adjust(
         Ok(row)
     })
     .await
+}
+
+/// The balance bound, for a credit of `amount` that is not W-neutral (a top-up, a grant).
+///
+/// Paying moves points from the balance into a ticket and a refund moves them back, so
+/// balance + paid tickets only grows through credits: bounding it at each credit bounds
+/// every balance, ledger amount and `balanceAfter` by `POINTS_MAX_BALANCE` (≤ 2·10⁹), which
+/// fits a GraphQL `Int`. Pending top-ups count too, so confirming one never breaks it.
+/// The caller holds the user row, so payments and other credits wait for it.
+pub async fn ensure_room(
+    conn: &mut AsyncPgConnection,
+    bounds: &PaymentsConfig,
+    user_id: i64,
+    amount: i64,
+) -> AppResult<()> {
+    let wallet = store::wallet(conn, user_id)
+        .await?
+        .ok_or(AppError::Unauthenticated("this account no longer exists"))?;
+    let pending = crate::payments::store::pending_sum(conn, user_id).await?;
+    let max = bounds.max_balance;
+    let used = wallet.points + wallet.in_tickets + pending;
+    if used + amount > max {
+        return Err(AppError::bad_input(
+            "amount",
+            format!(
+                "an account holds at most {max} points, counting paid tickets and top-ups under way; {} more fit",
+                (max - used).max(0)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An account that owes points (a payment cancelled by the provider after its points were
+/// spent) may not take new holds until a top-up has paid the debt.
+pub async fn ensure_not_in_debt(conn: &mut AsyncPgConnection, user_id: i64) -> AppResult<()> {
+    let debt = store::debt(conn, user_id).await?;
+    if debt > 0 {
+        return Err(AppError::rule(
+            ErrorCode::InsufficientPoints,
+            format!(
+                "this account owes {debt} points after a cancelled payment: top up to settle it before holding seats"
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -46,6 +46,7 @@ pub static FILES: &[Asset] = assets![
     "js/pages/home.js",
     "js/pages/host.js",
     "js/pages/schedule.js",
+    "js/pages/wallet.js",
     "vendor/LICENSES.txt",
     "vendor/VERSIONS.json",
     "vendor/graphiql.min.css",

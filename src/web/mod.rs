@@ -44,6 +44,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(playground: bool) -> Router<S> {
         .route("/schedules/{id}", app.clone())
         .route("/host", app.clone())
         .route("/admin", app)
+        .route("/wallet", get(wallet))
         .route("/assets/{build}/{*path}", get(asset))
         .route("/favicon.ico", get(favicon));
     if playground {
@@ -51,6 +52,24 @@ pub fn router<S: Clone + Send + Sync + 'static>(playground: bool) -> Router<S> {
     } else {
         router
     }
+}
+
+/// The wallet's page may open Toss Payments' payment window: its script from
+/// js.tosspayments.com, its frames and calls to *.tosspayments.com. Only this page: the
+/// others keep `CONTENT_SECURITY_POLICY`, and the app reaches the wallet by a full load.
+pub const WALLET_CONTENT_SECURITY_POLICY: &str = "default-src 'self'; \
+     script-src 'self' https://js.tosspayments.com; style-src 'self'; img-src 'self' data:; \
+     font-src 'self' data:; connect-src 'self' https://*.tosspayments.com; \
+     frame-src https://*.tosspayments.com; object-src 'none'; base-uri 'none'; \
+     form-action 'self' https://*.tosspayments.com; frame-ancestors 'none'";
+
+async fn wallet() -> Response {
+    let mut response = page(&APP);
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(WALLET_CONTENT_SECURITY_POLICY),
+    );
+    response
 }
 
 /// Where a browser that opens `/graphql` itself is sent.

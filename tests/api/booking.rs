@@ -138,7 +138,8 @@ async fn hold_pay_and_cancel_with_refund() {
         vec![
             ("REFUND".into(), 250, 1000),
             ("PAYMENT".into(), -250, 750),
-            ("CHARGE".into(), 1000, 1000)
+            // chargePoints on this dev server: a sandbox top-up.
+            ("TOP_UP".into(), 1000, 1000)
         ]
     );
     // The seats are free again.

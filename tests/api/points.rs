@@ -1,4 +1,4 @@
-//! Points (C10): charges, idempotency, adjustments, the ledger.
+//! Points (C10): sandbox charges, idempotency, adjustments, the ledger, debts.
 
 use serde_json::json;
 
@@ -30,7 +30,8 @@ async fn charges_are_bounded() {
         .ok(Some(&fan.access), CHARGE, json!({ "a": 500, "k": "k" }))
         .await;
     assert_eq!(ok["chargePoints"]["balanceAfter"], 500);
-    assert_eq!(ok["chargePoints"]["kind"], "CHARGE");
+    // A sandbox top-up, said as such in the ledger.
+    assert_eq!(ok["chargePoints"]["kind"], "TOP_UP");
     // Same key, other amount: a mistake, not a replay.
     assert_eq!(
         code(

@@ -11,6 +11,7 @@ const routes = [
   [/^\/schedules\/(\d+)$/, () => import('./pages/schedule.js'), 'Seats'],
   [/^\/host$/, () => import('./pages/host.js'), 'Host'],
   [/^\/admin$/, () => import('./pages/admin.js'), 'Admin'],
+  [/^\/wallet$/, () => import('./pages/wallet.js'), 'Wallet'],
 ];
 
 let cleanup = null;
@@ -52,6 +53,8 @@ function renderNav(user) {
   const link = (href, text) => h('a', { href, 'data-nav': true, 'aria-current': here === href ? 'page' : false }, text);
   fill(document.getElementById('nav'),
     link('/', 'Concerts'),
+    // A full page load: the wallet's document may load the payment provider's window.
+    user ? h('a', { href: '/wallet', 'aria-current': here === '/wallet' ? 'page' : false }, 'Wallet') : null,
     user && ['HOST', 'ADMIN'].includes(user.role) ? link('/host', 'Host') : null,
     user?.role === 'ADMIN' ? link('/admin', 'Admin') : null,
     h('a', { href: '/playground' }, 'Playground'));

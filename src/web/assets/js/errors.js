@@ -13,7 +13,7 @@ const MESSAGES = {
   SOLD_OUT: 'Sold out: no seats are left.',
   LIMIT_EXCEEDED: 'That is more seats than one person may hold for this performance.',
   HOLD_EXPIRED: 'Your hold expired and the seats were released. Pick seats again.',
-  INSUFFICIENT_POINTS: 'Not enough points: charge points, then pay.',
+  INSUFFICIENT_POINTS: 'Not enough points (or your wallet owes a debt): top up in your wallet, then try again.',
   QUEUE_REQUIRED: 'This performance sells through the waiting queue: enter the queue and wait for your turn.',
   RATE_LIMITED: 'Too many attempts. Wait a moment and try again.',
   UNAVAILABLE: 'The box office is busy or briefly unreachable. Try again in a moment.',

@@ -476,11 +476,14 @@ export async function render(main, [id]) {
         seats, h('p', {}, `Total ${points(r.totalPrice)}`));
       return;
     }
-    const pay = h('button', { type: 'button', class: 'primary', id: 'pay' }, short > 0 ? `Charge ${points(short)} and pay` : `Pay ${points(r.totalPrice)}`);
+    const pay = h('button', { type: 'button', class: 'primary', id: 'pay' }, short > 0 ? `Top up ${points(short)} and pay` : `Pay ${points(r.totalPrice)}`);
     const cancel = h('button', { type: 'button', id: 'release' }, 'Release the seats');
     pay.onclick = () => busy(pay, async () => {
       if (short > 0) {
-        await gql('mutation($a: Int!, $k: String!) { chargePoints(amount: $a, idempotencyKey: $k) { balanceAfter } }', { a: short, k: (r.chargeKey ||= key('charge')) });
+        // A top-up through the payment provider: the sandbox confirms at once; a real
+        // provider's window takes the fan away and the wallet brings them back here.
+        const { topUp } = await import('./wallet.js');
+        if (!(await topUp(short, { back: location.pathname, idempotencyKey: (r.chargeKey ||= key('topup')) }))) return;
       }
       const paid = (await gql(`mutation($r: ID!, $k: String!) { payReservation(reservationId: $r, idempotencyKey: $k) { ${RESERVATION} } }`, { r: r.id, k: payKey })).payReservation;
       toast('Paid. The seats are yours.', 'ok');
@@ -495,7 +498,7 @@ export async function render(main, [id]) {
     }, (e) => notice(hmsg, explain(e), 'error'));
     refill(holdBox, h('h2', { id: 'hold-title' }, 'Your hold'), seats,
       h('p', {}, 'Pay within ', left, ` · total ${points(r.totalPrice)} · your balance ${points(balance)}`),
-      short > 0 ? h('p', { class: 'muted' }, `You are ${points(short)} short: paying charges them to your account first.`) : null,
+      short > 0 ? h('p', { class: 'muted' }, `You are ${points(short)} short: paying tops your wallet up first (through the payment provider).`) : null,
       hmsg, h('div', { class: 'row' }, pay, cancel));
     const tick = () => {
       const s = (new Date(r.expiresAt) - Date.now()) / 1000;
