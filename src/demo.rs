@@ -27,6 +27,7 @@ use crate::{
         service::{self as concerts, ConcertInput, ScheduleInput},
         store as concerts_store,
     },
+    config::PaymentsConfig,
     error::{AppError, AppResult},
     seats::layout::{self, SeatGradeInput, SeatLayoutInput, SeatRowInput, SeatSectionInput},
 };
@@ -105,14 +106,19 @@ impl Report {
     }
 }
 
-/// Seeds the demo (see the module). `fixed_password` gives every new account that
-/// password instead of a random one (tests and scripted set-ups).
-pub async fn seed(conn: &mut AsyncPgConnection, fixed_password: Option<&str>) -> AppResult<Report> {
+/// Seeds the demo (see the module). `bounds` are the deployment's point bounds, which the
+/// fan's welcome grant obeys like any admin grant; `fixed_password` gives every new account
+/// that password instead of a random one (tests and scripted set-ups).
+pub async fn seed(
+    conn: &mut AsyncPgConnection,
+    bounds: &PaymentsConfig,
+    fixed_password: Option<&str>,
+) -> AppResult<Report> {
     diesel::sql_query("SELECT pg_advisory_lock($1)")
         .bind::<diesel::sql_types::BigInt, _>(LOCK_KEY)
         .execute(conn)
         .await?;
-    let result = seed_locked(conn, fixed_password).await;
+    let result = seed_locked(conn, bounds, fixed_password).await;
     diesel::sql_query("SELECT pg_advisory_unlock($1)")
         .bind::<diesel::sql_types::BigInt, _>(LOCK_KEY)
         .execute(conn)
@@ -120,7 +126,11 @@ pub async fn seed(conn: &mut AsyncPgConnection, fixed_password: Option<&str>) ->
     result
 }
 
-async fn seed_locked(conn: &mut AsyncPgConnection, fixed_password: Option<&str>) -> AppResult<Report> {
+async fn seed_locked(
+    conn: &mut AsyncPgConnection,
+    bounds: &PaymentsConfig,
+    fixed_password: Option<&str>,
+) -> AppResult<Report> {
     let admin = account(
         conn,
         ADMIN_EMAIL,
@@ -159,7 +169,8 @@ async fn seed_locked(conn: &mut AsyncPgConnection, fixed_password: Option<&str>)
     let points_given = if welcomed(conn, fan.id).await? {
         false
     } else {
-        crate::points::service::adjust(conn, admin_actor, fan.id, WELCOME_POINTS, WELCOME_REASON).await?;
+        crate::points::service::adjust(conn, bounds, admin_actor, fan.id, WELCOME_POINTS, WELCOME_REASON)
+            .await?;
         true
     };
     let host_actor = Actor {

@@ -110,7 +110,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let pool = db::connect_pool(config.database_url(), 1, &config.database_timeouts).await?;
             let report = {
                 let mut conn = pool.get().await?;
-                match boxoffice::demo::seed(&mut conn, password.as_deref()).await {
+                match boxoffice::demo::seed(&mut conn, &config.payments, password.as_deref()).await {
                     Ok(report) => report,
                     Err(e) => {
                         eprintln!("demo: {e}");
