@@ -120,16 +120,17 @@ pub struct ScheduleSales {
     pub seats_held: i64,
     pub seats_sold: i64,
     /// Points paid for reservations that stand.
-    pub revenue: i64,
+    pub revenue: crate::points::Long,
     /// Points given back by cancellations.
-    pub refunded: i64,
+    pub refunded: crate::points::Long,
 }
 
 #[derive(SimpleObject)]
 pub struct ConcertSales {
     pub concert_id: ID,
     pub seats_sold: i64,
-    pub revenue: i64,
+    /// Points paid for the concert's reservations that stand (can pass a 32-bit `Int`).
+    pub revenue: crate::points::Long,
     pub schedules: Vec<ScheduleSales>,
 }
 
@@ -193,7 +194,7 @@ impl ReportsQuery {
         Ok(ConcertSales {
             concert_id: ids::to_id(concert_id),
             seats_sold: rows.iter().map(|r| r.seats_sold).sum(),
-            revenue: rows.iter().map(|r| r.revenue).sum(),
+            revenue: crate::points::Long(rows.iter().map(|r| r.revenue).sum()),
             schedules: rows
                 .into_iter()
                 .map(|r| ScheduleSales {
@@ -201,8 +202,8 @@ impl ReportsQuery {
                     capacity: r.capacity,
                     seats_held: r.seats_held,
                     seats_sold: r.seats_sold,
-                    revenue: r.revenue,
-                    refunded: r.refunded,
+                    revenue: crate::points::Long(r.revenue),
+                    refunded: crate::points::Long(r.refunded),
                 })
                 .collect(),
         })

@@ -8,5 +8,8 @@
 //! pays the debt first; an account in debt takes no new holds.
 
 pub mod graphql;
+pub mod long;
 pub mod service;
 pub mod store;
+
+pub use long::Long;

@@ -668,3 +668,55 @@ async fn only_the_wallet_page_may_load_the_providers_payment_window() {
     let csp = home.headers()["content-security-policy"].to_str().unwrap();
     assert!(!csp.contains("tosspayments"), "{csp}");
 }
+
+/// A balance is bounded, a concert's revenue is not: 24 seats at 100,000,000 points is
+/// 2,400,000,000, past a 32-bit `Int`, so sales are served as `Long` and come back exact.
+#[tokio::test]
+async fn a_revenue_past_the_32_bit_int_is_served_exactly() {
+    let app = TestApp::spawn_with(&[("POINTS_MAX_TOP_UP", "1000000000")]).await;
+    let admin = app.user_with_role("root@example.com", "admin").await;
+    let expensive = json!({
+        "grades": [{ "name": "VIP", "price": 100_000_000, "color": "#FF0000" }],
+        "sections": [{ "name": "Box", "rows": [{ "label": "A", "seats": 24, "grade": "VIP" }] }],
+    });
+    let show = app.show(expensive, 8).await;
+    for f in 0..3 {
+        let fan = app.sign_up(&format!("rich{f}@example.com")).await;
+        app.ok(
+            Some(&admin.access),
+            "mutation($u: ID!) { adjustPoints(userId: $u, amount: 800000000, reason: \"test\") { id } }",
+            json!({ "u": fan.id.to_string() }),
+        )
+        .await;
+        let seats: Vec<_> = show.seats[f * 8..f * 8 + 8].to_vec();
+        let r = app
+            .ok(
+                Some(&fan.access),
+                HOLD,
+                json!({ "i": { "scheduleId": show.schedule_id, "seatIds": seats } }),
+            )
+            .await;
+        assert_eq!(r["reserveSeats"]["totalPrice"], 800_000_000);
+        app.ok(
+            Some(&fan.access),
+            PAY,
+            json!({ "r": r["reserveSeats"]["id"], "k": "p" }),
+        )
+        .await;
+    }
+    let sales = app
+        .ok(
+            Some(&show.host.access),
+            "query($c: ID!) { concertSales(concertId: $c) { revenue schedules { revenue refunded } } }",
+            json!({ "c": show.concert_id }),
+        )
+        .await;
+    assert_eq!(sales["concertSales"]["revenue"].as_i64(), Some(2_400_000_000));
+    assert_eq!(
+        sales["concertSales"]["schedules"][0]["revenue"].as_i64(),
+        Some(2_400_000_000)
+    );
+    let sdl = boxoffice::graphql::sdl();
+    assert!(sdl.contains("revenue: Long!"), "sales are not served as Long");
+    assert_money(&app).await;
+}
