@@ -5,7 +5,7 @@
 //! | `BOXOFFICE_ENV` | `dev` | `dev` or `prod`; `prod` refuses the default JWT secret |
 //! | `HOST` | `127.0.0.1` | address to listen on |
 //! | `PORT` | `8080` | port to listen on |
-//! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/boxoffice` | PostgreSQL; the database is created if missing |
+//! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/boxoffice` | PostgreSQL; the database is created if missing. Several hosts (`postgres://u@h1:5432,h2:5432/db?target_session_attrs=read-write&connect_timeout=2`) follow a failover: new connections go to whichever takes writes |
 //! | `DATABASE_POOL_SIZE` | `16` | connections in the pool |
 //! | `DATABASE_LOCK_TIMEOUT_MS` | `3000` | longest wait for a row lock (`lock_timeout`); the request then answers UNAVAILABLE |
 //! | `DATABASE_STATEMENT_TIMEOUT_MS` | `30000` | longest statement (`statement_timeout`) |

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use diesel_async::{
     AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl,
-    pooled_connection::{AsyncDieselConnectionManager, bb8},
+    pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod, bb8},
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
@@ -24,12 +24,49 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 /// not apply the same migration twice.
 const MIGRATION_LOCK: i64 = 0x626f_786f_6666_6963; // "boxoffic"
 
+/// A PostgreSQL URL cut where this module needs it. The `url` crate cannot read the
+/// multi-host form (`postgres://u@h1:5432,h2:5432/db?target_session_attrs=read-write`) that
+/// tokio-postgres connects with, so the cut is made here, on the characters that cannot
+/// appear unencoded in a user, password or host.
+struct PgUrl<'a> {
+    /// `postgres://user@host:port[,host:port…]`
+    server: &'a str,
+    database: &'a str,
+    /// After the `?`, if any.
+    query: Option<&'a str>,
+}
+
+impl<'a> PgUrl<'a> {
+    fn parse(url: &'a str) -> anyhow::Result<Self> {
+        let rest = url
+            .strip_prefix("postgres://")
+            .or_else(|| url.strip_prefix("postgresql://"))
+            .context("DATABASE_URL must start with postgres:// or postgresql://")?;
+        let (before_query, query) = match url.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (url, None),
+        };
+        let authority_len = rest.find(['/', '?']).unwrap_or(rest.len());
+        let server_len = url.len() - rest.len() + authority_len;
+        if authority_len == 0 {
+            anyhow::bail!("DATABASE_URL names no host");
+        }
+        let database = before_query[server_len.min(before_query.len())..].trim_start_matches('/');
+        Ok(Self {
+            server: &url[..server_len],
+            database,
+            query,
+        })
+    }
+}
+
 /// The database URL with the session settings every pooled connection runs with: lock,
 /// statement and idle-in-transaction timeouts (so that a frozen instance holding a schedule
 /// lock is cut off after seconds, and nobody waits on it for longer), and TCP keepalive (so
-/// that a partitioned peer is noticed).
+/// that a partitioned peer is noticed). PgBouncer cannot pass `options` on: behind it they
+/// are dropped (`ignore_startup_parameters`) and the same settings belong on the role.
 pub fn session_url(url: &str, t: &DatabaseTimeouts) -> anyhow::Result<String> {
-    url::Url::parse(url).context("DATABASE_URL is not a URL")?;
+    PgUrl::parse(url)?;
     // Percent-encoded by hand: tokio-postgres decodes `%20`, not the `+` of form encoding.
     let options = format!(
         "-c%20lock_timeout%3D{}%20-c%20statement_timeout%3D{}%20-c%20idle_in_transaction_session_timeout%3D{}",
@@ -45,17 +82,64 @@ pub fn session_url(url: &str, t: &DatabaseTimeouts) -> anyhow::Result<String> {
     ))
 }
 
-pub async fn connect_pool(url: &str, size: u32, timeouts: &DatabaseTimeouts) -> anyhow::Result<Pool> {
-    let url = session_url(url, timeouts)?;
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+/// How pooled connections are made and checked.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolSettings<'a> {
+    pub size: u32,
+    pub timeouts: &'a DatabaseTimeouts,
+}
+
+impl<'a> PoolSettings<'a> {
+    pub fn from_config(config: &'a crate::config::Config) -> Self {
+        Self {
+            size: config.database_pool_size,
+            timeouts: &config.database_timeouts,
+        }
+    }
+}
+
+pub async fn connect_pool(url: &str, settings: PoolSettings<'_>) -> anyhow::Result<Pool> {
+    let url = session_url(url, settings.timeouts)?;
+    let mut config = ManagerConfig::default();
+    // Every checkout asks the server whether it still takes writes (the round trip the
+    // default check spends on `SELECT 1`): a connection to a primary that was demoted, or
+    // that a multi-host URL reached as standby, is dropped and another one made, which the
+    // multi-host URL's `target_session_attrs=read-write` or HAProxy sends to the new primary.
+    config.recycling_method = RecyclingMethod::CustomFunction(Box::new(|conn| {
+        Box::pin(async move { check_writable(conn).await })
+    }));
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     bb8::Pool::builder()
-        .max_size(size)
+        .max_size(settings.size)
         // A request waits at most this long for a connection, then fails with UNAVAILABLE
         // instead of piling up behind a saturated database.
         .connection_timeout(Duration::from_secs(5))
         .build(manager)
         .await
         .context("building the PostgreSQL pool")
+}
+
+/// The server of this connection no longer takes writes (a standby, or a primary being
+/// demoted): the pool must not hand it out.
+#[derive(Debug, thiserror::Error)]
+#[error("the database server is read-only (a standby, or a demoted primary)")]
+pub struct ReadOnlyServer;
+
+/// `Ok` when the connection is open and its server takes writes; an error (the pool then
+/// discards the connection) otherwise.
+pub async fn check_writable(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        read_only: bool,
+    }
+    let row: Row = diesel::sql_query("SELECT current_setting('transaction_read_only')::bool AS read_only")
+        .get_result(conn)
+        .await?;
+    if row.read_only {
+        return Err(diesel::result::Error::QueryBuilderError(Box::new(ReadOnlyServer)));
+    }
+    Ok(())
 }
 
 /// Creates the database named in `url` if it does not exist yet (local convenience: a
@@ -105,16 +189,18 @@ pub async fn run_migrations(url: &str) -> anyhow::Result<usize> {
     Ok(applied)
 }
 
-/// Splits `postgres://u@h:p/name?x` into the URL of the `postgres` database on the same
-/// server and `name`.
+/// Splits `postgres://u@h:p/name?x` (or the multi-host form) into the URL of the
+/// `postgres` database on the same servers and `name`.
 pub fn split_database_url(url: &str) -> anyhow::Result<(String, String)> {
-    let mut parsed = url::Url::parse(url).context("DATABASE_URL is not a URL")?;
-    let name = parsed.path().trim_start_matches('/').to_owned();
-    if name.is_empty() {
+    let parsed = PgUrl::parse(url)?;
+    if parsed.database.is_empty() {
         anyhow::bail!("DATABASE_URL names no database");
     }
-    parsed.set_path("/postgres");
-    Ok((parsed.to_string(), name))
+    let query = parsed.query.map(|q| format!("?{q}")).unwrap_or_default();
+    Ok((
+        format!("{}/postgres{query}", parsed.server),
+        parsed.database.to_owned(),
+    ))
 }
 
 pub fn quote_ident(name: &str) -> String {
@@ -213,6 +299,30 @@ mod tests {
         assert_eq!(n, "boxoffice");
         assert_eq!(m, "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable");
         assert!(split_database_url("postgres://127.0.0.1/").is_err());
+        assert!(split_database_url("mysql://127.0.0.1/bo").is_err());
+    }
+
+    #[test]
+    fn reads_the_multi_host_form() {
+        let url = "postgres://app@10.0.0.1:5432,10.0.0.2:5433/sales?target_session_attrs=read-write";
+        let (m, n) = split_database_url(url).unwrap();
+        assert_eq!(n, "sales");
+        assert_eq!(
+            m,
+            "postgres://app@10.0.0.1:5432,10.0.0.2:5433/postgres?target_session_attrs=read-write"
+        );
+        let (m, n) = split_database_url("postgresql://h1,h2/bo").unwrap();
+        assert_eq!((m.as_str(), n.as_str()), ("postgresql://h1,h2/postgres", "bo"));
+        assert!(split_database_url("postgres://h1,h2?sslmode=disable").is_err());
+        assert!(split_database_url("postgres:///bo").is_err());
+        let t = DatabaseTimeouts {
+            lock: Duration::from_millis(3000),
+            statement: Duration::from_secs(30),
+            idle_in_transaction: Duration::from_secs(5),
+            keepalive_idle: Duration::from_secs(10),
+        };
+        let session = session_url(url, &t).unwrap();
+        assert!(session.starts_with(&format!("{url}&options=-c%20lock_timeout%3D3000")));
     }
 
     #[test]

@@ -164,7 +164,11 @@ impl AppError {
 fn is_transient(err: &diesel::result::Error) -> bool {
     use diesel::result::{DatabaseErrorKind as K, Error as E};
     match err {
-        E::DatabaseError(K::UnableToSendCommand | K::SerializationFailure | K::ClosedConnection, _) => true,
+        // ReadOnlyTransaction: the server was a standby or a demoted primary, nothing written.
+        E::DatabaseError(
+            K::UnableToSendCommand | K::SerializationFailure | K::ClosedConnection | K::ReadOnlyTransaction,
+            _,
+        ) => true,
         E::DatabaseError(_, info) => {
             let m = info.message();
             [

@@ -140,7 +140,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         } => {
             db::ensure_database(config.database_url()).await?;
             db::run_migrations(config.database_url()).await?;
-            let pool = db::connect_pool(config.database_url(), 1, &config.database_timeouts).await?;
+            let settings = db::PoolSettings {
+                size: 1,
+                ..db::PoolSettings::from_config(&config)
+            };
+            let pool = db::connect_pool(config.database_url(), settings).await?;
             let mut conn = pool.get().await?;
             let (user, outcome) =
                 match boxoffice::auth::service::create_admin(&mut conn, &email, password, reset_password)

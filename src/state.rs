@@ -87,8 +87,7 @@ impl AppState {
     pub async fn connect(config: Config) -> anyhow::Result<Self> {
         let db = crate::db::connect_pool(
             config.database_url(),
-            config.database_pool_size,
-            &config.database_timeouts,
+            crate::db::PoolSettings::from_config(&config),
         )
         .await?;
         let redis = match config.redis_url() {

@@ -482,6 +482,22 @@ fn check(inv: &Invocation) -> Result<(), String> {
             args.extend(inv.args.iter().cloned());
             parses("bench", &args)
         }
+        // A subcommand; `failover`'s further arguments go to `bench faults`.
+        "scripts/ha" => match inv.args.split_first() {
+            // Named alone, as in prose.
+            None => Ok(()),
+            Some((sub, rest)) if sub == "failover" => {
+                let mut args = vec!["faults".to_owned()];
+                args.extend(rest.iter().cloned());
+                parses("bench", &args)
+            }
+            Some((sub, []))
+                if ["up", "down", "status", "switchover", "kill-primary"].contains(&sub.as_str()) =>
+            {
+                Ok(())
+            }
+            _ => Err(format!("scripts/ha {:?}: no such subcommand", inv.args)),
+        },
         // cargo test's filters: anything.
         "scripts/test" => Ok(()),
         _ if inv.args.is_empty() => Ok(()),

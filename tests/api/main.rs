@@ -21,6 +21,7 @@ mod live;
 mod orders;
 mod payments;
 mod points;
+mod pool;
 mod queue;
 mod readme;
 mod roles;

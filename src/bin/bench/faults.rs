@@ -15,6 +15,11 @@
 //! ```text
 //! scripts/faults            # private PostgreSQL on 55432, Redis on 56379, two servers
 //! ```
+//!
+//! With `FAULTS_HA_COMMANDS="name=command;name=command"` the faults are those commands
+//! instead, run one after the other during the sale (`scripts/ha failover`: a Patroni
+//! switchover, then the primary killed), on as many instances as `--url`s; the bench then
+//! stops and restarts nothing itself, and reconnects through `--database-url`.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -72,7 +77,7 @@ fn no_answer(code: &str) -> bool {
 
 /// A fault's window: from when it was injected until `AFTER` past its end.
 struct Window {
-    name: &'static str,
+    name: String,
     start: Duration,
     /// When the fault itself ended (the instance resumed, PostgreSQL or Redis was back).
     over: Duration,
@@ -81,7 +86,11 @@ struct Window {
 }
 
 pub async fn faults(ctx: &mut Ctx) -> anyhow::Result<Report> {
-    let env = FaultEnv::check(ctx).await?;
+    let commands = ha_commands()?;
+    let env = match commands {
+        Some(_) => None,
+        None => Some(FaultEnv::check(ctx).await?),
+    };
     let show = ctx.show(ctx.seats, None).await?;
     let users = ctx.buyers("faults", ctx.users.unwrap_or(ctx.seats)).await?;
     eprintln!(
@@ -105,14 +114,22 @@ pub async fn faults(ctx: &mut Ctx) -> anyhow::Result<Report> {
         t0,
         stop.clone(),
     ));
-    let windows = inject(&env, &ctx.endpoints, t0).await;
+    let windows = match (&env, &commands) {
+        (Some(env), _) => inject(env, &ctx.endpoints, t0).await,
+        (None, Some(commands)) => inject_commands(commands, t0).await,
+        (None, None) => unreachable!("either the private services or the commands"),
+    };
     stop.store(true, Ordering::Relaxed);
     let attempts = load.await.context("the load task panicked")?;
     let windows = windows?;
     let elapsed = t0.elapsed();
 
-    // The database after the restart: a connection of our own again.
-    ctx.db = setup::connect(&env.database_url).await?;
+    // The database after the restart or failover: a connection of our own again.
+    let database_url = match &env {
+        Some(env) => env.database_url.clone(),
+        None => std::env::var("DATABASE_URL").context("faults reconnects through DATABASE_URL")?,
+    };
+    ctx.db = setup::connect(&database_url).await?;
     let taken = keys_taken(&mut ctx.db, show.schedule_id).await?;
 
     let mut report = Report::new("faults", ctx.clients);
@@ -364,7 +381,7 @@ async fn inject(env: &FaultEnv, endpoints: &[String], t0: Instant) -> anyhow::Re
     let over = t0.elapsed();
     tokio::time::sleep(AFTER).await;
     windows.push(Window {
-        name: "freeze",
+        name: "freeze".into(),
         start,
         over,
         end: t0.elapsed(),
@@ -384,7 +401,7 @@ async fn inject(env: &FaultEnv, endpoints: &[String], t0: Instant) -> anyhow::Re
     let over = t0.elapsed();
     tokio::time::sleep(AFTER).await;
     windows.push(Window {
-        name: "kill-connections",
+        name: "kill-connections".into(),
         start,
         over,
         end: t0.elapsed(),
@@ -403,7 +420,7 @@ async fn inject(env: &FaultEnv, endpoints: &[String], t0: Instant) -> anyhow::Re
     let over = t0.elapsed();
     tokio::time::sleep(AFTER).await;
     windows.push(Window {
-        name: "pg-restart",
+        name: "pg-restart".into(),
         start,
         over,
         end: t0.elapsed(),
@@ -428,12 +445,68 @@ async fn inject(env: &FaultEnv, endpoints: &[String], t0: Instant) -> anyhow::Re
     let over = t0.elapsed();
     tokio::time::sleep(AFTER).await;
     windows.push(Window {
-        name: "redis-stop",
+        name: "redis-stop".into(),
         start,
         over,
         end: t0.elapsed(),
         detail: format!("Redis down for {:.1} s", (over - start).as_secs_f64()),
     });
+    Ok(windows)
+}
+
+/// `FAULTS_HA_COMMANDS`: the faults as (name, shell command), in order.
+fn ha_commands() -> anyhow::Result<Option<Vec<(String, String)>>> {
+    let Ok(raw) = std::env::var("FAULTS_HA_COMMANDS") else {
+        return Ok(None);
+    };
+    let commands = raw
+        .split(';')
+        .filter(|c| !c.trim().is_empty())
+        .map(|c| {
+            let (name, command) = c
+                .split_once('=')
+                .context("FAULTS_HA_COMMANDS is name=command;name=command")?;
+            Ok((name.trim().to_owned(), command.trim().to_owned()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    anyhow::ensure!(!commands.is_empty(), "FAULTS_HA_COMMANDS names no command");
+    Ok(Some(commands))
+}
+
+/// Each command is one fault: its window opens when it starts and its fault is over when
+/// it returns (the command waits for the topology to be whole again).
+async fn inject_commands(commands: &[(String, String)], t0: Instant) -> anyhow::Result<Vec<Window>> {
+    let mut windows = Vec::new();
+    tokio::time::sleep(WARM_UP).await;
+    for (name, command) in commands {
+        let start = t0.elapsed();
+        let out = tokio::time::timeout(
+            Duration::from_secs(300),
+            Command::new("sh").arg("-c").arg(command).output(),
+        )
+        .await
+        .with_context(|| format!("`{command}` took more than 300 s"))?
+        .with_context(|| format!("running `{command}`"))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "`{command}` failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let over = t0.elapsed();
+        tokio::time::sleep(AFTER).await;
+        windows.push(Window {
+            name: name.clone(),
+            start,
+            over,
+            end: t0.elapsed(),
+            detail: format!(
+                "`{command}` took {:.1} s: {}",
+                (over - start).as_secs_f64(),
+                String::from_utf8_lossy(&out.stdout).trim().replace('\n', "; ")
+            ),
+        });
+    }
     Ok(windows)
 }
 

@@ -193,6 +193,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 /// Validates the options; returns the GraphQL endpoints.
 fn check_args(args: &Args) -> anyhow::Result<Vec<String>> {
     let want = match args.scenario {
+        // On the HA topology (scripts/ha failover), as many instances as it runs.
+        Scenario::Faults if std::env::var_os("FAULTS_HA_COMMANDS").is_some() => args.urls.len().max(2),
         Scenario::TwoInstances | Scenario::Faults => 2,
         _ => 1,
     };
