@@ -107,7 +107,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             }
             db::ensure_database(config.database_url()).await?;
             db::run_migrations(config.database_url()).await?;
-            let pool = db::connect_pool(config.database_url(), 1, &config.database_timeouts).await?;
+            let settings = db::PoolSettings {
+                size: 1,
+                ..db::PoolSettings::from_config(&config)
+            };
+            let pool = db::connect_pool(config.database_url(), settings).await?;
             let report = {
                 let mut conn = pool.get().await?;
                 match boxoffice::demo::seed(&mut conn, &config.payments, password.as_deref()).await {
