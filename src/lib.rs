@@ -19,6 +19,7 @@ pub mod booking;
 pub mod concerts;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod graphql;
 pub mod http;

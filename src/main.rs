@@ -1,4 +1,5 @@
-//! The `boxoffice` command: `serve` (default), `migrate`, `export-schema`, `create-admin`.
+//! The `boxoffice` command: `serve` (default), `migrate`, `export-schema`, `create-admin`,
+//! `demo`.
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
@@ -40,6 +41,16 @@ enum Command {
         /// Take over an existing account: new password, admin role, sessions revoked.
         #[arg(long)]
         reset_password: bool,
+    },
+    /// Seed a demo (an admin, a host, a fan with points, two concerts on sale now), print
+    /// the new accounts' passwords once, then serve. Running it again adds nothing.
+    Demo {
+        /// Give new demo accounts this password instead of random ones.
+        #[arg(long, env = "DEMO_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Seed and exit instead of serving.
+        #[arg(long)]
+        no_serve: bool,
     },
 }
 
@@ -87,18 +98,38 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
-        Command::Serve => {
-            let addr = SocketAddr::new(config.host, config.port);
-            let started = std::time::Instant::now();
-            let state = app::prepare(config).await?;
-            let listener = tokio::net::TcpListener::bind(addr).await?;
-            tracing::info!(
-                http.addr = %listener.local_addr()?,
-                startup_ms = started.elapsed().as_millis() as u64,
-                "boxoffice listening; playground at /playground"
-            );
-            app::serve(listener, state, app::shutdown_signal()).await?;
-            Ok(())
+        Command::Serve => serve(config).await,
+        Command::Demo { password, no_serve } => {
+            // Accounts whose passwords went to a terminal, one of them an admin: not in prod.
+            if config.environment == boxoffice::config::Environment::Prod {
+                eprintln!("demo: refused with BOXOFFICE_ENV=prod (it makes an admin account)");
+                anyhow::bail!("demo refused in prod");
+            }
+            db::ensure_database(config.database_url()).await?;
+            db::run_migrations(config.database_url()).await?;
+            let settings = db::PoolSettings {
+                size: 1,
+                ..db::PoolSettings::from_config(&config)
+            };
+            let pool = db::connect_pool(config.database_url(), settings).await?;
+            let report = {
+                let mut conn = pool.get().await?;
+                match boxoffice::demo::seed(&mut conn, &config.payments, password.as_deref()).await {
+                    Ok(report) => report,
+                    Err(e) => {
+                        eprintln!("demo: {e}");
+                        return Err(anyhow::anyhow!("{e}"));
+                    }
+                }
+            };
+            drop(pool);
+            let host = if config.host.is_unspecified() {
+                "localhost".to_owned()
+            } else {
+                config.host.to_string()
+            };
+            println!("{}", report.render(&format!("http://{host}:{}", config.port)));
+            if no_serve { Ok(()) } else { serve(config).await }
         }
         Command::Migrate => {
             db::ensure_database(config.database_url()).await?;
@@ -143,4 +174,18 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::ExportSchema { .. } => unreachable!("handled before the runtime starts"),
     }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let addr = SocketAddr::new(config.host, config.port);
+    let started = std::time::Instant::now();
+    let state = app::prepare(config).await?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(
+        http.addr = %listener.local_addr()?,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "boxoffice listening; playground at /playground"
+    );
+    app::serve(listener, state, app::shutdown_signal()).await?;
+    Ok(())
 }

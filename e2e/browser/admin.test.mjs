@@ -34,6 +34,32 @@ test('an admin changes a role and adjusts points, and the audit log shows both',
   await page.locator('table.audit code', { hasText: 'set_user_role' }).first().waitFor();
   await shot(page, 'admin');
 
+  // Names, not ids: who acted and on whom.
+  const first = page.locator('table.audit tbody tr').first();
+  assert.match(await first.locator("td.who").innerText(), new RegExp(`^admin\\w+ <${boss.email}>$`));
+  assert.match(await first.locator('td.target').innerText(), new RegExp(`^account: promoted <${user.email}>$`));
+  // Filters: by action, by target (a click on its name), by who, by time.
+  const audit = page.locator('form.audit-filter');
+  await audit.getByLabel('Action').fill('set_user_role');
+  await audit.getByRole('button', { name: 'Filter' }).click();
+  await page.waitForFunction(() => [...document.querySelectorAll('table.audit tbody tr')].every((r) => r.textContent.includes('set_user_role')));
+  assert.equal(await page.locator('table.audit tbody tr').count(), 1);
+  await audit.getByRole('button', { name: 'Clear' }).click();
+  await page.locator('table.audit tbody tr').nth(1).waitFor();
+  await audit.getByLabel('Who').fill('nobody-at-all');
+  await audit.getByRole('button', { name: 'Filter' }).click();
+  await page.locator('table.audit td', { hasText: 'No entries match.' }).waitFor();
+  await audit.getByRole('button', { name: 'Clear' }).click();
+  await page.locator('table.audit tbody tr td.target').first().waitFor();
+  await audit.getByLabel('From').fill('2000-01-01T00:00');
+  await audit.getByLabel('Until').fill('2000-01-02T00:00');
+  await audit.getByRole('button', { name: 'Filter' }).click();
+  await page.locator('table.audit td', { hasText: 'No entries match.' }).waitFor();
+  await audit.getByRole('button', { name: 'Clear' }).click();
+  await page.locator('table.audit tbody tr td.target button').first().click();
+  await page.waitForFunction(() => document.querySelector('form.audit-filter [name=targetId]')?.value !== '');
+  await page.waitForFunction(() => document.querySelectorAll('table.audit tbody tr').length === 2);
+
   const check = await ok(server, 'query($q: String) { users(search: $q, first: 1) { nodes { role points } } }', { q: user.email }, boss.accessToken);
   assert.deepEqual(check.users.nodes[0], { role: 'HOST', points: 500 });
   p.assertClean();

@@ -193,3 +193,38 @@ test('a 50,000-seat map is drawn, followed live and usable from the keyboard', a
   p.assertClean();
   await p.context.close();
 });
+
+test('a refused hold says why, in a fan\'s words, and an expired hold keeps saying so', async () => {
+  const s = await show(server, { rows: 2, perRow: 10, schedule: { holdSeconds: 30 } });
+  const fan = await signUp(server, 'expiring');
+  const p = await openPage(browser, server, { session: fan });
+  const { page } = p;
+  await page.goto(`${server.url}/schedules/${s.scheduleId}`);
+  await page.waitForFunction(() => /live · v\d+/.test(document.querySelector('.live')?.textContent || ''));
+  await page.locator('#account .who').waitFor();
+  await page.locator('canvas.seatmap').focus();
+  await page.keyboard.press('Enter');
+  await page.getByRole('button', { name: /Hold 1 seat/ }).click();
+  await page.locator('#hold-title', { hasText: 'Your hold' }).waitFor();
+
+  // The hold runs out (30 s): the box stays, says so, and still does once the page has
+  // re-read the reservation as EXPIRED.
+  await page.locator('#hold-title', { hasText: 'Your hold expired' }).waitFor({ timeout: 40_000 });
+  await page.locator('.reservations li[data-status="EXPIRED"]').waitFor({ timeout: 15_000 });
+  assert.equal(await page.locator('#hold-title').isVisible(), true, 'the expired hold vanished');
+  assert.match(await text(page, '.hold-expired [role="alert"]'), /Your hold expired and the seats were released/);
+  await page.getByRole('button', { name: 'Dismiss' }).click();
+  assert.equal(await page.locator('#hold-title').isVisible(), false);
+
+  // The host cancels the performance while the page is open: the next hold says that.
+  await ok(server, 'mutation($s: ID!) { cancelSchedule(id: $s) { id } }', { s: s.scheduleId }, s.host.accessToken);
+  await page.locator('canvas.seatmap').focus();
+  await page.keyboard.press('ArrowRight');
+  await page.keyboard.press('Enter');
+  await page.getByRole('button', { name: /Hold 1 seat/ }).click();
+  const said = page.locator('.page-msg [role="alert"]');
+  await said.waitFor();
+  assert.equal((await said.innerText()).trim(), 'This performance is cancelled.');
+  p.assertClean();
+  await p.context.close();
+});

@@ -50,6 +50,11 @@ test('a host builds a layout in the builder, publishes it and sees sales live', 
 
   await page.getByRole('button', { name: 'Generate seats' }).click();
   await page.locator('.toast .msg', { hasText: '230 seats generated.' }).waitFor();
+  // Replacing starts from the layout just generated, not from the template.
+  await page.getByRole('button', { name: 'Replace layout' }).click();
+  await page.waitForFunction(() => document.querySelector('.layout-stats')?.textContent === '230 seats in 11 rows · VIP 20 · R 96 · S 114');
+  assert.deepEqual(await builder.locator('fieldset.section legend').allInnerTexts(), ['Floor', 'Balcony', 'Section 3']);
+  assert.equal(await builder.getByLabel('Seats per row', { exact: true }).first().inputValue(), '10');
   await page.getByRole('button', { name: 'Publish' }).click();
   await page.locator('#status-title .badge', { hasText: 'PUBLISHED' }).waitFor();
 

@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
 import { launch } from '../lib/browser.mjs';
-import { show, signUp } from '../lib/api.mjs';
+import { show, signUp, admin } from '../lib/api.mjs';
 import { openPage, shot } from './support.mjs';
 
 let server;
@@ -72,4 +72,41 @@ test('every page carries a Content-Security-Policy that allows only its own orig
     assert.match(csp, /default-src 'self'/, path);
     assert.doesNotMatch(csp, /https?:|\*|unsafe/, path);
   }
+});
+
+test('the playground is signed in with the app\'s session, in the same tab and in another one', async () => {
+  const boss = await admin(server);
+  const p = await openPage(browser, server, { session: boss });
+  const { page } = p;
+  await page.goto(`${server.url}/admin`);
+  await page.locator('#account .who').waitFor();
+
+  // Another tab of the same browser: the open app page lends its session.
+  const other = await p.context.newPage();
+  await other.goto(`${server.url}/playground`);
+  await other.locator('#session', { hasText: 'Signed in as' }).waitFor();
+  await other.locator('.graphiql-query-editor .CodeMirror').waitFor();
+  await setEditor(other, '.graphiql-query-editor', '{ me { email role } }');
+  await other.locator('.graphiql-execute-button').click();
+  await other.waitForFunction((email) => (document.querySelector('.graphiql-response .CodeMirror')?.CodeMirror.getValue() ?? '').includes(email), boss.email);
+  assert.match(await result(other), /"role": "ADMIN"/);
+  await other.close();
+
+  // The same tab, leaving the app for the playground: it resumes the tab's session, and
+  // the app is still signed in when the user comes back.
+  await page.getByRole('link', { name: 'Playground' }).first().click();
+  await page.locator('#session', { hasText: 'Signed in as' }).waitFor();
+  await page.locator('.graphiql-query-editor .CodeMirror').waitFor();
+  await setEditor(page, '.graphiql-query-editor', '{ me { email } }');
+  await page.locator('.graphiql-execute-button').click();
+  await page.waitForFunction((email) => (document.querySelector('.graphiql-response .CodeMirror')?.CodeMirror.getValue() ?? '').includes(email), boss.email);
+  // A header of the user's own wins over the session.
+  const fan = await signUp(server, 'ownheader');
+  await setEditor(page, '.graphiql-editor-tool .graphiql-editor:not(.hidden)', JSON.stringify({ Authorization: `Bearer ${fan.accessToken}` }));
+  await page.locator('.graphiql-execute-button').click();
+  await page.waitForFunction((email) => (document.querySelector('.graphiql-response .CodeMirror')?.CodeMirror.getValue() ?? '').includes(email), fan.email);
+  await page.goBack();
+  await page.locator('#account .who').waitFor();
+  p.assertClean();
+  await p.context.close();
 });

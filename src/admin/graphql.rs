@@ -1,6 +1,6 @@
 //! Admin GraphQL: `users`, `setUserRole`, the audit log and sales figures.
 
-use async_graphql::{Context, ID, Json, Object, SimpleObject, connection::Connection};
+use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject, connection::Connection};
 use chrono::{DateTime, Utc};
 
 use crate::{
@@ -45,12 +45,72 @@ impl AdminQuery {
 pub struct AuditEntry {
     pub id: ID,
     pub actor_id: Option<ID>,
-    /// e.g. set_user_role, adjust_points, cancel_concert.
+    /// The account that acted; null when the system acted or the account is gone.
+    pub actor: Option<User>,
+    /// e.g. set_user_role, adjust_points, cancel_concert, cancel_schedule.
     pub action: String,
+    /// user, concert or schedule.
     pub target_type: String,
     pub target_id: Option<ID>,
+    /// What the target is called now: "display name <email>" for an account, a concert's
+    /// title, "concert title, start time" for a schedule. Null when it no longer exists.
+    pub target_name: Option<String>,
     pub details: Json<serde_json::Value>,
     pub created_at: DateTime<Utc>,
+}
+
+/// Narrows the audit log; every field optional, all given ones must hold.
+#[derive(InputObject, Default)]
+pub struct AuditLogFilter {
+    /// Actions of this account.
+    pub actor_id: Option<ID>,
+    /// Actions of accounts whose email or display name contains this (case-insensitive).
+    pub actor: Option<String>,
+    /// Exactly this action, e.g. adjust_points.
+    pub action: Option<String>,
+    /// Exactly this kind of target: user, concert or schedule.
+    pub target_type: Option<String>,
+    /// This target (with `targetType`, one object).
+    pub target_id: Option<ID>,
+    /// Entries at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// Entries before this instant.
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl AuditLogFilter {
+    fn check(self) -> Result<super::store::AuditFilter, AppError> {
+        let word = |v: Option<String>, field: &str| -> Result<Option<String>, AppError> {
+            match v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()) {
+                Some(s) if s.chars().count() > 100 => {
+                    Err(AppError::bad_input(field, "must be at most 100 characters"))
+                }
+                other => Ok(other),
+            }
+        };
+        if let (Some(since), Some(until)) = (self.since, self.until)
+            && since >= until
+        {
+            return Err(AppError::bad_input("filter.until", "must be after filter.since"));
+        }
+        Ok(super::store::AuditFilter {
+            actor_id: self
+                .actor_id
+                .as_ref()
+                .map(|id| ids::parse(id, "filter.actorId"))
+                .transpose()?,
+            actor: word(self.actor, "filter.actor")?,
+            action: word(self.action, "filter.action")?,
+            target_type: word(self.target_type, "filter.targetType")?,
+            target_id: self
+                .target_id
+                .as_ref()
+                .map(|id| ids::parse(id, "filter.targetId"))
+                .transpose()?,
+            since: self.since,
+            until: self.until,
+        })
+    }
 }
 
 #[derive(SimpleObject)]
@@ -79,7 +139,7 @@ pub struct ReportsQuery;
 
 #[Object]
 impl ReportsQuery {
-    /// Privileged actions, newest first. Admins only.
+    /// Privileged actions, newest first, optionally narrowed by `filter`. Admins only.
     #[graphql(
         guard = "RoleGuard(Role::Admin)",
         complexity = "pagination::cost(first, child_complexity)"
@@ -89,18 +149,30 @@ impl ReportsQuery {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
+        filter: Option<AuditLogFilter>,
     ) -> Result<Connection<String, AuditEntry>, AppError> {
         let limit = pagination::page_size(first)?;
         let after = pagination::decode::<i64>(after.as_deref())?;
+        let filter = filter.unwrap_or_default().check()?;
         let mut conn = state(ctx)?.db.get().await?;
-        let rows = super::store::audit_log(&mut conn, after, limit).await?;
+        let rows = super::store::audit_log(&mut conn, &filter, after, limit).await?;
+        let names = super::store::audit_names(&mut conn, &rows).await?;
         let entry = |r: super::store::AuditRow| {
+            let target_name = names.target(&r);
+            let actor = r
+                .actor_id
+                .and_then(|id| names.users.get(&id))
+                .cloned()
+                .map(User::try_from)
+                .transpose()?;
             Ok(AuditEntry {
                 id: ids::to_id(r.id),
                 actor_id: r.actor_id.map(ids::to_id),
+                actor,
                 action: r.action,
                 target_type: r.target_type,
                 target_id: r.target_id.map(ids::to_id),
+                target_name,
                 details: Json(r.details),
                 created_at: r.created_at,
             })

@@ -98,9 +98,25 @@ pub struct AuditRow {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// The audit log, newest first, after the cursor id.
+/// What the audit log is narrowed to; every part optional, all of them together.
+#[derive(Default, Debug)]
+pub struct AuditFilter {
+    pub actor_id: Option<i64>,
+    /// Part of the acting account's email or display name (case-insensitive).
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target_type: Option<String>,
+    pub target_id: Option<i64>,
+    /// At or after this instant.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Before this instant.
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The audit log, newest first, after the cursor id, narrowed by `filter`.
 pub async fn audit_log(
     conn: &mut AsyncPgConnection,
+    filter: &AuditFilter,
     after: Option<i64>,
     limit: i64,
 ) -> QueryResult<Vec<AuditRow>> {
@@ -113,7 +129,107 @@ pub async fn audit_log(
     if let Some(after) = after {
         q = q.filter(audit_log::id.lt(after));
     }
+    if let Some(id) = filter.actor_id {
+        q = q.filter(audit_log::actor_id.eq(id));
+    }
+    if let Some(term) = filter.actor.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        let pattern = format!("%{}%", escape_like(term));
+        let actors = users::table
+            .filter(
+                users::email
+                    .concat(" ")
+                    .concat(users::display_name)
+                    .ilike(pattern),
+            )
+            .select(users::id.nullable());
+        q = q.filter(audit_log::actor_id.eq_any(actors));
+    }
+    if let Some(action) = &filter.action {
+        q = q.filter(audit_log::action.eq(action.clone()));
+    }
+    if let Some(t) = &filter.target_type {
+        q = q.filter(audit_log::target_type.eq(t.clone()));
+    }
+    if let Some(id) = filter.target_id {
+        q = q.filter(audit_log::target_id.eq(id));
+    }
+    if let Some(since) = filter.since {
+        q = q.filter(audit_log::created_at.ge(since));
+    }
+    if let Some(until) = filter.until {
+        q = q.filter(audit_log::created_at.lt(until));
+    }
     q.load(conn).await
+}
+
+/// The names an audit page shows instead of bare ids: its accounts (actors and user
+/// targets), concert titles, and schedules as "concert title, start time".
+#[derive(Default)]
+pub struct AuditNames {
+    pub users: std::collections::HashMap<i64, UserRow>,
+    pub concerts: std::collections::HashMap<i64, String>,
+    pub schedules: std::collections::HashMap<i64, String>,
+}
+
+impl AuditNames {
+    /// A readable name of the row's target, when its type is known and it still exists.
+    pub fn target(&self, row: &AuditRow) -> Option<String> {
+        let id = row.target_id?;
+        match row.target_type.as_str() {
+            "user" => self
+                .users
+                .get(&id)
+                .map(|u| format!("{} <{}>", u.display_name, u.email)),
+            "concert" => self.concerts.get(&id).cloned(),
+            "schedule" => self.schedules.get(&id).cloned(),
+            _ => None,
+        }
+    }
+}
+
+/// Loads the names for a page of audit rows in three queries, whatever its length.
+pub async fn audit_names(conn: &mut AsyncPgConnection, rows: &[AuditRow]) -> QueryResult<AuditNames> {
+    use crate::schema::{concerts, schedules};
+    let of = |kind: &str| -> Vec<i64> {
+        rows.iter()
+            .filter(|r| r.target_type == kind)
+            .filter_map(|r| r.target_id)
+            .collect()
+    };
+    let mut user_ids: Vec<i64> = rows.iter().filter_map(|r| r.actor_id).collect();
+    user_ids.extend(of("user"));
+    user_ids.sort_unstable();
+    user_ids.dedup();
+    let mut names = AuditNames::default();
+    if !user_ids.is_empty() {
+        for u in users_store::users_by_ids(conn, &user_ids).await? {
+            names.users.insert(u.id, u);
+        }
+    }
+    let concert_ids = of("concert");
+    if !concert_ids.is_empty() {
+        let found: Vec<(i64, String)> = concerts::table
+            .filter(concerts::id.eq_any(&concert_ids))
+            .select((concerts::id, concerts::title))
+            .load(conn)
+            .await?;
+        names.concerts.extend(found);
+    }
+    let schedule_ids = of("schedule");
+    if !schedule_ids.is_empty() {
+        let found: Vec<(i64, String, chrono::DateTime<chrono::Utc>)> = schedules::table
+            .inner_join(concerts::table)
+            .filter(schedules::id.eq_any(&schedule_ids))
+            .select((schedules::id, concerts::title, schedules::starts_at))
+            .load(conn)
+            .await?;
+        names.schedules.extend(
+            found
+                .into_iter()
+                .map(|(id, title, at)| (id, format!("{title}, {}", at.format("%Y-%m-%d %H:%M UTC")))),
+        );
+    }
+    Ok(names)
 }
 
 #[derive(diesel::QueryableByName, Debug)]

@@ -5,6 +5,7 @@
 mod abuse;
 mod abuse_sockets;
 mod accounts_gone;
+mod audit;
 mod auth;
 mod best_available;
 mod big_venue;
@@ -12,6 +13,7 @@ mod booking;
 mod clients;
 mod common;
 mod concerts;
+mod demo;
 mod docs;
 mod faults;
 mod http;

@@ -1,7 +1,7 @@
 // The app shell: navigation, the account area (sign up, log in, log out) and a router
 // that picks the page from the path. Pages are modules with
 // `render(main, params) -> cleanup`; links marked data-nav change page without a reload.
-import { h, fill, field, notice, points, busy } from './ui.js';
+import { h, fill, field, notice, points, busy, focusOn } from './ui.js';
 import * as auth from './auth.js';
 import { explain } from './errors.js';
 import { closeAll } from './live.js';
@@ -76,6 +76,7 @@ function renderAccount(user) {
 
 /** The log-in / sign-up dialog. Resolves when the user is signed in or closes it. */
 export function accountDialog(mode = 'login') {
+  const opener = document.activeElement;
   const dialog = h('dialog', { class: 'account-dialog', 'aria-labelledby': 'acct-title' });
   const msg = h('div');
   const email = field('Email', { type: 'email', name: 'email', required: true, autocomplete: 'email' });
@@ -110,7 +111,16 @@ export function accountDialog(mode = 'login') {
   setMode(mode);
   dialog.append(form);
   document.body.append(dialog);
-  dialog.addEventListener('close', () => dialog.remove());
+  dialog.addEventListener('close', () => {
+    dialog.remove();
+    // After the pages re-drew for the new session: back to the control that opened the
+    // dialog, or the one that replaced it (same id), or the account area, never the top.
+    requestAnimationFrame(() => {
+      if (opener?.isConnected && !opener.disabled && focusOn(opener)) return;
+      if (opener?.id && focusOn(document.getElementById(opener.id))) return;
+      focusOn(document.querySelector('#account .who') || document.querySelector('#account button'));
+    });
+  });
   dialog.showModal();
   email.input.focus();
   return new Promise((resolve) => dialog.addEventListener('close', () => resolve(auth.currentUser())));

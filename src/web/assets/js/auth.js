@@ -14,12 +14,15 @@ const USER = 'id email displayName role points';
 const PAYLOAD = `accessToken accessTokenExpiresAt refreshToken user { ${USER} }`;
 
 let access = null;
+let expiresAt = 0;
 let user = null;
 let timer = null;
 let inflight = null;
 const listeners = new Set();
 
 export const currentUser = () => user;
+export const accessToken = () => access;
+export const accessExpiresAt = () => expiresAt;
 export const signedIn = () => !!access;
 export const hasRole = (...roles) => !!user && roles.includes(user.role);
 
@@ -47,6 +50,7 @@ function readRefresh() {
 
 function accept(payload) {
   access = payload.accessToken;
+  expiresAt = new Date(payload.accessTokenExpiresAt).getTime();
   user = payload.user;
   storeRefresh(payload.refreshToken);
   clearTimeout(timer);
@@ -123,9 +127,22 @@ export async function reloadUser() {
   return user;
 }
 
-/** At page load: resume the tab's session, if it has one. */
+// The playground (/playground) borrows this page's session: it asks on this channel and
+// the app answers with its access token, so a playground in another tab never presents
+// the single-use refresh token the app holds (two tabs refreshing one token would revoke
+// the login). Same origin only, like sessionStorage itself.
+const channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel('boxoffice.session') : null;
+
+/** Tells the playground the session now (a log-out too: a null token). */
+function share() {
+  if (channel) channel.postMessage({ type: 'session', accessToken: access, expiresAt, user });
+}
+
+/** At page load: resume the tab's session, if it has one, and lend it to the playground. */
 export async function start() {
   useTokens({ access: () => access, refresh });
   useToken(() => access, () => { if (access) refresh(); });
+  if (channel) channel.onmessage = (ev) => { if (ev.data?.type === 'ask' && access) share(); };
+  onChange(() => share());
   await refresh();
 }

@@ -10,6 +10,12 @@ const LETTER = { A: AVAILABLE, H: HELD, S: SOLD };
 export const STATUS_OF = { AVAILABLE, HELD, SOLD };
 export const STATUS_NAME = ['available', 'held', 'sold'];
 export const HELD_COLOR = '#b9bec6';
+/** The smallest seat a finger can pick (CSS px; WCAG 2.5.8's minimum target size). */
+export const TOUCH_SEAT = 24;
+/** Canvas backing stores above this many pixels fail on phones (iOS: 16.7 M): past it the
+ *  map is drawn at a lower resolution rather than not at all. */
+const MAX_CANVAS_PIXELS = 16_000_000;
+const MAX_CANVAS_SIDE = 32_000;
 export const SOLD_COLOR = '#3c4043';
 
 /** The model of a `SeatMap` answer: one entry per seat in layout order. */
@@ -83,7 +89,14 @@ export class SeatCanvas {
     this.opts = opts;
     this.cursor = -1;
     this.pending = false;
+    // On a phone (a finger, or a narrow screen) a fitted map of a big venue has seats of
+    // a few pixels: start zoomed so that a seat is big enough to tap, and let the box pan.
+    this.touch = !!opts.pickable && !!window.matchMedia?.('(pointer: coarse), (max-width: 640px)').matches;
     this.setModel(model);
+    if (this.touch && this.zoom > 1) {
+      const box = this.canvas.parentElement;
+      if (box) box.scrollLeft = Math.max(0, (this.width - box.clientWidth) / 2);
+    }
     this.resize = () => { this.layout(); this.draw(); };
     window.addEventListener('resize', this.resize);
     if (opts.pickable) this.listen();
@@ -116,6 +129,7 @@ export class SeatCanvas {
     const labelW = 34;
     // Fit the widest row at zoom 1; zooming in multiplies the seat size (the box scrolls).
     const fit = Math.max(2, Math.min(26, Math.floor((width - labelW - 8) / widest)));
+    if (this.zoom === undefined) this.zoom = this.touch && fit < TOUCH_SEAT ? TOUCH_SEAT / fit : 1;
     const cell = Math.min(48, Math.max(fit, Math.round(fit * (this.zoom || 1))));
     const gap = cell >= 8 ? 2 : cell >= 4 ? 1 : 0;
     const header = 16;
@@ -136,7 +150,10 @@ export class SeatCanvas {
       y += cell;
     });
     Object.assign(this, { cell, gap, labelW, width: drawWidth, height: Math.max(40, y + 4) });
-    const dpr = window.devicePixelRatio || 1;
+    const area = drawWidth * this.height;
+    const dpr = Math.min(window.devicePixelRatio || 1, Math.sqrt(MAX_CANVAS_PIXELS / area),
+      MAX_CANVAS_SIDE / Math.max(drawWidth, this.height));
+    this.canvas.dataset.cell = String(cell);
     this.canvas.width = Math.round(drawWidth * dpr);
     this.canvas.height = Math.round(this.height * dpr);
     this.canvas.style.width = `${drawWidth}px`;

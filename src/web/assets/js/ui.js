@@ -34,6 +34,31 @@ export function fill(el, ...children) {
   return el;
 }
 
+/**
+ * Moves keyboard focus to `el` (made focusable by script if it is not, e.g. a heading), so
+ * a keyboard or screen-reader user goes on from there instead of from the top of the page.
+ */
+export function focusOn(el) {
+  if (!el || !el.isConnected) return false;
+  if (!el.matches('a[href], button, input, select, textarea, [tabindex]')) el.setAttribute('tabindex', '-1');
+  el.focus();
+  return document.activeElement === el;
+}
+
+/**
+ * `fill` for a panel that may hold the focus: when it did, the focus goes to the new
+ * element with the same id (the re-drawn button), else to the panel's heading. Without it
+ * a re-drawn panel drops the focus to the top of the page.
+ */
+export function refill(el, ...children) {
+  const active = document.activeElement;
+  const had = active && active !== el && el.contains(active);
+  const id = had ? active.id : '';
+  fill(el, ...children);
+  if (had) focusOn((id && document.getElementById(id)) || el.querySelector('h1, h2, h3') || el);
+  return el;
+}
+
 let uid = 0;
 /** A labelled form field: returns { wrap, input }. */
 export function field(label, attrs = {}, kind = 'input') {

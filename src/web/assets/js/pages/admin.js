@@ -1,6 +1,6 @@
 // `/admin`: accounts (search, role changes, point adjustments with a reason) and the
 // audit log of privileged actions.
-import { h, fill, field, notice, toast, points, when, busy } from '../ui.js';
+import { h, fill, field, notice, toast, points, when, busy, fromLocalInput } from '../ui.js';
 import { gql } from '../api.js';
 import { explain } from '../errors.js';
 import * as auth from '../auth.js';
@@ -8,8 +8,11 @@ import { accountDialog } from '../app.js';
 
 const USERS = `query Users($q: String, $after: String) { users(search: $q, first: 20, after: $after) {
   nodes { id email displayName role points createdAt } pageInfo { hasNextPage endCursor } } }`;
-const AUDIT = `query Audit($after: String) { auditLog(first: 30, after: $after) {
-  nodes { id actorId action targetType targetId details createdAt } pageInfo { hasNextPage endCursor } } }`;
+const AUDIT = `query Audit($after: String, $f: AuditLogFilter) { auditLog(first: 30, after: $after, filter: $f) {
+  nodes { id actorId actor { id displayName email } action targetType targetId targetName details createdAt }
+  pageInfo { hasNextPage endCursor } } }`;
+// The actions the server audits today; the field takes any other name too.
+const ACTIONS = ['set_user_role', 'adjust_points', 'cancel_concert', 'cancel_schedule'];
 
 export function render(main) {
   const show = () => {
@@ -35,11 +38,25 @@ function page(main) {
   const moreUsers = h('button', { type: 'button', hidden: true }, 'More accounts');
   const audit = h('tbody');
   const moreAudit = h('button', { type: 'button', hidden: true }, 'Older entries');
+  const af = {
+    actor: field('Who', { type: 'search', name: 'actor', placeholder: 'email or name' }),
+    action: field('Action', { name: 'action', list: 'audit-actions', placeholder: 'any' }),
+    targetType: field('Target', { name: 'targetType' }, 'select'),
+    targetId: field('Target id', { name: 'targetId', inputmode: 'numeric', size: 6 }),
+    since: field('From', { type: 'datetime-local', name: 'since' }),
+    until: field('Until', { type: 'datetime-local', name: 'until' }),
+  };
+  for (const [v, t] of [['', 'any'], ['user', 'account'], ['concert', 'concert'], ['schedule', 'performance']]) af.targetType.input.append(h('option', { value: v }, t));
+  const applyAudit = h('button', { type: 'submit', class: 'primary' }, 'Filter');
+  const clearAudit = h('button', { type: 'button' }, 'Clear');
+  const auditForm = h('form', { class: 'inline audit-filter', 'aria-label': 'Filter the audit log' },
+    Object.values(af).map((x) => x.wrap), applyAudit, clearAudit,
+    h('datalist', { id: 'audit-actions' }, ACTIONS.map((a) => h('option', { value: a }))));
   fill(main, h('h1', {}, 'Admin'), msg,
     h('section', { class: 'panel', 'aria-labelledby': 'users-title' }, h('h2', { id: 'users-title' }, 'Accounts'), form,
       h('div', { class: 'scroll' }, h('table', { class: 'users' },
         h('thead', {}, h('tr', {}, ['Account', 'Role', 'Points', 'Adjust points'].map((t) => h('th', { scope: 'col' }, t)))), users)), moreUsers),
-    h('section', { class: 'panel', 'aria-labelledby': 'audit-title' }, h('h2', { id: 'audit-title' }, 'Audit log'),
+    h('section', { class: 'panel', 'aria-labelledby': 'audit-title' }, h('h2', { id: 'audit-title' }, 'Audit log'), auditForm,
       h('div', { class: 'scroll' }, h('table', { class: 'audit' },
         h('thead', {}, h('tr', {}, ['When', 'Who', 'Action', 'Target', 'Details'].map((t) => h('th', { scope: 'col' }, t)))), audit)), moreAudit));
 
@@ -58,17 +75,44 @@ function page(main) {
     usersAfter = d.pageInfo.endCursor;
     moreUsers.hidden = !d.pageInfo.hasNextPage;
   };
+  const auditFilter = () => {
+    const v = (x) => x.input.value.trim() || null;
+    return {
+      actor: v(af.actor), action: v(af.action), targetType: v(af.targetType), targetId: v(af.targetId),
+      since: fromLocalInput(af.since.input.value), until: fromLocalInput(af.until.input.value),
+    };
+  };
+  // Only the newest request fills the table (a filter applied while a page loads).
+  let auditRequest = 0;
   const loadAudit = async (append) => {
-    const d = (await gql(AUDIT, { after: append ? auditAfter : null })).auditLog;
+    const mine = ++auditRequest;
+    const d = (await gql(AUDIT, { after: append ? auditAfter : null, f: auditFilter() })).auditLog;
+    if (mine !== auditRequest) return;
     if (!append) fill(audit);
-    for (const a of d.nodes) {
-      audit.append(h('tr', {}, h('td', {}, when(a.createdAt)), h('td', {}, a.actorId ? `#${a.actorId}` : 'system'),
-        h('td', {}, h('code', {}, a.action)), h('td', {}, `${a.targetType} ${a.targetId ? `#${a.targetId}` : ''}`),
-        h('td', {}, h('code', { class: 'details' }, JSON.stringify(a.details)))));
-    }
+    for (const a of d.nodes) audit.append(auditRow(a));
+    if (!append && d.nodes.length === 0) audit.append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No entries match.')));
     auditAfter = d.pageInfo.endCursor;
     moreAudit.hidden = !d.pageInfo.hasNextPage;
   };
+  // Names link to the same log narrowed to that account or target.
+  const narrow = (set) => { for (const [k, val] of Object.entries(set)) af[k].input.value = val; busy(applyAudit, () => loadAudit(false), fail); };
+  function auditRow(a) {
+    const who = a.actor
+      ? h('button', { type: 'button', class: 'link', title: 'Only this account\'s actions' }, `${a.actor.displayName} <${a.actor.email}>`)
+      : h('span', { class: 'muted' }, a.actorId ? `deleted account #${a.actorId}` : 'system');
+    if (a.actor) who.onclick = () => narrow({ actor: a.actor.email });
+    const kind = { user: 'account', schedule: 'performance' }[a.targetType] || a.targetType;
+    const target = h('button', { type: 'button', class: 'link', title: 'Only entries about this' },
+      a.targetName ? `${kind}: ${a.targetName}` : `${kind}${a.targetId ? ` #${a.targetId}` : ''}`);
+    target.onclick = () => narrow({ targetType: a.targetType, targetId: a.targetId ?? '' });
+    const action = h('button', { type: 'button', class: 'link' }, h('code', {}, a.action));
+    action.onclick = () => narrow({ action: a.action });
+    return h('tr', { dataset: { entry: a.id } }, h('td', {}, when(a.createdAt)), h('td', { class: 'who' }, who),
+      h('td', {}, action), h('td', { class: 'target' }, target),
+      h('td', {}, h('code', { class: 'details' }, JSON.stringify(a.details))));
+  }
+  auditForm.onsubmit = (ev) => { ev.preventDefault(); busy(applyAudit, () => loadAudit(false), fail); };
+  clearAudit.onclick = () => { auditForm.reset(); busy(applyAudit, () => loadAudit(false), fail); };
   const fail = (e) => notice(msg, explain(e), 'error');
 
   function userRow(u) {

@@ -1,7 +1,7 @@
 // `/host`: a host's workspace. Concerts (create, edit, publish, cancel with a reason),
 // their performances (add, cancel), a layout builder with a live preview of the seat map
 // before generateSeats, and live sales per performance drawn as a chart.
-import { h, fill, field, notice, toast, points, when, toLocalInput, fromLocalInput, busy } from '../ui.js';
+import { h, fill, field, notice, toast, points, when, toLocalInput, fromLocalInput, busy, focusOn } from '../ui.js';
 import { gql } from '../api.js';
 import { subscribe } from '../live.js';
 import { explain } from '../errors.js';
@@ -132,7 +132,13 @@ export function render(main) {
     const builderBox = h('div');
     const rows = c.schedules.map((s) => {
       const layoutBtn = h('button', { type: 'button', dataset: { schedule: s.id } }, s.capacity ? 'Replace layout' : 'Build layout');
-      layoutBtn.onclick = () => { fill(builderBox, builder(c, s)); builderBox.scrollIntoView({ block: 'start' }); };
+      // Replacing starts from the layout the performance has now, not from a template.
+      layoutBtn.onclick = () => busy(layoutBtn, async () => {
+        const current = s.capacity ? await currentLayout(s.id) : null;
+        fill(builderBox, builder(c, s, current));
+        builderBox.scrollIntoView({ block: 'start' });
+        focusOn(document.getElementById('builder-title'));
+      }, (e) => notice(smsg, explain(e), 'error'));
       const cancel = h('button', { type: 'button', class: 'link' }, 'cancel');
       cancel.onclick = () => {
         if (!window.confirm('Cancel this performance? Holds are released and paid seats refunded.')) return;
@@ -191,8 +197,8 @@ export function render(main) {
   }
 
   // --- the layout builder ---------------------------------------------------------------------
-  function builder(c, s) {
-    const layout = {
+  function builder(c, s, current = null) {
+    const layout = current || {
       grades: [
         { name: 'VIP', price: 150000, color: '#d4af37' },
         { name: 'R', price: 120000, color: '#c0392b' },
@@ -296,7 +302,7 @@ export function render(main) {
     const table = h('table', { class: 'sales' });
     const total = h('p', { class: 'sales-total', 'aria-live': 'polite' });
     const panel = h('section', { class: 'panel', 'aria-labelledby': 'sales-title' }, h('h2', { id: 'sales-title' }, 'Live sales'), total, h('div', { class: 'chart-box' }, canvas),
-      h('h3', {}, 'Since this page opened'), h('div', { class: 'chart-box' }, trend), table);
+      h('h3', {}, 'Since this page opened'), h('div', { class: 'chart-box' }, trend), h('div', { class: 'scroll' }, table));
     let timer = null;
     const refresh = async () => {
       try {
@@ -327,12 +333,50 @@ export function render(main) {
   return () => { stopAuth(); for (const s of state.stops) s(); };
 }
 
-/** `count` consecutive row labels from `first`: 1, 2, 3… or A, B, … Z, AA, AB… */
+/** The schedule's layout as the builder edits it: grades, and sections of row groups. */
+async function currentLayout(scheduleId) {
+  const d = await gql('query($s: ID!) { schedule(id: $s) { seatMap { grades { name price color } rows { section row seats grade } } } }', { s: scheduleId });
+  const sm = d.schedule.seatMap;
+  return {
+    grades: sm.grades.map((g) => ({ name: g.name, price: g.price, color: g.color.toLowerCase() })),
+    sections: toSections(sm.rows.map((r) => ({ section: r.section, label: r.row, seats: r.seats, grade: sm.grades[r.grade]?.name ?? '' }))),
+  };
+}
+
+/**
+ * Rows (in layout order) to the builder's sections of groups: consecutive rows of a
+ * section with the same seats and grade whose labels follow each other (A, B, C… or
+ * 1, 2, 3…) make one group; any other row is a group of its own.
+ */
+export function toSections(rows) {
+  const sections = [];
+  for (const r of rows) {
+    let sec = sections.at(-1);
+    if (!sec || sec.name !== r.section) {
+      sec = { name: r.section, groups: [] };
+      sections.push(sec);
+    }
+    const g = sec.groups.at(-1);
+    if (g && g.seats === r.seats && g.grade === r.grade && labels(g.first, g.count + 1).at(-1) === r.label) g.count += 1;
+    else sec.groups.push({ first: r.label, count: 1, seats: r.seats, grade: r.grade });
+  }
+  return sections;
+}
+
+/** `count` consecutive row labels from `first`: 1, 2, 3…, A, B, … Z, AA, AB… or R1, R2… */
 export function labels(first, count) {
   const out = [];
   const n = Math.max(0, Math.min(1000, count | 0));
+  // One row keeps its label whatever it is (a layout read back may have any).
+  if (n === 1 && first) return [first];
   if (/^\d+$/.test(first)) {
     for (let i = 0; i < n; i += 1) out.push(String(Number(first) + i));
+    return out;
+  }
+  // A label ending in a number counts on: R1, R2, R3 (a layout read back has such rows).
+  const d = /^(.*?[^\d])(\d+)$/.exec(first || '');
+  if (d) {
+    for (let i = 0; i < n; i += 1) out.push(d[1] + String(Number(d[2]) + i));
     return out;
   }
   const m = /^(.*?)([A-Z]+)$/i.exec(first || 'A');

@@ -5,7 +5,7 @@
 // reservations for this performance. "Best available" asks the box office to choose the
 // seats (count and grade); on a sold-out performance the fan can join its waiting list, and
 // an offer (a hold made for them when seats come back) arrives live through waitlistOffers.
-import { h, fill, notice, toast, points, when, countdown, key, busy } from '../ui.js';
+import { h, fill, refill, focusOn, notice, toast, points, when, countdown, key, busy } from '../ui.js';
 import { gql } from '../api.js';
 import { subscribe } from '../live.js';
 import { explain } from '../errors.js';
@@ -267,7 +267,7 @@ export async function render(main, [id]) {
     holdBtn.onclick = () => hold(holdBtn);
     const why = !onSale() ? 'Sales are not open.' : !admitted() ? 'Wait for your turn in the queue first.' : null;
     if (why) holdBtn.disabled = true;
-    fill(pickBox, h('h2', { id: 'pick-title' }, 'Your pick'),
+    refill(pickBox, h('h2', { id: 'pick-title' }, 'Your pick'),
       chosen.length === 0 ? h('p', { class: 'muted' }, 'Pick seats on the map.') : h('ul', { class: 'picked-list' }, chosen.map((i) => {
         const d = describe(m, i);
         const rm = h('button', { type: 'button', class: 'link', 'aria-label': `Remove ${seatName(m, i)}` }, 'remove');
@@ -293,6 +293,8 @@ export async function render(main, [id]) {
       page.holding.clear();
       renderPick();
       view.invalidate();
+      // The button that was pressed was re-drawn: keep the keyboard where it was.
+      if (document.activeElement === document.body) focusOn(document.getElementById('hold'));
     };
     await busy(button, async () => {
       let ticket;
@@ -351,7 +353,8 @@ export async function render(main, [id]) {
     renderPick();
     view.invalidate();
     toast(`Held ${r.seatCount} seat${r.seatCount > 1 ? 's' : ''}: pay before the countdown ends.`, 'ok');
-    showHold(r);
+    // The fan asked for this hold: take the keyboard to it (its heading, then Pay).
+    showHold(r).then(() => focusOn(document.getElementById('hold-title')));
     loadMine();
   }
 
@@ -377,7 +380,7 @@ export async function render(main, [id]) {
       bestGrade.append(h('option', { value: '' }, 'Any grade'), ...page.avail.map((g) => h('option', { value: g.grade }, `${g.grade} · ${points(g.price)}`)));
     }
     bestBtn.disabled = !onSale() || !admitted();
-    fill(bestBox, h('h2', { id: 'best-title' }, 'Best available'),
+    refill(bestBox, h('h2', { id: 'best-title' }, 'Best available'),
       h('p', { class: 'muted small' }, 'Let us choose: seats side by side, the best there are.'),
       h('div', { class: 'row' }, bestCount, bestGrade, bestBtn), bestMsg, waitBox);
   }
@@ -441,8 +444,23 @@ export async function render(main, [id]) {
 
   // --- the hold: countdown, pay, cancel ---------------------------------------------------
   let holdTimer = null;
+  // A hold that ran out stays on screen, saying so, until the fan dismisses it or holds
+  // again: the box vanishing with its message left them wondering what happened.
+  function showExpired(r) {
+    page.hold = null;
+    clearInterval(holdTimer);
+    const dismiss = h('button', { type: 'button', id: 'dismiss-expired' }, 'Dismiss');
+    dismiss.onclick = () => { holdBox.hidden = true; holdBox.classList.remove('hold-expired'); focusOn(document.getElementById('pick-title')); };
+    holdBox.hidden = false;
+    holdBox.classList.add('hold-expired');
+    refill(holdBox, h('h2', { id: 'hold-title' }, 'Your hold expired'),
+      h('p', { class: 'msg error', role: 'alert' }, explain({ code: 'HOLD_EXPIRED' })),
+      h('ul', {}, r.seats.map((x) => h('li', {}, `${x.section}, row ${x.row}, seat ${x.number} · ${x.grade}`))),
+      dismiss);
+  }
   async function showHold(r) {
     page.hold = r;
+    holdBox.classList.remove('hold-expired');
     clearInterval(holdTimer);
     holdBox.hidden = !r;
     if (!r) return;
@@ -454,7 +472,7 @@ export async function render(main, [id]) {
     const hmsg = h('div');
     const seats = h('ul', {}, r.seats.map((s) => h('li', {}, `${s.section}, row ${s.row}, seat ${s.number} · ${s.grade} · ${points(s.price)}`)));
     if (r.status !== 'HELD') {
-      fill(holdBox, h('h2', { id: 'hold-title' }, r.status === 'CONFIRMED' ? 'Paid — enjoy the show!' : `Reservation ${r.status.toLowerCase()}`),
+      refill(holdBox, h('h2', { id: 'hold-title' }, r.status === 'CONFIRMED' ? 'Paid — enjoy the show!' : `Reservation ${r.status.toLowerCase()}`),
         seats, h('p', {}, `Total ${points(r.totalPrice)}`));
       return;
     }
@@ -471,14 +489,14 @@ export async function render(main, [id]) {
       toast('Paid. The seats are yours.', 'ok');
       await showHold(paid);
       loadMine();
-    }, (e) => { notice(hmsg, explain(e), 'error'); if (e.code === 'HOLD_EXPIRED') { showHold(null); loadMine(); } });
+    }, (e) => { notice(hmsg, explain(e), 'error'); if (e.code === 'HOLD_EXPIRED') { showExpired(r); loadMine(); } });
     cancel.onclick = () => busy(cancel, async () => {
       await gql(`mutation($r: ID!) { cancelReservation(reservationId: $r) { ${RESERVATION} } }`, { r: r.id });
       toast('Seats released.');
       showHold(null);
       loadMine();
     }, (e) => notice(hmsg, explain(e), 'error'));
-    fill(holdBox, h('h2', { id: 'hold-title' }, 'Your hold'), seats,
+    refill(holdBox, h('h2', { id: 'hold-title' }, 'Your hold'), seats,
       h('p', {}, 'Pay within ', left, ` · total ${points(r.totalPrice)} · your balance ${points(balance)}`),
       short > 0 ? h('p', { class: 'muted' }, `You are ${points(short)} short: paying tops your wallet up first (through the payment provider).`) : null,
       hmsg, h('div', { class: 'row' }, pay, cancel));
@@ -486,9 +504,7 @@ export async function render(main, [id]) {
       const s = (new Date(r.expiresAt) - Date.now()) / 1000;
       fill(left, countdown(s));
       if (s <= 0) {
-        clearInterval(holdTimer);
-        notice(hmsg, explain({ code: 'HOLD_EXPIRED' }), 'error');
-        pay.disabled = true;
+        showExpired(r);
         setTimeout(loadMine, 2000);
       }
     };
@@ -531,11 +547,13 @@ export async function render(main, [id]) {
         h('span', { class: `badge ${r.status.toLowerCase()}` }, r.status), ` ${r.seats.map((s) => `${s.section} ${s.row}-${s.number}`).join(', ')} · ${points(r.totalPrice)} `,
         r.status === 'HELD' && page.hold?.id !== r.id ? resume : null, live ? cancel : null);
     })));
-    const current = list.find((r) => r.status === 'HELD');
+    // A hold past its time may not be swept yet: it is not one to pay.
+    const current = list.find((r) => r.status === 'HELD' && new Date(r.expiresAt) > new Date());
     if (current && !page.hold) showHold(current);
     if (page.hold && !list.some((r) => r.id === page.hold.id && r.status === page.hold.status)) {
       const now = list.find((r) => r.id === page.hold.id);
-      showHold(now && now.status !== 'EXPIRED' && now.status !== 'CANCELLED' ? now : null);
+      if (now?.status === 'EXPIRED') showExpired(now);
+      else showHold(now && now.status !== 'CANCELLED' ? now : null);
     }
   }
 
