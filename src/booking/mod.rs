@@ -175,7 +175,11 @@ pub fn best_available_request(
 /// first, then the schedule's batch (group commit), where best-available seats are picked.
 pub async fn hold(state: &AppState, schedule_id: i64, request: HoldRequest) -> AppResult<ReservationRow> {
     crate::queue::ensure_admitted(state, schedule_id, request.user_id).await?;
-    crate::points::service::ensure_not_in_debt(&mut *state.db.get().await?, request.user_id).await?;
+    state
+        .payments
+        .debtors
+        .ensure_not_in_debt(&state.db, request.user_id)
+        .await?;
     batcher::submit(state, schedule_id, request).await
 }
 
@@ -186,7 +190,11 @@ pub async fn hold_order(
     schedule_id: i64,
     request: HoldRequest,
 ) -> AppResult<ReservationRow> {
-    crate::points::service::ensure_not_in_debt(&mut *state.db.get().await?, request.user_id).await?;
+    state
+        .payments
+        .debtors
+        .ensure_not_in_debt(&state.db, request.user_id)
+        .await?;
     batcher::submit(state, schedule_id, request).await
 }
 

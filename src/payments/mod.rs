@@ -53,6 +53,8 @@ crate::text_enum! {
 pub struct Payments {
     provider: Option<Arc<dyn PaymentProvider>>,
     pub config: Arc<PaymentsConfig>,
+    /// Accounts that owe points (no new holds), known here within a second.
+    pub debtors: Arc<crate::points::debtors::Debtors>,
 }
 
 impl Payments {
@@ -79,6 +81,7 @@ impl Payments {
         Ok(Self {
             provider,
             config: Arc::new(config.clone()),
+            debtors: Arc::default(),
         })
     }
 

@@ -234,7 +234,7 @@ pub async fn confirm(
     };
     let mut conn = pool.get().await?;
     match answer {
-        Ok(payment) => Ok(settle(&mut conn, top_up.id, &payment).await?),
+        Ok(payment) => Ok(settle(&mut conn, payments, top_up.id, &payment).await?),
         Err(ProviderError::Unreachable(e)) => {
             tracing::warn!(top_up.id = top_up.id, error = %e, "payment provider did not answer a confirm; the top-up stays pending");
             Ok(store::by_id(&mut conn, top_up.id).await?.unwrap_or(top_up))
@@ -278,10 +278,12 @@ pub enum Settled {
 /// idempotent, so the browser, the webhook and the job may all bring the same news.
 pub async fn settle(
     conn: &mut AsyncPgConnection,
+    payments: &Payments,
     top_up_id: i64,
     payment: &ProviderPayment,
 ) -> AppResult<TopUpRow> {
-    conn.transaction(async |conn| {
+    let row = conn
+        .transaction(async |conn| -> AppResult<TopUpRow> {
         let row = locks::top_up(conn, top_up_id).await?.ok_or(AppError::NotFound("top-up"))?;
         let (row, what) = settle_locked(conn, row, payment).await?;
         if what != Settled::Unchanged {
@@ -289,7 +291,11 @@ pub async fn settle(
         }
         Ok(row)
     })
-    .await
+    .await?;
+    if matches!(row.status, TopUpStatus::Cancelled) && row.debt_created > 0 {
+        payments.debtors.mark(row.user_id);
+    }
+    Ok(row)
 }
 
 async fn settle_locked(
@@ -523,7 +529,7 @@ pub async fn reconcile_one(pool: &Pool, payments: &Payments, row: TopUpRow) -> A
     };
     let mut conn = pool.get().await?;
     match answer {
-        Ok(p) => Ok(Some(settle(&mut conn, row.id, &p).await?)),
+        Ok(p) => Ok(Some(settle(&mut conn, payments, row.id, &p).await?)),
         Err(ProviderError::NotFound) => {
             let age = chrono::Utc::now() - row.created_at;
             if age.to_std().unwrap_or_default() >= payments.config.pending_expiry {

@@ -7,6 +7,7 @@
 //! account owes a debt (a top-up cancelled by the provider after its points were spent)
 //! pays the debt first; an account in debt takes no new holds.
 
+pub mod debtors;
 pub mod graphql;
 pub mod long;
 pub mod service;

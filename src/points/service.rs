@@ -114,18 +114,3 @@ pub async fn ensure_room(
     }
     Ok(())
 }
-
-/// An account that owes points (a payment cancelled by the provider after its points were
-/// spent) may not take new holds until a top-up has paid the debt.
-pub async fn ensure_not_in_debt(conn: &mut AsyncPgConnection, user_id: i64) -> AppResult<()> {
-    let debt = store::debt(conn, user_id).await?;
-    if debt > 0 {
-        return Err(AppError::rule(
-            ErrorCode::InsufficientPoints,
-            format!(
-                "this account owes {debt} points after a cancelled payment: top up to settle it before holding seats"
-            ),
-        ));
-    }
-    Ok(())
-}

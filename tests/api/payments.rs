@@ -327,6 +327,19 @@ async fn a_payment_cancelled_by_the_provider_after_credit_takes_the_points_back_
         "INSUFFICIENT_POINTS",
         "an account in debt takes no new holds"
     );
+    // Another instance learns of the debt within a second (it keeps the set of debtors).
+    let cfg = fake.config();
+    let vars: Vec<(&str, &str)> = cfg.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let second = app.second_instance(&vars).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let body = second
+        .gql(
+            Some(&fan.access),
+            HOLD,
+            json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[1]] } }),
+        )
+        .await;
+    assert_eq!(code(&body), "INSUFFICIENT_POINTS", "{body}");
     assert_money(&app).await;
 
     // The next top-up pays the debt first.
