@@ -1,8 +1,8 @@
 //! The web app and the GraphQL playground, served from files embedded in the binary.
 //!
 //! Pages: `/` (concerts on sale), `/schedules/{id}` (a fan's live seat page), `/host` (a
-//! host's workspace), `/admin`, all one HTML shell whose ES modules pick the page from the
-//! path; and `/playground` (GraphiQL, from pinned production builds in `assets/vendor/`).
+//! host's workspace), `/admin`, `/tickets` (a fan's tickets), `/scan` (the door), all one
+//! HTML shell whose ES modules pick the page from the path; and `/playground` (GraphiQL, from pinned production builds in `assets/vendor/`).
 //! Everything is same-origin: every response carries a Content-Security-Policy that allows
 //! scripts, styles, connections and images from this origin only (fonts and icons inside
 //! GraphiQL's CSS are `data:` URLs), so nothing can be loaded from, or sent to, another host.
@@ -43,6 +43,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(playground: bool) -> Router<S> {
         .route("/", app.clone())
         .route("/schedules/{id}", app.clone())
         .route("/host", app.clone())
+        .route("/tickets", app.clone())
+        .route("/scan", app.clone())
         .route("/admin", app)
         .route("/wallet", get(wallet))
         .route("/assets/{build}/{*path}", get(asset))

@@ -12,6 +12,8 @@ const routes = [
   [/^\/host$/, () => import('./pages/host.js'), 'Host'],
   [/^\/admin$/, () => import('./pages/admin.js'), 'Admin'],
   [/^\/wallet$/, () => import('./pages/wallet.js'), 'Wallet'],
+  [/^\/tickets$/, () => import('./pages/tickets.js'), 'My tickets'],
+  [/^\/scan$/, () => import('./pages/scan.js'), 'Door'],
 ];
 
 let cleanup = null;
@@ -55,6 +57,7 @@ function renderNav(user) {
     link('/', 'Concerts'),
     // A full page load: the wallet's document may load the payment provider's window.
     user ? h('a', { href: '/wallet', 'aria-current': here === '/wallet' ? 'page' : false }, 'Wallet') : null,
+    user ? link('/tickets', 'My tickets') : null,
     user && ['HOST', 'ADMIN'].includes(user.role) ? link('/host', 'Host') : null,
     user?.role === 'ADMIN' ? link('/admin', 'Admin') : null,
     h('a', { href: '/playground' }, 'Playground'));
