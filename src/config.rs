@@ -70,6 +70,10 @@
 //! | `PAYMENT_PENDING_EXPIRY_SECONDS` | `3600` | a PENDING top-up the provider still knows nothing of after this long is FAILED |
 //! | `POINTS_SANDBOX_DAILY_LIMIT` | `1000000` | sandbox top-ups per account per 24 hours, in points |
 //! | `POINTS_MAX_TOP_UP` | `10000000` | largest single top-up or admin grant |
+//! | *tickets and the door (see `TicketsConfig`)* | | |
+//! | `TICKET_SIGNING_KEY` | unset: prod refuses to start; dev makes a key and logs it | the Ed25519 key that signs ticket codes, `<key id>:<32-byte seed in base64url>`; a new key needs a new key id (docs/tickets.md) |
+//! | `TICKET_DOORS_OPEN_MINUTES` | `120` | how long before a performance starts its tickets are admitted (NOT_YET before) |
+//! | `TICKET_VALID_MINUTES` | `240` | how long after a performance starts its tickets are admitted (ENDED after); an old signing key verifies until then |
 //! | `POINTS_MAX_BALANCE` | `1000000000` | most an account may hold, counting its paid tickets (they come back as points on a refund); at most 2000000000, so a balance always fits a GraphQL `Int` |
 
 use std::{net::IpAddr, time::Duration};
@@ -120,6 +124,50 @@ pub struct Config {
     pub edge: EdgeConfig,
     /// How money enters: the payment provider and the bounds on amounts.
     pub payments: PaymentsConfig,
+    /// Ticket signing and the door times.
+    pub tickets: TicketsConfig,
+}
+
+/// Tickets: the key that signs their codes and when the door admits them.
+#[derive(Clone, Debug)]
+pub struct TicketsConfig {
+    /// `None` only in dev (a key is made at start and logged).
+    pub signing_key: Option<boxoffice_ticket_codes::SigningKeyConfig>,
+    pub doors_open_before: Duration,
+    pub valid_after_start: Duration,
+}
+
+impl TicketsConfig {
+    fn from_lookup(
+        get: &impl Fn(&'static str) -> Option<String>,
+        environment: Environment,
+    ) -> Result<Self, ConfigError> {
+        let signing_key = match get("TICKET_SIGNING_KEY") {
+            Some(text) => Some(
+                boxoffice_ticket_codes::SigningKeyConfig::parse(&text)
+                    .map_err(|e| err("TICKET_SIGNING_KEY", e.to_string()))?,
+            ),
+            None if environment == Environment::Prod => {
+                return Err(err(
+                    "TICKET_SIGNING_KEY",
+                    "must be set in production: tickets signed by a key made at start would not verify after a restart",
+                ));
+            }
+            None => None,
+        };
+        let minutes = |var: &'static str, default: u64| -> Result<Duration, ConfigError> {
+            let m: u64 = parse(get, var, Some(default))?;
+            if m == 0 || m > 7 * 24 * 60 {
+                return Err(err(var, "must be between 1 and 10080 minutes"));
+            }
+            Ok(Duration::from_secs(m * 60))
+        };
+        Ok(Self {
+            signing_key,
+            doors_open_before: minutes("TICKET_DOORS_OPEN_MINUTES", 120)?,
+            valid_after_start: minutes("TICKET_VALID_MINUTES", 240)?,
+        })
+    }
 }
 
 /// Which payment provider confirms top-ups.
@@ -427,6 +475,7 @@ impl Config {
             order_result_ttl: Duration::from_secs(parse(&get, "ORDER_RESULT_TTL_SECONDS", Some(86_400))?),
             edge: EdgeConfig::from_lookup(&get)?,
             payments: PaymentsConfig::from_lookup(&get, environment)?,
+            tickets: TicketsConfig::from_lookup(&get, environment)?,
             log_json: match get("LOG_FORMAT").as_deref() {
                 None | Some("text") => false,
                 Some("json") => true,
@@ -575,11 +624,51 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
+        let mut map: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
+        // Prod needs a ticket key; the tests of other variables should not care.
+        map.entry("TICKET_SIGNING_KEY".into())
+            .or_insert_with(|| "1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8".into());
         Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn tickets_need_a_signing_key_in_prod_only() {
+        let prod = [
+            ("BOXOFFICE_ENV", "prod"),
+            ("JWT_SECRET", "a-production-secret-that-is-long-enough-123"),
+            ("TICKET_SIGNING_KEY", ""),
+        ];
+        assert_eq!(config(&prod).unwrap_err().var, "TICKET_SIGNING_KEY");
+        assert!(
+            config(&[("TICKET_SIGNING_KEY", "")])
+                .unwrap()
+                .tickets
+                .signing_key
+                .is_none()
+        );
+        let c = config(&[(
+            "TICKET_SIGNING_KEY",
+            "7:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+        )])
+        .unwrap();
+        assert_eq!(c.tickets.signing_key.as_ref().map(|k| k.key_id.0), Some(7));
+        assert!(!format!("{c:?}").contains("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"));
+        assert_eq!(c.tickets.doors_open_before, Duration::from_secs(7200));
+        assert_eq!(
+            config(&[("TICKET_SIGNING_KEY", "seven:x")]).unwrap_err().var,
+            "TICKET_SIGNING_KEY"
+        );
+        assert_eq!(
+            config(&[("TICKET_DOORS_OPEN_MINUTES", "0")]).unwrap_err().var,
+            "TICKET_DOORS_OPEN_MINUTES"
+        );
+        assert_eq!(
+            config(&[("TICKET_VALID_MINUTES", "x")]).unwrap_err().var,
+            "TICKET_VALID_MINUTES"
+        );
     }
 
     #[test]

@@ -14,7 +14,8 @@ use async_graphql::{
 };
 
 use crate::{
-    admin, auth, booking, concerts, live, orders, payments, points, queue, seats, state::AppState, waitlist,
+    admin, auth, booking, concerts, live, orders, payments, points, queue, seats, state::AppState, tickets,
+    waitlist,
 };
 
 #[derive(MergedObject, Default)]
@@ -29,6 +30,7 @@ pub struct Query(
     queue::graphql::QueueQuery,
     orders::graphql::OrdersQuery,
     waitlist::graphql::WaitlistQuery,
+    tickets::graphql::TicketsQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -43,6 +45,7 @@ pub struct Mutation(
     queue::graphql::QueueMutation,
     orders::graphql::OrdersMutation,
     waitlist::graphql::WaitlistMutation,
+    tickets::graphql::TicketsMutation,
 );
 
 #[derive(MergedSubscription, Default)]
@@ -51,6 +54,7 @@ pub struct Subscription(
     queue::graphql::QueueSubscription,
     orders::graphql::OrdersSubscription,
     waitlist::graphql::WaitlistSubscription,
+    tickets::graphql::TicketsSubscription,
 );
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
@@ -106,6 +110,10 @@ pub fn loaders(data: &mut async_graphql::Data, state: &AppState) {
     ));
     data.insert(DataLoader::new(
         booking::graphql::ReservedSeatsLoader(pool.clone()),
+        tokio::spawn,
+    ));
+    data.insert(DataLoader::new(
+        tickets::graphql::TicketsLoader(pool.clone()),
         tokio::spawn,
     ));
 }

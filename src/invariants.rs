@@ -100,6 +100,33 @@ pub const MONEY: &[Check] = &[
     },
 ];
 
+/// I11, the door: a ticket is let in at most once, and only for a confirmed reservation's
+/// seat; only a confirmed reservation's seats have valid tickets.
+pub const DOORS: &[Check] = &[
+    Check {
+        name: "I11: a used ticket that is not a confirmed reservation's seat",
+        sql: "SELECT count(*) AS n FROM tickets t JOIN reservations r ON r.id = t.reservation_id
+              WHERE t.status = 'used' AND (r.status <> 'confirmed' OR r.schedule_id <> t.schedule_id
+              OR NOT EXISTS (SELECT 1 FROM reservation_seats rs WHERE rs.reservation_id = r.id AND rs.seat_id = t.seat_id))",
+    },
+    Check {
+        name: "I11: a ticket admitted more than once",
+        sql: "SELECT count(*) AS n FROM (SELECT ticket_id FROM check_ins WHERE status = 'ADMITTED'
+              GROUP BY ticket_id HAVING count(*) > 1) x",
+    },
+    Check {
+        name: "I11: a used ticket without its one admission, or an admission of a ticket not used",
+        sql: "SELECT count(*) AS n FROM tickets t WHERE (t.status = 'used') <> EXISTS
+              (SELECT 1 FROM check_ins c WHERE c.ticket_id = t.id AND c.status = 'ADMITTED')
+              AND t.status <> 'revoked'",
+    },
+    Check {
+        name: "I11: a valid ticket of a reservation that is not confirmed",
+        sql: "SELECT count(*) AS n FROM tickets t JOIN reservations r ON r.id = t.reservation_id
+              WHERE t.status = 'valid' AND r.status <> 'confirmed'",
+    },
+];
+
 /// A check that failed, with the number of offending rows.
 #[derive(Clone, Debug)]
 pub struct Violation {
@@ -139,5 +166,5 @@ pub async fn violations(
 
 /// Every check of this module.
 pub fn all() -> impl Iterator<Item = &'static Check> {
-    CORE.iter().chain(MORE).chain(MONEY)
+    CORE.iter().chain(MORE).chain(MONEY).chain(DOORS)
 }

@@ -39,5 +39,6 @@ pub mod seats;
 pub mod state;
 pub mod telemetry;
 pub mod text;
+pub mod tickets;
 pub mod waitlist;
 pub mod web;

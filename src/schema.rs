@@ -189,6 +189,60 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    ticket_keys (key_id) {
+        key_id -> Int4,
+        public_key -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    tickets (id) {
+        id -> Int8,
+        reservation_id -> Int8,
+        schedule_id -> Int8,
+        seat_id -> Int8,
+        key_id -> Int4,
+        issued_at -> Timestamptz,
+        code -> Text,
+        status -> Text,
+        checked_in_at -> Nullable<Timestamptz>,
+        gate -> Nullable<Text>,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    scanners (id) {
+        id -> Int8,
+        schedule_id -> Int8,
+        name -> Text,
+        token_hash -> Bytea,
+        created_by -> Int8,
+        created_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    check_ins (id) {
+        id -> Int8,
+        schedule_id -> Int8,
+        scanner_id -> Int8,
+        nonce -> Text,
+        code_hash -> Bytea,
+        ticket_id -> Nullable<Int8>,
+        gate -> Text,
+        scanned_at -> Timestamptz,
+        offline -> Bool,
+        status -> Text,
+        first_check_in_at -> Nullable<Timestamptz>,
+        first_gate -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(audit_log -> users (actor_id));
 diesel::joinable!(concerts -> users (host_id));

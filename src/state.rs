@@ -47,6 +47,8 @@ pub struct AppState {
     pub persisted_queries: crate::graphql::apq::PersistedQueries,
     /// The payment provider (built once: it holds an HTTP client) and the bounds on amounts.
     pub payments: crate::payments::Payments,
+    /// The ticket signing key, the ring of keys that verify codes, and the door times.
+    pub tickets: crate::tickets::Tickets,
 }
 
 /// The durability contract: accepted orders and queue admissions live only in Redis, so in
@@ -98,6 +100,7 @@ impl AppState {
             check_durability(&config, kv.aof_enabled().await?)?;
         }
         let payments = crate::payments::Payments::from_config(&config.payments)?;
+        let tickets = crate::tickets::Tickets::start(&db, &config.tickets).await?;
         let jwt = Arc::new(JwtKeys::new(&config.jwt_secret, config.access_token_ttl));
         let hub = match &redis {
             Some(kv) => live::Hub::redis(kv.client().clone(), kv.conn(), kv.prefix()),
@@ -122,6 +125,7 @@ impl AppState {
             seat_maps: Arc::default(),
             persisted_queries: Default::default(),
             payments,
+            tickets,
         })
     }
 }
@@ -135,6 +139,10 @@ mod tests {
             ("BOXOFFICE_ENV", env),
             ("JWT_SECRET", "a-production-secret-of-at-least-32-bytes"),
             ("REDIS_ACCEPT_VOLATILE", accept),
+            (
+                "TICKET_SIGNING_KEY",
+                "1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+            ),
         ];
         Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())).unwrap()
     }

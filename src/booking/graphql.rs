@@ -84,6 +84,11 @@ impl Reservation {
     async fn cancelled_at(&self) -> Option<DateTime<Utc>> {
         self.0.cancelled_at
     }
+    /// One ticket per seat once paid (none while held). Cancelling or refunding revokes
+    /// them: they stay listed, REVOKED.
+    async fn tickets(&self, ctx: &Context<'_>) -> Result<Vec<crate::tickets::graphql::Ticket>, AppError> {
+        crate::tickets::graphql::of_reservation(ctx, self.0.id).await
+    }
 }
 
 /// Whether seats are one block of one row (see `Reservation.together`).

@@ -62,7 +62,8 @@ pub(super) enum Paid {
     Already(ReservationRow),
 }
 
-/// Pays a hold with the user's points and sells its seats. Idempotent: paying a paid
+/// Pays a hold with the user's points, sells its seats and issues a signed ticket per seat
+/// (in the same transaction: a paid seat always has its ticket). Idempotent: paying a paid
 /// reservation answers it unchanged; a key already used for another payment is a CONFLICT.
 /// Racing the sweeper for the same hold, exactly one wins: both lock the reservation row,
 /// and whoever comes second finds it confirmed (sweeper skips it) or expired (HOLD_EXPIRED).
@@ -71,6 +72,7 @@ pub(super) async fn pay(
     user_id: i64,
     reservation_id: i64,
     idempotency_key: &str,
+    signer: &boxoffice_ticket_codes::TicketSigner,
 ) -> AppResult<Paid> {
     conn.transaction(async |conn| {
         let r = locks::reservation(conn, reservation_id)
@@ -131,6 +133,8 @@ pub(super) async fn pay(
         .bind::<BigInt, _>(r.id)
         .get_result(conn)
         .await?;
+        let issued_at = r.paid_at.unwrap_or_else(chrono::Utc::now);
+        crate::tickets::store::issue(conn, signer, r.id, r.schedule_id, &seats, issued_at).await?;
         let change = SeatChange {
             schedule_id: r.schedule_id,
             // Filled in by `bump_version` after commit: payment does not take the
@@ -205,8 +209,8 @@ pub(super) async fn cancel(
     .await
 }
 
-/// Sets `status` on the given live reservations of one schedule, frees their seats and
-/// lowers the booking count. The caller holds the schedule row lock.
+/// Sets `status` on the given live reservations of one schedule, frees their seats, revokes
+/// their tickets and lowers the booking count. The caller holds the schedule row lock.
 async fn release(
     conn: &mut AsyncPgConnection,
     schedule_id: i64,
@@ -228,6 +232,8 @@ async fn release(
     }
     let live: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let freed = locks::seats_of(conn, &live).await?;
+    // After the seats (lock order): a ticket row is the last thing a cancellation writes.
+    crate::tickets::store::revoke_reservations(conn, &live).await?;
     diesel::sql_query("UPDATE seats SET status = 'available', reservation_id = NULL WHERE id = ANY($1)")
         .bind::<Array<BigInt>, _>(&freed)
         .execute(conn)

@@ -211,7 +211,7 @@ pub async fn pay(
 ) -> AppResult<ReservationRow> {
     let key = validate_key(key, "idempotencyKey")?;
     let mut conn = state.db.get().await?;
-    match lifecycle::pay(&mut conn, user_id, reservation_id, &key).await? {
+    match lifecycle::pay(&mut conn, user_id, reservation_id, &key, state.tickets.signer()).await? {
         lifecycle::Paid::Already(r) => Ok(r),
         lifecycle::Paid::Now(r, change) => {
             // Payment does not take the schedule lock; its version bump is a short

@@ -298,7 +298,7 @@ impl Session {
                                         expiry.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(left.max(0).unsigned_abs()));
                                         revoked = Some(self.http.state.live.hub.subscribe(REVOKED_TOPIC));
                                     }
-                                    Viewer::Anonymous => {}
+                                    Viewer::Anonymous | Viewer::Scanner(_) => {}
                                 }
                                 let signed_in = matches!(viewer, Viewer::User(_));
                                 self.viewer = Some(viewer);

@@ -254,6 +254,12 @@ pub fn test_config(db: &TestDb, overrides: &[(&str, &str)]) -> Config {
         ("ANONYMOUS_RATE_PER_SECOND".into(), "100000".into()),
         ("ANONYMOUS_RATE_BURST".into(), "100000".into()),
         ("SIGNUP_MAX_PER_IP".into(), "100000".into()),
+        // One known key, so prod-mode tests start; `("TICKET_SIGNING_KEY", "")` makes a
+        // development key instead.
+        (
+            "TICKET_SIGNING_KEY".into(),
+            "1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8".into(),
+        ),
     ]);
     for (k, v) in overrides {
         vars.insert((*k).into(), (*v).into());

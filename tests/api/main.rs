@@ -34,6 +34,7 @@ mod search;
 mod single;
 mod startup;
 mod storage;
+mod tickets;
 mod toss_fake;
 mod unreached;
 mod visibility;

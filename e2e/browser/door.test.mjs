@@ -1,0 +1,114 @@
+// Tickets and the door in headless Chromium: a fan's "My tickets" page shows QR codes;
+// the /scan page, opened with a scanner token, admits a ticket once and says why it
+// refuses; offline it checks signatures itself (WebCrypto Ed25519 with the published
+// keys), keeps its scans in localStorage and uploads them when the network is back.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer } from '../lib/server.mjs';
+import { launch } from '../lib/browser.mjs';
+import { ok, signUp, show as makeShow } from '../lib/api.mjs';
+import { openPage, text } from './support.mjs';
+
+let server;
+let browser;
+before(async () => { server = await startServer(); browser = await launch(); });
+after(async () => { await browser?.close(); await server?.stop(); });
+
+/** A show whose doors are open (it starts in an hour), a fan with two paid tickets, a scanner. */
+async function setUp() {
+  const now = Date.now();
+  const s = await makeShow(server, {
+    rows: 1,
+    perRow: 8,
+    schedule: { startsAt: new Date(now + 3600_000).toISOString(), salesCloseAt: new Date(now + 1800_000).toISOString() },
+  });
+  const fan = await signUp(server, 'doorfan');
+  await ok(server, 'mutation { chargePoints(amount: 1000, idempotencyKey: "c1") { balanceAfter } }', {}, fan.accessToken);
+  const r = await ok(server, 'mutation($i: ReserveSeatsInput!) { reserveSeats(input: $i) { id } }',
+    { i: { scheduleId: s.scheduleId, seatIds: s.seatIds.slice(0, 2) } }, fan.accessToken);
+  await ok(server, 'mutation($r: ID!) { payReservation(reservationId: $r, idempotencyKey: "p1") { id } }', { r: r.reserveSeats.id }, fan.accessToken);
+  const t = await ok(server, 'query($r: ID!) { reservation(id: $r) { tickets { id code } } }', { r: r.reserveSeats.id }, fan.accessToken);
+  const { createScanner } = await ok(server, 'mutation($s: ID!) { createScanner(scheduleId: $s, name: "North door") { token } }',
+    { s: s.scheduleId }, s.host.accessToken);
+  return { show: s, fan, tickets: t.reservation.tickets, token: createScanner.token };
+}
+
+async function scan(page, code) {
+  await page.locator('#door-code').fill(code);
+  await page.locator('#door-check').click();
+}
+
+async function verdict(page, status) {
+  await page.locator(`#door-result[data-status="${status}"]`).waitFor();
+}
+
+test('a fan sees their tickets as QR codes', async () => {
+  const { fan, tickets } = await setUp();
+  const p = await openPage(browser, server, { session: fan });
+  const { page } = p;
+  await page.goto(`${server.url}/`);
+  await page.getByRole('link', { name: 'My tickets' }).click();
+  await page.waitForURL(/\/tickets$/);
+  await page.locator('#tickets li.ticket').nth(1).waitFor();
+  assert.equal(await page.locator('#tickets li.ticket img').count(), 2);
+  const codes = await page.locator('#tickets .code').allInnerTexts();
+  assert.deepEqual(codes.map((c) => c.trim()).sort(), tickets.map((t) => t.code).sort());
+  // Loaded once, the page keeps working without a network.
+  await p.context.setOffline(true);
+  assert.equal(await page.locator('#tickets li.ticket img').count(), 2);
+  await p.context.setOffline(false);
+  p.assertClean();
+  await p.context.close();
+});
+
+test('the door admits a ticket once, online and offline, and uploads offline scans', async () => {
+  const { show, tickets, token } = await setUp();
+  const p = await openPage(browser, server);
+  const { page } = p;
+  await page.goto(`${server.url}/scan#token=${token}`);
+  await page.locator('#door-title', { hasText: 'Night Show' }).waitFor();
+  assert.match(await text(page, '#door-count'), /^0 \/ 8 admitted$/);
+  assert.equal(new URL(page.url()).hash, '', 'the token leaves the address bar');
+
+  await scan(page, tickets[0].code);
+  await verdict(page, 'ADMITTED');
+  assert.match(await text(page, '#door-result'), /Admitted[\s\S]*Floor · row R1/);
+  assert.match(await text(page, '#door-count'), /^1 \/ 8 admitted$/);
+  await scan(page, tickets[0].code);
+  await verdict(page, 'ALREADY_USED');
+  assert.match(await text(page, '#door-first'), /First at Gate 1/);
+  await scan(page, 'NOT-A-TICKET');
+  await verdict(page, 'INVALID');
+
+  // Offline: checked on the device with the published keys, queued for upload.
+  await p.context.setOffline(true);
+  await scan(page, tickets[1].code);
+  await verdict(page, 'ADMITTED');
+  assert.match(await text(page, '#door-result'), /offline/);
+  await scan(page, tickets[1].code);
+  await verdict(page, 'ALREADY_USED');
+  const forged = tickets[1].code.slice(0, 40) + (tickets[1].code[40] === 'A' ? 'B' : 'A') + tickets[1].code.slice(41);
+  await scan(page, forged);
+  await verdict(page, 'INVALID');
+  assert.match(await text(page, '#door-net'), /Offline/);
+  assert.match(await text(page, '#door-queued'), /^2 scans waiting to upload$/);
+  assert.match(await text(page, '#door-count'), /^2 \/ 8 admitted$/);
+  // The queue survives a reload of the page made offline... once the page is back.
+  const queued = await page.evaluate(() => JSON.parse(localStorage.getItem('boxoffice.scan.queue')).length);
+  assert.equal(queued, 2);
+
+  // Back online: the upload admits the first scan, lists the second as a conflict.
+  await p.context.setOffline(false);
+  await page.locator('#door-upload').click();
+  await page.locator('#door-msg', { hasText: 'Uploaded 2 offline scans; 1 conflict' }).waitFor();
+  await page.locator('#door-conflicts li', { hasText: 'first let in at Gate 1' }).waitFor();
+  assert.match(await text(page, '#door-queued'), /Nothing waiting to upload/);
+  assert.match(await text(page, '#door-count'), /^2 \/ 8 admitted$/);
+
+  const { scanner } = await ok(server, '{ scanner { admittedCount } }', {}, token);
+  assert.equal(scanner.admittedCount, 2);
+  const revoked = await ok(server, 'query($s: ID!) { revokedTickets(scheduleId: $s) { ticketId } }', { s: show.scheduleId }, token);
+  assert.deepEqual(revoked.revokedTickets, []);
+  p.assertClean();
+  await p.context.close();
+});
