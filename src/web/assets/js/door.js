@@ -59,7 +59,8 @@ export function parseCode(text) {
   if (!bytes || bytes.length < 1 + 5 + 64 || bytes[0] !== 1) return null;
   const fields = [];
   let at = 1;
-  for (let i = 0; i < 6; i++) {
+  // Key id, ticket id, schedule id, seat id, issued at.
+  for (let i = 0; i < 5; i++) {
     const r = varint(bytes, at);
     if (!r) return null;
     fields.push(r[0]);

@@ -20,7 +20,7 @@ const seenStore = door.stored('seen', {}); // ticketId -> { at, gate }, admitted
 const offlineStore = door.stored('forceOffline', false);
 
 const SCANNER = 'scanner { id name schedule { id startsAt capacity concert { title venue } } doorsOpenAt endsAt admittedCount }';
-const RESULT = 'status nonce conflict firstCheckInAt firstGate admittedCount ticket { id holderName seat { section row number grade } }';
+const RESULT = 'status nonce conflict firstCheckInAt firstGate ticket { id holderName seat { section row number grade } }';
 
 const VERDICTS = {
   ADMITTED: 'Admitted',
@@ -231,7 +231,7 @@ async function scanner(main, token) {
         return;
       }
       try {
-        const d = await call(`mutation($i: CheckInInput!) { checkIn(input: $i) { ${RESULT} } }`,
+        const d = await call(`mutation($i: CheckInInput!) { checkIn(input: $i) { ${RESULT} admittedCount } }`,
           { i: { code: scan.code, scheduleId: scan.scheduleId, gate: scan.gate, nonce: scan.nonce } }, token);
         const r = d.checkIn;
         if (r.status === 'ADMITTED' && r.ticket) seenStore.set({ ...seenStore.get(), [r.ticket.id]: { at: Date.parse(scan.scannedAt), gate: scan.gate } });
