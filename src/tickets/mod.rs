@@ -2,7 +2,7 @@
 //! reservation is cancelled or refunded; scanner credentials per performance; check-in that
 //! admits a ticket once, online or from an offline scanner's upload.
 //!
-//! - `store`: the rows (tickets, keys, scanners, scans).
+//! - `store`: the rows (tickets, keys, scanners, scans), in `boxoffice_store::tickets`.
 //! - `door`: check-in, online and in batches, around the pure decision of
 //!   `boxoffice_ticket_codes` (which also holds the code format and the key ring).
 //! - `scanners`: creating and revoking scanner credentials, and reading a token.
@@ -14,7 +14,7 @@
 pub mod door;
 pub mod graphql;
 pub mod scanners;
-pub mod store;
+pub use boxoffice_store::tickets as store;
 
 use std::sync::{
     Arc, RwLock,

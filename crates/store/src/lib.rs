@@ -13,7 +13,8 @@
 //!   conversion must be written beside the type (Rust's orphan rule).
 //! - one module per domain with its rows, statuses and queries: `auth` (users, refresh
 //!   tokens, roles), `audit`, `booking` (reservations), `concerts` (concerts, schedules),
-//!   `payments` (top-ups), `points` (the ledger), `seats`, `waitlist`.
+//!   `payments` (top-ups), `points` (the ledger), `seats`, `tickets` (tickets, their keys,
+//!   scanners and scans), `waitlist`.
 //!
 //! Statuses derive their GraphQL enum here too (`text_enum!`): the derive, like the column
 //! mapping, has to be written where the type is defined.
@@ -31,4 +32,5 @@ pub mod payments;
 pub mod points;
 pub mod schema;
 pub mod seats;
+pub mod tickets;
 pub mod waitlist;
