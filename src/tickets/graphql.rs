@@ -328,9 +328,11 @@ async fn scanner_of(ctx: &Context<'_>) -> AppResult<ScannerRow> {
             let mut conn = state(ctx)?.db.get().await?;
             scanners::authenticate(&mut conn, &token.0).await
         }
-        Viewer::User(_) => Err(AppError::Forbidden(
-            "checking in takes a scanner token (createScanner)",
-        )),
+        Viewer::User(_) => {
+            // A deleted account's token is UNAUTHENTICATED, as on every other mutation.
+            actor(ctx).await?;
+            Err(AppError::Forbidden("checking in takes a scanner token (createScanner)"))
+        }
         _ => Err(AppError::Unauthenticated(
             "checking in takes a scanner token (createScanner)",
         )),
