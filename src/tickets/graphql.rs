@@ -331,7 +331,9 @@ async fn scanner_of(ctx: &Context<'_>) -> AppResult<ScannerRow> {
         Viewer::User(_) => {
             // A deleted account's token is UNAUTHENTICATED, as on every other mutation.
             actor(ctx).await?;
-            Err(AppError::Forbidden("checking in takes a scanner token (createScanner)"))
+            Err(AppError::Forbidden(
+                "checking in takes a scanner token (createScanner)",
+            ))
         }
         _ => Err(AppError::Unauthenticated(
             "checking in takes a scanner token (createScanner)",
