@@ -252,7 +252,15 @@ async function scanner(main, token) {
     }
   }
 
-  async function uploadQueue() {
+  // One upload at a time: the 'online' event and the button may both start one, and the
+  // second would replay the first's nonces and overwrite its conflicts with none.
+  let uploading = null;
+  function uploadQueue() {
+    if (!uploading) uploading = sendQueue().finally(() => { uploading = null; });
+    return uploading;
+  }
+
+  async function sendQueue() {
     const queue = queueStore.get();
     if (!queue.length || forcedOffline()) return;
     try {
