@@ -33,7 +33,7 @@ use std::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    decide::HoldRequest,
+    HoldRequest,
     reserve::{self, Lock},
     store::ReservationRow,
 };

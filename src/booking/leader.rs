@@ -46,8 +46,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 
 use super::{
+    HoldRequest,
     batcher::{self, Wait},
-    decide::HoldRequest,
     store::ReservationRow,
 };
 use crate::{
@@ -856,7 +856,7 @@ mod tests {
 
     #[test]
     fn requests_cross_whole() {
-        use super::super::decide::Want;
+        use boxoffice_core::request::Want;
         for want in [
             Want::Seats(vec![1, 2]),
             Want::BestAvailable {

@@ -20,7 +20,6 @@
 //! Row locks and their order (I6) are in `crate::locks`.
 
 mod batcher;
-mod decide;
 pub mod graphql;
 mod leader;
 mod lifecycle;
@@ -34,7 +33,11 @@ use std::collections::HashSet;
 use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 
 pub use batcher::{Batcher, MAX_BATCH, Stats};
-pub use decide::{HoldRequest, KEY_USED, MAX_SEATS_PER_REQUEST, Origin, Want};
+// The pure decision and the request it decides live in the core crate (no I/O there).
+pub use boxoffice_core::{
+    decide::KEY_USED,
+    request::{HoldRequest, MAX_SEATS_PER_REQUEST, Origin, Want},
+};
 pub use leader::{LeaderStats, Leadership};
 pub use store::ReservationRow;
 

@@ -30,18 +30,17 @@ use diesel::{
 };
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 
-use super::{
-    SeatChange,
-    decide::{self, Decision, HoldRequest, KeyUse, Loaded, SeatState},
-    sale,
-    store::ReservationRow,
-};
+use super::{SeatChange, sale, store::ReservationRow};
 use crate::{
     auth::{Actor, Role},
     concerts::{ConcertStatus, service::visible_to, store::ScheduleRow},
     error::{AppError, AppResult},
     locks::{self, LockedSchedule},
     seats::{SeatStatus, best_available::SeatLayout},
+};
+use boxoffice_core::{
+    decide::{self, Decision, KeyUse, Loaded, SeatState},
+    request::HoldRequest,
 };
 
 pub struct BatchOutcome {
@@ -252,7 +251,7 @@ async fn apply(
                 .get(&id)
                 .cloned()
                 .ok_or_else(|| AppError::internal(anyhow::anyhow!("replayed reservation {id} not loaded"))),
-            Decision::Refuse(e) => Err(e),
+            Decision::Refuse(e) => Err(e.into()),
             // Answered alike: the earlier request's own answer.
             Decision::SameAs(first) => results[first].clone(),
         };

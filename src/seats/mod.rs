@@ -8,7 +8,7 @@
 //!
 //! Seat *status* changes (hold, sell, release) belong to `booking`, never here.
 
-pub mod best_available;
+pub use boxoffice_core::best_available;
 pub mod graphql;
 pub mod layout;
 pub mod map;

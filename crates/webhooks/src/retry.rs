@@ -62,7 +62,7 @@ impl RetrySchedule {
         }
         let base = self.base_delay(failed).as_secs_f64();
         let spread = base * self.jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
-        let wait = Duration::from_secs_f64((base + spread).max(1.0));
+        let wait = Duration::from_secs_f64((base + spread).max(0.0));
         let next = now + chrono_duration(wait);
         // Never past the deadline by more than the wait itself: the last attempt is the one
         // at the deadline, so "at least 24 hours" holds without stretching it to 28.
