@@ -14,7 +14,8 @@ use async_graphql::{
 };
 
 use crate::{
-    admin, auth, booking, concerts, live, orders, payments, points, queue, seats, state::AppState, waitlist,
+    admin, auth, booking, concerts, events, live, orders, payments, points, queue, seats, state::AppState,
+    waitlist,
 };
 
 #[derive(MergedObject, Default)]
@@ -29,6 +30,7 @@ pub struct Query(
     queue::graphql::QueueQuery,
     orders::graphql::OrdersQuery,
     waitlist::graphql::WaitlistQuery,
+    events::graphql::WebhooksQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -43,6 +45,7 @@ pub struct Mutation(
     queue::graphql::QueueMutation,
     orders::graphql::OrdersMutation,
     waitlist::graphql::WaitlistMutation,
+    events::graphql::WebhooksMutation,
 );
 
 #[derive(MergedSubscription, Default)]

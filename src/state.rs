@@ -50,6 +50,9 @@ pub struct AppState {
     pub persisted_queries: crate::graphql::apq::PersistedQueries,
     /// The payment provider (built once: it holds an HTTP client) and the bounds on amounts.
     pub payments: crate::payments::Payments,
+    /// Which URLs webhooks may call (`WEBHOOK_ALLOW_PRIVATE`): checked when one is created;
+    /// the relay's client checks again at every connection.
+    pub webhook_policy: boxoffice_outbox::webhooks::UrlPolicy,
 }
 
 /// The durability contract: accepted orders and queue admissions live only in Redis, so in
@@ -108,6 +111,7 @@ impl AppState {
                 live::Hub::local()
             }
         };
+        let webhook_policy = crate::events::url_policy(&config.events);
         Ok(Self {
             config: Arc::new(config),
             db,
@@ -122,6 +126,7 @@ impl AppState {
             seat_maps: Arc::default(),
             persisted_queries: Default::default(),
             payments,
+            webhook_policy,
         })
     }
 }

@@ -2,6 +2,7 @@
 //! schedule. Each takes its locks through `locks`, in the order stated there (schedule →
 //! reservations → seats ascending → users ascending); payment skips the schedule row.
 
+use boxoffice_outbox::{append, webhooks::EventType};
 use diesel::{
     QueryableByName,
     sql_types::{Array, BigInt, Text},
@@ -131,6 +132,7 @@ pub(super) async fn pay(
         .bind::<BigInt, _>(r.id)
         .get_result(conn)
         .await?;
+        append::reservations(conn, EventType::ReservationConfirmed, &[r.id]).await?;
         let change = SeatChange {
             schedule_id: r.schedule_id,
             // Filled in by `bump_version` after commit: payment does not take the
@@ -227,6 +229,7 @@ async fn release(
         return Ok((rows, None));
     }
     let live: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    append::reservations(conn, event_of(status), &live).await?;
     let freed = locks::seats_of(conn, &live).await?;
     diesel::sql_query("UPDATE seats SET status = 'available', reservation_id = NULL WHERE id = ANY($1)")
         .bind::<Array<BigInt>, _>(&freed)
@@ -252,8 +255,27 @@ async fn release(
     ))
 }
 
-/// Refunds paid reservations (users locked in ascending id, I6), one ledger entry each.
+/// The event of a reservation's new status (I12: every change writes one).
+fn event_of(status: ReservationStatus) -> EventType {
+    match status {
+        ReservationStatus::Held => EventType::ReservationHeld,
+        ReservationStatus::Confirmed => EventType::ReservationConfirmed,
+        ReservationStatus::Cancelled => EventType::ReservationCancelled,
+        ReservationStatus::Expired => EventType::ReservationExpired,
+    }
+}
+
+/// Refunds paid reservations (users locked in ascending id, I6), one ledger entry each, and
+/// writes their `reservation.refunded` events (after the `reservation.cancelled` of the
+/// release, so receivers see them in that order).
 async fn refund(conn: &mut AsyncPgConnection, rows: &[ReservationRow]) -> AppResult<()> {
+    let mut refunded: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.paid_at.is_some())
+        .map(|r| r.id)
+        .collect();
+    refunded.sort_unstable();
+    append::reservations(conn, EventType::ReservationRefunded, &refunded).await?;
     let mut paid: Vec<&ReservationRow> = rows
         .iter()
         .filter(|r| r.paid_at.is_some() && r.total_price > 0)
@@ -298,6 +320,7 @@ pub(super) async fn cancel_schedule(
     let (rows, change) = release(conn, schedule_id, &live, ReservationStatus::Cancelled).await?;
     refund(conn, &rows).await?;
     let cancelled = crate::concerts::store::set_schedule_cancelled(conn, schedule_id).await?;
+    append::schedules(conn, EventType::ScheduleCancelled, &[schedule_id]).await?;
     Ok(Some(match change {
         Some(mut c) => {
             c.version = cancelled.version;

@@ -39,4 +39,5 @@ mod unreached;
 mod visibility;
 mod waitlist;
 mod web;
+mod webhooks;
 mod websocket;

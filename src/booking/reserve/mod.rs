@@ -299,7 +299,9 @@ struct Written {
 /// The whole write of a batch in one statement, so one round trip whatever its size. Each
 /// claiming request gets a reservation id from the sequence (`t`, evaluated once because
 /// it is volatile); its seats find that id through the request's number. The foreign keys
-/// are checked at the end of the statement, when every part of it is done.
+/// are checked at the end of the statement, when every part of it is done. `evented` writes
+/// each reservation's `reservation.held` event to the outbox in the same statement (I12),
+/// with the data shape of `boxoffice_outbox::append::RESERVATION_DATA`.
 const WRITE: &str = "
 WITH t AS (
   SELECT nextval('reservations_id_seq') AS id, u.*
@@ -320,6 +322,16 @@ WITH t AS (
 ), counted AS (
   UPDATE schedules SET booked_count = $11, version = version + 1, updated_at = now()
   WHERE id = $5 RETURNING version
+), evented AS (
+  INSERT INTO outbox (event_type, subject, concert_id, data)
+  SELECT 'reservation.held', 'reservations/' || made.id, $13::bigint, jsonb_build_object(
+    'reservationId', made.id::text, 'scheduleId', made.schedule_id::text, 'concertId', $13::text,
+    'userId', made.user_id::text, 'status', 'HELD', 'seatCount', made.seat_count,
+    'totalPrice', made.total_price, 'expiresAt', made.expires_at, 'seatIds', g.seat_ids)
+  FROM made JOIN (
+    SELECT reservation_id, jsonb_agg(seat_id::text ORDER BY seat_id) AS seat_ids FROM s GROUP BY reservation_id
+  ) g ON g.reservation_id = made.id
+  ORDER BY made.id
 )
 SELECT t.ord, made.*, (SELECT count(*) FROM claimed) AS claimed, (SELECT version FROM counted) AS version
 FROM made JOIN t ON t.id = made.id";
@@ -380,6 +392,7 @@ async fn write(
         .bind::<Array<BigInt>, _>(prices)
         .bind::<Int4, _>(i32::try_from(booked).map_err(AppError::internal)?)
         .bind::<Array<Nullable<BigInt>>, _>(fingerprints)
+        .bind::<BigInt, _>(schedule.concert_id)
         .load(conn)
         .await?;
     let (updated, version) = <[Written]>::first(&written).map_or((0, 0), |w| (w.claimed, w.version));
