@@ -111,7 +111,9 @@ impl AppState {
                 live::Hub::local()
             }
         };
-        let webhook_policy = crate::events::url_policy(&config.events);
+        let webhook_policy = boxoffice_outbox::webhooks::UrlPolicy {
+            allow_private: config.events.allow_private,
+        };
         Ok(Self {
             config: Arc::new(config),
             db,

@@ -202,7 +202,7 @@ async fn a_reservations_events_reach_the_hosts_webhook_signed_and_in_order() {
         .query_async(&mut redis)
         .await
         .unwrap();
-    assert_eq!(len, 6);
+    assert_eq!(len, 7, "the six and the schedule's schedule.published");
     app.assert_invariants().await;
 }
 
