@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     decide::HoldRequest,
-    reserve::{self, Lock},
+    reserve::{self, Applied, Lock},
     store::ReservationRow,
 };
 use crate::{
@@ -266,7 +266,7 @@ async fn run(state: &AppState, schedule_id: i64, jobs: Vec<Job>) {
         let started = std::time::Instant::now();
         let outcome = match state.db.get().await {
             Ok(mut conn) => {
-                reserve::reserve_batch(
+                match reserve::reserve_batch(
                     &mut conn,
                     schedule_id,
                     &requests,
@@ -274,6 +274,14 @@ async fn run(state: &AppState, schedule_id: i64, jobs: Vec<Job>) {
                     Some(&state.batcher.layouts),
                 )
                 .await
+                {
+                    Ok(Applied::Committed(outcome)) => Ok(outcome),
+                    Ok(Applied::InDoubt { outcome, cause }) => {
+                        drop(conn);
+                        reserve::settle(&state.db, outcome, cause).await
+                    }
+                    Err(e) => Err(e),
+                }
             }
             Err(e) => Err(AppError::from(e)),
         };
