@@ -76,6 +76,9 @@ use std::{net::IpAddr, time::Duration};
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub use boxoffice_store::db::DatabaseTimeouts;
+use boxoffice_store::db::PoolSettings;
+
 /// The development secret. Using it in production is refused at start.
 const DEV_JWT_SECRET: &str = "boxoffice-development-secret-do-not-use-in-production";
 
@@ -326,16 +329,6 @@ impl EdgeConfig {
     }
 }
 
-/// Bounds on how long a database session may wait or hold locks: a frozen or partitioned
-/// instance holding a schedule lock blocks the others for seconds, not hours.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
-pub struct DatabaseTimeouts {
-    pub lock: Duration,
-    pub statement: Duration,
-    pub idle_in_transaction: Duration,
-    pub keepalive_idle: Duration,
-}
-
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {var}: {message}")]
 pub struct ConfigError {
@@ -344,6 +337,14 @@ pub struct ConfigError {
 }
 
 impl Config {
+    /// How the database pool is sized and its sessions bounded.
+    pub fn pool_settings(&self) -> PoolSettings<'_> {
+        PoolSettings {
+            size: self.database_pool_size,
+            timeouts: &self.database_timeouts,
+        }
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())

@@ -8,7 +8,9 @@
 //! (subscriptions across instances), `queue` (the waiting queue and its gate), `orders`
 //! (asynchronous orders through a Redis stream). The shared pieces are few: `locks` (every
 //! row lock and their order), `error` (the one error
-//! type), `config`, `db` (pool and migrations), `kv` (Redis), `state`, `graphql` (the merged
+//! type), `db` (pool and migrations), `kv` (Redis), `schema` and `invariants` come from
+//! the `boxoffice_store` crate (the pure rules from `boxoffice_core`) and are re-exported
+//! here under their old paths; `config`, `state`, `graphql` (the merged
 //! schema), `limits` (what one request may cost), `text` (rules for text users send), `http`
 //! (routes and connections), `web` (the embedded web app and playground), `app` (start-up).
 
@@ -18,23 +20,23 @@ pub mod auth;
 pub mod booking;
 pub mod concerts;
 pub mod config;
-pub mod db;
+pub use boxoffice_store::db;
 pub mod demo;
-pub mod error;
+pub use boxoffice_store::error;
 pub mod graphql;
 pub mod http;
 pub mod ids;
-pub mod invariants;
-pub mod kv;
+pub use boxoffice_store::invariants;
+pub use boxoffice_store::kv;
 pub mod limits;
 pub mod live;
-pub mod locks;
+pub use boxoffice_store::locks;
 pub mod orders;
 pub mod pagination;
 pub mod payments;
 pub mod points;
 pub mod queue;
-pub mod schema;
+pub use boxoffice_store::schema;
 pub mod seats;
 pub mod state;
 pub mod telemetry;

@@ -109,7 +109,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             db::run_migrations(config.database_url()).await?;
             let settings = db::PoolSettings {
                 size: 1,
-                ..db::PoolSettings::from_config(&config)
+                ..config.pool_settings()
             };
             let pool = db::connect_pool(config.database_url(), settings).await?;
             let report = {
@@ -146,7 +146,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             db::run_migrations(config.database_url()).await?;
             let settings = db::PoolSettings {
                 size: 1,
-                ..db::PoolSettings::from_config(&config)
+                ..config.pool_settings()
             };
             let pool = db::connect_pool(config.database_url(), settings).await?;
             let mut conn = pool.get().await?;

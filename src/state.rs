@@ -34,6 +34,9 @@ pub struct AppState {
     /// Group commit for seat holds: requests for the same schedule wait for one locked
     /// transaction, so it must be one per instance.
     pub batcher: Arc<Batcher>,
+    /// Which schedules this instance leads, follows or batches alone: routes each hold to
+    /// this instance's batcher or to the leading instance's (`booking::leader`).
+    pub leadership: Arc<crate::booking::Leadership>,
     /// The database clock, for the sale rules asked outside a booking transaction.
     pub db_clock: Arc<DbClock>,
     /// Schedules' queue settings remembered for a moment, read on every booking and queue
@@ -85,11 +88,7 @@ impl AppState {
     }
 
     pub async fn connect(config: Config) -> anyhow::Result<Self> {
-        let db = crate::db::connect_pool(
-            config.database_url(),
-            crate::db::PoolSettings::from_config(&config),
-        )
-        .await?;
+        let db = crate::db::connect_pool(config.database_url(), config.pool_settings()).await?;
         let redis = match config.redis_url() {
             Some(url) => Some(Kv::connect(url, &config.redis_prefix).await?),
             None => None,
@@ -117,6 +116,7 @@ impl AppState {
             jwt,
             live: live::Live::new(hub),
             batcher: Arc::default(),
+            leadership: Arc::default(),
             db_clock: Arc::default(),
             queue_flags: Arc::default(),
             seat_maps: Arc::default(),

@@ -1,5 +1,5 @@
 //! Administration: finding users, changing roles, and the audit log of privileged actions.
 
-pub mod audit;
+pub use boxoffice_store::audit;
 pub mod graphql;
 pub mod store;

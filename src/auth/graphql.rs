@@ -4,8 +4,9 @@
 use async_graphql::{ComplexObject, Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
+use super::ClientAddr;
 use super::{Role, actor, service, state, store::UserRow, viewer};
-use crate::{error::AppError, http::ClientAddr};
+use crate::error::AppError;
 
 /// An account. `email` and `points` are private: only the account itself and admins may
 /// read them.

@@ -10,17 +10,20 @@
 //! Authorization used by every other module lives here too: [`RoleGuard`] for fields, and
 //! [`actor`] + [`Actor::ensure_manages`] for ownership checks on host-owned resources.
 
+mod client;
 pub mod graphql;
+pub use client::{ClientAddr, group};
 pub use graphql::User;
 pub mod password;
 pub mod rate_limit;
 pub mod service;
-pub mod store;
+pub use boxoffice_store::auth as store;
+pub use boxoffice_store::auth::Role;
 pub mod tokens;
 
 use std::sync::Arc;
 
-use async_graphql::{Context, Enum, Guard, parser::types::OperationType};
+use async_graphql::{Context, Guard, parser::types::OperationType};
 use std::{sync::Mutex, time::Instant};
 
 use crate::{
@@ -28,40 +31,9 @@ use crate::{
     state::AppState,
 };
 
-#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    User,
-    Host,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::User => "user",
-            Self::Host => "host",
-            Self::Admin => "admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> AppResult<Self> {
-        match s {
-            "user" => Ok(Self::User),
-            "host" => Ok(Self::Host),
-            "admin" => Ok(Self::Admin),
-            other => Err(AppError::internal(anyhow::anyhow!(
-                "unknown role {other:?} in database"
-            ))),
-        }
-    }
-
-    /// Roles are ordered: an admin may do what a host may, a host what a user may.
-    pub fn allows(self, required: Role) -> bool {
-        self >= required
-    }
-}
+/// The hub topic on which revocations travel between instances: the payload is a user id.
+/// Every socket of a revoked user closes (`http::websocket` listens).
+pub const REVOKED_TOPIC: &str = "sessions:revoked";
 
 /// Who is making the request, from the access token (HTTP header or WebSocket
 /// connection_init). Put into every request's data by the HTTP layer.

@@ -2,7 +2,7 @@
 //! server runs without Redis.
 //!
 //! Login attempts are counted per (account, client address) and per client address, IPv6
-//! addresses by their /64 (`http::group`). The counters go up *before* the password is
+//! addresses by their /64 (`auth::group`). The counters go up *before* the password is
 //! checked, atomically, so forty concurrent guesses cannot all slip past a limit of five:
 //! the sixth and later are refused without running argon2. A success gives the attempt
 //! back (the pair's counter is cleared, the address's decremented).
@@ -39,7 +39,7 @@ fn account_hash(email: &str) -> String {
 }
 
 fn address(ip: Option<IpAddr>) -> String {
-    ip.map_or_else(|| "unknown".to_owned(), |ip| crate::http::group(ip).to_string())
+    ip.map_or_else(|| "unknown".to_owned(), |ip| super::group(ip).to_string())
 }
 
 /// An attempt that passed the limits: what to give back if the password was right.

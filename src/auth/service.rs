@@ -168,10 +168,7 @@ pub async fn log_out(state: &AppState, presented: &str) -> AppResult<()> {
 /// Ends the user's WebSockets on every instance (see `http::websocket`): a socket
 /// authenticated before a logout or a detected token theft must not keep its authority.
 fn revoke_sockets(state: &AppState, user_id: i64) {
-    state
-        .live
-        .hub
-        .publish(crate::http::REVOKED_TOPIC, user_id.to_string());
+    state.live.hub.publish(super::REVOKED_TOPIC, user_id.to_string());
 }
 
 async fn start_session(

@@ -5,11 +5,9 @@
 //! batch is in the database the next one fills up, so the busier a schedule, the bigger
 //! its batches and the fewer commits per booking. An idle worker exits.
 //!
-//! Several instances: the schedule row lock serializes their batches, so each instance
-//! batching only its own requests would make smaller batches. `submit` therefore asks
-//! `leader` first, which on a busy schedule forwards the request to the instance leading
-//! that schedule's bookings (a Redis lease); that instance runs it here, in its own batches.
-//! The lease is for throughput only: the row lock stays the guard.
+//! Several instances: the batcher knows nothing of them. `leader` routes each request
+//! either here or to the instance leading the schedule's bookings, which runs it here, in
+//! its own batches; the batcher only batches what it is handed.
 //!
 //! Isolation (I8): the decision step refuses every bad request on its own, so a batch
 //! transaction should only fail when the database does. If it fails for another reason
@@ -33,7 +31,7 @@ use std::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    decide::HoldRequest,
+    HoldRequest,
     reserve::{self, Applied, Lock},
     store::ReservationRow,
 };
@@ -67,8 +65,6 @@ pub struct Batcher {
     queues: Mutex<HashMap<i64, (u64, mpsc::Sender<Job>)>>,
     next_worker: AtomicU64,
     stats: Stats,
-    /// Which schedules this instance leads, follows or batches alone (`leader`).
-    leadership: super::leader::Leadership,
     /// Layouts the best-available picks of this instance's batches read and left.
     layouts: reserve::Layouts,
 }
@@ -100,10 +96,6 @@ impl Batcher {
         (l.reads.load(Ordering::Relaxed), l.reuses.load(Ordering::Relaxed))
     }
 
-    pub fn leadership(&self) -> &super::leader::Leadership {
-        &self.leadership
-    }
-
     fn queue(&self, state: &AppState, schedule_id: i64) -> mpsc::Sender<Job> {
         let mut queues = self
             .queues
@@ -133,17 +125,7 @@ impl Batcher {
     }
 }
 
-/// Hands a request to its schedule's batch, here or at the instance leading the schedule,
-/// and waits for its own outcome.
-pub(super) async fn submit(
-    state: &AppState,
-    schedule_id: i64,
-    request: HoldRequest,
-) -> AppResult<ReservationRow> {
-    super::leader::submit(state, schedule_id, request).await
-}
-
-/// How a caller of [`submit_local`] waits.
+/// How a caller of [`submit`] waits.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Wait {
     /// Withdraws the request if its batch has not started within the answer timeout.
@@ -156,7 +138,7 @@ pub(super) enum Wait {
 }
 
 /// Hands a request to this instance's batch for its schedule and waits for its outcome.
-pub(super) async fn submit_local(
+pub(super) async fn submit(
     state: &AppState,
     schedule_id: i64,
     request: HoldRequest,

@@ -4,12 +4,18 @@
 //! call only the functions below; each commits its change and then announces it to live
 //! subscribers, here, in one place. Everything else is internal:
 //!
-//! - `batcher`: one in-process queue per schedule feeding `reserve` with batches (group
-//!   commit), retrying a failed batch in halves.
+//! A hold goes one way: `hold` → `leader` (routes it: this instance, or the instance
+//! leading the schedule) → `batcher` (of the instance it was routed to) → `reserve`. The
+//! batcher never calls back into the leader.
+//!
 //! - `leader`: on a busy schedule, one instance leads its bookings under a Redis lease and
 //!   the others forward their hold requests to it, so batches stay big across instances.
+//!   It only routes: every request ends in some instance's batcher.
+//! - `batcher`: one in-process queue per schedule feeding `reserve` with batches (group
+//!   commit), retrying a failed batch in halves. It only batches what it is handed.
 //! - `reserve`: the batch transaction, load → `decide` → write.
-//! - `decide`: the pure decision of a batch (unit- and property-tested without a database).
+//! - `decide` (in `boxoffice_core`): the pure decision of a batch (unit- and
+//!   property-tested without a database).
 //! - `sale`: the sale rules (on sale, sales window, published, not cancelled) on the
 //!   database clock, for every place that asks.
 //! - `lifecycle`: pay, cancel, expire, cancel a schedule.
@@ -20,13 +26,13 @@
 //! Row locks and their order (I6) are in `crate::locks`.
 
 mod batcher;
-mod decide;
 pub mod graphql;
 mod leader;
 mod lifecycle;
 mod reserve;
 pub mod sale;
-mod store;
+pub use boxoffice_store::booking as store;
+pub use boxoffice_store::booking::ReservationStatus;
 mod sweeper;
 
 use std::collections::HashSet;
@@ -34,7 +40,11 @@ use std::collections::HashSet;
 use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 
 pub use batcher::{Batcher, MAX_BATCH, Stats};
-pub use decide::{HoldRequest, KEY_USED, MAX_SEATS_PER_REQUEST, Origin, Want};
+// The pure decision and the request it decides live in the core crate (no I/O there).
+pub use boxoffice_core::{
+    decide::KEY_USED,
+    request::{HoldRequest, MAX_SEATS_PER_REQUEST, Origin, Want},
+};
 pub use leader::{LeaderStats, Leadership};
 pub use store::ReservationRow;
 
@@ -49,19 +59,6 @@ use crate::{
     seats::SeatStatus,
     state::AppState,
 };
-
-crate::text_enum! {
-    // Stored in `reservations.status`.
-    /// Where a reservation stands.
-    pub enum ReservationStatus {
-        /// Seats held, waiting for payment until `expiresAt`.
-        Held => "held",
-        /// Paid.
-        Confirmed => "confirmed",
-        Cancelled => "cancelled",
-        Expired => "expired",
-    }
-}
 
 /// Seats of one schedule that changed in one committed transaction, with the schedule
 /// version after it.
@@ -181,7 +178,7 @@ pub async fn hold(state: &AppState, schedule_id: i64, request: HoldRequest) -> A
         .debtors
         .ensure_not_in_debt(&state.db, request.user_id)
         .await?;
-    batcher::submit(state, schedule_id, request).await
+    leader::submit(state, schedule_id, request).await
 }
 
 /// Holds seats for an accepted order (`placeOrder`, whose admission was checked when it
@@ -196,7 +193,7 @@ pub async fn hold_order(
         .debtors
         .ensure_not_in_debt(&state.db, request.user_id)
         .await?;
-    batcher::submit(state, schedule_id, request).await
+    leader::submit(state, schedule_id, request).await
 }
 
 /// Pays a hold with the user's points and sells its seats.

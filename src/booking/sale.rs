@@ -15,51 +15,22 @@ use crate::{
     error::AppResult,
 };
 
-/// Where a schedule's sale stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sale {
-    Open,
-    /// Published and scheduled, before `salesOpenAt`: the waiting queue may already fill.
-    NotYetOpen,
-    /// After `salesCloseAt`.
-    Closed,
-    /// The schedule or its concert is cancelled.
-    Cancelled,
-    /// The concert is a draft: not for sale, not public.
-    Unpublished,
-}
+pub use boxoffice_core::sale::Sale;
+use boxoffice_core::sale::SaleFacts;
 
-impl Sale {
-    /// Why a hold is refused, or `None` when it may go ahead.
-    pub fn refusal(self) -> Option<&'static str> {
-        match self {
-            Self::Open => None,
-            Self::NotYetOpen => Some("sales have not opened yet"),
-            Self::Closed => Some("sales are closed"),
-            Self::Cancelled => Some("this performance is cancelled"),
-            Self::Unpublished => Some("this concert is not on sale"),
-        }
-    }
-
-    pub fn is_open(self) -> bool {
-        self == Self::Open
-    }
-}
-
-/// The sale rules: on sale means the concert is published, the schedule not cancelled, and
-/// `now` (the database clock) within the sales window.
+/// The sale rules (`boxoffice_core::sale::rules`) for a schedule row and its concert's
+/// status, at `now` (the database clock).
 pub fn rules(schedule: &ScheduleRow, concert: ConcertStatus, now: DateTime<Utc>) -> Sale {
-    if schedule.status == ScheduleStatus::Cancelled || concert == ConcertStatus::Cancelled {
-        Sale::Cancelled
-    } else if concert != ConcertStatus::Published {
-        Sale::Unpublished
-    } else if now < schedule.sales_open_at {
-        Sale::NotYetOpen
-    } else if now >= schedule.sales_close_at {
-        Sale::Closed
-    } else {
-        Sale::Open
-    }
+    boxoffice_core::sale::rules(
+        SaleFacts {
+            schedule_cancelled: schedule.status == ScheduleStatus::Cancelled,
+            concert_cancelled: concert == ConcertStatus::Cancelled,
+            concert_published: concert == ConcertStatus::Published,
+            sales_open_at: schedule.sales_open_at,
+            sales_close_at: schedule.sales_close_at,
+        },
+        now,
+    )
 }
 
 #[derive(QueryableByName)]

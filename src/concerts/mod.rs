@@ -12,23 +12,5 @@
 pub mod graphql;
 pub mod search;
 pub mod service;
-pub mod store;
-
-crate::text_enum! {
-    // Stored in `concerts.status`.
-    /// A draft is visible to its host only; published and cancelled concerts are public.
-    pub enum ConcertStatus {
-        Draft => "draft",
-        Published => "published",
-        Cancelled => "cancelled",
-    }
-}
-
-crate::text_enum! {
-    // Stored in `schedules.status`.
-    /// Whether the performance takes place.
-    pub enum ScheduleStatus {
-        Scheduled => "scheduled",
-        Cancelled => "cancelled",
-    }
-}
+pub use boxoffice_store::concerts as store;
+pub use boxoffice_store::concerts::{ConcertStatus, ScheduleStatus};

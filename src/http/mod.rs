@@ -12,10 +12,12 @@ mod rate;
 pub mod serve;
 mod websocket;
 
-pub use websocket::REVOKED_TOPIC;
+// The client address is request data that auth reads (rate limits); auth defines it, so
+// that auth needs nothing from this layer.
+pub use crate::auth::{ClientAddr, REVOKED_TOPIC, group};
 
 use std::{
-    net::{IpAddr, Ipv6Addr, SocketAddr},
+    net::{IpAddr, SocketAddr},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -36,32 +38,6 @@ use tower_http::{
 };
 
 use crate::{graphql::AppSchema, state::AppState};
-
-/// The client's address, as request data for rate limits.
-#[derive(Clone, Copy, Debug)]
-pub struct ClientAddr(pub Option<IpAddr>);
-
-impl ClientAddr {
-    /// The address as rate limits count it: IPv4 as is, IPv6 by its /64 (one customer's
-    /// network; counting by /128 would give each attacker 2^64 addresses).
-    pub fn group(&self) -> Option<IpAddr> {
-        self.0.map(group)
-    }
-}
-
-/// See [`ClientAddr::group`].
-pub fn group(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
-}
 
 /// What every handler shares, behind one `Arc`: axum clones the state for each request,
 /// and cloning this struct field by field (a dozen `Arc`s) showed in the profile.

@@ -50,12 +50,9 @@ use serde_json::{Value as Json, json};
 
 use super::{ClientAddr, Http, KEEPALIVE, client_ip};
 use crate::{
-    auth::Viewer,
+    auth::{REVOKED_TOPIC, Viewer},
     live::groups::{EventProbe, FirstIsResync, GroupKey, Out},
 };
-
-/// The hub topic on which revocations travel between instances: the payload is a user id.
-pub const REVOKED_TOPIC: &str = "sessions:revoked";
 
 /// Open sockets per account on this instance.
 #[derive(Default)]

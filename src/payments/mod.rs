@@ -17,7 +17,8 @@ pub mod provider;
 pub mod reconcile;
 pub mod sandbox;
 pub mod service;
-pub mod store;
+pub use boxoffice_store::payments as store;
+pub use boxoffice_store::payments::TopUpStatus;
 pub mod toss;
 pub mod webhook;
 
@@ -28,25 +29,6 @@ use crate::{
     error::{AppError, AppResult},
 };
 use provider::PaymentProvider;
-
-crate::text_enum! {
-    // Stored in `top_ups.status`.
-    /// Where a top-up stands.
-    pub enum TopUpStatus {
-        /// Started; the provider has not confirmed the payment (yet). Nothing credited.
-        Pending => "pending",
-        /// Paid and credited, once.
-        Confirmed => "confirmed",
-        /// The provider refused or the payment expired. Nothing credited.
-        Failed => "failed",
-        /// Cancelled by the provider (before or after credit; after, the points came back out).
-        Cancelled => "cancelled",
-        /// Being refunded to the card: the points are already out of the balance.
-        Refunding => "refunding",
-        /// Refunded to the card.
-        Refunded => "refunded",
-    }
-}
 
 /// The instance's payment provider and the bounds on amounts. Cheap to clone.
 #[derive(Clone)]

@@ -11,6 +11,6 @@ pub mod debtors;
 pub mod graphql;
 pub mod long;
 pub mod service;
-pub mod store;
+pub use boxoffice_store::points as store;
 
 pub use long::Long;

@@ -8,23 +8,14 @@
 //!
 //! Seat *status* changes (hold, sell, release) belong to `booking`, never here.
 
-pub mod best_available;
+pub use boxoffice_core::best_available;
 pub mod graphql;
 pub mod layout;
 pub mod map;
-pub mod store;
+pub use boxoffice_store::seats as store;
+pub use boxoffice_store::seats::SeatStatus;
 
 /// Seats one page of `Schedule.seats(first:)` returns at most: four pages read a 40,000-seat
 /// section, and a page with its seats' ids and statuses stays well inside one request's
 /// seat budget (`limits::charge_seats`).
 pub const MAX_SEAT_PAGE: i32 = 10_000;
-
-crate::text_enum! {
-    // Stored in `seats.status`.
-    /// Where a seat stands: free, held by a reservation waiting for payment, or sold.
-    pub enum SeatStatus {
-        Available => "available",
-        Held => "held",
-        Sold => "sold",
-    }
-}

@@ -22,29 +22,8 @@
 
 pub mod graphql;
 pub mod service;
-pub mod store;
-
-crate::text_enum! {
-    // Stored in `waitlist_entries.status`.
-    /// Where a waiting-list entry stands.
-    pub enum WaitlistStatus {
-        /// In line.
-        Waiting => "waiting",
-        /// A hold was made for it (see `reservation`); the entry is done.
-        Offered => "offered",
-        /// The fan left the line.
-        Left => "left",
-    }
-}
-
-/// A hold made for a waiting entry, as published to its fan.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Offer {
-    pub entry_id: i64,
-    pub user_id: i64,
-    pub schedule_id: i64,
-    pub reservation_id: i64,
-}
+pub use boxoffice_store::waitlist as store;
+pub use boxoffice_store::waitlist::{Offer, WaitlistStatus};
 
 /// The live topic of one fan's offers.
 pub fn topic(user_id: i64) -> String {

@@ -32,21 +32,11 @@ fn schedule_id(show: &Show) -> i64 {
 }
 
 fn forwarded(app: &TestApp) -> u64 {
-    app.state
-        .batcher
-        .leadership()
-        .stats()
-        .forwarded
-        .load(Ordering::Relaxed)
+    app.state.leadership.stats().forwarded.load(Ordering::Relaxed)
 }
 
 fn served(app: &TestApp) -> u64 {
-    app.state
-        .batcher
-        .leadership()
-        .stats()
-        .served
-        .load(Ordering::Relaxed)
+    app.state.leadership.stats().served.load(Ordering::Relaxed)
 }
 
 fn batched(app: &TestApp) -> u64 {
@@ -64,7 +54,7 @@ async fn a_followers_holds_run_in_the_leaders_batches() {
 
     let first = hold(&leader, &fans[0].access, &show, 0).await;
     assert!(first["errors"].is_null(), "{first}");
-    assert!(leader.state.batcher.leadership().leads(schedule_id(&show)));
+    assert!(leader.state.leadership.leads(schedule_id(&show)));
 
     let answers =
         futures_util::future::join_all((1..=10).map(|i| hold(&follower, &fans[i].access, &show, i))).await;
@@ -183,16 +173,16 @@ async fn takeover(crash: bool) {
     let r = hold(&leader, &fans[0].access, &show, 0).await;
     assert!(r["errors"].is_null(), "{r}");
 
-    let leadership = leader.state.batcher.leadership();
+    let leadership = &leader.state.leadership;
     let stopped_at = Arc::new(std::sync::Mutex::new(None));
     let mark = stopped_at.clone();
     let state = leader.state.clone();
     let started = Instant::now();
     let answers = stream(&follower, &show, &fans[1..], 59, 15, move || {
         if crash {
-            state.batcher.leadership().simulate_crash();
+            state.leadership.simulate_crash();
         } else {
-            state.batcher.leadership().stop();
+            state.leadership.stop();
         }
         *mark.lock().unwrap() = Some(Instant::now());
     })
@@ -206,7 +196,7 @@ async fn takeover(crash: bool) {
     );
     assert!(forwarded(&follower) > 0, "nothing was forwarded before the stop");
     assert!(
-        follower.state.batcher.leadership().leads(sid),
+        follower.state.leadership.leads(sid),
         "the follower did not take the lead"
     );
     assert!(!leadership.leads(sid) || crash);

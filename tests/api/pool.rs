@@ -1,4 +1,4 @@
-//! The connection pool's discard rule (src/db.rs): a pooled connection whose server stopped
+//! The connection pool's discard rule (crates/store/src/db.rs): a pooled connection whose server stopped
 //! taking writes (a demoted primary, a standby reached by a multi-host URL) or that was
 //! closed is never handed out again. The failover itself
 //! (Patroni) is exercised by `scripts/ha failover`, outside cargo test.

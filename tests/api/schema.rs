@@ -1,4 +1,4 @@
-//! Generated artefacts do not drift: schema.graphql from the code, src/schema.rs from the
+//! Generated artefacts do not drift: schema.graphql from the code, crates/store/src/schema.rs from the
 //! migrations, and migrations that go down and up again.
 
 use std::collections::BTreeMap;
@@ -19,9 +19,9 @@ fn schema_graphql_matches_the_code() {
     );
 }
 
-/// Columns declared in src/schema.rs: table -> [(column, diesel type)].
+/// Columns declared in crates/store/src/schema.rs: table -> [(column, diesel type)].
 fn declared() -> BTreeMap<String, Vec<(String, String)>> {
-    let src = include_str!("../../src/schema.rs");
+    let src = include_str!("../../crates/store/src/schema.rs");
     let mut tables = BTreeMap::new();
     let mut current: Option<String> = None;
     for line in src.lines().map(str::trim) {
@@ -95,7 +95,7 @@ async fn src_schema_rs_matches_the_migrations() {
     assert_eq!(
         declared(),
         actual,
-        "src/schema.rs differs from what migrations/ create"
+        "crates/store/src/schema.rs differs from what migrations/ create"
     );
 }
 

@@ -6,7 +6,17 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::best_available::{LayoutBuilder, SeatLayout};
+use boxoffice_core::best_available::{LayoutBuilder, SeatLayout};
+
+crate::text_enum! {
+    // Stored in `seats.status`.
+    /// Where a seat stands: free, held by a reservation waiting for payment, or sold.
+    pub enum SeatStatus {
+        Available => "available",
+        Held => "held",
+        Sold => "sold",
+    }
+}
 
 #[derive(QueryableByName, Clone, Debug)]
 pub struct SeatRow {
@@ -21,7 +31,7 @@ pub struct SeatRow {
     #[diesel(sql_type = Int4)]
     pub number: i32,
     #[diesel(sql_type = Text)]
-    pub status: super::SeatStatus,
+    pub status: SeatStatus,
     #[diesel(sql_type = Text)]
     pub grade: String,
     #[diesel(sql_type = BigInt)]
@@ -68,7 +78,7 @@ pub async fn seat_page(
     .bind::<BigInt, _>(after.unwrap_or(0))
     .bind::<Nullable<Text>, _>(narrow.section)
     .bind::<Nullable<Text>, _>(narrow.grade)
-    .bind::<Nullable<Text>, _>(narrow.status.map(super::SeatStatus::as_db))
+    .bind::<Nullable<Text>, _>(narrow.status.map(SeatStatus::as_db))
     .bind::<BigInt, _>(limit)
     .load(conn)
     .await
@@ -79,7 +89,7 @@ pub async fn seat_page(
 pub struct Narrow<'a> {
     pub section: Option<&'a str>,
     pub grade: Option<&'a str>,
-    pub status: Option<super::SeatStatus>,
+    pub status: Option<SeatStatus>,
 }
 
 /// A section of a schedule's layout and its seats, in layout order.

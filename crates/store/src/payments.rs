@@ -9,6 +9,25 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::schema::top_ups;
 
+crate::text_enum! {
+    // Stored in `top_ups.status`.
+    /// Where a top-up stands.
+    pub enum TopUpStatus {
+        /// Started; the provider has not confirmed the payment (yet). Nothing credited.
+        Pending => "pending",
+        /// Paid and credited, once.
+        Confirmed => "confirmed",
+        /// The provider refused or the payment expired. Nothing credited.
+        Failed => "failed",
+        /// Cancelled by the provider (before or after credit; after, the points came back out).
+        Cancelled => "cancelled",
+        /// Being refunded to the card: the points are already out of the balance.
+        Refunding => "refunding",
+        /// Refunded to the card.
+        Refunded => "refunded",
+    }
+}
+
 #[derive(Queryable, Selectable, QueryableByName, Clone, Debug)]
 #[diesel(table_name = top_ups)]
 pub struct TopUpRow {
@@ -17,7 +36,7 @@ pub struct TopUpRow {
     pub order_id: String,
     pub amount: i64,
     pub provider: String,
-    pub status: super::TopUpStatus,
+    pub status: TopUpStatus,
     pub idempotency_key: String,
     pub payment_key: Option<String>,
     pub failure: Option<String>,
@@ -34,7 +53,7 @@ pub struct NewTopUp<'a> {
     pub order_id: &'a str,
     pub amount: i64,
     pub provider: &'a str,
-    pub status: super::TopUpStatus,
+    pub status: TopUpStatus,
     pub idempotency_key: &'a str,
 }
 
@@ -97,7 +116,7 @@ pub async fn of_user(
 pub async fn set_status(
     conn: &mut AsyncPgConnection,
     id: i64,
-    status: super::TopUpStatus,
+    status: TopUpStatus,
     failure: Option<&str>,
 ) -> QueryResult<TopUpRow> {
     diesel::sql_query(

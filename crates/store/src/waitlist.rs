@@ -8,8 +8,29 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::{Offer, WaitlistStatus};
 use crate::schema::waitlist_entries;
+
+/// A hold made for a waiting entry, as published to its fan.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Offer {
+    pub entry_id: i64,
+    pub user_id: i64,
+    pub schedule_id: i64,
+    pub reservation_id: i64,
+}
+
+crate::text_enum! {
+    // Stored in `waitlist_entries.status`.
+    /// Where a waiting-list entry stands.
+    pub enum WaitlistStatus {
+        /// In line.
+        Waiting => "waiting",
+        /// A hold was made for it (see `reservation`); the entry is done.
+        Offered => "offered",
+        /// The fan left the line.
+        Left => "left",
+    }
+}
 
 #[derive(Queryable, Selectable, QueryableByName, Clone, Debug, PartialEq)]
 #[diesel(table_name = waitlist_entries)]

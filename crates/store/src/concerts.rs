@@ -4,8 +4,26 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::{ConcertStatus, ScheduleStatus};
 use crate::schema::{concerts, schedules};
+
+crate::text_enum! {
+    // Stored in `concerts.status`.
+    /// A draft is visible to its host only; published and cancelled concerts are public.
+    pub enum ConcertStatus {
+        Draft => "draft",
+        Published => "published",
+        Cancelled => "cancelled",
+    }
+}
+
+crate::text_enum! {
+    // Stored in `schedules.status`.
+    /// Whether the performance takes place.
+    pub enum ScheduleStatus {
+        Scheduled => "scheduled",
+        Cancelled => "cancelled",
+    }
+}
 
 #[derive(Queryable, Selectable, QueryableByName, Clone, Debug)]
 #[diesel(table_name = concerts)]

@@ -6,11 +6,57 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::Role;
 use crate::{
-    error::AppResult,
+    error::{AppError, AppResult},
     schema::{refresh_tokens, users},
 };
+
+// What a user may do (no doc comment: it would become the schema's description).
+#[derive(
+    async_graphql::Enum,
+    Copy,
+    Clone,
+    Debug,
+    Eq,
+    PartialEq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Host,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Host => "host",
+            Self::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> AppResult<Self> {
+        match s {
+            "user" => Ok(Self::User),
+            "host" => Ok(Self::Host),
+            "admin" => Ok(Self::Admin),
+            other => Err(AppError::internal(anyhow::anyhow!(
+                "unknown role {other:?} in database"
+            ))),
+        }
+    }
+
+    /// Roles are ordered: an admin may do what a host may, a host what a user may.
+    pub fn allows(self, required: Role) -> bool {
+        self >= required
+    }
+}
 
 #[derive(Queryable, Selectable, Clone, Debug)]
 #[diesel(table_name = users)]

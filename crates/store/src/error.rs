@@ -249,6 +249,23 @@ impl From<redis::RedisError> for AppError {
 
 /// Errors async-graphql itself produces inside a resolver: missing context data (a wiring
 /// bug) and input values that failed to parse.
+/// A pure rule's refusal (`boxoffice_core`) becomes the error of its code.
+impl From<boxoffice_core::Refusal> for AppError {
+    fn from(refusal: boxoffice_core::Refusal) -> Self {
+        use boxoffice_core::Refusal as R;
+        match refusal {
+            R::Unauthenticated(why) => Self::Unauthenticated(why),
+            R::NotFound(what) => Self::NotFound(what),
+            R::Conflict(message) => Self::Conflict(message),
+            R::BadInput { field, message } => Self::bad_input(field, message),
+            R::SeatUnavailable(message) => Self::rule(ErrorCode::SeatUnavailable, message),
+            R::SoldOut(message) => Self::rule(ErrorCode::SoldOut, message),
+            R::LimitExceeded(message) => Self::rule(ErrorCode::LimitExceeded, message),
+            R::Internal(bug) => Self::internal(anyhow::anyhow!(bug)),
+        }
+    }
+}
+
 impl From<async_graphql::Error> for AppError {
     fn from(err: async_graphql::Error) -> Self {
         Self::internal(anyhow::anyhow!("async-graphql: {}", err.message))
@@ -302,5 +319,23 @@ mod tests {
         let ext = serde_json::to_value(err.extensions).unwrap_or_default();
         assert_eq!(ext["code"], "BAD_USER_INPUT");
         assert_eq!(ext["field"], "input.email");
+    }
+
+    #[test]
+    fn a_refusal_keeps_its_code() {
+        use boxoffice_core::Refusal as R;
+        for refusal in [
+            R::Unauthenticated("gone"),
+            R::NotFound("schedule"),
+            R::Conflict("used".into()),
+            R::bad_input("input.count", "must be 1 to 10"),
+            R::SeatUnavailable("taken".into()),
+            R::SoldOut("sold out".into()),
+            R::LimitExceeded("at most 4".into()),
+            R::Internal("a bug"),
+        ] {
+            let code = refusal.code();
+            assert_eq!(AppError::from(refusal).code().as_str(), code);
+        }
     }
 }

@@ -7,8 +7,20 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::ReservationStatus;
 use crate::schema::reservations;
+
+crate::text_enum! {
+    // Stored in `reservations.status`.
+    /// Where a reservation stands.
+    pub enum ReservationStatus {
+        /// Seats held, waiting for payment until `expiresAt`.
+        Held => "held",
+        /// Paid.
+        Confirmed => "confirmed",
+        Cancelled => "cancelled",
+        Expired => "expired",
+    }
+}
 
 /// Serializable: a leading instance sends it back to the instance that forwarded the hold.
 #[derive(

@@ -13,12 +13,10 @@ use diesel_async::{
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-use crate::config::DatabaseTimeouts;
-
 pub type Pool = bb8::Pool<AsyncPgConnection>;
 pub type PooledConn<'a> = bb8::PooledConnection<'a, AsyncPgConnection>;
 
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
 
 /// Key of the advisory lock held while migrating, so that instances starting together do
 /// not apply the same migration twice.
@@ -82,20 +80,21 @@ pub fn session_url(url: &str, t: &DatabaseTimeouts) -> anyhow::Result<String> {
     ))
 }
 
+/// Bounds on how long a database session may wait or hold locks: a frozen or partitioned
+/// instance holding a schedule lock blocks the others for seconds, not hours.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct DatabaseTimeouts {
+    pub lock: Duration,
+    pub statement: Duration,
+    pub idle_in_transaction: Duration,
+    pub keepalive_idle: Duration,
+}
+
 /// How pooled connections are made and checked.
 #[derive(Clone, Copy, Debug)]
 pub struct PoolSettings<'a> {
     pub size: u32,
     pub timeouts: &'a DatabaseTimeouts,
-}
-
-impl<'a> PoolSettings<'a> {
-    pub fn from_config(config: &'a crate::config::Config) -> Self {
-        Self {
-            size: config.database_pool_size,
-            timeouts: &config.database_timeouts,
-        }
-    }
 }
 
 pub async fn connect_pool(url: &str, settings: PoolSettings<'_>) -> anyhow::Result<Pool> {

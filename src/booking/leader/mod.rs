@@ -46,8 +46,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 
 use super::{
+    HoldRequest,
     batcher::{self, Wait},
-    decide::HoldRequest,
     store::ReservationRow,
 };
 use crate::{
@@ -55,6 +55,12 @@ use crate::{
     kv::Kv,
     state::AppState,
 };
+
+mod lead;
+mod wire;
+
+use lead::lead;
+use wire::*;
 
 /// A leader that stops renewing loses the schedule this long after its last renewal.
 const LEASE: Duration = Duration::from_millis(2_000);
@@ -187,182 +193,6 @@ impl Rate {
 enum Route {
     Local,
     Forward(String),
-}
-
-/// A forwarded request on the inbox.
-#[derive(Serialize, Deserialize)]
-struct Envelope {
-    id: String,
-    /// The forwarding instance's reply list.
-    reply_to: String,
-    request: HoldRequest,
-}
-
-/// A leader's answer on a reply list.
-#[derive(Serialize, Deserialize)]
-struct Reply {
-    id: String,
-    outcome: Outcome,
-}
-
-/// The outcome of a forwarded hold as it crosses Redis: the reservation, or the error with
-/// what the API shows of it (code, message, field, retryAfter).
-#[derive(Serialize, Deserialize, Debug)]
-enum Outcome {
-    Held(ReservationRow),
-    Refused(WireError),
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-struct WireError {
-    code: ErrorCode,
-    message: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    field: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    retry_after_s: Option<u64>,
-}
-
-impl From<&AppError> for WireError {
-    fn from(e: &AppError) -> Self {
-        let (message, field, retry_after_s) = match e {
-            AppError::BadInput { field, message } => (message.clone(), Some(field.clone()), None),
-            AppError::RateLimited { retry_after_s } => (e.to_string(), None, Some(*retry_after_s)),
-            // The cause stays in the leader's log; the follower logs that the leader failed.
-            _ => (e.to_string(), None, None),
-        };
-        Self {
-            code: e.code(),
-            message,
-            field,
-            retry_after_s,
-        }
-    }
-}
-
-impl From<WireError> for AppError {
-    /// The same error as the API shows it: code, message and extensions. Variants whose
-    /// text is static come back as a rule refusal with the same code and message.
-    fn from(e: WireError) -> Self {
-        match (e.code, e.field, e.retry_after_s) {
-            (ErrorCode::BadUserInput, Some(field), _) => AppError::BadInput {
-                field,
-                message: e.message,
-            },
-            (ErrorCode::RateLimited, _, Some(retry_after_s)) => AppError::RateLimited { retry_after_s },
-            (ErrorCode::Conflict, _, _) => AppError::Conflict(e.message),
-            (ErrorCode::Unavailable, _, _) => {
-                AppError::unavailable(anyhow::anyhow!("the leading instance answered: {}", e.message))
-            }
-            (ErrorCode::Internal, _, _) => {
-                AppError::internal(anyhow::anyhow!("the leading instance failed: {}", e.message))
-            }
-            (code, _, _) => AppError::rule(code, e.message),
-        }
-    }
-}
-
-impl From<AppResult<ReservationRow>> for Outcome {
-    fn from(r: AppResult<ReservationRow>) -> Self {
-        match r {
-            Ok(row) => Self::Held(row),
-            Err(e) => Self::Refused(WireError::from(&e)),
-        }
-    }
-}
-
-impl From<Outcome> for AppResult<ReservationRow> {
-    fn from(o: Outcome) -> Self {
-        match o {
-            Outcome::Held(row) => Ok(row),
-            Outcome::Refused(e) => Err(e.into()),
-        }
-    }
-}
-
-fn lease_key(kv: &Kv, schedule_id: i64) -> String {
-    kv.key(&format!("{{s:{schedule_id}}}:book:lease"))
-}
-
-fn inbox_key(kv: &Kv, schedule_id: i64) -> String {
-    kv.key(&format!("{{s:{schedule_id}}}:book:inbox"))
-}
-
-fn reply_key(kv: &Kv, instance: &str) -> String {
-    kv.key(&format!("{{i:{instance}}}:book:replies"))
-}
-
-/// Takes the lease if nobody holds it, renews it if we do; returns its holder.
-const ACQUIRE: &str = r"
-local holder = redis.call('GET', KEYS[1])
-if not holder then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return ARGV[1]
-end
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return holder
-";
-
-/// Releases the lease if we hold it.
-const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-";
-
-async fn bounded<T>(f: impl Future<Output = redis::RedisResult<T>>) -> AppResult<T> {
-    match tokio::time::timeout(REDIS_BUDGET, f).await {
-        Ok(r) => Ok(r?),
-        Err(_) => Err(AppError::unavailable(anyhow::anyhow!(
-            "redis: no answer within {REDIS_BUDGET:?}"
-        ))),
-    }
-}
-
-async fn acquire(kv: &Kv, schedule_id: i64, instance: &str) -> AppResult<String> {
-    let ms = LEASE.as_millis() as u64;
-    bounded(
-        Script::new(ACQUIRE)
-            .key(lease_key(kv, schedule_id))
-            .arg(instance)
-            .arg(ms)
-            .invoke_async(&mut kv.conn()),
-    )
-    .await
-}
-
-async fn holder(kv: &Kv, schedule_id: i64) -> AppResult<Option<String>> {
-    bounded(kv.conn().get(lease_key(kv, schedule_id))).await
-}
-
-/// A connection of its own for blocking pops (a blocked multiplexed connection would hold
-/// up every other command sent on it).
-async fn blocking_conn(kv: &Kv) -> redis::RedisResult<MultiplexedConnection> {
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_millis(500)))
-        .set_response_timeout(Some(Duration::from_secs(3)));
-    kv.client()
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-}
-
-/// Pops the first entry of `key`, waiting up to `block_s`, and whatever follows it.
-async fn pop_all(
-    conn: &mut MultiplexedConnection,
-    key: &str,
-    block_s: f64,
-) -> redis::RedisResult<Vec<String>> {
-    let first: Option<(String, String)> = conn.blpop(key, block_s).await?;
-    let Some((_, first)) = first else {
-        return Ok(Vec::new());
-    };
-    let mut all = vec![first];
-    let more: Option<Vec<String>> = conn.lpop(key, std::num::NonZeroUsize::new(DRAIN)).await?;
-    all.extend(more.unwrap_or_default());
-    Ok(all)
 }
 
 impl Leadership {
@@ -503,9 +333,9 @@ pub(super) async fn submit(
     schedule_id: i64,
     request: HoldRequest,
 ) -> AppResult<ReservationRow> {
-    let l = state.batcher.leadership();
+    let l = &state.leadership;
     let Some(kv) = state.redis.as_ref() else {
-        return batcher::submit_local(state, schedule_id, request, Wait::Withdraw).await;
+        return batcher::submit(state, schedule_id, request, Wait::Withdraw).await;
     };
     let rate = l
         .schedule(schedule_id)
@@ -514,10 +344,10 @@ pub(super) async fn submit(
         .unwrap_or_else(PoisonError::into_inner)
         .hit(Instant::now());
     if l.stopped.load(Ordering::Acquire) || rate < state.config.booking_forward_min_per_second {
-        return batcher::submit_local(state, schedule_id, request, Wait::Withdraw).await;
+        return batcher::submit(state, schedule_id, request, Wait::Withdraw).await;
     }
     match l.route(state, kv, schedule_id).await {
-        Route::Local => batcher::submit_local(state, schedule_id, request, Wait::Withdraw).await,
+        Route::Local => batcher::submit(state, schedule_id, request, Wait::Withdraw).await,
         Route::Forward(leader) => forward(state, kv, schedule_id, leader, request).await,
     }
 }
@@ -531,7 +361,7 @@ async fn forward(
     leader: String,
     mut request: HoldRequest,
 ) -> AppResult<ReservationRow> {
-    let l = state.batcher.leadership();
+    let l = &state.leadership;
     l.ensure_listener(state);
     if request.idempotency_key.is_none() {
         request.idempotency_key = Some(format!("{GENERATED_KEY_PREFIX}{}", uuid::Uuid::new_v4().simple()));
@@ -625,137 +455,15 @@ async fn resubmit(
     request: HoldRequest,
     reason: &'static str,
 ) -> AppResult<ReservationRow> {
-    let l = state.batcher.leadership();
+    let l = &state.leadership;
     l.stats.resubmitted.fetch_add(1, Ordering::Relaxed);
     metrics::counter!("booking_forward_resubmitted_total", "reason" => reason).increment(1);
-    batcher::submit_local(state, schedule_id, request, Wait::Patient).await
-}
-
-/// The leader's loop for one schedule: renews the lease and feeds the inbox into this
-/// instance's batcher, until the lease is lost, the schedule goes quiet or shutdown.
-async fn lead(state: AppState, schedule_id: i64, schedule: Arc<Schedule>, alive: Arc<AtomicBool>) {
-    let l = state.batcher.leadership();
-    let release = lead_loop(&state, schedule_id, &schedule).await;
-    alive.store(false, Ordering::Release);
-    l.stats.lost.fetch_add(1, Ordering::Relaxed);
-    metrics::counter!("booking_leadership_changes_total", "change" => "lost").increment(1);
-    tracing::info!(
-        schedule.id = schedule_id,
-        "no longer leading this schedule's bookings"
-    );
-    if release && let Some(kv) = state.redis.as_ref() {
-        let released = bounded(
-            Script::new(RELEASE)
-                .key(lease_key(kv, schedule_id))
-                .arg(&l.instance)
-                .invoke_async::<i64>(&mut kv.conn()),
-        )
-        .await;
-        if let Err(e) = released {
-            tracing::warn!(schedule.id = schedule_id, error = %e, "could not release the booking lease; it expires");
-        }
-    }
-}
-
-/// Returns whether to release the lease (false: lost already, or a simulated crash).
-async fn lead_loop(state: &AppState, schedule_id: i64, schedule: &Schedule) -> bool {
-    let l = state.batcher.leadership();
-    let Some(kv) = state.redis.as_ref() else {
-        return false;
-    };
-    let inbox = inbox_key(kv, schedule_id);
-    let Ok(mut conn) = blocking_conn(kv).await else {
-        return true;
-    };
-    let mut renewed = Instant::now();
-    loop {
-        if l.crashed.load(Ordering::Acquire) {
-            return false;
-        }
-        if l.stopped.load(Ordering::Acquire) {
-            return true;
-        }
-        let idle = schedule
-            .rate
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .idle_for(Instant::now());
-        if idle > LEAD_IDLE {
-            return true;
-        }
-        if renewed.elapsed() >= RENEW {
-            match acquire(kv, schedule_id, &l.instance).await {
-                Ok(h) if h == l.instance => renewed = Instant::now(),
-                Ok(_) => return false,
-                // Cannot renew: followers cannot reach Redis either, or will see the lease
-                // expire; stop taking forwarded requests.
-                Err(_) if renewed.elapsed() < LEASE / 2 => {}
-                Err(_) => return true,
-            }
-        }
-        let popped = match pop_all(&mut conn, &inbox, INBOX_BLOCK_S).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(schedule.id = schedule_id, error = %e, "booking inbox unreadable; leaving the lead");
-                return true;
-            }
-        };
-        if !popped.is_empty() {
-            // Forwarded requests keep the leader busy as its own do.
-            schedule
-                .rate
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .last_hit = Some(Instant::now());
-        }
-        for raw in popped {
-            match serde_json::from_str::<Envelope>(&raw) {
-                Ok(envelope) => {
-                    tokio::spawn(serve(state.clone(), schedule_id, envelope));
-                }
-                Err(e) => {
-                    tracing::error!(schedule.id = schedule_id, error = %e, "booking inbox: unreadable request dropped")
-                }
-            }
-        }
-    }
-}
-
-/// Runs a forwarded request in this instance's batch and sends its outcome back.
-async fn serve(state: AppState, schedule_id: i64, envelope: Envelope) {
-    let l = state.batcher.leadership();
-    let result = batcher::submit_local(&state, schedule_id, envelope.request, Wait::Patient).await;
-    l.stats.served.fetch_add(1, Ordering::Relaxed);
-    metrics::counter!("booking_forward_served_total").increment(1);
-    if l.crashed.load(Ordering::Acquire) {
-        return;
-    }
-    let Some(kv) = state.redis.as_ref() else { return };
-    let reply = Reply {
-        id: envelope.id,
-        outcome: result.into(),
-    };
-    let Ok(raw) = serde_json::to_string(&reply) else {
-        return;
-    };
-    let sent = bounded(
-        redis::pipe()
-            .rpush(&envelope.reply_to, raw)
-            .ignore()
-            .expire(&envelope.reply_to, REPLY_TTL_S)
-            .ignore()
-            .query_async::<()>(&mut kv.conn()),
-    )
-    .await;
-    if let Err(e) = sent {
-        // The follower sees no answer, asks again with the key, and gets the replay.
-        tracing::warn!(schedule.id = schedule_id, error = %e, "could not send a forwarded booking's outcome");
-    }
+    batcher::submit(state, schedule_id, request, Wait::Patient).await
 }
 
 /// Reads this instance's reply list and hands each outcome to its waiting request.
 async fn listen(state: AppState) {
-    let l = state.batcher.leadership();
+    let l = &state.leadership;
     let Some(kv) = state.redis.as_ref() else {
         l.listening.store(false, Ordering::Release);
         return;
@@ -811,7 +519,7 @@ async fn listen(state: AppState) {
 pub(super) fn stop_on(state: AppState, mut stop: watch::Receiver<bool>) {
     tokio::spawn(async move {
         let _ = stop.wait_for(|s| *s).await;
-        state.batcher.leadership().stop();
+        state.leadership.stop();
     });
 }
 
@@ -856,7 +564,7 @@ mod tests {
 
     #[test]
     fn requests_cross_whole() {
-        use super::super::decide::Want;
+        use boxoffice_core::request::Want;
         for want in [
             Want::Seats(vec![1, 2]),
             Want::BestAvailable {

@@ -52,11 +52,11 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::{
-    auth::store::RefreshTokenRow,
+    auth::RefreshTokenRow,
     booking::ReservationRow,
-    concerts::{ConcertStatus, store::ConcertRow, store::ScheduleRow},
+    concerts::{ConcertRow, ConcertStatus, ScheduleRow},
     schema::{concerts, refresh_tokens, reservations, schedules},
-    waitlist::store::EntryRow,
+    waitlist::EntryRow,
 };
 
 #[derive(QueryableByName)]
@@ -234,10 +234,7 @@ pub async fn users(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<()>
 }
 
 /// A top-up row, before its user's row (see the module doc).
-pub async fn top_up(
-    conn: &mut AsyncPgConnection,
-    id: i64,
-) -> QueryResult<Option<crate::payments::store::TopUpRow>> {
+pub async fn top_up(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<crate::payments::TopUpRow>> {
     diesel::sql_query("SELECT * FROM top_ups WHERE id = $1 FOR UPDATE")
         .bind::<BigInt, _>(id)
         .get_result(conn)
