@@ -37,6 +37,8 @@ pub struct AppState {
     /// Which schedules this instance leads, follows or batches alone: routes each hold to
     /// this instance's batcher or to the leading instance's (`booking::leader`).
     pub leadership: Arc<crate::booking::Leadership>,
+    /// The hold path's handles (the two above, Redis, the forwarding threshold).
+    pub holds: crate::booking::Holds,
     /// The database clock, for the sale rules asked outside a booking transaction.
     pub db_clock: Arc<DbClock>,
     /// Schedules' queue settings remembered for a moment, read on every booking and queue
@@ -108,15 +110,30 @@ impl AppState {
                 live::Hub::local()
             }
         };
+        let live = live::Live::new(hub);
+        // The composition root: the hold path gets its narrow handles here.
+        let batcher = Arc::new(Batcher::new(
+            db.clone(),
+            config.booking_answer_timeout,
+            live.clone(),
+        ));
+        let leadership: Arc<crate::booking::Leadership> = Arc::default();
+        let holds = crate::booking::Holds {
+            leadership: leadership.clone(),
+            batcher: batcher.clone(),
+            redis: redis.clone(),
+            forward_min_per_second: config.booking_forward_min_per_second,
+        };
         Ok(Self {
             config: Arc::new(config),
             db,
             redis,
             local_limits: Arc::default(),
             jwt,
-            live: live::Live::new(hub),
-            batcher: Arc::default(),
-            leadership: Arc::default(),
+            live,
+            batcher,
+            leadership,
+            holds,
             db_clock: Arc::default(),
             queue_flags: Arc::default(),
             seat_maps: Arc::default(),

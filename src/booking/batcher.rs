@@ -36,8 +36,9 @@ use super::{
     store::ReservationRow,
 };
 use crate::{
+    db::Pool,
     error::{AppError, AppResult},
-    state::AppState,
+    live::Live,
 };
 
 /// Requests in one transaction at most: bounds the time the schedule lock is held.
@@ -59,7 +60,9 @@ struct Job {
     state: Arc<AtomicU8>,
 }
 
-#[derive(Default)]
+/// The batcher holds what its batches need, handed to it by the composition root
+/// (`state::AppState::connect`): the pool, the answer timeout, and the live feeds where
+/// committed seat changes are announced. It knows nothing above booking.
 pub struct Batcher {
     /// Per schedule: the queue of its worker, and that worker's number.
     queues: Mutex<HashMap<i64, (u64, mpsc::Sender<Job>)>>,
@@ -67,6 +70,10 @@ pub struct Batcher {
     stats: Stats,
     /// Layouts the best-available picks of this instance's batches read and left.
     layouts: reserve::Layouts,
+    db: Pool,
+    /// How long a caller waits for its batch to start before withdrawing its request.
+    answer_timeout: Duration,
+    live: Live,
 }
 
 /// Counters for tests and metrics: how much batching happened, and how often a batch
@@ -85,6 +92,22 @@ pub struct Stats {
 }
 
 impl Batcher {
+    pub fn new(db: Pool, answer_timeout: Duration, live: Live) -> Self {
+        Self {
+            queues: Mutex::default(),
+            next_worker: AtomicU64::default(),
+            stats: Stats::default(),
+            layouts: reserve::Layouts::default(),
+            db,
+            answer_timeout,
+            live,
+        }
+    }
+
+    pub(super) fn answer_timeout(&self) -> Duration {
+        self.answer_timeout
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
@@ -96,7 +119,7 @@ impl Batcher {
         (l.reads.load(Ordering::Relaxed), l.reuses.load(Ordering::Relaxed))
     }
 
-    fn queue(&self, state: &AppState, schedule_id: i64) -> mpsc::Sender<Job> {
+    fn queue(self: &Arc<Self>, schedule_id: i64) -> mpsc::Sender<Job> {
         let mut queues = self
             .queues
             .lock()
@@ -109,7 +132,7 @@ impl Batcher {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let worker = self.next_worker.fetch_add(1, Ordering::Relaxed);
         queues.insert(schedule_id, (worker, tx.clone()));
-        tokio::spawn(work(state.clone(), schedule_id, worker, rx));
+        tokio::spawn(work(self.clone(), schedule_id, worker, rx));
         tx
     }
 
@@ -139,7 +162,7 @@ pub(super) enum Wait {
 
 /// Hands a request to this instance's batch for its schedule and waits for its outcome.
 pub(super) async fn submit(
-    state: &AppState,
+    batcher: &Arc<Batcher>,
     schedule_id: i64,
     request: HoldRequest,
     wait: Wait,
@@ -153,22 +176,20 @@ pub(super) async fn submit(
     };
     // A worker may be exiting as we send: then its queue is closed and we start another.
     for _ in 0..3 {
-        let tx = state.batcher.queue(state, schedule_id);
+        let tx = batcher.queue(schedule_id);
         match tx.try_send(job) {
             Ok(()) => {
                 if wait == Wait::Patient {
                     return answer.await.unwrap_or_else(|_| Err(dropped()));
                 }
-                if let Ok(outcome) =
-                    tokio::time::timeout(state.config.booking_answer_timeout, &mut answer).await
-                {
+                if let Ok(outcome) = tokio::time::timeout(batcher.answer_timeout, &mut answer).await {
                     return outcome.unwrap_or_else(|_| Err(dropped()));
                 }
                 if progress
                     .compare_exchange(PENDING, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
                 {
-                    state.batcher.stats.withdrawn.fetch_add(1, Ordering::Relaxed);
+                    batcher.stats.withdrawn.fetch_add(1, Ordering::Relaxed);
                     return Err(AppError::unavailable(anyhow::anyhow!(
                         "booking timed out before its batch started; nothing was held"
                     )));
@@ -200,14 +221,14 @@ fn take(job: Job) -> Option<Job> {
         .then_some(job)
 }
 
-async fn work(state: AppState, schedule_id: i64, worker: u64, mut rx: mpsc::Receiver<Job>) {
+async fn work(batcher: Arc<Batcher>, schedule_id: i64, worker: u64, mut rx: mpsc::Receiver<Job>) {
     loop {
         let first = match tokio::time::timeout(IDLE, rx.recv()).await {
             Ok(Some(job)) => job,
             Ok(None) => return,
             Err(_) => {
                 // Idle: stop taking work, then finish whatever slipped in meanwhile.
-                state.batcher.forget(schedule_id, worker);
+                batcher.forget(schedule_id, worker);
                 rx.close();
                 let mut rest = Vec::new();
                 while let Ok(job) = rx.try_recv() {
@@ -215,7 +236,7 @@ async fn work(state: AppState, schedule_id: i64, worker: u64, mut rx: mpsc::Rece
                 }
                 while !rest.is_empty() {
                     let chunk: Vec<Job> = rest.drain(..rest.len().min(MAX_BATCH)).collect();
-                    run(&state, schedule_id, chunk).await;
+                    run(&batcher, schedule_id, chunk).await;
                 }
                 return;
             }
@@ -228,15 +249,15 @@ async fn work(state: AppState, schedule_id: i64, worker: u64, mut rx: mpsc::Rece
             }
         }
         if !jobs.is_empty() {
-            run(&state, schedule_id, jobs).await;
+            run(&batcher, schedule_id, jobs).await;
         }
     }
 }
 
 /// Runs a batch; if its transaction fails for a reason other than an unavailable
 /// database, runs it again in halves, down to single requests.
-async fn run(state: &AppState, schedule_id: i64, jobs: Vec<Job>) {
-    let stats = &state.batcher.stats;
+async fn run(batcher: &Batcher, schedule_id: i64, jobs: Vec<Job>) {
+    let stats = &batcher.stats;
     stats.batches.fetch_add(1, Ordering::Relaxed);
     stats.requests.fetch_add(jobs.len() as u64, Ordering::Relaxed);
     stats.largest.fetch_max(jobs.len() as u64, Ordering::Relaxed);
@@ -246,14 +267,14 @@ async fn run(state: &AppState, schedule_id: i64, jobs: Vec<Job>) {
     while let Some(jobs) = groups.pop() {
         let requests: Vec<HoldRequest> = jobs.iter().map(|j| j.request.clone()).collect();
         let started = std::time::Instant::now();
-        let outcome = match state.db.get().await {
+        let outcome = match batcher.db.get().await {
             Ok(mut conn) => {
                 match reserve::reserve_batch(
                     &mut conn,
                     schedule_id,
                     &requests,
                     Lock::Take,
-                    Some(&state.batcher.layouts),
+                    Some(&batcher.layouts),
                 )
                 .await
                 {
@@ -271,7 +292,7 @@ async fn run(state: &AppState, schedule_id: i64, jobs: Vec<Job>) {
         match outcome {
             Ok(outcome) => {
                 if let Some(change) = outcome.change {
-                    super::announce(state, change);
+                    super::announce(&batcher.live, change);
                 }
                 for (job, result) in jobs.into_iter().zip(outcome.results) {
                     let _ = job.reply.send(result);

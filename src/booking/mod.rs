@@ -45,7 +45,7 @@ pub use boxoffice_core::{
     decide::KEY_USED,
     request::{HoldRequest, MAX_SEATS_PER_REQUEST, Origin, Want},
 };
-pub use leader::{LeaderStats, Leadership};
+pub use leader::{Holds, LeaderStats, Leadership};
 pub use store::ReservationRow;
 
 use crate::{
@@ -105,9 +105,9 @@ pub(crate) async fn hold_in_transaction(
 
 /// Tells live subscribers about a committed change. Never fails the caller: the change
 /// is already committed, and a subscriber that misses it sees the version gap.
-fn announce(state: &AppState, change: SeatChange) {
+fn announce(live: &crate::live::Live, change: SeatChange) {
     metrics::counter!("seat_changes_total").increment(change.seats.len() as u64);
-    state.live.publish_seats(change);
+    live.publish_seats(change);
 }
 
 /// Checks and normalises a hold request (sorted, distinct seats; a sane key).
@@ -178,7 +178,7 @@ pub async fn hold(state: &AppState, schedule_id: i64, request: HoldRequest) -> A
         .debtors
         .ensure_not_in_debt(&state.db, request.user_id)
         .await?;
-    leader::submit(state, schedule_id, request).await
+    leader::submit(&state.holds, schedule_id, request).await
 }
 
 /// Holds seats for an accepted order (`placeOrder`, whose admission was checked when it
@@ -193,7 +193,7 @@ pub async fn hold_order(
         .debtors
         .ensure_not_in_debt(&state.db, request.user_id)
         .await?;
-    leader::submit(state, schedule_id, request).await
+    leader::submit(&state.holds, schedule_id, request).await
 }
 
 /// Pays a hold with the user's points and sells its seats.
@@ -211,7 +211,7 @@ pub async fn pay(
             // Payment does not take the schedule lock; its version bump is a short
             // transaction of its own after the commit.
             match lifecycle::bump_version(&mut conn, change).await {
-                Ok(change) => announce(state, change),
+                Ok(change) => announce(&state.live, change),
                 // The sale is committed; only the live update is lost, and the next
                 // change's version tells subscribers to re-read.
                 Err(e) => tracing::warn!(error = %e, "could not bump the schedule version after a payment"),
@@ -227,7 +227,7 @@ pub async fn cancel(state: &AppState, actor: Actor, reservation_id: i64) -> AppR
     let (r, freed) =
         lifecycle::cancel(&mut conn, actor.id, actor.role == Role::Admin, reservation_id).await?;
     if let Some(change) = freed.change {
-        announce(state, change);
+        announce(&state.live, change);
     }
     crate::waitlist::service::publish(state, &freed.offers);
     Ok(r)
@@ -262,7 +262,7 @@ pub async fn cancel_schedule(state: &AppState, actor: Actor, schedule_id: i64) -
         })
         .await?;
     if let Some(change) = change {
-        announce(state, change);
+        announce(&state.live, change);
     }
     Ok(schedule)
 }
@@ -290,7 +290,7 @@ pub async fn cancel_concert(
         })
         .await?;
     for change in changes {
-        announce(state, change);
+        announce(&state.live, change);
     }
     Ok(concert)
 }
@@ -313,7 +313,7 @@ pub fn spawn_sweeper(
 /// Stops leading schedules' bookings when `stop` turns true (shutdown): the leases are
 /// released so another instance takes over at once, and this instance batches alone.
 pub fn stop_leading_on(state: AppState, stop: tokio::sync::watch::Receiver<bool>) {
-    leader::stop_on(state, stop);
+    leader::stop_on(state.leadership.clone(), stop);
 }
 
 /// A reservation by id (no ownership check: the caller's).

@@ -43,7 +43,7 @@ pub async fn sweep(state: &AppState) -> AppResult<usize> {
             metrics::counter!("holds_expired_seats_total").increment(freed.released as u64);
             let full = freed.released as i64 >= BATCH;
             if let Some(change) = freed.change {
-                super::announce(state, change);
+                super::announce(&state.live, change);
             }
             crate::waitlist::service::publish(state, &freed.offers);
             if !full {

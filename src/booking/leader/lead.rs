@@ -5,7 +5,7 @@ use super::{wire::*, *};
 
 /// The leader's loop for one schedule: renews the lease and feeds the inbox into this
 /// instance's batcher, until the lease is lost, the schedule goes quiet or shutdown.
-pub(super) async fn lead(state: AppState, schedule_id: i64, schedule: Arc<Schedule>, alive: Arc<AtomicBool>) {
+pub(super) async fn lead(state: Holds, schedule_id: i64, schedule: Arc<Schedule>, alive: Arc<AtomicBool>) {
     let l = &state.leadership;
     let release = lead_loop(&state, schedule_id, &schedule).await;
     alive.store(false, Ordering::Release);
@@ -30,7 +30,7 @@ pub(super) async fn lead(state: AppState, schedule_id: i64, schedule: Arc<Schedu
 }
 
 /// Returns whether to release the lease (false: lost already, or a simulated crash).
-async fn lead_loop(state: &AppState, schedule_id: i64, schedule: &Schedule) -> bool {
+async fn lead_loop(state: &Holds, schedule_id: i64, schedule: &Schedule) -> bool {
     let l = &state.leadership;
     let Some(kv) = state.redis.as_ref() else {
         return false;
@@ -94,9 +94,9 @@ async fn lead_loop(state: &AppState, schedule_id: i64, schedule: &Schedule) -> b
 }
 
 /// Runs a forwarded request in this instance's batch and sends its outcome back.
-async fn serve(state: AppState, schedule_id: i64, envelope: Envelope) {
+async fn serve(state: Holds, schedule_id: i64, envelope: Envelope) {
     let l = &state.leadership;
-    let result = batcher::submit(&state, schedule_id, envelope.request, Wait::Patient).await;
+    let result = batcher::submit(&state.batcher, schedule_id, envelope.request, Wait::Patient).await;
     l.stats.served.fetch_add(1, Ordering::Relaxed);
     metrics::counter!("booking_forward_served_total").increment(1);
     if l.crashed.load(Ordering::Acquire) {

@@ -47,13 +47,12 @@ use tokio::sync::{oneshot, watch};
 
 use super::{
     HoldRequest,
-    batcher::{self, Wait},
+    batcher::{self, Batcher, Wait},
     store::ReservationRow,
 };
 use crate::{
     error::{AppError, AppResult, ErrorCode},
     kv::Kv,
-    state::AppState,
 };
 
 mod lead;
@@ -106,7 +105,19 @@ pub struct LeaderStats {
     pub redis_failures: AtomicU64,
 }
 
-/// This instance's part in each schedule's bookings. One per instance (in the `Batcher`).
+/// What the hold path needs, handed down from the composition root: this instance's
+/// leadership and batcher, Redis (if any) and the forwarding threshold. Never the whole
+/// `AppState`: routing reads nothing else.
+#[derive(Clone)]
+pub struct Holds {
+    pub leadership: Arc<Leadership>,
+    pub batcher: Arc<Batcher>,
+    pub redis: Option<Kv>,
+    /// `BOOKING_FORWARD_MIN_PER_SECOND`.
+    pub forward_min_per_second: u64,
+}
+
+/// This instance's part in each schedule's bookings. One per instance (in `Holds`).
 pub struct Leadership {
     /// Names this instance in leases and reply addresses.
     instance: String,
@@ -248,7 +259,7 @@ impl Leadership {
     }
 
     /// Where this instance sends a request for the schedule now.
-    async fn route(&self, state: &AppState, kv: &Kv, schedule_id: i64) -> Route {
+    async fn route(&self, state: &Holds, kv: &Kv, schedule_id: i64) -> Route {
         let s = self.schedule(schedule_id);
         {
             let role = s.role.lock().unwrap_or_else(PoisonError::into_inner);
@@ -288,7 +299,7 @@ impl Leadership {
         }
     }
 
-    fn ensure_listener(&self, state: &AppState) {
+    fn ensure_listener(&self, state: &Holds) {
         if !self.listening.swap(true, Ordering::AcqRel) {
             tokio::spawn(listen(state.clone()));
         }
@@ -329,13 +340,13 @@ impl Drop for Waiting<'_> {
 
 /// Books a hold: in this instance's batch, or forwarded to the schedule's leader.
 pub(super) async fn submit(
-    state: &AppState,
+    state: &Holds,
     schedule_id: i64,
     request: HoldRequest,
 ) -> AppResult<ReservationRow> {
     let l = &state.leadership;
     let Some(kv) = state.redis.as_ref() else {
-        return batcher::submit(state, schedule_id, request, Wait::Withdraw).await;
+        return batcher::submit(&state.batcher, schedule_id, request, Wait::Withdraw).await;
     };
     let rate = l
         .schedule(schedule_id)
@@ -343,11 +354,11 @@ pub(super) async fn submit(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .hit(Instant::now());
-    if l.stopped.load(Ordering::Acquire) || rate < state.config.booking_forward_min_per_second {
-        return batcher::submit(state, schedule_id, request, Wait::Withdraw).await;
+    if l.stopped.load(Ordering::Acquire) || rate < state.forward_min_per_second {
+        return batcher::submit(&state.batcher, schedule_id, request, Wait::Withdraw).await;
     }
     match l.route(state, kv, schedule_id).await {
-        Route::Local => batcher::submit(state, schedule_id, request, Wait::Withdraw).await,
+        Route::Local => batcher::submit(&state.batcher, schedule_id, request, Wait::Withdraw).await,
         Route::Forward(leader) => forward(state, kv, schedule_id, leader, request).await,
     }
 }
@@ -355,7 +366,7 @@ pub(super) async fn submit(
 /// Sends a request to the schedule's leader and waits for its outcome (see the module
 /// comment for what happens when the leader goes away).
 async fn forward(
-    state: &AppState,
+    state: &Holds,
     kv: &Kv,
     schedule_id: i64,
     leader: String,
@@ -389,7 +400,7 @@ async fn forward(
     }
     l.stats.forwarded.fetch_add(1, Ordering::Relaxed);
     metrics::counter!("booking_forwarded_total").increment(1);
-    let deadline = started + state.config.booking_answer_timeout;
+    let deadline = started + state.batcher.answer_timeout();
     // Whether a leader popped the request: then only its outcome (or a replay) answers.
     let mut popped = false;
     loop {
@@ -450,7 +461,7 @@ async fn forward(
 /// Asks again in this instance's batch, with the request's key, and waits for the real
 /// outcome: a replay of what the other attempt committed, or a fresh decision.
 async fn resubmit(
-    state: &AppState,
+    state: &Holds,
     schedule_id: i64,
     request: HoldRequest,
     reason: &'static str,
@@ -458,11 +469,11 @@ async fn resubmit(
     let l = &state.leadership;
     l.stats.resubmitted.fetch_add(1, Ordering::Relaxed);
     metrics::counter!("booking_forward_resubmitted_total", "reason" => reason).increment(1);
-    batcher::submit(state, schedule_id, request, Wait::Patient).await
+    batcher::submit(&state.batcher, schedule_id, request, Wait::Patient).await
 }
 
 /// Reads this instance's reply list and hands each outcome to its waiting request.
-async fn listen(state: AppState) {
+async fn listen(state: Holds) {
     let l = &state.leadership;
     let Some(kv) = state.redis.as_ref() else {
         l.listening.store(false, Ordering::Release);
@@ -516,10 +527,10 @@ async fn listen(state: AppState) {
 }
 
 /// Shuts leadership down when `stop` turns true.
-pub(super) fn stop_on(state: AppState, mut stop: watch::Receiver<bool>) {
+pub(super) fn stop_on(leadership: Arc<Leadership>, mut stop: watch::Receiver<bool>) {
     tokio::spawn(async move {
         let _ = stop.wait_for(|s| *s).await;
-        state.leadership.stop();
+        leadership.stop();
     });
 }
 
