@@ -281,7 +281,7 @@ async fn run(batcher: &Batcher, schedule_id: i64, jobs: Vec<Job>) {
                     Ok(Applied::Committed(outcome)) => Ok(outcome),
                     Ok(Applied::InDoubt { outcome, cause }) => {
                         drop(conn);
-                        reserve::settle(&state.db, outcome, cause).await
+                        reserve::settle(&batcher.db, outcome, cause).await
                     }
                     Err(e) => Err(e),
                 }
