@@ -11,6 +11,7 @@ mod best_available;
 mod big_venue;
 mod booking;
 mod clients;
+mod commit_lost;
 mod common;
 mod concerts;
 mod demo;
