@@ -75,6 +75,16 @@
 //! | `TICKET_DOORS_OPEN_MINUTES` | `120` | how long before a performance starts its tickets are admitted (NOT_YET before) |
 //! | `TICKET_VALID_MINUTES` | `240` | how long after a performance starts its tickets are admitted (ENDED after); an old signing key verifies until then |
 //! | `POINTS_MAX_BALANCE` | `1000000000` | most an account may hold, counting its paid tickets (they come back as points on a refund); at most 2000000000, so a balance always fits a GraphQL `Int` |
+//! | *events out (see `EventsConfig`)* | | |
+//! | `WEBHOOK_ALLOW_PRIVATE` | `false` | `true` lets webhooks call private, loopback, link-local and other non-public addresses (receivers on your own network; the test suite). Otherwise a URL whose host resolves to one is refused when created and again at every connection ([Events and webhooks](api.md#events-and-webhooks)) |
+//! | `WEBHOOK_TIMEOUT_MS` | `15000` | longest webhook delivery attempt (connect, send, read at most 4 KiB of the answer); 1 to 60000 |
+//! | `WEBHOOK_RETRY_FIRST_MS` | `5000` | wait before a failed delivery's first retry; each next wait is four times longer (with jitter), up to four hours, the last attempt a day after the event, then the webhook is disabled |
+//! | `OUTBOX_RETENTION_HOURS` | `168` | relayed events, their deliveries and attempts are kept this long, then pruned (at least 25: deliveries are retried for a day) |
+//! | `RELAY_LEASE_MS` | `10000` | the relay's lease in PostgreSQL: one instance relays at a time, and another takes over this long after it dies (at least three times `RELAY_POLL_MS`) |
+//! | `RELAY_POLL_MS` | `250` | the relay's wait when it found nothing to do (events reach webhooks and the stream within about this long) |
+//! | `RELAY_CONCURRENCY` | `16` | webhook deliveries in flight at once (one slow receiver takes one of them) |
+//! | `EVENTS_SOURCE` | `/boxoffice` | the CloudEvents `source` of every event (a URI reference naming this deployment) |
+//! | `EVENTS_STREAM_MAX_LEN` | `100000` | entries the Redis stream `events` keeps, about (`XADD MAXLEN ~`) |
 
 use std::{net::IpAddr, time::Duration};
 
@@ -129,6 +139,8 @@ pub struct Config {
     pub payments: PaymentsConfig,
     /// Ticket signing and the door times.
     pub tickets: TicketsConfig,
+    /// Events out: the relay, webhook deliveries and the outbox's retention.
+    pub events: EventsConfig,
 }
 
 /// Tickets: the key that signs their codes and when the door admits them.
@@ -477,6 +489,7 @@ impl Config {
             edge: EdgeConfig::from_lookup(&get)?,
             payments: PaymentsConfig::from_lookup(&get, environment)?,
             tickets: TicketsConfig::from_lookup(&get, environment)?,
+            events: EventsConfig::from_lookup(&get)?,
             log_json: match get("LOG_FORMAT").as_deref() {
                 None | Some("text") => false,
                 Some("json") => true,
@@ -592,6 +605,78 @@ impl AllowedOrigins {
             Self::List(list) => list.iter().any(|o| o == origin),
             Self::None => false,
         }
+    }
+}
+
+/// Events out (see `crate::events` and `boxoffice_outbox`): the relay and webhook deliveries.
+#[derive(Clone, Debug)]
+pub struct EventsConfig {
+    /// Let webhooks call private, loopback and link-local addresses (`WEBHOOK_ALLOW_PRIVATE`).
+    pub allow_private: bool,
+    /// One delivery attempt at most (`WEBHOOK_TIMEOUT_MS`).
+    pub webhook_timeout: Duration,
+    /// The wait before a failed delivery's first retry (`WEBHOOK_RETRY_FIRST_MS`); each next
+    /// one is four times longer, up to four hours, the last a day after the event.
+    pub retry_first: Duration,
+    /// How long relayed events and their delivery log are kept (`OUTBOX_RETENTION_HOURS`).
+    pub retention: Duration,
+    /// The relay's lease (`RELAY_LEASE_MS`): how soon another instance takes over.
+    pub relay_lease: Duration,
+    /// The relay's wait when it found nothing to do (`RELAY_POLL_MS`).
+    pub relay_poll: Duration,
+    /// Webhook deliveries in flight at once (`RELAY_CONCURRENCY`).
+    pub relay_concurrency: usize,
+    /// The CloudEvents `source` of every event (`EVENTS_SOURCE`).
+    pub source: String,
+    /// Entries the Redis stream `events` keeps, about (`EVENTS_STREAM_MAX_LEN`).
+    pub stream_max_len: usize,
+}
+
+impl EventsConfig {
+    fn from_lookup(get: &impl Fn(&'static str) -> Option<String>) -> Result<Self, ConfigError> {
+        let config = Self {
+            allow_private: parse(get, "WEBHOOK_ALLOW_PRIVATE", Some(false))?,
+            webhook_timeout: Duration::from_millis(parse(get, "WEBHOOK_TIMEOUT_MS", Some(15_000))?),
+            retry_first: Duration::from_millis(parse(get, "WEBHOOK_RETRY_FIRST_MS", Some(5_000))?),
+            retention: Duration::from_secs(3600 * parse::<u64>(get, "OUTBOX_RETENTION_HOURS", Some(168))?),
+            relay_lease: Duration::from_millis(parse(get, "RELAY_LEASE_MS", Some(10_000))?),
+            relay_poll: Duration::from_millis(parse(get, "RELAY_POLL_MS", Some(250))?),
+            relay_concurrency: parse(get, "RELAY_CONCURRENCY", Some(16))?,
+            source: get("EVENTS_SOURCE").unwrap_or_else(|| "/boxoffice".to_owned()),
+            stream_max_len: parse(get, "EVENTS_STREAM_MAX_LEN", Some(100_000))?,
+        };
+        if config.webhook_timeout.is_zero() || config.webhook_timeout > Duration::from_secs(60) {
+            return Err(err("WEBHOOK_TIMEOUT_MS", "must be between 1 and 60000"));
+        }
+        if config.retry_first.is_zero() {
+            return Err(err("WEBHOOK_RETRY_FIRST_MS", "must be at least 1"));
+        }
+        // Pruning must never take an event whose deliveries may still be retried (a day).
+        if config.retention < Duration::from_secs(25 * 3600) {
+            return Err(err(
+                "OUTBOX_RETENTION_HOURS",
+                "must be at least 25 (deliveries are retried for a day)",
+            ));
+        }
+        if config.relay_poll.is_zero() || config.relay_lease < config.relay_poll * 3 {
+            return Err(err(
+                "RELAY_LEASE_MS",
+                "must be at least three times RELAY_POLL_MS (the holder renews it every round)",
+            ));
+        }
+        if !(1..=256).contains(&config.relay_concurrency) {
+            return Err(err("RELAY_CONCURRENCY", "must be between 1 and 256"));
+        }
+        if config.source.trim().is_empty() || config.source.len() > 200 {
+            return Err(err(
+                "EVENTS_SOURCE",
+                "must be a URI reference of 1 to 200 characters",
+            ));
+        }
+        if config.stream_max_len == 0 {
+            return Err(err("EVENTS_STREAM_MAX_LEN", "must be at least 1"));
+        }
+        Ok(config)
     }
 }
 

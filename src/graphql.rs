@@ -14,8 +14,8 @@ use async_graphql::{
 };
 
 use crate::{
-    admin, auth, booking, concerts, live, orders, payments, points, queue, seats, state::AppState, tickets,
-    waitlist,
+    admin, auth, booking, concerts, events, live, orders, payments, points, queue, seats, state::AppState,
+    tickets, waitlist,
 };
 
 #[derive(MergedObject, Default)]
@@ -31,6 +31,7 @@ pub struct Query(
     orders::graphql::OrdersQuery,
     waitlist::graphql::WaitlistQuery,
     tickets::graphql::TicketsQuery,
+    events::graphql::WebhooksQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -46,6 +47,7 @@ pub struct Mutation(
     orders::graphql::OrdersMutation,
     waitlist::graphql::WaitlistMutation,
     tickets::graphql::TicketsMutation,
+    events::graphql::WebhooksMutation,
 );
 
 #[derive(MergedSubscription, Default)]

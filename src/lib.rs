@@ -6,7 +6,8 @@
 //! cancellation, expiry: the lock order lives there), `points` (balance and ledger), `payments` (top-ups through a
 //! payment provider), `live`
 //! (subscriptions across instances), `queue` (the waiting queue and its gate), `orders`
-//! (asynchronous orders through a Redis stream). The shared pieces are few: `locks` (every
+//! (asynchronous orders through a Redis stream), `events` (the outbox relay and webhooks, on
+//! `boxoffice_outbox`). The shared pieces are few: `locks` (every
 //! row lock and their order), `error` (the one error
 //! type), `db` (pool and migrations), `kv` (Redis), `schema` and `invariants` come from
 //! the `boxoffice_store` crate (the pure rules from `boxoffice_core`) and are re-exported
@@ -22,6 +23,7 @@ pub mod concerts;
 pub mod config;
 pub use boxoffice_store::db;
 pub mod demo;
+pub mod events;
 pub use boxoffice_store::error;
 pub mod graphql;
 pub mod http;

@@ -54,6 +54,9 @@ pub struct AppState {
     pub payments: crate::payments::Payments,
     /// The ticket signing key, the ring of keys that verify codes, and the door times.
     pub tickets: crate::tickets::Tickets,
+    /// Which URLs webhooks may call (`WEBHOOK_ALLOW_PRIVATE`): checked when one is created;
+    /// the relay's client checks again at every connection.
+    pub webhook_policy: boxoffice_outbox::webhooks::UrlPolicy,
 }
 
 /// The durability contract: accepted orders and queue admissions live only in Redis, so in
@@ -127,6 +130,9 @@ impl AppState {
             redis: redis.clone(),
             forward_min_per_second: config.booking_forward_min_per_second,
         };
+        let webhook_policy = boxoffice_outbox::webhooks::UrlPolicy {
+            allow_private: config.events.allow_private,
+        };
         Ok(Self {
             config: Arc::new(config),
             db,
@@ -143,6 +149,7 @@ impl AppState {
             persisted_queries: Default::default(),
             payments,
             tickets,
+            webhook_policy,
         })
     }
 }

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     HoldRequest,
-    reserve::{self, Lock},
+    reserve::{self, Applied, Lock},
     store::ReservationRow,
 };
 use crate::{
@@ -269,7 +269,7 @@ async fn run(batcher: &Batcher, schedule_id: i64, jobs: Vec<Job>) {
         let started = std::time::Instant::now();
         let outcome = match batcher.db.get().await {
             Ok(mut conn) => {
-                reserve::reserve_batch(
+                match reserve::reserve_batch(
                     &mut conn,
                     schedule_id,
                     &requests,
@@ -277,6 +277,14 @@ async fn run(batcher: &Batcher, schedule_id: i64, jobs: Vec<Job>) {
                     Some(&batcher.layouts),
                 )
                 .await
+                {
+                    Ok(Applied::Committed(outcome)) => Ok(outcome),
+                    Ok(Applied::InDoubt { outcome, cause }) => {
+                        drop(conn);
+                        reserve::settle(&batcher.db, outcome, cause).await
+                    }
+                    Err(e) => Err(e),
+                }
             }
             Err(e) => Err(AppError::from(e)),
         };

@@ -2,6 +2,7 @@
 //! schedule. Each takes its locks through `locks`, in the order stated there (schedule →
 //! reservations → seats ascending → users ascending); payment skips the schedule row.
 
+use boxoffice_outbox::{append, webhooks::EventType};
 use diesel::{
     QueryableByName,
     sql_types::{Array, BigInt, Text},
@@ -135,6 +136,7 @@ pub(super) async fn pay(
         .await?;
         let issued_at = r.paid_at.unwrap_or_else(chrono::Utc::now);
         crate::tickets::store::issue(conn, signer, r.id, r.schedule_id, &seats, issued_at).await?;
+        append::reservations(conn, EventType::ReservationConfirmed, &[r.id]).await?;
         let change = SeatChange {
             schedule_id: r.schedule_id,
             // Filled in by `bump_version` after commit: payment does not take the
@@ -231,6 +233,7 @@ async fn release(
         return Ok((rows, None));
     }
     let live: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    append::reservations(conn, event_of(status), &live).await?;
     let freed = locks::seats_of(conn, &live).await?;
     // After the seats (lock order): a ticket row is the last thing a cancellation writes.
     crate::tickets::store::revoke_reservations(conn, &live).await?;
@@ -258,8 +261,27 @@ async fn release(
     ))
 }
 
-/// Refunds paid reservations (users locked in ascending id, I6), one ledger entry each.
+/// The event of a reservation's new status (I12: every change writes one).
+fn event_of(status: ReservationStatus) -> EventType {
+    match status {
+        ReservationStatus::Held => EventType::ReservationHeld,
+        ReservationStatus::Confirmed => EventType::ReservationConfirmed,
+        ReservationStatus::Cancelled => EventType::ReservationCancelled,
+        ReservationStatus::Expired => EventType::ReservationExpired,
+    }
+}
+
+/// Refunds paid reservations (users locked in ascending id, I6), one ledger entry each, and
+/// writes their `reservation.refunded` events (after the `reservation.cancelled` of the
+/// release, so receivers see them in that order).
 async fn refund(conn: &mut AsyncPgConnection, rows: &[ReservationRow]) -> AppResult<()> {
+    let mut refunded: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.paid_at.is_some())
+        .map(|r| r.id)
+        .collect();
+    refunded.sort_unstable();
+    append::reservations(conn, EventType::ReservationRefunded, &refunded).await?;
     let mut paid: Vec<&ReservationRow> = rows
         .iter()
         .filter(|r| r.paid_at.is_some() && r.total_price > 0)
@@ -304,6 +326,7 @@ pub(super) async fn cancel_schedule(
     let (rows, change) = release(conn, schedule_id, &live, ReservationStatus::Cancelled).await?;
     refund(conn, &rows).await?;
     let cancelled = crate::concerts::store::set_schedule_cancelled(conn, schedule_id).await?;
+    append::schedules(conn, EventType::ScheduleCancelled, &[schedule_id]).await?;
     Ok(Some(match change {
         Some(mut c) => {
             c.version = cancelled.version;

@@ -355,7 +355,10 @@ pub mod negative_control {
         request: HoldRequest,
         lock: reserve::Lock,
     ) -> AppResult<AppResult<ReservationRow>> {
-        let outcome = reserve::reserve_batch(conn, schedule_id, &[request], lock, None).await?;
+        let outcome = match reserve::reserve_batch(conn, schedule_id, &[request], lock, None).await? {
+            reserve::Applied::Committed(outcome) => outcome,
+            reserve::Applied::InDoubt { cause, .. } => return Err(cause),
+        };
         Ok(outcome
             .results
             .into_iter()

@@ -1,6 +1,7 @@
 //! Rules for concerts and schedules: validation, ownership, status transitions.
 
 use async_graphql::InputObject;
+use boxoffice_outbox::{append, webhooks::EventType};
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 
@@ -180,7 +181,11 @@ pub async fn update_concert(
         if nothing {
             return Ok(concert);
         }
-        Ok(store::update_concert(conn, id, &changes).await?)
+        let updated = store::update_concert(conn, id, &changes).await?;
+        if updated.status == ConcertStatus::Published {
+            append::schedules_of_concert(conn, EventType::ScheduleChanged, id).await?;
+        }
+        Ok(updated)
     })
     .await
 }
@@ -197,7 +202,9 @@ pub async fn publish_concert(conn: &mut AsyncPgConnection, actor: Actor, id: i64
                 "add a schedule and its seat layout before publishing".into(),
             ));
         }
-        Ok(store::set_concert_status(conn, id, ConcertStatus::Published, None).await?)
+        let published = store::set_concert_status(conn, id, ConcertStatus::Published, None).await?;
+        append::schedules_of_concert(conn, EventType::SchedulePublished, id).await?;
+        Ok(published)
     })
     .await
 }
@@ -314,8 +321,12 @@ pub async fn add_schedule(
 ) -> AppResult<ScheduleRow> {
     let new = validate_schedule(concert_id, input, Utc::now())?;
     conn.transaction(async |conn| {
-        managed_concert(conn, actor, concert_id).await?;
-        Ok(store::insert_schedule(conn, &new).await?)
+        let concert = managed_concert(conn, actor, concert_id).await?;
+        let schedule = store::insert_schedule(conn, &new).await?;
+        if concert.status == ConcertStatus::Published {
+            append::schedules(conn, EventType::SchedulePublished, &[schedule.id]).await?;
+        }
+        Ok(schedule)
     })
     .await
 }

@@ -351,6 +351,7 @@ async fn settle_locked(
                 .await?
                 .ok_or(AppError::NotFound("user"))?;
             let r = store::set_status(conn, row.id, T::Confirmed, None).await?;
+            boxoffice_outbox::append::top_up_confirmed(conn, row.id).await?;
             Ok((r, Settled::Credited))
         }
         (T::Pending, P::Aborted | P::Expired) => {

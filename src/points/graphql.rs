@@ -176,3 +176,82 @@ impl PointsMutation {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(kind: &str, amount: i64) -> store::LedgerRow {
+        store::LedgerRow {
+            id: 1,
+            user_id: 2,
+            kind: kind.to_owned(),
+            amount,
+            balance_after: 10,
+            reservation_id: Some(3),
+            idempotency_key: None,
+            reason: Some("goodwill".to_owned()),
+            actor_id: None,
+            created_at: Utc::now(),
+            top_up_id: Some(4),
+        }
+    }
+
+    /// Every ledger kind reads as its own sentence in the wallet, and a refused top-up
+    /// refund (points given back) reads apart from one that reached the card.
+    #[test]
+    fn every_ledger_kind_has_its_kind_and_words() {
+        let cases = [
+            (
+                "charge",
+                5,
+                PointEntryKind::Charge,
+                "Points charged (before payments)",
+            ),
+            (
+                "payment",
+                -5,
+                PointEntryKind::Payment,
+                "Payment for reservation 3",
+            ),
+            ("refund", 5, PointEntryKind::Refund, "Refund of reservation 3"),
+            (
+                "adjustment",
+                5,
+                PointEntryKind::Adjustment,
+                "Adjustment by an admin: goodwill",
+            ),
+            ("top_up", 5, PointEntryKind::TopUp, "Top-up 4"),
+            (
+                "top_up_refund",
+                -5,
+                PointEntryKind::TopUpRefund,
+                "Top-up 4 refunded to the card",
+            ),
+            (
+                "top_up_refund",
+                5,
+                PointEntryKind::TopUpRefund,
+                "Refund of top-up 4 refused by the provider: points back",
+            ),
+            (
+                "top_up_cancel",
+                -5,
+                PointEntryKind::TopUpCancel,
+                "Top-up 4 cancelled by the payment provider",
+            ),
+            (
+                "debt_repayment",
+                -5,
+                PointEntryKind::DebtRepayment,
+                "Debt repaid (a cancelled top-up's points had been spent)",
+            ),
+        ];
+        for (kind, amount, want, words) in cases {
+            let entry = PointEntry::from(row(kind, amount));
+            assert_eq!(entry.kind, want, "{kind}");
+            assert_eq!(entry.description, words, "{kind} {amount}");
+            assert_eq!(entry.top_up_id, Some(ID::from("4")));
+        }
+    }
+}

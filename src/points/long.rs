@@ -27,3 +27,19 @@ impl ScalarType for Long {
         Value::Number(self.0.into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sums past 32 bits go out and come back exactly; anything but an integer is refused.
+    #[test]
+    fn long_round_trips_64_bit_integers_and_refuses_the_rest() {
+        let revenue = Long(7_500_000_000);
+        assert_eq!(Long::parse(revenue.to_value()).ok(), Some(revenue));
+        assert_eq!(Long::parse(Value::from(-3)).ok(), Some(Long(-3)));
+        assert!(Long::parse(Value::from(1.5)).is_err());
+        assert!(Long::parse(Value::from("7500000000")).is_err());
+        assert!(Long::parse(Value::Null).is_err());
+    }
+}

@@ -257,6 +257,14 @@ pub async fn generate(
         .bind::<Int4, _>(i32::try_from(plan.total).map_err(AppError::internal)?)
         .execute(conn)
         .await?;
+        if concert.status == crate::concerts::ConcertStatus::Published {
+            boxoffice_outbox::append::schedules(
+                conn,
+                boxoffice_outbox::webhooks::EventType::ScheduleChanged,
+                &[schedule_id],
+            )
+            .await?;
+        }
         crate::waitlist::service::serve(conn, schedule_id).await
     })
     .await

@@ -65,6 +65,7 @@ fn diesel_type(udt: &str) -> &str {
         "bytea" => "Bytea",
         "jsonb" => "Jsonb",
         "_int8" => "Array<Int8>",
+        "_text" => "Array<Text>",
         "tsvector" => "Tsvector",
         other => other,
     }

@@ -218,6 +218,8 @@ fn is_transient(err: &diesel::result::Error) -> bool {
             .any(|p| m.contains(p))
         }
         E::BrokenTransactionManager => true,
+        // A COMMIT whose connection dropped, then a ROLLBACK that could not be sent either.
+        E::RollbackErrorOnCommit { commit_error, .. } => is_transient(commit_error),
         _ => false,
     }
 }

@@ -164,7 +164,25 @@ pub async fn violations(
     Ok(found)
 }
 
+/// I12: every committed reservation change has its outbox event, and no event is without
+/// its change. Events are pruned after their retention, so the first check looks only at
+/// reservations changed since the oldest event still kept.
+pub const EVENTS: &[Check] = &[
+    Check {
+        name: "I12: a reservation's current status has no event",
+        sql: "SELECT count(*) AS n FROM reservations r
+              WHERE r.updated_at >= coalesce((SELECT min(created_at) FROM outbox), '-infinity')
+                AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.subject = 'reservations/' || r.id
+                                AND o.event_type = 'reservation.' || r.status)",
+    },
+    Check {
+        name: "I12: a reservation event has no reservation",
+        sql: "SELECT count(*) AS n FROM outbox o WHERE o.subject LIKE 'reservations/%'
+              AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.id = split_part(o.subject, '/', 2)::bigint)",
+    },
+];
+
 /// Every check of this module.
 pub fn all() -> impl Iterator<Item = &'static Check> {
-    CORE.iter().chain(MORE).chain(MONEY).chain(DOORS)
+    CORE.iter().chain(MORE).chain(MONEY).chain(EVENTS).chain(DOORS)
 }

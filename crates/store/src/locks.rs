@@ -104,6 +104,10 @@ pub struct LockedSchedule {
     pub concert_host_id: i64,
     #[diesel(sql_type = Timestamptz)]
     pub db_now: DateTime<Utc>,
+    /// The batch transaction's id: if its COMMIT gets no answer (the connection dropped, a
+    /// failover), `txid_status` on a new connection tells whether it committed.
+    #[diesel(sql_type = BigInt)]
+    pub txid: i64,
 }
 
 /// Lock order step 2: The schedule row for a hold batch.
@@ -131,7 +135,8 @@ async fn read_schedule_for_batch(
     lock: &'static str,
 ) -> QueryResult<Option<LockedSchedule>> {
     diesel::sql_query(format!(
-        "SELECT s.*, c.status AS concert_status, c.host_id AS concert_host_id, now() AS db_now
+        "SELECT s.*, c.status AS concert_status, c.host_id AS concert_host_id, now() AS db_now,
+                txid_current() AS txid
          FROM schedules s JOIN concerts c ON c.id = s.concert_id
          WHERE s.id = $1 {lock}"
     ))

@@ -19,7 +19,7 @@
 use std::{
     collections::HashMap,
     sync::atomic::{AtomicU64, Ordering},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use chrono::{DateTime, Utc};
@@ -34,6 +34,7 @@ use super::{SeatChange, sale, store::ReservationRow};
 use crate::{
     auth::{Actor, Role},
     concerts::{ConcertStatus, service::visible_to, store::ScheduleRow},
+    db::Pool,
     error::{AppError, AppResult},
     locks::{self, LockedSchedule},
     seats::{SeatStatus, best_available::SeatLayout},
@@ -54,6 +55,20 @@ pub struct BatchOutcome {
     pub change: Option<SeatChange>,
     /// The layout as this batch left it, for `Layouts` once committed (batches that picked).
     layout: Option<Cached>,
+    /// The transaction's id, once the schedule row was locked (see `settle`).
+    txid: Option<i64>,
+}
+
+/// What became of a batch transaction.
+pub(super) enum Applied {
+    Committed(BatchOutcome),
+    /// The body ran but COMMIT got no answer: the connection dropped (a failover, a killed
+    /// backend) while PostgreSQL may already have committed. Answering "nothing written"
+    /// would break I9 (an error answer that took effect), so `settle` looks it up first.
+    InDoubt {
+        outcome: BatchOutcome,
+        cause: AppError,
+    },
 }
 
 /// A schedule's layout for picking, as it stands at `version` of the schedule.
@@ -120,24 +135,87 @@ pub(super) async fn reserve_batch(
     requests: &[HoldRequest],
     lock: Lock,
     layouts: Option<&Layouts>,
-) -> AppResult<BatchOutcome> {
+) -> AppResult<Applied> {
     let began = Instant::now();
     let mut body_ended = None;
-    let mut outcome = conn
+    let mut applied = None;
+    let committed = conn
         .transaction(async |conn| {
             phase("begin", began);
-            let outcome = apply(conn, schedule_id, requests, lock, layouts).await;
+            applied = Some(apply(conn, schedule_id, requests, lock, layouts).await?);
             body_ended = Some(Instant::now());
-            outcome
+            Ok::<_, AppError>(())
         })
-        .await?;
+        .await;
+    let mut outcome = match (committed, applied) {
+        (Ok(()), Some(outcome)) => outcome,
+        // The server refused the COMMIT itself (it answered): nothing was written.
+        (Err(cause), Some(outcome))
+            if matches!(cause, AppError::Unavailable(_)) && outcome.txid.is_some() =>
+        {
+            return Ok(Applied::InDoubt { outcome, cause });
+        }
+        (Err(e), _) => return Err(e),
+        (Ok(()), None) => return Err(AppError::internal(anyhow::anyhow!("batch body left no outcome"))),
+    };
     if let Some(at) = body_ended {
         phase("commit", at);
     }
     if let (Some(layouts), Some(cached)) = (layouts, outcome.layout.take()) {
         layouts.put(schedule_id, cached);
     }
-    Ok(outcome)
+    Ok(Applied::Committed(outcome))
+}
+
+/// How long a batch in doubt keeps asking before it gives up: longer than a failover
+/// (Patroni's ttl plus the pool's connect timeout, docs/operations.md).
+const SETTLE_FOR: Duration = Duration::from_secs(30);
+
+/// Finds out, on new connections, whether a batch whose COMMIT got no answer committed:
+/// if so its answers stand; if not nothing was written and everyone may retry. Only when
+/// the database stays out of reach for `SETTLE_FOR` is the answer UNAVAILABLE without
+/// knowing (the client's retry with its idempotency key then finds the hold if it exists).
+pub(super) async fn settle(db: &Pool, outcome: BatchOutcome, cause: AppError) -> AppResult<BatchOutcome> {
+    let Some(txid) = outcome.txid else {
+        return Err(cause);
+    };
+    let deadline = Instant::now() + SETTLE_FOR;
+    loop {
+        let status = match db.get().await {
+            Ok(mut conn) => txid_status(&mut conn, txid).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match status {
+            Ok(Some(s)) if s == "committed" => {
+                tracing::warn!(txid, "booking batch: COMMIT went unanswered but took effect");
+                return Ok(outcome);
+            }
+            Ok(Some(s)) if s == "in progress" => {}
+            // Aborted, or unknown to the server (after a failover, an id past the new
+            // primary's history: the commit never reached it).
+            Ok(_) => return Err(cause),
+            Err(e) if e.contains("in the future") => return Err(cause),
+            Err(e) => tracing::warn!(txid, error.cause = e, "booking batch in doubt: lookup failed"),
+        }
+        if Instant::now() >= deadline {
+            tracing::error!(txid, "booking batch: outcome unknown");
+            return Err(cause);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn txid_status(conn: &mut AsyncPgConnection, txid: i64) -> QueryResult<Option<String>> {
+    #[derive(QueryableByName)]
+    struct Status {
+        #[diesel(sql_type = Nullable<Text>)]
+        status: Option<String>,
+    }
+    let row: Status = diesel::sql_query("SELECT txid_status($1) AS status")
+        .bind::<BigInt, _>(txid)
+        .get_result(conn)
+        .await?;
+    Ok(row.status)
 }
 
 /// Records how long one step of a batch took (`booking_batch_phase_seconds`): begin, load
@@ -182,6 +260,7 @@ async fn apply(
                 .collect(),
             change: None,
             layout: None,
+            txid: None,
         });
     };
     let schedule = locked.schedule;
@@ -279,6 +358,7 @@ async fn apply(
         results,
         change,
         layout,
+        txid: Some(locked.txid),
     })
 }
 
@@ -299,7 +379,9 @@ struct Written {
 /// The whole write of a batch in one statement, so one round trip whatever its size. Each
 /// claiming request gets a reservation id from the sequence (`t`, evaluated once because
 /// it is volatile); its seats find that id through the request's number. The foreign keys
-/// are checked at the end of the statement, when every part of it is done.
+/// are checked at the end of the statement, when every part of it is done. `evented` writes
+/// each reservation's `reservation.held` event to the outbox in the same statement (I12),
+/// with the data shape of `boxoffice_outbox::append::RESERVATION_DATA`.
 const WRITE: &str = "
 WITH t AS (
   SELECT nextval('reservations_id_seq') AS id, u.*
@@ -320,6 +402,16 @@ WITH t AS (
 ), counted AS (
   UPDATE schedules SET booked_count = $11, version = version + 1, updated_at = now()
   WHERE id = $5 RETURNING version
+), evented AS (
+  INSERT INTO outbox (event_type, subject, concert_id, data)
+  SELECT 'reservation.held', 'reservations/' || made.id, $13::bigint, jsonb_build_object(
+    'reservationId', made.id::text, 'scheduleId', made.schedule_id::text, 'concertId', $13::text,
+    'userId', made.user_id::text, 'status', 'HELD', 'seatCount', made.seat_count,
+    'totalPrice', made.total_price, 'expiresAt', made.expires_at, 'seatIds', g.seat_ids)
+  FROM made JOIN (
+    SELECT reservation_id, jsonb_agg(seat_id::text ORDER BY seat_id) AS seat_ids FROM s GROUP BY reservation_id
+  ) g ON g.reservation_id = made.id
+  ORDER BY made.id
 )
 SELECT t.ord, made.*, (SELECT count(*) FROM claimed) AS claimed, (SELECT version FROM counted) AS version
 FROM made JOIN t ON t.id = made.id";
@@ -380,6 +472,7 @@ async fn write(
         .bind::<Array<BigInt>, _>(prices)
         .bind::<Int4, _>(i32::try_from(booked).map_err(AppError::internal)?)
         .bind::<Array<Nullable<BigInt>>, _>(fingerprints)
+        .bind::<BigInt, _>(schedule.concert_id)
         .load(conn)
         .await?;
     let (updated, version) = <[Written]>::first(&written).map_or((0, 0), |w| (w.claimed, w.version));

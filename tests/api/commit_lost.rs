@@ -1,0 +1,275 @@
+//! A hold batch whose COMMIT gets no answer (I9 through a failover): the connection drops
+//! after PostgreSQL received the COMMIT, or before. Seen in the Patroni switchover runs: the
+//! batch answered UNAVAILABLE for a hold that existed. The answer must be the real outcome.
+//!
+//! A proxy between the server and PostgreSQL plays the failover: it watches what the server
+//! sends and, on the COMMIT of the first hold batch (the transaction that locked the
+//! schedule row `FOR UPDATE OF s`), closes the server's side of the connection either just
+//! after passing the COMMIT on (committed, answer lost) or instead of passing it (aborted).
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::common::{PG, TestApp, TestDb, code, layout, test_config};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// Pass the COMMIT on, then drop the answer: PostgreSQL commits, the server never hears.
+    AfterCommit,
+    /// Drop the connection instead of passing the COMMIT: PostgreSQL rolls back.
+    BeforeCommit,
+}
+
+/// Whether the proxy may cut (set once the show is set up), whether it did, and whether
+/// the database is still out of reach: as in a failover, every connection goes and new
+/// ones fail for a while, so a second attempt cannot find out either.
+#[derive(Clone, Default)]
+struct Trap {
+    armed: Arc<AtomicBool>,
+    fired: Arc<AtomicBool>,
+    down: Arc<AtomicBool>,
+}
+
+impl Trap {
+    /// Waits until the database is in reach again.
+    async fn back(&self) {
+        while self.down.load(Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// How long the database stays out of reach after the cut (a Patroni failover took 9-10 s).
+const DOWN_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Starts the proxy to PostgreSQL; once armed it cuts one hold batch's COMMIT.
+async fn proxy(cut: Cut) -> (std::net::SocketAddr, Trap) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let trap = Trap::default();
+    let shared = trap.clone();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            tokio::spawn(connection(inbound, cut, shared.clone()));
+        }
+    });
+    (addr, trap)
+}
+
+async fn connection(inbound: tokio::net::TcpStream, cut: Cut, trap: Trap) {
+    if trap.down.load(Ordering::SeqCst) {
+        return;
+    }
+    let Ok(outbound) = tokio::net::TcpStream::connect("127.0.0.1:5432").await else {
+        return;
+    };
+    let (mut from_client, mut to_client) = inbound.into_split();
+    let (mut from_server, mut to_server) = outbound.into_split();
+    // Set when the COMMIT to lose has gone to the server: whatever the server sends next is
+    // its answer to it, which the client never hears.
+    let swallow = Arc::new(AtomicBool::new(false));
+    let swallowing = swallow.clone();
+    let mut answers = tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match from_server.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if swallowing.load(Ordering::SeqCst) || to_client.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut reader = Messages::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from_client.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if trap.down.load(Ordering::SeqCst) {
+            break;
+        }
+        let chunk = &buf[..n];
+        let commit = reader.feed(chunk);
+        if commit && trap.armed.load(Ordering::SeqCst) && !trap.fired.swap(true, Ordering::SeqCst) {
+            if cut == Cut::AfterCommit {
+                swallow.store(true, Ordering::SeqCst);
+                let _ = to_server.write_all(chunk).await;
+                // The server answered: it committed. The client hears its connection close.
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), &mut answers).await;
+            }
+            trap.down.store(true, Ordering::SeqCst);
+            let down = trap.down.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(DOWN_FOR).await;
+                down.store(false, Ordering::SeqCst);
+            });
+            answers.abort();
+            return;
+        }
+        if to_server.write_all(chunk).await.is_err() {
+            break;
+        }
+    }
+    answers.abort();
+}
+
+/// Reads the frontend messages of one connection (PostgreSQL's wire protocol: after the
+/// untyped start-up message, a type byte and a length) and tells when a COMMIT ends a
+/// transaction that locked a schedule row for a hold batch, by its text or by a prepared
+/// statement whose text did.
+#[derive(Default)]
+struct Messages {
+    pending: Vec<u8>,
+    started: bool,
+    locking_statements: std::collections::HashSet<Vec<u8>>,
+    locked: bool,
+}
+
+impl Messages {
+    /// Whether `chunk` holds a COMMIT of a locking transaction.
+    fn feed(&mut self, chunk: &[u8]) -> bool {
+        self.pending.extend_from_slice(chunk);
+        let mut commit = false;
+        loop {
+            let (kind, header) = if self.started {
+                (self.pending.first().copied(), 1)
+            } else {
+                (None, 0)
+            };
+            if self.pending.len() < header + 4 {
+                return commit;
+            }
+            let len = u32::from_be_bytes(self.pending[header..header + 4].try_into().unwrap()) as usize;
+            if self.pending.len() < header + len {
+                return commit;
+            }
+            let body: Vec<u8> = self.pending[header + 4..header + len].to_vec();
+            self.pending.drain(..header + len);
+            if !self.started {
+                self.started = true;
+                continue;
+            }
+            let locks = |text: &[u8]| contains(text, b"FOR UPDATE OF s");
+            match kind {
+                // Parse: statement name, then its text.
+                Some(b'P') => {
+                    let name_end = body.iter().position(|b| *b == 0).unwrap_or(0);
+                    if locks(&body[name_end..]) {
+                        self.locking_statements.insert(body[..name_end].to_vec());
+                        self.locked = true;
+                    }
+                }
+                // Bind: portal name, then statement name.
+                Some(b'B') => {
+                    let portal_end = body.iter().position(|b| *b == 0).unwrap_or(0);
+                    let rest = &body[portal_end + 1..];
+                    let name_end = rest.iter().position(|b| *b == 0).unwrap_or(0);
+                    if self.locking_statements.contains(&rest[..name_end]) {
+                        self.locked = true;
+                    }
+                }
+                Some(b'Q') => {
+                    if locks(&body) {
+                        self.locked = true;
+                    } else if body.starts_with(b"COMMIT") {
+                        commit |= std::mem::take(&mut self.locked);
+                    } else if body.starts_with(b"ROLLBACK") || body.starts_with(b"BEGIN") {
+                        self.locked = false;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+async fn app_behind(cut: Cut) -> (TestApp, Trap) {
+    let (addr, trap) = proxy(cut).await;
+    let db = TestDb::new().await;
+    let url = db.url.replace(PG, &format!("postgres://postgres@{addr}"));
+    let config = test_config(&db, &[("DATABASE_URL", &url)]);
+    let state = boxoffice::state::AppState::connect(config).await.unwrap();
+    (TestApp::serve(db, state).await, trap)
+}
+
+const RESERVE: &str = "mutation($i: ReserveSeatsInput!) { reserveSeats(input: $i) { id status } }";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hold_whose_commit_answer_is_lost_is_answered_as_committed() {
+    let (app, trap) = app_behind(Cut::AfterCommit).await;
+    let show = app.show(layout(1, 4), 4).await;
+    let fan = app.sign_up("lost-answer@example.com").await;
+
+    trap.armed.store(true, Ordering::SeqCst);
+    let body = app
+        .gql(
+            Some(&fan.access),
+            RESERVE,
+            json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[0]] } }),
+        )
+        .await;
+    assert!(
+        trap.fired.load(Ordering::SeqCst),
+        "the proxy never cut a COMMIT: {body}"
+    );
+    trap.back().await;
+    let held = app
+        .count("SELECT count(*) AS n FROM reservations WHERE status = 'held'")
+        .await;
+    let all = app.count("SELECT count(*) AS n FROM reservations").await;
+    assert_eq!(
+        held, 1,
+        "PostgreSQL committed the hold: {body} (reservations: {all})"
+    );
+    assert!(
+        body["errors"].is_null(),
+        "a committed hold answered as an error (I9): {body}"
+    );
+    assert_eq!(body["data"]["reserveSeats"]["status"], "HELD", "{body}");
+    app.assert_invariants().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hold_whose_commit_never_arrived_is_unavailable_and_nothing_is_held() {
+    let (app, trap) = app_behind(Cut::BeforeCommit).await;
+    let show = app.show(layout(1, 4), 4).await;
+    let fan = app.sign_up("lost-commit@example.com").await;
+
+    trap.armed.store(true, Ordering::SeqCst);
+    let body = app
+        .gql(
+            Some(&fan.access),
+            RESERVE,
+            json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[0]] } }),
+        )
+        .await;
+    assert!(
+        trap.fired.load(Ordering::SeqCst),
+        "the proxy never cut a COMMIT: {body}"
+    );
+    trap.back().await;
+    assert_eq!(code(&body), "UNAVAILABLE", "{body}");
+    assert_eq!(app.count("SELECT count(*) AS n FROM reservations").await, 0);
+    // The seat is still there for the retry.
+    let again = app
+        .gql(
+            Some(&fan.access),
+            RESERVE,
+            json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[0]] } }),
+        )
+        .await;
+    assert!(again["errors"].is_null(), "{again}");
+    app.assert_invariants().await;
+}
