@@ -27,9 +27,19 @@
 //! offline scanner answer WRONG_SCHEDULE and show the seat without a database; issued-at
 //! tells a re-issued ticket from an older one; the key id picks the public key.
 
+use std::fmt;
+
 use thiserror::Error;
 
-use crate::keys::KeyId;
+/// A signing key's id, written in every code it signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyId(pub u32);
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// The format version this crate writes and reads.
 pub const VERSION: u8 = 1;

@@ -17,17 +17,10 @@ use data_encoding::BASE64URL_NOPAD;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use thiserror::Error;
 
+// The key id is part of the code's format, so it is defined there: keys depend on the
+// code, never the other way round.
+pub use crate::code::KeyId;
 use crate::code::{self, CodeError, TicketClaims, UnverifiedCode};
-
-/// A signing key's id, written in every code it signs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct KeyId(pub u32);
-
-impl fmt::Display for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// A key given in configuration that cannot be used; names what is wrong, never the key.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
