@@ -12,10 +12,10 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::common::{PG, TestApp, TestDb, code, layout, test_config};
+use crate::common::{PG, Session, Show, TestApp, TestDb, code, layout, test_config};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Cut {
@@ -206,25 +206,34 @@ async fn app_behind(cut: Cut) -> (TestApp, Trap) {
 
 const RESERVE: &str = "mutation($i: ReserveSeatsInput!) { reserveSeats(input: $i) { id status } }";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_hold_whose_commit_answer_is_lost_is_answered_as_committed() {
-    let (app, trap) = app_behind(Cut::AfterCommit).await;
+/// A server behind the proxy, a show and a fan; the fan's first hold meets the cut, and
+/// this returns its answer once the database is in reach again.
+async fn hold_through(cut: Cut, email: &str) -> (TestApp, Show, Session, Value) {
+    let (app, trap) = app_behind(cut).await;
     let show = app.show(layout(1, 4), 4).await;
-    let fan = app.sign_up("lost-answer@example.com").await;
-
+    let fan = app.sign_up(email).await;
     trap.armed.store(true, Ordering::SeqCst);
-    let body = app
-        .gql(
-            Some(&fan.access),
-            RESERVE,
-            json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[0]] } }),
-        )
-        .await;
+    let body = hold(&app, &fan, &show).await;
     assert!(
         trap.fired.load(Ordering::SeqCst),
         "the proxy never cut a COMMIT: {body}"
     );
     trap.back().await;
+    (app, show, fan, body)
+}
+
+async fn hold(app: &TestApp, fan: &Session, show: &Show) -> Value {
+    app.gql(
+        Some(&fan.access),
+        RESERVE,
+        json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[0]] } }),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hold_whose_commit_answer_is_lost_is_answered_as_committed() {
+    let (app, _, _, body) = hold_through(Cut::AfterCommit, "lost-answer@example.com").await;
     let held = app
         .count("SELECT count(*) AS n FROM reservations WHERE status = 'held'")
         .await;
@@ -243,33 +252,11 @@ async fn a_hold_whose_commit_answer_is_lost_is_answered_as_committed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hold_whose_commit_never_arrived_is_unavailable_and_nothing_is_held() {
-    let (app, trap) = app_behind(Cut::BeforeCommit).await;
-    let show = app.show(layout(1, 4), 4).await;
-    let fan = app.sign_up("lost-commit@example.com").await;
-
-    trap.armed.store(true, Ordering::SeqCst);
-    let body = app
-        .gql(
-            Some(&fan.access),
-            RESERVE,
-            json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[0]] } }),
-        )
-        .await;
-    assert!(
-        trap.fired.load(Ordering::SeqCst),
-        "the proxy never cut a COMMIT: {body}"
-    );
-    trap.back().await;
+    let (app, show, fan, body) = hold_through(Cut::BeforeCommit, "lost-commit@example.com").await;
     assert_eq!(code(&body), "UNAVAILABLE", "{body}");
     assert_eq!(app.count("SELECT count(*) AS n FROM reservations").await, 0);
     // The seat is still there for the retry.
-    let again = app
-        .gql(
-            Some(&fan.access),
-            RESERVE,
-            json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[0]] } }),
-        )
-        .await;
+    let again = hold(&app, &fan, &show).await;
     assert!(again["errors"].is_null(), "{again}");
     app.assert_invariants().await;
 }
