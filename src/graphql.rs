@@ -14,8 +14,8 @@ use async_graphql::{
 };
 
 use crate::{
-    admin, auth, booking, concerts, events, live, orders, payments, points, queue, seats, state::AppState,
-    tickets, waitlist,
+    admin, auth, booking, concerts, events, live, orders, payments, points, queue, seats, shows,
+    state::AppState, tickets, waitlist,
 };
 
 #[derive(MergedObject, Default)]
@@ -40,6 +40,7 @@ pub struct Mutation(
     admin::graphql::AdminMutation,
     concerts::graphql::ConcertsMutation,
     seats::graphql::SeatsMutation,
+    shows::graphql::ShowsMutation,
     booking::graphql::BookingMutation,
     points::graphql::PointsMutation,
     payments::graphql::PaymentsMutation,

@@ -6,7 +6,8 @@
 //! cancellation, expiry: the lock order lives there), `points` (balance and ledger), `payments` (top-ups through a
 //! payment provider), `live`
 //! (subscriptions across instances), `queue` (the waiting queue and its gate), `orders`
-//! (asynchronous orders through a Redis stream), `events` (the outbox relay and webhooks, on
+//! (asynchronous orders through a Redis stream), `shows` (hosts running a performance: edits,
+//! prices, blocked seats, complimentary tickets), `events` (the outbox relay and webhooks, on
 //! `boxoffice_outbox`). The shared pieces are few: `locks` (every
 //! row lock and their order), `error` (the one error
 //! type), `db` (pool and migrations), `kv` (Redis), `schema` and `invariants` come from
@@ -38,6 +39,7 @@ pub mod pagination;
 pub mod payments;
 pub mod points;
 pub mod queue;
+pub mod shows;
 pub use boxoffice_store::schema;
 pub mod seats;
 pub mod state;

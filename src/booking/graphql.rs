@@ -71,6 +71,14 @@ impl Reservation {
     async fn total_price(&self) -> i64 {
         self.0.total_price
     }
+    /// Given by the host (`issueComplimentary`): price 0, confirmed at once.
+    async fn complimentary(&self) -> bool {
+        self.0.complimentary
+    }
+    /// The host's note on a complimentary reservation.
+    async fn note(&self) -> Option<&str> {
+        self.0.note.as_deref()
+    }
     /// When an unpaid hold lapses.
     async fn expires_at(&self) -> DateTime<Utc> {
         self.0.expires_at

@@ -20,6 +20,8 @@
 //!   database clock, for every place that asks.
 //! - `lifecycle`: pay, cancel, expire, cancel a schedule.
 //! - `sweeper`: the background task that expires overdue holds.
+//! - `keep`: seats a host keeps back (block, unblock) or gives away (complimentary
+//!   tickets), under the same schedule lock as the hold batches.
 //! - `store`: reservation rows and reads.
 //! - `graphql`: `Reservation`, `reserveSeats`, `payReservation`, `cancelReservation`, ...
 //!
@@ -27,6 +29,7 @@
 
 mod batcher;
 pub mod graphql;
+mod keep;
 mod leader;
 mod lifecycle;
 mod reserve;
@@ -45,6 +48,7 @@ pub use boxoffice_core::{
     decide::KEY_USED,
     request::{HoldRequest, MAX_SEATS_PER_REQUEST, Origin, Want},
 };
+pub use keep::Guest;
 pub use leader::{Holds, LeaderStats, Leadership};
 pub use store::ReservationRow;
 
@@ -293,6 +297,78 @@ pub async fn cancel_concert(
         announce(&state.live, change);
     }
     Ok(concert)
+}
+
+/// Keeps free seats of a schedule back (its host or an admin): BLOCKED, never sold. Under
+/// the schedule lock of the hold batches, so a seat is never blocked and held at once.
+pub async fn block(
+    state: &AppState,
+    actor: Actor,
+    schedule_id: i64,
+    seat_ids: &[i64],
+    reason: &str,
+) -> AppResult<ScheduleRow> {
+    let mut conn = state.db.get().await?;
+    let kept = keep::block(&mut conn, actor, schedule_id, seat_ids, reason).await?;
+    if let Some(change) = kept.change {
+        announce(&state.live, change);
+    }
+    Ok(kept.schedule)
+}
+
+/// Puts blocked seats back on sale; the schedule's waiting list is served first.
+pub async fn unblock(
+    state: &AppState,
+    actor: Actor,
+    schedule_id: i64,
+    seat_ids: &[i64],
+) -> AppResult<ScheduleRow> {
+    let mut conn = state.db.get().await?;
+    let kept = keep::unblock(&mut conn, actor, schedule_id, seat_ids).await?;
+    if let Some(change) = kept.change {
+        announce(&state.live, change);
+    }
+    crate::waitlist::service::publish(state, &kept.offers);
+    Ok(kept.schedule)
+}
+
+/// Gives free or blocked seats to a guest at price 0, tickets issued (its host or an
+/// admin); whether the guest's account was created (invited) for it.
+pub async fn comp(
+    state: &AppState,
+    actor: Actor,
+    schedule_id: i64,
+    seat_ids: &[i64],
+    guest: &Guest<'_>,
+    note: Option<&str>,
+) -> AppResult<(ReservationRow, bool)> {
+    let mut conn = state.db.get().await?;
+    let (reservation, change, invited) = keep::comp(
+        &mut conn,
+        actor,
+        schedule_id,
+        seat_ids,
+        guest,
+        note,
+        state.tickets.signer(),
+    )
+    .await?;
+    announce(&state.live, change);
+    Ok((reservation, invited))
+}
+
+/// Announces a schedule change that moved no seat (its times, prices or limits): a
+/// `seatChanges` event with no seats and the new version, whose `schedule` carries the
+/// change to every watcher, holders on their checkout pages among them.
+pub fn announce_schedule(state: &AppState, schedule_id: i64, version: i64) {
+    announce(
+        &state.live,
+        SeatChange {
+            schedule_id,
+            version,
+            seats: Vec::new(),
+        },
+    );
 }
 
 /// Expires every overdue hold now (what the sweeper does on each tick). Returns the number

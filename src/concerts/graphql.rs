@@ -173,7 +173,7 @@ impl Schedule {
     async fn capacity(&self) -> i32 {
         self.0.capacity
     }
-    /// Seats held or sold.
+    /// Seats held, sold or blocked (not available).
     async fn booked_count(&self) -> i32 {
         self.0.booked_count
     }
@@ -196,6 +196,25 @@ impl Schedule {
         }
         let mut conn = state(ctx)?.db.get().await?;
         Ok(Some(crate::waitlist::store::length(&mut conn, self.0.id).await?))
+    }
+    /// Seats given away as complimentary tickets (`issueComplimentary`), counted apart from
+    /// sales: for its host and admins only (null for everyone else).
+    async fn complimentary_seats(&self, ctx: &Context<'_>) -> Result<Option<i64>, AppError> {
+        let Some(actor) = optional_actor(ctx).await? else {
+            return Ok(None);
+        };
+        let concert = ctx
+            .data::<DataLoader<ConcertLoader>>()?
+            .load_one(self.0.concert_id)
+            .await?
+            .ok_or(AppError::NotFound("concert"))?;
+        if actor.ensure_manages(concert.host_id).is_err() {
+            return Ok(None);
+        }
+        let mut conn = state(ctx)?.db.get().await?;
+        Ok(Some(
+            crate::booking::store::complimentary_seats(&mut conn, self.0.id).await?,
+        ))
     }
     /// Grows with every seat change of this schedule. `seatChanges` events carry it: a
     /// client that sees a version jump by more than one missed an update and re-reads.

@@ -269,7 +269,36 @@ pub async fn check_cancel_schedule(
     Ok(schedule)
 }
 
-fn range(v: i32, field: &str, lo: i32, hi: i32) -> AppResult<i32> {
+/// A schedule its host (or an admin) runs: `updateSchedule`, prices, blocks, comps. Locks
+/// the schedule row (lock order step 2: the booking-count lock every hold batch takes, so
+/// what the caller then does to seats is serialized with every batch of the schedule) and
+/// reads its concert. To anyone who does not manage the concert, another host included,
+/// the schedule does not exist (NOT_FOUND): a host learns nothing of another's shows. A
+/// cancelled show can no longer be changed (CONFLICT naming the rule).
+pub async fn managed_schedule(
+    conn: &mut AsyncPgConnection,
+    actor: Actor,
+    schedule_id: i64,
+) -> AppResult<(ScheduleRow, ConcertRow)> {
+    let schedule = crate::locks::schedule(conn, schedule_id)
+        .await?
+        .ok_or(AppError::NotFound("schedule"))?;
+    let concert = store::concert(conn, schedule.concert_id)
+        .await?
+        .ok_or(AppError::NotFound("schedule"))?;
+    if actor.ensure_manages(concert.host_id).is_err() {
+        return Err(AppError::NotFound("schedule"));
+    }
+    if concert.status == ConcertStatus::Cancelled || schedule.status == super::ScheduleStatus::Cancelled {
+        return Err(AppError::Conflict(
+            "rule `cancelled shows are final`: this performance is cancelled and can no longer be changed"
+                .into(),
+        ));
+    }
+    Ok((schedule, concert))
+}
+
+pub(crate) fn range(v: i32, field: &str, lo: i32, hi: i32) -> AppResult<i32> {
     if (lo..=hi).contains(&v) {
         Ok(v)
     } else {

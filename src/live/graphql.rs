@@ -54,8 +54,8 @@ impl SeatChangeEvent {
             .map(|(id, st)| Seat::changed(*id, *st))
             .collect()
     }
-    /// The same as `seats` in one string: `<seat id><A|H|S>` joined by commas, e.g.
-    /// `1041H,1042H,2001A` (A available, H held, S sold).
+    /// The same as `seats` in one string: `<seat id><A|H|S|B>` joined by commas, e.g.
+    /// `1041H,1042H,2001A` (A available, H held, S sold, B blocked).
     async fn packed(&self) -> &str {
         &self.0.packed
     }

@@ -44,7 +44,7 @@ pub struct SeatUpdate {
     pub schedule: Option<Arc<ScheduleRow>>,
     /// Changes may have been missed (a lag or a Redis reconnect): re-read the seat map.
     pub resync: bool,
-    /// `seats` as one string, `<id><A|H|S>` joined by commas, made once for every
+    /// `seats` as one string, `<id><A|H|S|B>` joined by commas, made once for every
     /// subscriber of this instance: the cheap way to follow a big sale.
     pub packed: Arc<str>,
 }
@@ -55,6 +55,7 @@ pub fn status_letter(status: SeatStatus) -> char {
         SeatStatus::Available => 'A',
         SeatStatus::Held => 'H',
         SeatStatus::Sold => 'S',
+        SeatStatus::Blocked => 'B',
     }
 }
 

@@ -144,6 +144,8 @@ pub struct GradeAvailability {
     pub available: i64,
     pub held: i64,
     pub sold: i64,
+    /// Kept back by the host (`blockSeats`): never sold, not available.
+    pub blocked: i64,
 }
 
 impl From<GradeCount> for GradeAvailability {
@@ -156,6 +158,7 @@ impl From<GradeCount> for GradeAvailability {
             available: c.available,
             held: c.held,
             sold: c.sold,
+            blocked: c.blocked,
         }
     }
 }

@@ -22,7 +22,7 @@ const MAX_GRADES: usize = 20;
 const MAX_SECTIONS: usize = 200;
 const MAX_ROWS_PER_SECTION: usize = 500;
 const MAX_SEATS_PER_ROW: i32 = 1_000;
-const MAX_PRICE: i64 = 100_000_000;
+pub const MAX_PRICE: i64 = 100_000_000;
 
 #[derive(InputObject, Clone)]
 pub struct SeatLayoutInput {
@@ -179,7 +179,8 @@ struct GradeId {
     name: String,
 }
 
-/// Replaces the schedule's layout. Refused (CONFLICT) once any seat has ever been held.
+/// Replaces the schedule's layout. Refused (CONFLICT, naming the rule) while any seat is held
+/// or sold; blocked seats and past, dead reservations do not freeze it.
 /// Runs under the schedule's booking-count lock, so no hold can slip in meanwhile. New seats
 /// serve the schedule's waiting list first, in the same transaction (fans may join the line
 /// of a schedule on sale before it has seats): the caller announces what that did.
@@ -202,15 +203,34 @@ pub async fn generate(
         {
             return Err(AppError::Conflict("the schedule is cancelled".into()));
         }
-        if schedule.booked_count > 0 || super::store::has_reservations(conn, schedule_id).await? {
-            return Err(AppError::Conflict(
-                "seats of this schedule have been reserved; its layout can no longer be replaced".into(),
-            ));
+        let live = super::store::live_seats(conn, schedule_id).await?;
+        if live > 0 {
+            return Err(AppError::Conflict(format!(
+                "rule `a layout with live holds or sales stays`: {live} seat(s) of this performance are held or sold; \
+                 the layout can be replaced only while none is (cancelled and expired reservations do not count)"
+            )));
         }
+        // Seats that dead (cancelled, expired) reservations and their tickets still name keep
+        // their rows for that history, detached from the schedule with their grades; every
+        // other seat of the old layout, blocked ones included, goes.
+        diesel::sql_query(
+            "UPDATE seats SET schedule_id = NULL, status = 'available', block_reason = NULL
+             WHERE schedule_id = $1 AND EXISTS (SELECT 1 FROM reservation_seats rs WHERE rs.seat_id = seats.id)",
+        )
+        .bind::<BigInt, _>(schedule_id)
+        .execute(conn)
+        .await?;
         diesel::sql_query("DELETE FROM seats WHERE schedule_id = $1")
             .bind::<BigInt, _>(schedule_id)
             .execute(conn)
             .await?;
+        diesel::sql_query(
+            "UPDATE seat_grades SET schedule_id = NULL
+             WHERE schedule_id = $1 AND EXISTS (SELECT 1 FROM seats s WHERE s.grade_id = seat_grades.id)",
+        )
+        .bind::<BigInt, _>(schedule_id)
+        .execute(conn)
+        .await?;
         diesel::sql_query("DELETE FROM seat_grades WHERE schedule_id = $1")
             .bind::<BigInt, _>(schedule_id)
             .execute(conn)
@@ -251,7 +271,8 @@ pub async fn generate(
         .execute(conn)
         .await?;
         diesel::sql_query(
-            "UPDATE schedules SET capacity = $2, version = version + 1, updated_at = now() WHERE id = $1",
+            "UPDATE schedules SET capacity = $2, booked_count = 0, version = version + 1, updated_at = now()
+             WHERE id = $1",
         )
         .bind::<BigInt, _>(schedule_id)
         .bind::<Int4, _>(i32::try_from(plan.total).map_err(AppError::internal)?)

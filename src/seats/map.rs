@@ -43,7 +43,8 @@ pub struct SeatMap {
     pub rows: Vec<SeatMapRow>,
     /// Seat ids in layout order as runs of consecutive ids: `[first, count, first, count, ...]`.
     pub id_runs: Vec<i64>,
-    /// One letter per seat in layout order: A available, H held, S sold.
+    /// One letter per seat in layout order: A available, H held, S sold, B blocked (kept
+    /// back by the host).
     pub statuses: Arc<str>,
 }
 
@@ -120,7 +121,7 @@ impl SeatMaps {
         version: i64,
     ) -> Option<Vec<crate::seats::graphql::GradeAvailability>> {
         let map = self.0.get(&schedule_id).filter(|m| m.version == version)?;
-        let mut counts = vec![[0i64; 3]; map.grades.len()];
+        let mut counts = vec![[0i64; 4]; map.grades.len()];
         let mut letters = map.statuses.chars();
         for row in &map.rows {
             let slot = counts.get_mut(usize::try_from(row.grade).ok()?)?;
@@ -128,6 +129,7 @@ impl SeatMaps {
                 match letters.next()? {
                     'H' => slot[1] += 1,
                     'S' => slot[2] += 1,
+                    'B' => slot[3] += 1,
                     _ => slot[0] += 1,
                 }
             }
@@ -137,14 +139,15 @@ impl SeatMaps {
                 .iter()
                 .zip(counts)
                 .map(
-                    |(g, [available, held, sold])| crate::seats::graphql::GradeAvailability {
+                    |(g, [available, held, sold, blocked])| crate::seats::graphql::GradeAvailability {
                         grade: g.name.clone(),
                         price: g.price,
                         color: g.color.clone(),
-                        total: available + held + sold,
+                        total: available + held + sold + blocked,
                         available,
                         held,
                         sold,
+                        blocked,
                     },
                 )
                 .collect(),

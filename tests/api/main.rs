@@ -32,6 +32,8 @@ mod readme;
 mod roles;
 mod schema;
 mod search;
+mod show_blocks;
+mod show_edit;
 mod single;
 mod startup;
 mod storage;

@@ -7,10 +7,12 @@
 //! - `request`: a hold request and what its idempotency key stands for.
 //! - `decide`: the decision of a hold batch, request by request.
 //! - `sale`: whether a schedule is on sale at a given moment.
+//! - `keep`: which seats a host's block, unblock or complimentary ticket changes.
 //! - `refusal`: why a rule refuses, mapped to the API's error codes by the server.
 
 pub mod best_available;
 pub mod decide;
+pub mod keep;
 pub mod refusal;
 pub mod request;
 pub mod sale;

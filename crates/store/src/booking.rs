@@ -39,6 +39,13 @@ pub struct ReservationRow {
     pub paid_at: Option<DateTime<Utc>>,
     pub cancelled_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// Given by the host at price 0 (`issueComplimentary`), not bought. Absent in rows
+    /// forwarded by older instances, which made none.
+    #[serde(default)]
+    pub complimentary: bool,
+    /// The host's note on a complimentary reservation.
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// A seat of a reservation with the grade and price it was held at.
@@ -101,4 +108,22 @@ pub async fn reserved_seats(
     .bind::<Array<BigInt>, _>(reservation_ids)
     .load(conn)
     .await
+}
+
+/// Seats of a schedule given away (live complimentary reservations): counted apart from
+/// the seats sold.
+pub async fn complimentary_seats(conn: &mut AsyncPgConnection, schedule_id: i64) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let row: N = diesel::sql_query(
+        "SELECT coalesce(sum(seat_count), 0)::bigint AS n FROM reservations
+         WHERE schedule_id = $1 AND complimentary AND status = 'confirmed'",
+    )
+    .bind::<BigInt, _>(schedule_id)
+    .get_result(conn)
+    .await?;
+    Ok(row.n)
 }

@@ -31,7 +31,7 @@ pub const CORE: &[Check] = &[
               WHERE r.status IN ('held','confirmed') AND s.reservation_id IS DISTINCT FROM r.id",
     },
     Check {
-        name: "I2: a booking count differs from held + sold seats, or exceeds capacity",
+        name: "I2: a booking count differs from held + sold + blocked seats, or exceeds capacity",
         sql: "SELECT count(*) AS n FROM schedules sc WHERE sc.booked_count <>
               (SELECT count(*) FROM seats s WHERE s.schedule_id = sc.id AND s.status <> 'available')
               OR sc.booked_count > sc.capacity",
@@ -42,11 +42,16 @@ pub const CORE: &[Check] = &[
               coalesce((SELECT sum(amount) FROM point_ledger l WHERE l.user_id = u.id), 0)",
     },
     Check {
+        // Complimentary seats are the host's gift, outside the limit. A limit lowered later
+        // does not touch reservations made before (`updateSchedule`): holdings over it break
+        // the rule only if a reservation of them was made after the change.
         name: "I4: a user holds more seats than the per-user limit",
         sql: "SELECT count(*) AS n FROM (SELECT r.schedule_id, r.user_id FROM reservations r
-              JOIN schedules sc ON sc.id = r.schedule_id WHERE r.status IN ('held','confirmed')
-              GROUP BY r.schedule_id, r.user_id, sc.per_user_limit
-              HAVING sum(r.seat_count) > sc.per_user_limit) x",
+              JOIN schedules sc ON sc.id = r.schedule_id
+              WHERE r.status IN ('held','confirmed') AND NOT r.complimentary
+              GROUP BY r.schedule_id, r.user_id, sc.per_user_limit, sc.limit_lowered_at
+              HAVING sum(r.seat_count) > sc.per_user_limit
+                 AND max(r.created_at) > coalesce(sc.limit_lowered_at, '-infinity')) x",
     },
 ];
 
@@ -66,8 +71,31 @@ pub const MORE: &[Check] = &[
     },
     Check {
         name: "I7: a held seat without a live reservation",
-        sql: "SELECT count(*) AS n FROM seats s WHERE s.status <> 'available' AND NOT EXISTS
+        sql: "SELECT count(*) AS n FROM seats s WHERE s.status IN ('held', 'sold') AND NOT EXISTS
               (SELECT 1 FROM reservations r WHERE r.id = s.reservation_id AND r.status IN ('held', 'confirmed'))",
+    },
+];
+
+/// I11 for seats kept back and given away: a BLOCKED seat is in no live reservation and
+/// has no owner; a complimentary reservation is free, confirmed, and has a valid ticket
+/// per seat.
+pub const KEPT: &[Check] = &[
+    Check {
+        name: "I11: a blocked seat belongs to a reservation",
+        sql: "SELECT count(*) AS n FROM seats s WHERE s.status = 'blocked' AND (s.reservation_id IS NOT NULL
+              OR EXISTS (SELECT 1 FROM reservation_seats rs JOIN reservations r ON r.id = rs.reservation_id
+                         WHERE rs.seat_id = s.id AND r.status IN ('held', 'confirmed')))",
+    },
+    Check {
+        name: "I11: a complimentary reservation that is not free, or held",
+        sql: "SELECT count(*) AS n FROM reservations r WHERE r.complimentary
+              AND (r.total_price <> 0 OR r.status = 'held'
+                   OR EXISTS (SELECT 1 FROM reservation_seats rs WHERE rs.reservation_id = r.id AND rs.price <> 0))",
+    },
+    Check {
+        name: "I11: a confirmed complimentary reservation without a valid ticket per seat",
+        sql: "SELECT count(*) AS n FROM reservations r WHERE r.complimentary AND r.status = 'confirmed'
+              AND r.seat_count <> (SELECT count(*) FROM tickets t WHERE t.reservation_id = r.id AND t.status <> 'revoked')",
     },
 ];
 
@@ -184,5 +212,10 @@ pub const EVENTS: &[Check] = &[
 
 /// Every check of this module.
 pub fn all() -> impl Iterator<Item = &'static Check> {
-    CORE.iter().chain(MORE).chain(MONEY).chain(EVENTS).chain(DOORS)
+    CORE.iter()
+        .chain(MORE)
+        .chain(MONEY)
+        .chain(EVENTS)
+        .chain(DOORS)
+        .chain(KEPT)
 }

@@ -87,13 +87,14 @@ diesel::table! {
         version -> Int8,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        limit_lowered_at -> Nullable<Timestamptz>,
     }
 }
 
 diesel::table! {
     seat_grades (id) {
         id -> Int8,
-        schedule_id -> Int8,
+        schedule_id -> Nullable<Int8>,
         name -> Text,
         price -> Int8,
         color -> Text,
@@ -104,13 +105,14 @@ diesel::table! {
 diesel::table! {
     seats (id) {
         id -> Int8,
-        schedule_id -> Int8,
+        schedule_id -> Nullable<Int8>,
         grade_id -> Int8,
         section -> Text,
         row_label -> Text,
         number -> Int4,
         status -> Text,
         reservation_id -> Nullable<Int8>,
+        block_reason -> Nullable<Text>,
     }
 }
 
@@ -129,6 +131,8 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         request_hash -> Nullable<Int8>,
+        complimentary -> Bool,
+        note -> Nullable<Text>,
     }
 }
 

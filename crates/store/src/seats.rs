@@ -10,11 +10,13 @@ use boxoffice_core::best_available::{LayoutBuilder, SeatLayout};
 
 crate::text_enum! {
     // Stored in `seats.status`.
-    /// Where a seat stands: free, held by a reservation waiting for payment, or sold.
+    /// Where a seat stands: free, held by a reservation waiting for payment, sold, or
+    /// blocked (kept back by the host: never sold, in no reservation).
     pub enum SeatStatus {
         Available => "available",
         Held => "held",
         Sold => "sold",
+        Blocked => "blocked",
     }
 }
 
@@ -114,10 +116,11 @@ pub async fn sections(
     .await
 }
 
-/// The given seats (of any schedule), for reservations.
+/// The given seats (of any schedule), for reservations. A seat detached from its schedule by
+/// a layout replacement (kept for the dead reservations naming it) has schedule 0.
 pub async fn seats_by_ids(conn: &mut AsyncPgConnection, ids: &[i64]) -> diesel::QueryResult<Vec<SeatRow>> {
     diesel::sql_query(
-        "SELECT s.id, s.schedule_id, s.section, s.row_label, s.number, s.status, g.name AS grade, g.price
+        "SELECT s.id, coalesce(s.schedule_id, 0) AS schedule_id, s.section, s.row_label, s.number, s.status, g.name AS grade, g.price
          FROM seats s JOIN seat_grades g ON g.id = s.grade_id
          WHERE s.id = ANY($1)
          ORDER BY s.id",
@@ -205,9 +208,12 @@ pub struct GradeCount {
     pub held: i64,
     #[diesel(sql_type = BigInt)]
     pub sold: i64,
+    #[diesel(sql_type = BigInt)]
+    pub blocked: i64,
 }
 
-/// Per grade: seats in total, available, held and sold, for several schedules at once.
+/// Per grade: seats in total, available, held, sold and blocked, for several schedules at
+/// once.
 pub async fn availability(
     conn: &mut AsyncPgConnection,
     schedule_ids: &[i64],
@@ -217,7 +223,8 @@ pub async fn availability(
                 count(s.id) AS total,
                 count(s.id) FILTER (WHERE s.status = 'available') AS available,
                 count(s.id) FILTER (WHERE s.status = 'held') AS held,
-                count(s.id) FILTER (WHERE s.status = 'sold') AS sold
+                count(s.id) FILTER (WHERE s.status = 'sold') AS sold,
+                count(s.id) FILTER (WHERE s.status = 'blocked') AS blocked
          FROM seat_grades g LEFT JOIN seats s ON s.grade_id = g.id
          WHERE g.schedule_id = ANY($1)
          GROUP BY g.schedule_id, g.id
@@ -228,15 +235,18 @@ pub async fn availability(
     .await
 }
 
-pub async fn has_reservations(conn: &mut AsyncPgConnection, schedule_id: i64) -> diesel::QueryResult<bool> {
+/// Seats of a schedule held or sold now (live reservations'): what freezes its layout.
+pub async fn live_seats(conn: &mut AsyncPgConnection, schedule_id: i64) -> diesel::QueryResult<i64> {
     #[derive(QueryableByName)]
-    struct E {
-        #[diesel(sql_type = diesel::sql_types::Bool)]
-        e: bool,
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
     }
-    let row: E = diesel::sql_query("SELECT EXISTS (SELECT 1 FROM reservations WHERE schedule_id = $1) AS e")
-        .bind::<BigInt, _>(schedule_id)
-        .get_result(conn)
-        .await?;
-    Ok(row.e)
+    let row: N = diesel::sql_query(
+        "SELECT count(*) AS n FROM seats WHERE schedule_id = $1 AND status IN ('held', 'sold')",
+    )
+    .bind::<BigInt, _>(schedule_id)
+    .get_result(conn)
+    .await?;
+    Ok(row.n)
 }

@@ -6,9 +6,11 @@
 export const AVAILABLE = 0;
 export const HELD = 1;
 export const SOLD = 2;
-const LETTER = { A: AVAILABLE, H: HELD, S: SOLD };
-export const STATUS_OF = { AVAILABLE, HELD, SOLD };
-export const STATUS_NAME = ['available', 'held', 'sold'];
+/** Kept back by the host (blockSeats): never for sale, drawn like a sold seat but hatched. */
+export const BLOCKED = 3;
+const LETTER = { A: AVAILABLE, H: HELD, S: SOLD, B: BLOCKED };
+export const STATUS_OF = { AVAILABLE, HELD, SOLD, BLOCKED };
+export const STATUS_NAME = ['available', 'held', 'sold', 'blocked'];
 export const HELD_COLOR = '#b9bec6';
 /** The smallest seat a finger can pick (CSS px; WCAG 2.5.8's minimum target size). */
 export const TOUCH_SEAT = 24;
@@ -17,6 +19,7 @@ export const TOUCH_SEAT = 24;
 const MAX_CANVAS_PIXELS = 16_000_000;
 const MAX_CANVAS_SIDE = 32_000;
 export const SOLD_COLOR = '#3c4043';
+export const BLOCKED_COLOR = '#8d6e63';
 
 /** The model of a `SeatMap` answer: one entry per seat in layout order. */
 export function fromSeatMap(sm) {
@@ -59,7 +62,7 @@ function rowsOf(rows) {
 
 /** Seats per grade by status, counted from the model (for a fresh read). */
 export function countByGrade(model) {
-  const out = model.grades.map((g) => ({ grade: g.name, price: g.price, color: g.color, total: 0, available: 0, held: 0, sold: 0 }));
+  const out = model.grades.map((g) => ({ grade: g.name, price: g.price, color: g.color, total: 0, available: 0, held: 0, sold: 0, blocked: 0 }));
   for (const r of model.rows) {
     const g = out[r.grade];
     if (!g) continue;
@@ -189,7 +192,7 @@ export class SeatCanvas {
       let x = this.rowX[ri];
       for (let i = r.start; i < r.start + r.seats; i += 1, x += cell) {
         const st = m.status[i];
-        const c = st === HELD ? HELD_COLOR : st === SOLD ? SOLD_COLOR : (colors[r.grade] || '#888');
+        const c = st === HELD ? HELD_COLOR : st === SOLD ? SOLD_COLOR : st === BLOCKED ? BLOCKED_COLOR : (colors[r.grade] || '#888');
         if (c !== style) { ctx.fillStyle = c; style = c; }
         ctx.fillRect(x, y, size, size);
       }

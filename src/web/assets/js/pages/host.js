@@ -1,15 +1,17 @@
 // `/host`: a host's workspace. Concerts (create, edit, publish, cancel with a reason),
-// their performances (add, cancel), a layout builder with a live preview of the seat map
-// before generateSeats, and live sales per performance drawn as a chart.
+// their performances (add, edit times, limits and prices, cancel), a layout builder with a
+// live preview of the seat map before generateSeats, the seats of a performance (keep
+// seats back, put them back on sale, give complimentary tickets), and live sales per
+// performance drawn as a chart.
 import { h, fill, field, notice, toast, points, when, toLocalInput, fromLocalInput, busy, focusOn } from '../ui.js';
 import { gql } from '../api.js';
 import { subscribe } from '../live.js';
 import { explain } from '../errors.js';
 import * as auth from '../auth.js';
 import { accountDialog } from '../app.js';
-import { fromLayout, SeatCanvas } from '../seatmap.js';
+import { fromLayout, fromSeatMap, describe, SeatCanvas } from '../seatmap.js';
 
-const SCHEDULE_FIELDS = 'id startsAt salesOpenAt salesCloseAt perUserLimit holdSeconds queueEnabled status capacity bookedCount waitlistLength';
+const SCHEDULE_FIELDS = 'id startsAt salesOpenAt salesCloseAt perUserLimit holdSeconds queueEnabled admitPerSecond maxActive admissionSeconds status capacity bookedCount complimentarySeats waitlistLength';
 const CONCERT_FIELDS = `id title artist venue category description posterUrl status cancelReason schedules { ${SCHEDULE_FIELDS} }`;
 
 export function render(main) {
@@ -139,6 +141,18 @@ export function render(main) {
         builderBox.scrollIntoView({ block: 'start' });
         focusOn(document.getElementById('builder-title'));
       }, (e) => notice(smsg, explain(e), 'error'));
+      const edit = h('button', { type: 'button', dataset: { schedule: s.id } }, 'Edit');
+      edit.onclick = () => {
+        fill(builderBox, editForm(c, s));
+        builderBox.scrollIntoView({ block: 'start' });
+        focusOn(document.getElementById('edit-title'));
+      };
+      const seatsBtn = h('button', { type: 'button', dataset: { schedule: s.id } }, 'Seats');
+      seatsBtn.onclick = () => busy(seatsBtn, async () => {
+        fill(builderBox, await seatsPanel(c, s));
+        builderBox.scrollIntoView({ block: 'start' });
+        focusOn(document.getElementById('seats-title'));
+      }, (e) => notice(smsg, explain(e), 'error'));
       const cancel = h('button', { type: 'button', class: 'link' }, 'cancel');
       cancel.onclick = () => {
         if (!window.confirm('Cancel this performance? Holds are released and paid seats refunded.')) return;
@@ -151,10 +165,10 @@ export function render(main) {
       return h('tr', {},
         h('td', {}, h('a', { href: `/schedules/${s.id}`, 'data-nav': true }, when(s.startsAt))),
         h('td', {}, `${when(s.salesOpenAt)} – ${when(s.salesCloseAt)}`),
-        h('td', {}, s.capacity ? `${s.bookedCount} / ${s.capacity}` : 'no seats yet'),
+        h('td', {}, s.capacity ? `${s.bookedCount} / ${s.capacity}${s.complimentarySeats ? ` (${s.complimentarySeats} complimentary)` : ''}` : 'no seats yet'),
         h('td', {}, s.queueEnabled ? 'queue' : ''),
         h('td', { class: 'waitlist-length' }, s.waitlistLength ? `${s.waitlistLength} waiting` : ''),
-        h('td', {}, s.status === 'CANCELLED' ? 'cancelled' : [layoutBtn, ' ', cancel]));
+        h('td', {}, s.status === 'CANCELLED' ? 'cancelled' : [edit, ' ', s.capacity ? [seatsBtn, ' '] : null, layoutBtn, ' ', cancel]));
     });
     return h('section', { class: 'panel', 'aria-labelledby': 'sched-title' },
       h('h2', { id: 'sched-title' }, 'Performances'), smsg,
@@ -194,6 +208,120 @@ export function render(main) {
       }, (e) => notice(smsg, explain(e), 'error'));
     };
     return form;
+  }
+
+  // --- editing a performance ------------------------------------------------------------------
+  // Only what the host changed is sent; the server names the rule of any refusal.
+  function editForm(c, s) {
+    const emsg = h('div');
+    const f = {
+      startsAt: field('Starts', { type: 'datetime-local', value: toLocalInput(Date.parse(s.startsAt)) }),
+      salesOpenAt: field('Sales open', { type: 'datetime-local', value: toLocalInput(Date.parse(s.salesOpenAt)) }),
+      salesCloseAt: field('Sales close', { type: 'datetime-local', value: toLocalInput(Date.parse(s.salesCloseAt)) }),
+      perUserLimit: field('Seats per person', { type: 'number', min: 1, max: 20, value: s.perUserLimit }),
+      holdSeconds: field('Hold time (s)', { type: 'number', min: 30, max: 3600, value: s.holdSeconds }),
+      admitPerSecond: field('Queue: admitted per second', { type: 'number', min: 1, value: s.admitPerSecond }),
+      maxActive: field('Queue: shoppers at once', { type: 'number', min: 1, value: s.maxActive }),
+      admissionSeconds: field('Queue: admission lasts (s)', { type: 'number', min: 30, value: s.admissionSeconds }),
+    };
+    const initial = Object.fromEntries(Object.entries(f).map(([k, x]) => [k, x.input.value]));
+    const queue = h('input', { type: 'checkbox', id: 'edit-queue', checked: s.queueEnabled });
+    const save = h('button', { type: 'submit', class: 'primary' }, 'Save changes');
+    const form = h('form', { class: 'sub', 'aria-label': 'Edit the performance' },
+      h('div', { class: 'grid2' }, Object.values(f).map((x) => x.wrap),
+        h('div', { class: 'field check' }, queue, h('label', { for: 'edit-queue' }, 'Sell through the waiting queue'))), save);
+    form.onsubmit = (ev) => {
+      ev.preventDefault();
+      const input = {};
+      for (const [k, x] of Object.entries(f)) {
+        if (x.input.value === initial[k]) continue;
+        input[k] = ['startsAt', 'salesOpenAt', 'salesCloseAt'].includes(k) ? fromLocalInput(x.input.value) : Number(x.input.value);
+      }
+      if (queue.checked !== s.queueEnabled) input.queueEnabled = queue.checked;
+      busy(save, async () => {
+        await gql(`mutation($id: ID!, $i: ScheduleUpdateInput!) { updateSchedule(id: $id, input: $i) { ${SCHEDULE_FIELDS} } }`, { id: s.id, i: input });
+        toast('Performance updated.', 'ok');
+        await load(c.id);
+      }, (e) => notice(emsg, explain(e), 'error'));
+    };
+    const pmsg = h('div');
+    const pricesBox = h('div');
+    gql('query($s: ID!) { schedule(id: $s) { availability { grade price held sold } } }', { s: s.id }).then((d) => {
+      const grades = d.schedule.availability;
+      if (!grades.length) return;
+      const inputs = grades.map((g) => field(`Price of ${g.grade} (points)`, { type: 'number', min: 0, value: g.price }));
+      const savePrices = h('button', { type: 'button' }, 'Save prices');
+      savePrices.onclick = () => busy(savePrices, async () => {
+        const prices = grades.map((g, i) => ({ grade: g.grade, price: Number(inputs[i].input.value) })).filter((p, i) => p.price !== grades[i].price);
+        if (!prices.length) return;
+        await gql('mutation($s: ID!, $p: [GradePriceInput!]!) { updateGradePrices(scheduleId: $s, prices: $p) { id } }', { s: s.id, p: prices });
+        toast('Prices updated.', 'ok');
+        for (const p of prices) grades.find((g) => g.grade === p.grade).price = p.price;
+      }, (e) => notice(pmsg, explain(e), 'error'));
+      fill(pricesBox, h('h4', {}, 'Prices'), h('p', { class: 'muted' }, 'A grade\'s price can change until one of its seats is held or sold.'),
+        pmsg, h('div', { class: 'grid2' }, inputs.map((x) => x.wrap)), savePrices);
+    }, (e) => notice(pmsg, explain(e), 'error'));
+    return h('section', { class: 'panel edit-schedule', 'aria-labelledby': 'edit-title' },
+      h('h3', { id: 'edit-title' }, `Edit the performance of ${when(s.startsAt)}`),
+      h('p', { class: 'muted' }, 'Nothing moves into the past; sales close before the show. A lower seat limit applies to the next holds; moving a show with tickets sold tells their holders.'),
+      emsg, form, pricesBox);
+  }
+
+  // --- the seats of a performance: kept back, put back, given away ------------------------------
+  async function seatsPanel(c, s) {
+    const MAP = 'query($s: ID!) { schedule(id: $s) { seatMap { version grades { name price color } rows { section row seats grade } idRuns statuses } } }';
+    const read = async () => fromSeatMap((await gql(MAP, { s: s.id })).schedule.seatMap);
+    let model = await read();
+    const picked = new Set();
+    const kmsg = h('div');
+    const chosen = h('p', { class: 'picked-seats', 'aria-live': 'polite' });
+    const canvas = h('canvas', { class: 'seatmap', tabindex: 0, role: 'application', 'aria-label': 'Seat map: pick the seats to keep back or give away' });
+    const view = new SeatCanvas(canvas, model, {
+      pickable: true,
+      selection: () => [...picked],
+      onPick: (i) => { if (picked.has(i)) picked.delete(i); else picked.add(i); showPicked(); view.invalidate(); },
+    });
+    function showPicked() {
+      const seats = [...picked].sort((a, b) => a - b).map((i) => {
+        const d = describe(model, i);
+        return `${d.section} ${d.row}-${d.number} (${d.status})`;
+      });
+      fill(chosen, seats.length ? `Picked: ${seats.join(', ')}` : 'Pick seats on the map (click, or arrows and Enter).');
+    }
+    const ids = () => [...picked].map((i) => String(model.ids[i]));
+    const after = async (text) => {
+      toast(text, 'ok');
+      picked.clear();
+      model = await read();
+      view.setModel(model);
+      showPicked();
+    };
+    const reason = field('Reason', { value: 'production' });
+    const block = h('button', { type: 'button' }, 'Keep back');
+    block.onclick = () => busy(block, async () => {
+      await gql('mutation($s: ID!, $ids: [ID!]!, $r: String!) { blockSeats(scheduleId: $s, seatIds: $ids, reason: $r) { id } }', { s: s.id, ids: ids(), r: reason.input.value });
+      await after('Seats kept back.');
+    }, (e) => notice(kmsg, explain(e), 'error'));
+    const unblock = h('button', { type: 'button' }, 'Put back on sale');
+    unblock.onclick = () => busy(unblock, async () => {
+      await gql('mutation($s: ID!, $ids: [ID!]!) { unblockSeats(scheduleId: $s, seatIds: $ids) { id } }', { s: s.id, ids: ids() });
+      await after('Seats back on sale.');
+    }, (e) => notice(kmsg, explain(e), 'error'));
+    const email = field('Guest e-mail', { type: 'email' });
+    const note = field('Note', {});
+    const comp = h('button', { type: 'button', class: 'primary' }, 'Give tickets');
+    comp.onclick = () => busy(comp, async () => {
+      const d = await gql('mutation($s: ID!, $ids: [ID!]!, $e: String!, $n: String) { issueComplimentary(scheduleId: $s, seatIds: $ids, email: $e, note: $n) { id seatCount } }',
+        { s: s.id, ids: ids(), e: email.input.value, n: note.input.value || null });
+      await after(`${d.issueComplimentary.seatCount} complimentary ticket(s) issued to ${email.input.value}.`);
+    }, (e) => notice(kmsg, explain(e), 'error'));
+    showPicked();
+    return h('section', { class: 'panel seats-panel', 'aria-labelledby': 'seats-title' },
+      h('h3', { id: 'seats-title' }, `Seats of ${when(s.startsAt)}`),
+      h('p', { class: 'muted' }, 'Seats kept back are never sold and show as not for sale on every map. Complimentary tickets go at price 0 to the e-mail given (a new e-mail gets an invited account).'),
+      kmsg, h('div', { class: 'mapbox' }, canvas), chosen,
+      h('div', { class: 'builder-row' }, reason.wrap, block, unblock),
+      h('div', { class: 'builder-row' }, email.wrap, note.wrap, comp));
   }
 
   // --- the layout builder ---------------------------------------------------------------------

@@ -12,7 +12,7 @@ import { explain } from '../errors.js';
 import * as auth from '../auth.js';
 import { accountDialog } from '../app.js';
 import {
-  fromSeatMap, countByGrade, describe, SeatCanvas, AVAILABLE, STATUS_OF, HELD_COLOR, SOLD_COLOR,
+  fromSeatMap, countByGrade, describe, SeatCanvas, AVAILABLE, STATUS_OF, HELD_COLOR, SOLD_COLOR, BLOCKED_COLOR,
 } from '../seatmap.js';
 
 const SCHEDULE = `query Schedule($s: ID!) { schedule(id: $s) {
@@ -101,7 +101,7 @@ export async function render(main, [id]) {
     // The best-available panel is built further down, after the first read of the map.
     if (page.bestReady) renderWait();
     fill(legend, avail.map((g) => h('li', {}, swatch(g.color), `${g.grade} ${points(g.price)}`)),
-      h('li', {}, swatch(HELD_COLOR), 'held'), h('li', {}, swatch(SOLD_COLOR), 'sold'),
+      h('li', {}, swatch(HELD_COLOR), 'held'), h('li', {}, swatch(SOLD_COLOR), 'sold'), h('li', {}, swatch(BLOCKED_COLOR), 'not for sale'),
       h('li', {}, h('span', { class: 'swatch picked', 'aria-hidden': 'true' }), 'your pick'),
       h('li', {}, h('span', { class: 'swatch mine', 'aria-hidden': 'true' }), 'yours'));
     const free = avail.reduce((n, g) => n + g.available, 0);
