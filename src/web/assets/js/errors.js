@@ -45,7 +45,6 @@ const REASONS = [
   [/already on this performance's waiting list/i, 'You are already on the waiting list for this performance.'],
   [/seats are available now/i, 'Seats are available now: pick them on the map or use Best available.'],
   [/no waiting queue/i, 'This performance has no waiting queue: pick seats directly.'],
-  [/layout can no longer be replaced/i, 'Seats of this performance have been reserved: its layout can no longer be replaced.'],
   [/add a schedule and its seat layout/i, 'Add a performance and build its seats before publishing.'],
   [/could not be settled/i, 'The payment could not be completed. Try again.'],
   [/admins cannot change their own role/i, 'Admins cannot change their own role.'],

@@ -268,6 +268,8 @@ export function render(main) {
   }
 
   // --- the seats of a performance: kept back, put back, given away ------------------------------
+  // A fan's "someone was faster" would mislead a host: the server names the seat and the rule.
+  const seatRefusal = (e) => (e?.code === 'SEAT_UNAVAILABLE' ? `Not possible: ${e.message}.` : explain(e));
   async function seatsPanel(c, s) {
     const MAP = 'query($s: ID!) { schedule(id: $s) { seatMap { version grades { name price color } rows { section row seats grade } idRuns statuses } } }';
     const read = async () => fromSeatMap((await gql(MAP, { s: s.id })).schedule.seatMap);
@@ -301,12 +303,12 @@ export function render(main) {
     block.onclick = () => busy(block, async () => {
       await gql('mutation($s: ID!, $ids: [ID!]!, $r: String!) { blockSeats(scheduleId: $s, seatIds: $ids, reason: $r) { id } }', { s: s.id, ids: ids(), r: reason.input.value });
       await after('Seats kept back.');
-    }, (e) => notice(kmsg, explain(e), 'error'));
+    }, (e) => notice(kmsg, seatRefusal(e), 'error'));
     const unblock = h('button', { type: 'button' }, 'Put back on sale');
     unblock.onclick = () => busy(unblock, async () => {
       await gql('mutation($s: ID!, $ids: [ID!]!) { unblockSeats(scheduleId: $s, seatIds: $ids) { id } }', { s: s.id, ids: ids() });
       await after('Seats back on sale.');
-    }, (e) => notice(kmsg, explain(e), 'error'));
+    }, (e) => notice(kmsg, seatRefusal(e), 'error'));
     const email = field('Guest e-mail', { type: 'email' });
     const note = field('Note', {});
     const comp = h('button', { type: 'button', class: 'primary' }, 'Give tickets');
@@ -314,7 +316,7 @@ export function render(main) {
       const d = await gql('mutation($s: ID!, $ids: [ID!]!, $e: String!, $n: String) { issueComplimentary(scheduleId: $s, seatIds: $ids, email: $e, note: $n) { id seatCount } }',
         { s: s.id, ids: ids(), e: email.input.value, n: note.input.value || null });
       await after(`${d.issueComplimentary.seatCount} complimentary ticket(s) issued to ${email.input.value}.`);
-    }, (e) => notice(kmsg, explain(e), 'error'));
+    }, (e) => notice(kmsg, seatRefusal(e), 'error'));
     showPicked();
     return h('section', { class: 'panel seats-panel', 'aria-labelledby': 'seats-title' },
       h('h3', { id: 'seats-title' }, `Seats of ${when(s.startsAt)}`),
