@@ -280,7 +280,7 @@ impl Session {
                                 let header = payload.as_ref().and_then(|p| {
                                     p.get("Authorization").or_else(|| p.get("authorization"))
                                 }).and_then(Json::as_str);
-                                let viewer = Viewer::from_bearer(&self.http.state.jwt, header);
+                                let viewer = self.http.state.locked.screen(Viewer::from_bearer(&self.http.state.jwt, header));
                                 match &viewer {
                                     Viewer::InvalidToken => {
                                         break Some(Close::new(4403, "Forbidden: invalid or expired access token"));

@@ -98,6 +98,12 @@ pub const MONEY: &[Check] = &[
               coalesce((SELECT sum(debt_created) FROM top_ups t WHERE t.user_id = u.id), 0)
               + coalesce((SELECT sum(amount) FROM point_ledger l WHERE l.user_id = u.id AND l.kind = 'debt_repayment'), 0)",
     },
+    Check {
+        name: "I10: a paid reservation refunded other than once in full when cancelled (a double refund, or none)",
+        sql: "SELECT count(*) AS n FROM reservations r WHERE
+              (SELECT coalesce(sum(l.amount), 0) FROM point_ledger l WHERE l.reservation_id = r.id AND l.kind = 'refund')
+              <> CASE WHEN r.status = 'cancelled' AND r.paid_at IS NOT NULL THEN r.total_price ELSE 0 END",
+    },
 ];
 
 /// I11, the door: a ticket is let in at most once, and only for a confirmed reservation's
