@@ -18,6 +18,7 @@ mod abuse;
 mod client;
 mod cpu;
 mod faults;
+mod receiver;
 mod report;
 mod sale;
 mod scenarios;
@@ -60,6 +61,9 @@ enum Scenario {
     /// A quiet flash sale, then the same while attackers send the costliest accepted
     /// queries and hold stalled connections and silent sockets (--seconds each, 20).
     Abuse,
+    /// --seats (20,000) tickets bought, then scanned at --gates (8) with repeats and
+    /// forgeries: every ticket admitted once, p99 of a scan, the signature check alone.
+    CheckIn,
     /// A sale on two --url instances while one is frozen, the database connections are
     /// killed, PostgreSQL restarts and Redis stops; private services only (scripts/faults).
     Faults,
@@ -78,6 +82,7 @@ impl Scenario {
             Self::Queue => "queue",
             Self::TwoInstances => "two-instances",
             Self::Abuse => "abuse",
+            Self::CheckIn => "check-in",
             Self::Faults => "faults",
         }
     }
@@ -104,7 +109,7 @@ struct Args {
     #[arg(long, env = "JWT_SECRET", default_value = DEV_JWT_SECRET, hide_env_values = true, hide_default_value = true)]
     jwt_secret: String,
     /// Time limit (flash-sale, fan-out, two-instances: 60 s; hot-seats, seat-map: 10 s;
-    /// queue: the position-read and admission-sampling window, 10 s).
+    /// queue: the position-read and admission-sampling window, 10 s; check-in: 120 s).
     #[arg(long)]
     seconds: Option<u64>,
     /// Users to make (booking scenarios: as many as seats; queue: 50,000).
@@ -148,6 +153,13 @@ struct Args {
     /// queue: admitPerSecond of the queued schedule.
     #[arg(long, default_value_t = 200)]
     admit_per_second: u32,
+    /// flash-sale: a webhook receiver in the bench subscribed to `reservation.held` during
+    /// the sale (the server needs WEBHOOK_ALLOW_PRIVATE=true); reports deliveries and lag.
+    #[arg(long)]
+    webhook: bool,
+    /// check-in: gates, each with its own scanner credentials.
+    #[arg(long, default_value_t = 8)]
+    gates: usize,
 }
 
 fn main() -> ExitCode {
@@ -210,6 +222,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         redis_url: args.redis_url.clone(),
         redis_prefix: args.redis_prefix.clone(),
         admit_per_second: args.admit_per_second,
+        gates: args.gates,
+        webhook: args.webhook,
         gql,
         db: setup::connect(&args.database_url).await?,
         minter: setup::Minter::new(&args.jwt_secret),
@@ -225,6 +239,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         Scenario::Soak => scenarios::soak(&mut ctx).await?,
         Scenario::FanOut => scenarios::fan_out(&mut ctx).await?,
         Scenario::Queue => scenarios::queue(&mut ctx).await?,
+        Scenario::CheckIn => scenarios::check_in(&mut ctx).await?,
         Scenario::Abuse => abuse::abuse(&mut ctx).await?,
         Scenario::Faults => faults::faults(&mut ctx).await?,
     };

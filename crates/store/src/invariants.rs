@@ -180,6 +180,14 @@ pub const EVENTS: &[Check] = &[
         sql: "SELECT count(*) AS n FROM outbox o WHERE o.subject LIKE 'reservations/%'
               AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.id = split_part(o.subject, '/', 2)::bigint)",
     },
+    Check {
+        name: "I12: a used ticket has no ticket.checked_in event",
+        sql: "SELECT count(*) AS n FROM tickets t
+              WHERE t.checked_in_at IS NOT NULL
+                AND t.checked_in_at >= coalesce((SELECT min(created_at) FROM outbox), '-infinity')
+                AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.subject = 'tickets/' || t.id
+                                AND o.event_type = 'ticket.checked_in')",
+    },
 ];
 
 /// Every check of this module.
