@@ -35,6 +35,7 @@ mod readme;
 mod roles;
 mod schema;
 mod search;
+mod seat_map_http;
 mod single;
 mod startup;
 mod storage;

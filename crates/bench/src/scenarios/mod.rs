@@ -30,11 +30,17 @@ use crate::{
 
 mod check_in;
 mod fan_out;
+pub mod multi_sale;
 mod queue;
+mod seat_map_http;
+mod soak;
 
 pub use check_in::check_in;
 pub use fan_out::fan_out;
+pub use multi_sale::multi_sale;
 pub use queue::queue;
+pub use seat_map_http::seat_map_http;
+pub use soak::soak;
 
 /// Everything a scenario needs: the options, the HTTP client and the database.
 pub struct Ctx {
@@ -48,6 +54,12 @@ pub struct Ctx {
     /// flash-sale: ask for best-available seats instead of naming them.
     pub best_available: bool,
     pub subscribers: usize,
+    /// multi-sale: schedules on sale at once.
+    pub schedules: usize,
+    /// soak: length in minutes, operations per second, and the figures' window.
+    pub minutes: u64,
+    pub rate: u32,
+    pub window_seconds: u64,
     pub sampled_subscribers: usize,
     pub server_pid: Option<u32>,
     pub redis_url: String,
@@ -89,6 +101,7 @@ impl Ctx {
                 seats,
                 per_user_limit: self.per_user_limit,
                 queue,
+                hold_seconds: 3600,
             },
         )
         .await?;
