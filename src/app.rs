@@ -30,6 +30,7 @@ pub async fn serve(
     crate::queue::gate::spawn(state.clone(), stop_rx.clone());
     crate::orders::worker::spawn(state.clone(), stop_rx.clone());
     crate::payments::reconcile::spawn(state.clone(), stop_rx.clone());
+    crate::auth::lock::spawn_sync(state.clone(), stop_rx.clone());
     if let Err(e) = crate::events::spawn_relay(&state, stop_rx.clone()).await {
         // Events wait in the outbox until an instance relays them: nothing is lost.
         tracing::error!(error = %e, "the outbox relay could not start on this instance");

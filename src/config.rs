@@ -71,6 +71,9 @@
 //! | `POINTS_SANDBOX_DAILY_LIMIT` | `1000000` | sandbox top-ups per account per 24 hours, in points |
 //! | `POINTS_MAX_TOP_UP` | `10000000` | largest single top-up or admin grant |
 //! | *tickets and the door (see `TicketsConfig`)* | | |
+//! | `EXPORT_URL_SECRET` | derived from `JWT_SECRET` | HMAC key of export download links (at least 32 bytes; shared by every instance) |
+//! | `EXPORT_URL_TTL_SECONDS` | `300` | how long an export link works (10 to 86400) |
+//! | `EXPORT_CONCURRENCY` | `4` | CSV downloads streaming at once per instance (1 to 64) |
 //! | `TICKET_SIGNING_KEY` | unset: prod refuses to start; dev makes a key and logs it | the Ed25519 key that signs ticket codes, `<key id>:<32-byte seed in base64url>`; a new key needs a new key id (docs/tickets.md) |
 //! | `TICKET_DOORS_OPEN_MINUTES` | `120` | how long before a performance starts its tickets are admitted (NOT_YET before) |
 //! | `TICKET_VALID_MINUTES` | `240` | how long after a performance starts its tickets are admitted (ENDED after); an old signing key verifies until then |
@@ -141,6 +144,56 @@ pub struct Config {
     pub tickets: TicketsConfig,
     /// Events out: the relay, webhook deliveries and the outbox's retention.
     pub events: EventsConfig,
+    /// CSV exports: the key of their signed URLs and how long one lives.
+    pub exports: ExportsConfig,
+}
+
+/// CSV exports (`crate::exports`): the download URLs `exportSchedule` hands out are signed.
+#[derive(Clone, Debug)]
+pub struct ExportsConfig {
+    /// HMAC key of export URLs (`EXPORT_URL_SECRET`); unset: derived from `JWT_SECRET`, so
+    /// every instance sharing that secret accepts the others' URLs.
+    pub url_secret: SecretString,
+    /// How long an export URL can be used (`EXPORT_URL_TTL_SECONDS`).
+    pub url_ttl: Duration,
+    /// Downloads streaming at once per instance (`EXPORT_CONCURRENCY`); more wait for none
+    /// and are answered 503 with Retry-After.
+    pub concurrency: usize,
+}
+
+impl ExportsConfig {
+    fn from_lookup(
+        get: &impl Fn(&'static str) -> Option<String>,
+        jwt_secret: &str,
+    ) -> Result<Self, ConfigError> {
+        let url_secret = match get("EXPORT_URL_SECRET") {
+            Some(s) if s.len() < 32 => {
+                return Err(err("EXPORT_URL_SECRET", "must be at least 32 bytes long"));
+            }
+            Some(s) => s,
+            // A key of its own, not the JWT secret itself: an export signature can never
+            // be replayed as a token signature or back.
+            None => {
+                use hmac::Mac as _;
+                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(jwt_secret.as_bytes())
+                    .map_err(|_| err("JWT_SECRET", "cannot key an HMAC"))?;
+                mac.update(b"boxoffice export urls v1");
+                hex::encode(mac.finalize().into_bytes())
+            }
+        };
+        let config = Self {
+            url_secret: url_secret.into(),
+            url_ttl: Duration::from_secs(parse(get, "EXPORT_URL_TTL_SECONDS", Some(300))?),
+            concurrency: parse(get, "EXPORT_CONCURRENCY", Some(4))?,
+        };
+        if !(10..=86_400).contains(&config.url_ttl.as_secs()) {
+            return Err(err("EXPORT_URL_TTL_SECONDS", "must be between 10 and 86400"));
+        }
+        if !(1..=64).contains(&config.concurrency) {
+            return Err(err("EXPORT_CONCURRENCY", "must be between 1 and 64"));
+        }
+        Ok(config)
+    }
 }
 
 /// Tickets: the key that signs their codes and when the door admits them.
@@ -434,6 +487,7 @@ impl Config {
         if jwt_secret.len() < 32 {
             return Err(err("JWT_SECRET", "must be at least 32 bytes long"));
         }
+        let exports = ExportsConfig::from_lookup(&get, &jwt_secret)?;
         let config = Self {
             environment,
             host: parse(&get, "HOST", "127.0.0.1".parse().ok())?,
@@ -490,6 +544,7 @@ impl Config {
             payments: PaymentsConfig::from_lookup(&get, environment)?,
             tickets: TicketsConfig::from_lookup(&get, environment)?,
             events: EventsConfig::from_lookup(&get)?,
+            exports,
             log_json: match get("LOG_FORMAT").as_deref() {
                 None | Some("text") => false,
                 Some("json") => true,

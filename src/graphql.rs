@@ -14,8 +14,8 @@ use async_graphql::{
 };
 
 use crate::{
-    admin, auth, booking, concerts, events, live, orders, payments, points, queue, seats, shows,
-    state::AppState, tickets, waitlist,
+    admin, auth, booking, concerts, events, exports, host_orders, live, orders, payments, points, queue,
+    seats, shows, state::AppState, tickets, waitlist,
 };
 
 #[derive(MergedObject, Default)]
@@ -32,6 +32,7 @@ pub struct Query(
     waitlist::graphql::WaitlistQuery,
     tickets::graphql::TicketsQuery,
     events::graphql::WebhooksQuery,
+    host_orders::graphql::HostOrdersQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -49,6 +50,8 @@ pub struct Mutation(
     waitlist::graphql::WaitlistMutation,
     tickets::graphql::TicketsMutation,
     events::graphql::WebhooksMutation,
+    host_orders::graphql::HostOrdersMutation,
+    exports::graphql::ExportsMutation,
 );
 
 #[derive(MergedSubscription, Default)]

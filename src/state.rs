@@ -57,6 +57,9 @@ pub struct AppState {
     /// Which URLs webhooks may call (`WEBHOOK_ALLOW_PRIVATE`): checked when one is created;
     /// the relay's client checks again at every connection.
     pub webhook_policy: boxoffice_outbox::webhooks::UrlPolicy,
+    /// Locked accounts, screened out of every request (`auth::lock`): kept in memory so
+    /// that refusing a locked account's tokens costs no query per request.
+    pub locked: Arc<crate::auth::lock::LockedAccounts>,
 }
 
 /// The durability contract: accepted orders and queue admissions live only in Redis, so in
@@ -130,6 +133,7 @@ impl AppState {
             redis: redis.clone(),
             forward_min_per_second: config.booking_forward_min_per_second,
         };
+        let locked = Arc::new(crate::auth::lock::LockedAccounts::load(&db).await);
         let webhook_policy = boxoffice_outbox::webhooks::UrlPolicy {
             allow_private: config.events.allow_private,
         };
@@ -150,6 +154,7 @@ impl AppState {
             payments,
             tickets,
             webhook_policy,
+            locked,
         })
     }
 }

@@ -27,6 +27,8 @@ test('the seat page shows availability and follows another fan\'s hold within a 
   await p.page.waitForFunction(() => document.querySelector('#seats-left')?.textContent === '40 of 40 seats available');
   // The subscription is live once its first event has set the version label.
   await p.page.waitForFunction(() => /live · v\d+/.test(document.querySelector('.live')?.textContent || ''));
+  // The map is the cacheable HTTP snapshot; the subscription follows from its version.
+  assert.ok(p.requests.some((u) => u.endsWith(`/schedules/${s.scheduleId}/seat-map`)), 'the map is read over plain HTTP');
 
   const other = await signUp(server, 'other');
   await hold(s, s.seatIds.slice(0, 3), other.accessToken);

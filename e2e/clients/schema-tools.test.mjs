@@ -27,7 +27,7 @@ test('getIntrospectionQuery with every option builds the client schema', async (
     const schema = buildClientSchema(body.data);
     const sdl = printSchema(schema);
     assert.match(sdl, /type Seat \{/);
-    assert.match(sdl, /seatChanges\(scheduleId: ID!\): SeatChangeEvent!/);
+    assert.match(sdl, /seatChanges\(scheduleId: ID!, sinceVersion: Int\): SeatChangeEvent!/);
   }
 });
 

@@ -224,4 +224,24 @@ impl AdminMutation {
         let row = super::store::set_role(&mut conn, actor, user_id, role).await?;
         User::try_from(row)
     }
+
+    /// Locks an account: it can no longer log in or refresh, its sessions end and its
+    /// access tokens are refused at once on every instance, its sockets close. `reason` (1
+    /// to 500 characters) goes to the audit log. Not your own account (CONFLICT). Locking
+    /// a locked account changes nothing.
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
+    async fn lock_account(&self, ctx: &Context<'_>, user_id: ID, reason: String) -> Result<User, AppError> {
+        let user_id = ids::parse(&user_id, "userId")?;
+        let actor = actor(ctx).await?;
+        User::try_from(crate::auth::lock::lock(state(ctx)?, actor, user_id, &reason).await?)
+    }
+
+    /// Unlocks an account (audited); it logs in anew. Unlocking an unlocked account
+    /// changes nothing.
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
+    async fn unlock_account(&self, ctx: &Context<'_>, user_id: ID) -> Result<User, AppError> {
+        let user_id = ids::parse(&user_id, "userId")?;
+        let actor = actor(ctx).await?;
+        User::try_from(crate::auth::lock::unlock(state(ctx)?, actor, user_id).await?)
+    }
 }

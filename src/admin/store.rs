@@ -169,6 +169,7 @@ pub struct AuditNames {
     pub users: std::collections::HashMap<i64, UserRow>,
     pub concerts: std::collections::HashMap<i64, String>,
     pub schedules: std::collections::HashMap<i64, String>,
+    pub reservations: std::collections::HashMap<i64, String>,
 }
 
 impl AuditNames {
@@ -182,12 +183,13 @@ impl AuditNames {
                 .map(|u| format!("{} <{}>", u.display_name, u.email)),
             "concert" => self.concerts.get(&id).cloned(),
             "schedule" => self.schedules.get(&id).cloned(),
+            "reservation" => self.reservations.get(&id).cloned(),
             _ => None,
         }
     }
 }
 
-/// Loads the names for a page of audit rows in three queries, whatever its length.
+/// Loads the names for a page of audit rows in four queries, whatever its length.
 pub async fn audit_names(conn: &mut AsyncPgConnection, rows: &[AuditRow]) -> QueryResult<AuditNames> {
     use crate::schema::{concerts, schedules};
     let of = |kind: &str| -> Vec<i64> {
@@ -228,6 +230,30 @@ pub async fn audit_names(conn: &mut AsyncPgConnection, rows: &[AuditRow]) -> Que
                 .into_iter()
                 .map(|(id, title, at)| (id, format!("{title}, {}", at.format("%Y-%m-%d %H:%M UTC")))),
         );
+    }
+    let reservation_ids = of("reservation");
+    if !reservation_ids.is_empty() {
+        use crate::schema::reservations;
+        let found: Vec<(i64, String, chrono::DateTime<chrono::Utc>, String)> = reservations::table
+            .inner_join(schedules::table.inner_join(concerts::table))
+            .inner_join(users::table)
+            .filter(reservations::id.eq_any(&reservation_ids))
+            .select((
+                reservations::id,
+                concerts::title,
+                schedules::starts_at,
+                users::email,
+            ))
+            .load(conn)
+            .await?;
+        names
+            .reservations
+            .extend(found.into_iter().map(|(id, title, at, buyer)| {
+                (
+                    id,
+                    format!("#{id} of {buyer}, {title}, {}", at.format("%Y-%m-%d %H:%M UTC")),
+                )
+            }));
     }
     Ok(names)
 }

@@ -23,6 +23,8 @@ pub struct User {
     email: String,
     #[graphql(skip)]
     points_balance: i64,
+    #[graphql(skip)]
+    locked_at: Option<DateTime<Utc>>,
     /// Set when the object is the requester's own account (me, a fresh sign-in).
     #[graphql(skip)]
     own: bool,
@@ -39,6 +41,12 @@ impl User {
     async fn points(&self, ctx: &Context<'_>) -> Result<i64, AppError> {
         self.private(ctx).await?;
         Ok(self.points_balance)
+    }
+
+    /// Since when an admin has the account locked (`lockAccount`); null when it is not.
+    async fn locked_at(&self, ctx: &Context<'_>) -> Result<Option<DateTime<Utc>>, AppError> {
+        self.private(ctx).await?;
+        Ok(self.locked_at)
     }
 }
 
@@ -71,6 +79,7 @@ impl TryFrom<UserRow> for User {
             user_id: row.id,
             email: row.email,
             points_balance: row.points,
+            locked_at: row.locked_at,
             own: false,
         })
     }

@@ -14,6 +14,7 @@ mod client;
 pub mod graphql;
 pub use client::{ClientAddr, group};
 pub use graphql::User;
+pub mod lock;
 pub mod password;
 pub mod rate_limit;
 pub mod service;

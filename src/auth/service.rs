@@ -93,6 +93,13 @@ pub async fn log_in(
     let user = store::user_by_email(&mut conn, &email).await?;
     let ok = password::verify(password, user.as_ref().map(|u| u.password_hash.clone())).await?;
     match user {
+        // Said only to whoever knows the password: a guesser learns nothing new.
+        Some(user) if ok && user.locked_at.is_some() => {
+            rate_limit::login_succeeded(state, attempt).await?;
+            Err(AppError::Forbidden(
+                "this account is locked; contact the box office",
+            ))
+        }
         Some(user) if ok => {
             rate_limit::login_succeeded(state, attempt).await?;
             start_session(state, &mut conn, user, Uuid::new_v4()).await
@@ -135,7 +142,12 @@ pub async fn refresh(state: &AppState, presented: &str) -> AppResult<Session> {
                 return Ok(Rotation::Invalid);
             }
             store::mark_refresh_token_used(conn, row.id).await?;
-            let Some(user) = store::user_by_id(conn, row.user_id).await? else {
+            // A lock revokes the account's tokens; a refresh racing the lock (its new token
+            // written after the lock's revocation read the table) is caught here next time.
+            let Some(user) = store::user_by_id(conn, row.user_id)
+                .await?
+                .filter(|u| u.locked_at.is_none())
+            else {
                 return Ok(Rotation::Invalid);
             };
             Ok(Rotation::Rotated(

@@ -211,6 +211,67 @@ pub(super) async fn cancel(
     .await
 }
 
+/// Refunds a paid reservation for its concert's host or an admin (`refundReservation`): the
+/// same release and refund as a fan's cancellation (seats freed, tickets revoked, the
+/// points back to the buyer, `reservation.cancelled` and `reservation.refunded` events),
+/// audited with the reason, in one transaction. Unlike a fan, the host may refund after the
+/// show started. Idempotent: a reservation already refunded (by this, by its owner's
+/// cancellation or by a cancelled show) is answered as it is, changing nothing; one never
+/// paid has nothing to refund (CONFLICT). The caller checked that `actor_id` manages it.
+pub(super) async fn refund_paid(
+    conn: &mut AsyncPgConnection,
+    actor_id: i64,
+    reservation_id: i64,
+    reason: &str,
+) -> AppResult<(ReservationRow, Freed)> {
+    let r = store::reservation(conn, reservation_id)
+        .await?
+        .ok_or(AppError::NotFound("reservation"))?;
+    conn.transaction(async |conn| {
+        let schedule = locks::schedule(conn, r.schedule_id)
+            .await?
+            .ok_or(AppError::NotFound("schedule"))?;
+        let r = locks::reservation(conn, reservation_id)
+            .await?
+            .ok_or(AppError::NotFound("reservation"))?;
+        match (r.status, r.paid_at) {
+            (ReservationStatus::Cancelled, Some(_)) => return Ok((r, Freed::default())),
+            (ReservationStatus::Confirmed, _) => {}
+            (ReservationStatus::Held, _) => {
+                return Err(AppError::Conflict(
+                    "the reservation is not paid yet: there is nothing to refund (the hold lapses by itself)"
+                        .into(),
+                ));
+            }
+            (ReservationStatus::Cancelled, None) | (ReservationStatus::Expired, _) => {
+                return Err(AppError::Conflict(
+                    "the reservation was never paid: there is nothing to refund".into(),
+                ));
+            }
+        }
+        let (rows, change) = release(conn, schedule.id, &[r.id], ReservationStatus::Cancelled).await?;
+        refund(conn, &rows).await?;
+        let r = rows.into_iter().next().ok_or(AppError::NotFound("reservation"))?;
+        crate::admin::audit::record(
+            conn,
+            actor_id,
+            "refund_reservation",
+            "reservation",
+            Some(r.id),
+            serde_json::json!({
+                "schedule": r.schedule_id,
+                "buyer": r.user_id,
+                "amount": r.total_price,
+                "reason": reason,
+            }),
+        )
+        .await?;
+        let freed = Freed::serving(conn, schedule.id, change).await?;
+        Ok((r, freed))
+    })
+    .await
+}
+
 /// Sets `status` on the given live reservations of one schedule, frees their seats, revokes
 /// their tickets and lowers the booking count. The caller holds the schedule row lock.
 async fn release(

@@ -237,6 +237,23 @@ pub async fn cancel(state: &AppState, actor: Actor, reservation_id: i64) -> AppR
     Ok(r)
 }
 
+/// Refunds a paid reservation in full (`refundReservation`, by its concert's host or an
+/// admin: the caller checked which). Idempotent; see `lifecycle::refund_paid`.
+pub async fn refund(
+    state: &AppState,
+    actor: Actor,
+    reservation_id: i64,
+    reason: &str,
+) -> AppResult<ReservationRow> {
+    let mut conn = state.db.get().await?;
+    let (r, freed) = lifecycle::refund_paid(&mut conn, actor.id, reservation_id, reason).await?;
+    if let Some(change) = freed.change {
+        announce(&state.live, change);
+    }
+    crate::waitlist::service::publish(state, &freed.offers);
+    Ok(r)
+}
+
 /// Cancels one schedule (its host or an admin): every live reservation is cancelled and
 /// paid ones refunded, in one transaction.
 pub async fn cancel_schedule(state: &AppState, actor: Actor, schedule_id: i64) -> AppResult<ScheduleRow> {

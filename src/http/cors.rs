@@ -16,8 +16,9 @@ use crate::config::AllowedOrigins;
 
 /// Request headers a GraphQL client may send: a bearer token, the body's type, the
 /// response type it wants, and Apollo Client's client-awareness and CSRF-prevention
-/// headers.
-const ALLOWED_HEADERS: [HeaderName; 6] = [
+/// headers; and the validator a seat-map reader sends (`If-None-Match`).
+const ALLOWED_HEADERS: [HeaderName; 7] = [
+    header::IF_NONE_MATCH,
     header::AUTHORIZATION,
     header::CONTENT_TYPE,
     header::ACCEPT,
@@ -41,7 +42,12 @@ pub fn layer(origins: &AllowedOrigins) -> CorsLayer {
         .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST])
         .allow_headers(ALLOWED_HEADERS)
-        .expose_headers([HeaderName::from_static("x-request-id")])
+        // The seat map's version tags, for a script that keeps the map itself.
+        .expose_headers([
+            HeaderName::from_static("x-request-id"),
+            header::ETAG,
+            header::CONTENT_LOCATION,
+        ])
         .max_age(PREFLIGHT_MAX_AGE)
 }
 

@@ -330,10 +330,10 @@ async fn execute(
     media: Media,
 ) -> Response {
     let started = Instant::now();
-    let viewer = Viewer::from_bearer(
+    let viewer = http.state.locked.screen(Viewer::from_bearer(
         &http.state.jwt,
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()),
-    );
+    ));
     let client = ClientAddr(Some(client_ip(&http.state, headers, addr)));
     if !matches!(viewer, Viewer::User(_))
         && let Some(group) = client.group()

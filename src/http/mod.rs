@@ -2,13 +2,15 @@
 //!
 //! One job per file below: `serve` (the accept loop and its connection limits),
 //! `graphql_http` (GraphQL over HTTP), `websocket` (subscriptions), `rate` (the anonymous
-//! rate limit), `health` (liveness, readiness, metrics), `cors` (browsers on other origins).
+//! rate limit), `health` (liveness, readiness, metrics), `cors` (browsers on other origins),
+//! `seat_map` (the seat map as a cacheable HTTP resource).
 //! The pages (web app and playground) are `crate::web`.
 
 mod cors;
 mod graphql_http;
 mod health;
 mod rate;
+mod seat_map;
 pub mod serve;
 mod websocket;
 
@@ -83,8 +85,10 @@ pub fn router(state: AppState, schema: AppSchema, shutdown: watch::Receiver<bool
             "/graphql",
             get(graphql_http::graphql_get).post(graphql_http::graphql_post),
         )
+        .route("/schedules/{id}/seat-map", get(seat_map::seat_map))
         .merge(crate::web::router(http.state.config.playground))
         .merge(crate::payments::webhook::router(http.state.clone()))
+        .merge(crate::exports::router(http.state.clone()))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -236,6 +236,8 @@ impl Session {
         // RFC 6455 5.5.1), which goes out when the socket is flushed.
         let mut closed_by_client = false;
         let mut check_session = false;
+        // When the first change of the shared event being written reached this instance.
+        let mut delivering: Option<std::time::Instant> = None;
         let close = loop {
             if std::mem::take(&mut check_session)
                 && let Some(Viewer::User(user)) = &self.viewer
@@ -280,7 +282,7 @@ impl Session {
                                 let header = payload.as_ref().and_then(|p| {
                                     p.get("Authorization").or_else(|| p.get("authorization"))
                                 }).and_then(Json::as_str);
-                                let viewer = Viewer::from_bearer(&self.http.state.jwt, header);
+                                let viewer = self.http.state.locked.screen(Viewer::from_bearer(&self.http.state.jwt, header));
                                 match &viewer {
                                     Viewer::InvalidToken => {
                                         break Some(Close::new(4403, "Forbidden: invalid or expired access token"));
@@ -353,7 +355,12 @@ impl Session {
                         continue;
                     }
                     match response {
-                        Some(response) => Some(self.next(&id, response)),
+                        Some(response) => {
+                            if let Out::Shared(e) = &response {
+                                delivering = e.arrived;
+                            }
+                            Some(self.next(&id, response))
+                        }
                         None => {
                             self.running.remove(&id);
                             Some(text_message(json!({ "type": "complete", "id": id })))
@@ -388,6 +395,11 @@ impl Session {
             if let Some(msg) = outgoing {
                 if out.send(msg).await.is_err() {
                     break None;
+                }
+                // A shared event is written: the server's share of its delivery, from its
+                // first change reaching this instance (coalescing window included).
+                if let Some(at) = delivering.take() {
+                    metrics::histogram!("live_delivery_seconds").record(at.elapsed().as_secs_f64());
                 }
                 idle.reset();
             }
@@ -482,7 +494,8 @@ impl Session {
         let kind = if self.legacy() { "data" } else { "next" };
         match out {
             Out::Own(response) => text_message(json!({ "type": kind, "id": id, "payload": *response })),
-            Out::Shared(payload) => {
+            Out::Shared(event) => {
+                let payload = &event.payload;
                 let id = Json::from(id).to_string();
                 let mut frame = String::with_capacity(payload.len() + id.len() + 32);
                 frame.push_str(r#"{"type":""#);
@@ -490,7 +503,7 @@ impl Session {
                 frame.push_str(r#"","id":"#);
                 frame.push_str(&id);
                 frame.push_str(r#","payload":"#);
-                frame.push_str(&payload);
+                frame.push_str(payload);
                 frame.push('}');
                 Message::Text(frame.into())
             }

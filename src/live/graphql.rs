@@ -89,12 +89,24 @@ pub struct LiveSubscription;
 impl LiveSubscription {
     /// Live seat changes of a schedule. The first event is the current state (version and
     /// availability, no seats), so a client can line it up with the map it has read.
+    ///
+    /// With `sinceVersion` (the version of a map you hold, e.g. from
+    /// `GET /schedules/{id}/seat-map`), the first event instead carries every seat that
+    /// changed after that version, and its `version` is where you are then; the events that
+    /// follow come after it, with no gap and no repeat. If the server no longer knows
+    /// what changed since then (it keeps about two minutes of a sale, and only while
+    /// someone on its instance watches the schedule), the first event says `resync`: read
+    /// the map again (its latest version) and go on from this subscription's events.
     async fn seat_changes(
         &self,
         ctx: &Context<'_>,
         schedule_id: ID,
+        since_version: Option<i64>,
     ) -> async_graphql::Result<impl Stream<Item = SeatChangeEvent> + use<>> {
         let schedule_id = ids::parse(&schedule_id, "scheduleId")?;
+        if since_version.is_some_and(|v| v < 0) {
+            return Err(AppError::bad_input("sinceVersion", "must be a schedule version (0 or more)").into());
+        }
         let state = state(ctx)?.clone();
         let settings = state
             .queue_flags
@@ -113,32 +125,54 @@ impl LiveSubscription {
             }
         }
         // Subscribe first, then take the current state: nothing falls in between.
-        let (updates, last) = seats::updates(&state, schedule_id);
-        let first = match last {
-            Some(last) => SeatUpdate {
+        let (updates, joined) = seats::updates(&state, schedule_id, since_version);
+        let first = match (joined.last, joined.missed, since_version) {
+            // The feed's history has what the subscriber missed: one event with it all.
+            // Counts and schedule from the newest state the feed knows (they may be ahead of
+            // the event's version, as in any event).
+            (Some(last), Some((missed, at)), Some(_)) => {
+                let (seats, packed) = seats::merged(&missed);
+                SeatUpdate {
+                    seats,
+                    packed,
+                    resync: false,
+                    version: at,
+                    ..(*last).clone()
+                }
+            }
+            (Some(last), _, None) => SeatUpdate {
                 seats: Vec::new(),
                 packed: "".into(),
                 resync: false,
                 ..(*last).clone()
             },
-            None => {
+            // No state to start from, or a version the history does not cover: read the
+            // state now (after the feed hears everything), and it is the start.
+            _ => {
+                let heard = joined.ready.wait().await;
                 let (availability, schedule) = seats::counts(&state, schedule_id).await?;
+                let version = schedule.as_ref().map_or(0, |s| s.version);
                 let current = Arc::new(SeatUpdate {
                     schedule_id,
-                    version: schedule.as_ref().map_or(0, |s| s.version),
+                    version,
                     seats: Vec::new(),
                     availability,
                     schedule,
                     resync: false,
                     packed: "".into(),
+                    arrived: None,
                 });
-                state.live.feeds.remember(&current);
-                (*current).clone()
+                state.live.feeds.remember(&current, heard);
+                SeatUpdate {
+                    // Changes between that version and now are not known here: re-read.
+                    resync: since_version.is_some_and(|v| v != version),
+                    ..(*current).clone()
+                }
             }
         };
         let mut first = first;
         // A shared group's member that lagged: its fresh state says it may have missed events.
-        first.resync = ctx.data_opt::<FirstIsResync>().is_some();
+        first.resync |= ctx.data_opt::<FirstIsResync>().is_some();
         let version = first.version;
         // Whoever runs a shared execution learns each event's version from the probe.
         let probe = ctx.data_opt::<Arc<EventProbe>>().cloned();
@@ -149,6 +183,7 @@ impl LiveSubscription {
                 executed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if let Some(p) = &probe {
                     p.set(u.version, u.resync);
+                    p.set_arrived(u.arrived);
                 }
                 SeatChangeEvent(u)
             }))

@@ -61,18 +61,51 @@ fn reads_viewer(doc: &async_graphql::parser::types::ExecutableDocument) -> bool 
 pub const BUFFER: usize = 16;
 
 /// What makes two subscriptions the same.
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct GroupKey {
     query: String,
     operation_name: Option<String>,
     /// Variables and extensions as JSON text: equal text, equal answers. (Two spellings of
-    /// the same variables only make two groups.)
+    /// the same variables only make two groups.) Without the variable given as
+    /// `sinceVersion`: it changes only a member's first event, which is its own.
     variables: String,
     extensions: String,
     /// Anonymous or signed in: a guard may tell them apart; the selection reads nothing
     /// more of the viewer.
     signed_in: bool,
+    /// All the variables of the request, for [`request`](Self::request): not part of what
+    /// makes two subscriptions the same.
+    all_variables: String,
 }
+
+impl GroupKey {
+    fn identity(&self) -> (&str, Option<&str>, &str, &str, bool) {
+        (
+            &self.query,
+            self.operation_name.as_deref(),
+            &self.variables,
+            &self.extensions,
+            self.signed_in,
+        )
+    }
+}
+
+impl PartialEq for GroupKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity() == other.identity()
+    }
+}
+
+impl Eq for GroupKey {}
+
+impl std::hash::Hash for GroupKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.identity().hash(state);
+    }
+}
+
+/// The argument of a shared root field that only moves its first event.
+const START_ARGUMENT: &str = "sinceVersion";
 
 impl GroupKey {
     /// The key of a request, if its events may be shared; `None` runs it per socket.
@@ -98,12 +131,22 @@ impl GroupKey {
         if !SHARED_FIELDS.contains(&field.node.name.node.as_str()) || reads_viewer(&doc) {
             return None;
         }
+        // Members starting from different versions share the events after their start.
+        let mut variables = request.variables.clone();
+        for (name, value) in &field.node.arguments {
+            if name.node == START_ARGUMENT
+                && let async_graphql_value::Value::Variable(var) = &value.node
+            {
+                variables.remove(var);
+            }
+        }
         Some(Self {
             query: request.query.clone(),
             operation_name: request.operation_name.clone(),
-            variables: serde_json::to_string(&request.variables).ok()?,
+            variables: serde_json::to_string(&variables).ok()?,
             extensions: serde_json::to_string(&request.extensions).ok()?,
             signed_in: matches!(viewer, Viewer::User(_)),
+            all_variables: serde_json::to_string(&request.variables).ok()?,
         })
     }
 
@@ -111,7 +154,7 @@ impl GroupKey {
     pub fn request(&self) -> Request {
         let mut r = Request::new(self.query.clone());
         r.operation_name.clone_from(&self.operation_name);
-        if let Ok(v) = serde_json::from_str(&self.variables) {
+        if let Ok(v) = serde_json::from_str(&self.all_variables) {
             r.variables = v;
         }
         if let Ok(e) = serde_json::from_str(&self.extensions) {
@@ -125,11 +168,23 @@ impl GroupKey {
 /// right after the event's response comes out (a subscription's events are executed one
 /// at a time): the event's version and whether it says resync.
 #[derive(Default)]
-pub struct EventProbe(Mutex<Option<(i64, bool)>>);
+pub struct EventProbe(Mutex<Option<(i64, bool)>>, Mutex<Option<std::time::Instant>>);
 
 impl EventProbe {
     pub fn set(&self, version: i64, resync: bool) {
         *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((version, resync));
+    }
+
+    /// When the event's first change reached this instance (for `live_delivery_seconds`).
+    pub fn set_arrived(&self, at: Option<std::time::Instant>) {
+        *self.1.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = at;
+    }
+
+    fn take_arrived(&self) -> Option<std::time::Instant> {
+        self.1
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     fn take(&self) -> Option<(i64, bool)> {
@@ -154,6 +209,10 @@ pub struct SharedEvent {
     pub payload: Arc<str>,
     version: Option<i64>,
     resync: bool,
+    /// When its first change reached this instance: a socket that writes the event
+    /// records how long it took since (`live_delivery_seconds`, the server's share of a
+    /// delivery, apart from whatever delays the client).
+    pub arrived: Option<std::time::Instant>,
 }
 
 #[derive(Clone, Debug)]
@@ -177,8 +236,8 @@ pub enum Out {
     /// A response of the member's own execution (its first event, or everything when the
     /// group could not run).
     Own(Box<Response>),
-    /// A shared event's payload.
-    Shared(Arc<str>),
+    /// A shared event (its payload serialized once for every member).
+    Shared(Arc<SharedEvent>),
 }
 
 /// The running groups of this instance, by key.
@@ -281,6 +340,7 @@ impl Groups {
             }
             while let Some(response) = stream.next().await {
                 let (version, resync) = probe.take().map_or((None, false), |(v, r)| (Some(v), r));
+                let arrived = probe.take_arrived();
                 let payload = match serde_json::to_string(&response) {
                     Ok(p) => p,
                     Err(e) => {
@@ -296,6 +356,7 @@ impl Groups {
                     payload: payload.into(),
                     version,
                     resync,
+                    arrived,
                 })));
             }
             phase_tx.send_replace(Phase::Ended);
@@ -382,7 +443,7 @@ where
                             if seen && !e.resync {
                                 continue;
                             }
-                            return Some((Out::Shared(e.payload.clone()), s));
+                            return Some((Out::Shared(e), s));
                         }
                         Ok(Shared::End) | Err(broadcast::error::RecvError::Closed) => return None,
                         Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -442,7 +503,7 @@ mod tests {
 
     fn payload(out: Out) -> String {
         match out {
-            Out::Shared(p) => p.to_string(),
+            Out::Shared(p) => p.payload.to_string(),
             Out::Own(r) => serde_json::to_string(&*r).unwrap(),
         }
     }
@@ -475,6 +536,32 @@ mod tests {
             "subscription { seatChanges(scheduleId: \"1\") { schedule { ...S } } } fragment S on Schedule { waitlistLength }",
         );
         assert!(GroupKey::of(&in_fragment, &anon).is_none());
+    }
+
+    #[test]
+    fn members_starting_from_different_versions_share_a_group_but_keep_their_start() {
+        let anon = Viewer::Anonymous;
+        let q =
+            "subscription($s: ID!, $v: Int) { seatChanges(scheduleId: $s, sinceVersion: $v) { version } }";
+        let at = |v: i64| {
+            Request::new(q).variables(async_graphql::Variables::from_json(
+                serde_json::json!({ "s": "1", "v": v }),
+            ))
+        };
+        let (a, b) = (
+            GroupKey::of(&at(3), &anon).unwrap(),
+            GroupKey::of(&at(9), &anon).unwrap(),
+        );
+        assert_eq!(a, b);
+        let other = Request::new(q).variables(async_graphql::Variables::from_json(
+            serde_json::json!({ "s": "2", "v": 3 }),
+        ));
+        assert_ne!(a, GroupKey::of(&other, &anon).unwrap());
+        // Each member's own execution still starts from its own version.
+        assert_eq!(
+            b.request().variables.get(&async_graphql::Name::new("v")),
+            Some(&async_graphql::Value::from(9))
+        );
     }
 
     #[tokio::test]

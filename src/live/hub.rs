@@ -8,7 +8,7 @@ use std::{
 
 use futures_util::StreamExt as _;
 use redis::aio::ConnectionManager;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
 /// What a local subscriber receives.
 #[derive(Clone, Debug)]
@@ -24,6 +24,9 @@ const BUFFER: usize = 64;
 struct Topic {
     tx: broadcast::Sender<Event>,
     subscribers: usize,
+    /// True once messages published from now on reach this instance (Redis confirmed the
+    /// subscription; at once in process).
+    ready: watch::Sender<bool>,
 }
 
 enum Control {
@@ -114,6 +117,7 @@ impl Hub {
             Topic {
                 tx: broadcast::channel(BUFFER).0,
                 subscribers: 0,
+                ready: watch::Sender::new(self.0.redis.is_none()),
             }
         });
         entry.subscribers += 1;
@@ -121,6 +125,7 @@ impl Hub {
             rx: entry.tx.subscribe(),
             topic: topic.to_owned(),
             hub: self.clone(),
+            ready: entry.ready.subscribe(),
         }
     }
 
@@ -147,9 +152,15 @@ pub struct Subscription {
     rx: broadcast::Receiver<Event>,
     topic: String,
     hub: Hub,
+    ready: watch::Receiver<bool>,
 }
 
 impl Subscription {
+    /// Whether everything published from now on reaches this subscription.
+    pub fn ready(&self) -> Ready {
+        Ready(self.ready.clone())
+    }
+
     /// The next event; a lag (this subscriber was too slow) comes out as `Resync`.
     /// `None` once the hub is gone.
     pub async fn recv(&mut self) -> Option<Event> {
@@ -164,9 +175,40 @@ impl Subscription {
     }
 }
 
+/// Whether a topic subscription receives what is published now: with Redis, once the
+/// server confirmed it (a state read after that misses nothing that follows it).
+#[derive(Clone)]
+pub struct Ready(watch::Receiver<bool>);
+
+impl Ready {
+    /// Waits until the subscription is confirmed; gives up after two seconds (Redis
+    /// away): false.
+    pub async fn wait(mut self) -> bool {
+        tokio::time::timeout(ready_wait(), self.0.wait_for(|r| *r))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.hub.leave(&self.topic);
+    }
+}
+
+/// How long a new subscriber waits for Redis to confirm its subscription.
+fn ready_wait() -> Duration {
+    Duration::from_secs(2)
+}
+
+/// Marks `topic` as subscribed at Redis.
+fn confirmed(inner: &Inner, topic: &str) {
+    let topics = inner
+        .topics
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(t) = topics.get(topic) {
+        t.ready.send_replace(true);
     }
 }
 
@@ -215,6 +257,8 @@ async fn listen(
         for topic in &current {
             if sink.subscribe(format!("{prefix}{topic}")).await.is_err() {
                 ok = false;
+            } else {
+                confirmed(&hub, topic);
             }
         }
         if connected_before && ok {
@@ -234,7 +278,13 @@ async fn listen(
             tokio::select! {
                 c = control.recv() => {
                     let result = match c {
-                        Some(Control::Subscribe(t)) => sink.subscribe(format!("{prefix}{t}")).await,
+                        Some(Control::Subscribe(t)) => {
+                            let done = sink.subscribe(format!("{prefix}{t}")).await;
+                            if done.is_ok() && let Some(hub) = inner.upgrade() {
+                                confirmed(&hub, &t);
+                            }
+                            done
+                        }
                         Some(Control::Unsubscribe(t)) => sink.unsubscribe(format!("{prefix}{t}")).await,
                         None => return,
                     };

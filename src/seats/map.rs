@@ -4,9 +4,13 @@
 //! A 20,000-seat map as GraphQL objects is 140,000 resolved fields and 2 MB of JSON per
 //! request; here it is one row object per row of seats and one character per seat.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use async_graphql::SimpleObject;
+use axum::body::Bytes;
 use diesel::{
     QueryableByName,
     sql_types::{BigInt, Int4, Text},
@@ -16,7 +20,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use crate::{error::AppResult, live::seats::status_letter};
 
 /// One row of seats, numbered 1 to `seats`.
-#[derive(SimpleObject, Clone, Debug)]
+#[derive(SimpleObject, Clone, Debug, serde::Serialize)]
 pub struct SeatMapRow {
     pub section: String,
     pub row: String,
@@ -25,7 +29,7 @@ pub struct SeatMapRow {
     pub grade: i32,
 }
 
-#[derive(SimpleObject, Clone, Debug)]
+#[derive(SimpleObject, Clone, Debug, serde::Serialize)]
 pub struct SeatMapGrade {
     pub name: String,
     pub price: i64,
@@ -35,9 +39,14 @@ pub struct SeatMapGrade {
 /// A whole seat map, compactly. Walk `rows` in order; each row's seats are numbered 1 to
 /// `seats`; their ids come from `idRuns` and their statuses from `statuses`, in that same
 /// order.
-#[derive(SimpleObject, Clone, Debug)]
+#[derive(SimpleObject, Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SeatMap {
-    /// The schedule version the statuses are at least as new as.
+    #[graphql(skip)]
+    #[serde(serialize_with = "as_id")]
+    pub schedule_id: i64,
+    /// The schedule version the statuses are at least as new as (in fact exactly the
+    /// version they were read at: the map and the version come from one snapshot).
     pub version: i64,
     pub grades: Vec<SeatMapGrade>,
     pub rows: Vec<SeatMapRow>,
@@ -45,7 +54,22 @@ pub struct SeatMap {
     pub id_runs: Vec<i64>,
     /// One letter per seat in layout order: A available, H held, S sold, B blocked (kept
     /// back by the host).
+    #[serde(serialize_with = "as_str")]
     pub statuses: Arc<str>,
+    /// The map as JSON (`GET /schedules/{id}/seat-map`), made at the first HTTP read and
+    /// shared by every later one of this version.
+    #[graphql(skip)]
+    #[serde(skip)]
+    json: OnceLock<Bytes>,
+}
+
+fn as_str<S: serde::Serializer>(text: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(text)
+}
+
+/// Ids are strings, as GraphQL `ID`s are.
+fn as_id<S: serde::Serializer>(id: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(id)
 }
 
 #[derive(QueryableByName)]
@@ -95,9 +119,18 @@ impl Default for SeatMaps {
 }
 
 impl SeatMap {
-    /// Roughly the bytes this map holds, for the cache's bound.
+    /// The map as JSON: `scheduleId`, then the fields of the GraphQL `SeatMap` with the
+    /// same names and meaning. Serialized once per map.
+    pub fn json(&self) -> Bytes {
+        self.json
+            .get_or_init(|| Bytes::from(serde_json::to_vec(self).unwrap_or_default()))
+            .clone()
+    }
+
+    /// Roughly the bytes this map holds, for the cache's bound (with its JSON, about as
+    /// much again).
     fn weight(&self) -> u32 {
-        let bytes = self.statuses.len()
+        let bytes = 2 * self.statuses.len()
             + self.id_runs.len() * 8
             + self
                 .rows
@@ -154,6 +187,11 @@ impl SeatMaps {
         )
     }
 
+    /// The map of this instance for `schedule_id`, whatever its version: no query.
+    pub fn cached(&self, schedule_id: i64) -> Option<Arc<SeatMap>> {
+        self.0.get(&schedule_id)
+    }
+
     /// The map of `schedule_id` at `version` or newer.
     pub async fn get(
         &self,
@@ -167,7 +205,7 @@ impl SeatMaps {
             return Ok(map);
         }
         let mut conn = pool.get().await?;
-        let map = Arc::new(build(&mut conn, schedule_id, version).await?);
+        let map = Arc::new(build(&mut conn, schedule_id).await?);
         // Two readers may build at once: the newer version stays.
         self.0.entry(schedule_id).and_upsert_with(|old| match old {
             Some(old) if old.value().version >= map.version => old.into_value(),
@@ -177,7 +215,36 @@ impl SeatMaps {
     }
 }
 
-async fn build(conn: &mut AsyncPgConnection, schedule_id: i64, version: i64) -> AppResult<SeatMap> {
+/// The map and the schedule version it is at, from one snapshot (a repeatable-read
+/// transaction): a map's version names exactly its statuses, so two instances that build
+/// version N answer the same bytes, and an ETag naming N names one representation.
+async fn build(conn: &mut AsyncPgConnection, schedule_id: i64) -> AppResult<SeatMap> {
+    let (version, grades, seats) = conn
+        .build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run(async |conn| {
+            let mut version: Vec<Version> = diesel::sql_query("SELECT version FROM schedules WHERE id = $1")
+                .bind::<BigInt, _>(schedule_id)
+                .load(conn)
+                .await?;
+            let (grades, seats) = read(conn, schedule_id).await?;
+            Ok::<_, diesel::result::Error>((version.pop().map_or(0, |v| v.version), grades, seats))
+        })
+        .await?;
+    Ok(assemble(schedule_id, version, grades, seats))
+}
+
+#[derive(QueryableByName)]
+struct Version {
+    #[diesel(sql_type = BigInt)]
+    version: i64,
+}
+
+async fn read(
+    conn: &mut AsyncPgConnection,
+    schedule_id: i64,
+) -> Result<(Vec<Grade>, Vec<Row>), diesel::result::Error> {
     let grades: Vec<Grade> = diesel::sql_query(
         "SELECT name, price, color FROM seat_grades WHERE schedule_id = $1 ORDER BY position",
     )
@@ -192,6 +259,10 @@ async fn build(conn: &mut AsyncPgConnection, schedule_id: i64, version: i64) -> 
     .bind::<BigInt, _>(schedule_id)
     .load(conn)
     .await?;
+    Ok((grades, seats))
+}
+
+fn assemble(schedule_id: i64, version: i64, grades: Vec<Grade>, seats: Vec<Row>) -> SeatMap {
     let mut rows: Vec<SeatMapRow> = Vec::new();
     let mut id_runs: Vec<i64> = Vec::new();
     let mut statuses = String::with_capacity(seats.len());
@@ -213,7 +284,8 @@ async fn build(conn: &mut AsyncPgConnection, schedule_id: i64, version: i64) -> 
         }
         statuses.push(status_letter(s.status));
     }
-    Ok(SeatMap {
+    SeatMap {
+        schedule_id,
         version,
         grades: grades
             .into_iter()
@@ -226,5 +298,6 @@ async fn build(conn: &mut AsyncPgConnection, schedule_id: i64, version: i64) -> 
         rows,
         id_runs,
         statuses: statuses.into(),
-    })
+        json: OnceLock::new(),
+    }
 }

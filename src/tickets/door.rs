@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use boxoffice_outbox::append;
 use boxoffice_ticket_codes::{
     Admission, CheckInStatus, Decision, TicketClaims,
     batch::{self, OfflineScan, Outcome},
@@ -197,6 +198,7 @@ pub async fn check_in(
         };
         if store::admit(conn, t.id, now, &gate).await? {
             store::set_scan_outcome(conn, scan_id, CheckInStatus::Admitted, Some(&own)).await?;
+            append::ticket_checked_in(conn, t.id, false).await?;
             let ticket = store::ticket(conn, t.id).await?;
             return Ok(Answer {
                 status: CheckInStatus::Admitted,
@@ -404,6 +406,7 @@ pub async fn check_in_batch(
         for (ticket_id, i) in admits {
             let at = plan[i].at;
             if store::admit(conn, ticket_id, at, &offline[i].gate).await? {
+                append::ticket_checked_in(conn, ticket_id, true).await?;
                 if let Some(&scan_id) = scan_ids.get(&i) {
                     store::set_scan_outcome(
                         conn,

@@ -47,6 +47,7 @@ pub static FILES: &[Asset] = assets![
     "js/pages/admin.js",
     "js/pages/home.js",
     "js/pages/host.js",
+    "js/pages/sales.js",
     "js/pages/scan.js",
     "js/pages/schedule.js",
     "js/pages/tickets.js",

@@ -482,11 +482,14 @@ fn check(inv: &Invocation) -> Result<(), String> {
     match inv.program.as_str() {
         // `exec cargo run --release --bin boxoffice -- "$@"`
         "scripts/run" => parses("boxoffice", &inv.args),
-        // Every argument is a scenario.
+        // Every argument is a scenario; `NAME+webhook` runs NAME with --webhook.
         "scripts/bench" => inv
             .args
             .iter()
-            .try_for_each(|s| parses("bench", std::slice::from_ref(s))),
+            .try_for_each(|s| match s.strip_suffix("+webhook") {
+                Some(name) => parses("bench", &[name.to_owned(), "--webhook".to_owned()]),
+                None => parses("bench", std::slice::from_ref(s)),
+            }),
         // Its arguments go to `bench faults`.
         "scripts/faults" => {
             let mut args = vec!["faults".to_owned()];

@@ -4,6 +4,7 @@
 
 mod abuse;
 mod abuse_sockets;
+mod account_lock;
 mod accounts_gone;
 mod audit;
 mod auth;
@@ -16,7 +17,9 @@ mod common;
 mod concerts;
 mod demo;
 mod docs;
+mod exports;
 mod faults;
+mod host_orders;
 mod http;
 mod introspection;
 mod isolation;
@@ -32,6 +35,7 @@ mod readme;
 mod roles;
 mod schema;
 mod search;
+mod seat_map_http;
 mod show_blocks;
 mod show_edit;
 mod single;

@@ -310,7 +310,25 @@ async fn twenty_concurrent_scans_of_one_ticket_admit_it_once() {
             .await,
         1
     );
+    // One `ticket.checked_in` event, from the winner's transaction only (issue 25).
+    let events = "SELECT count(*) AS n FROM outbox o JOIN tickets t ON o.subject = 'tickets/' || t.id
+                  WHERE o.event_type = 'ticket.checked_in' AND t.status = 'used'
+                    AND o.data->>'gate' = t.gate AND o.data->>'offline' = 'false'";
+    assert_eq!(app.count(events).await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM outbox WHERE event_type = 'ticket.checked_in'")
+            .await,
+        1
+    );
     app.assert_invariants().await;
+    // The invariant sees an admission whose event is missing.
+    app.count("WITH d AS (DELETE FROM outbox WHERE event_type = 'ticket.checked_in' RETURNING 1) SELECT count(*) AS n FROM d")
+        .await;
+    assert!(
+        app.violations_of(boxoffice::invariants::EVENTS)
+            .await
+            .contains(&"I12: a used ticket has no ticket.checked_in event")
+    );
 }
 
 #[tokio::test]
@@ -490,6 +508,17 @@ async fn an_offline_upload_admits_the_first_scan_in_time_and_lists_conflicts() {
         ["ALREADY_USED", "ADMITTED", "ADMITTED", "ALREADY_USED", "INVALID"]
     );
     assert_eq!(again["admittedCount"], 3);
+    // One event per admission, the offline ones marked so; the re-upload added none.
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM outbox WHERE event_type = 'ticket.checked_in' AND data->>'offline' = 'true'")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM outbox WHERE event_type = 'ticket.checked_in'")
+            .await,
+        3
+    );
     assert_eq!(
         app.count("SELECT count(*) AS n FROM check_ins WHERE status = 'ADMITTED'")
             .await,

@@ -82,6 +82,29 @@ impl Gql {
         Ok(Vec::from(bytes))
     }
 
+    /// A plain GET (the seat map's HTTP resource), with `If-None-Match` when given: the
+    /// status, the ETag and the body, and how long it took in ms.
+    pub async fn get(&self, url: &str, if_none_match: Option<&str>) -> (Result<Got, String>, f64) {
+        let started = Instant::now();
+        let mut req = self.http.get(url);
+        if let Some(tag) = if_none_match {
+            req = req.header("if-none-match", tag);
+        }
+        let res = async {
+            let resp = req.send().await.map_err(|e| transport_code(&e))?;
+            let status = resp.status().as_u16();
+            let etag = resp
+                .headers()
+                .get("etag")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = resp.bytes().await.map_err(|e| transport_code(&e))?;
+            Ok(Got { status, etag, body })
+        }
+        .await;
+        (res, started.elapsed().as_secs_f64() * 1000.0)
+    }
+
     /// A set-up request that must succeed: returns `data`, or fails with the whole answer.
     pub async fn ok(
         &self,
@@ -111,6 +134,13 @@ impl Gql {
         }
         Ok(value["data"].clone())
     }
+}
+
+/// What a plain GET came back with.
+pub struct Got {
+    pub status: u16,
+    pub etag: Option<String>,
+    pub body: bytes::Bytes,
 }
 
 /// The answer of a GraphQL response body.

@@ -10,12 +10,15 @@
 //! bench flash-sale --url http://127.0.0.1:18090 --database-url postgres://postgres@127.0.0.1:5432/boxoffice_bench
 //! bench abuse --url http://127.0.0.1:18090 --seats 5000 --seconds 20 --database-url ...
 //! bench two-instances --url http://127.0.0.1:18090 --url http://127.0.0.1:18091 --database-url ...
+//! bench multi-sale --schedules 20 --url http://127.0.0.1:18090 --database-url ...
+//! bench soak --minutes 20 --rate 400 --url http://127.0.0.1:18090 --database-url ...
 //! ```
 
 mod abuse;
 mod client;
 mod cpu;
 mod faults;
+mod receiver;
 mod report;
 mod sale;
 mod scenarios;
@@ -40,6 +43,15 @@ enum Scenario {
     HotSeats,
     /// Clients reading a whole seat map, for --seconds (10).
     SeatMap,
+    /// The seat map over plain HTTP: revalidations (304) for --seconds, then full reads
+    /// for --seconds (10 each).
+    SeatMapHttp,
+    /// --schedules (20) schedules of --seats (2,000) on sale at once, the clients spread
+    /// over them.
+    MultiSale,
+    /// --minutes (20) of mixed traffic at --rate operations/s, with figures every
+    /// --window-seconds (60) and pass/fail against issue 28's bounds.
+    Soak,
     /// --subscribers WebSocket subscribers of a schedule while a flash sale runs on it.
     FanOut,
     /// --users (50,000) enter the waiting queue; position reads and the admission rate.
@@ -49,6 +61,9 @@ enum Scenario {
     /// A quiet flash sale, then the same while attackers send the costliest accepted
     /// queries and hold stalled connections and silent sockets (--seconds each, 20).
     Abuse,
+    /// --seats (20,000) tickets bought, then scanned at --gates (8) with repeats and
+    /// forgeries: every ticket admitted once, p99 of a scan, the signature check alone.
+    CheckIn,
     /// A sale on two --url instances while one is frozen, the database connections are
     /// killed, PostgreSQL restarts and Redis stops; private services only (scripts/faults).
     Faults,
@@ -60,10 +75,14 @@ impl Scenario {
             Self::FlashSale => "flash-sale",
             Self::HotSeats => "hot-seats",
             Self::SeatMap => "seat-map",
+            Self::SeatMapHttp => "seat-map-http",
+            Self::MultiSale => "multi-sale",
+            Self::Soak => "soak",
             Self::FanOut => "fan-out",
             Self::Queue => "queue",
             Self::TwoInstances => "two-instances",
             Self::Abuse => "abuse",
+            Self::CheckIn => "check-in",
             Self::Faults => "faults",
         }
     }
@@ -82,14 +101,15 @@ struct Args {
     /// Concurrent clients.
     #[arg(long, default_value_t = 64)]
     clients: usize,
-    /// Seats of the schedule (1..=100000).
-    #[arg(long, default_value_t = 20_000)]
-    seats: usize,
+    /// Seats of the schedule (1..=100000; multi-sale: of each schedule). Default 20,000
+    /// (multi-sale: 2,000).
+    #[arg(long)]
+    seats: Option<usize>,
     /// The server's JWT secret, to mint access tokens.
     #[arg(long, env = "JWT_SECRET", default_value = DEV_JWT_SECRET, hide_env_values = true, hide_default_value = true)]
     jwt_secret: String,
     /// Time limit (flash-sale, fan-out, two-instances: 60 s; hot-seats, seat-map: 10 s;
-    /// queue: the position-read and admission-sampling window, 10 s).
+    /// queue: the position-read and admission-sampling window, 10 s; check-in: 120 s).
     #[arg(long)]
     seconds: Option<u64>,
     /// Users to make (booking scenarios: as many as seats; queue: 50,000).
@@ -102,9 +122,22 @@ struct Args {
     /// (at most --per-user-limit) instead of naming random seats.
     #[arg(long)]
     best_available: bool,
-    /// fan-out: WebSocket subscribers.
-    #[arg(long, default_value_t = 5_000)]
-    subscribers: usize,
+    /// fan-out: WebSocket subscribers (5,000); soak: subscribers kept open (500).
+    #[arg(long)]
+    subscribers: Option<usize>,
+    /// multi-sale: schedules on sale at once.
+    #[arg(long, default_value_t = 20)]
+    schedules: usize,
+    /// soak: how long, in minutes (--seconds, if given, wins: for short trial runs).
+    #[arg(long, default_value_t = 20)]
+    minutes: u64,
+    /// soak: operations per second, every kind together (about half of what flash-sale's
+    /// attempts/s says the server takes).
+    #[arg(long, default_value_t = 300)]
+    rate: u32,
+    /// soak: the figures' window, in seconds.
+    #[arg(long, default_value_t = 60)]
+    window_seconds: u64,
     /// fan-out: subscribers whose events are parsed to measure delivery lag.
     #[arg(long, default_value_t = 100)]
     sampled_subscribers: usize,
@@ -120,6 +153,13 @@ struct Args {
     /// queue: admitPerSecond of the queued schedule.
     #[arg(long, default_value_t = 200)]
     admit_per_second: u32,
+    /// flash-sale: a webhook receiver in the bench subscribed to `reservation.held` during
+    /// the sale (the server needs WEBHOOK_ALLOW_PRIVATE=true); reports deliveries and lag.
+    #[arg(long)]
+    webhook: bool,
+    /// check-in: gates, each with its own scanner credentials.
+    #[arg(long, default_value_t = 8)]
+    gates: usize,
 }
 
 fn main() -> ExitCode {
@@ -148,7 +188,15 @@ fn main() -> ExitCode {
 /// Runs the scenario; true when every invariant held.
 async fn run(args: Args) -> anyhow::Result<bool> {
     let endpoints = check_args(&args)?;
-    let gql = client::Gql::new(args.clients.max(args.subscribers.min(256)))?;
+    let subscribers = args.subscribers.unwrap_or(match args.scenario {
+        Scenario::Soak => 500,
+        _ => 5_000,
+    });
+    let seats = args.seats.unwrap_or(match args.scenario {
+        Scenario::MultiSale => scenarios::multi_sale::DEFAULT_SEATS,
+        _ => 20_000,
+    });
+    let gql = client::Gql::new(args.clients.max(subscribers.min(256)))?;
     for e in &endpoints {
         let health = e.replace("/graphql", "/healthz");
         reqwest::get(&health)
@@ -159,17 +207,23 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let mut ctx = scenarios::Ctx {
         endpoints,
         clients: args.clients,
-        seats: args.seats,
+        seats,
         seconds: args.seconds,
         users: args.users,
         per_user_limit: args.per_user_limit,
         best_available: args.best_available,
-        subscribers: args.subscribers,
+        subscribers,
+        schedules: args.schedules,
+        minutes: args.minutes,
+        rate: args.rate,
+        window_seconds: args.window_seconds,
         sampled_subscribers: args.sampled_subscribers,
         server_pid: args.server_pid,
         redis_url: args.redis_url.clone(),
         redis_prefix: args.redis_prefix.clone(),
         admit_per_second: args.admit_per_second,
+        gates: args.gates,
+        webhook: args.webhook,
         gql,
         db: setup::connect(&args.database_url).await?,
         minter: setup::Minter::new(&args.jwt_secret),
@@ -180,8 +234,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         Scenario::TwoInstances => scenarios::flash_sale(&mut ctx, "two-instances").await?,
         Scenario::HotSeats => scenarios::hot_seats(&mut ctx).await?,
         Scenario::SeatMap => scenarios::seat_map(&mut ctx).await?,
+        Scenario::SeatMapHttp => scenarios::seat_map_http(&mut ctx).await?,
+        Scenario::MultiSale => scenarios::multi_sale(&mut ctx).await?,
+        Scenario::Soak => scenarios::soak(&mut ctx).await?,
         Scenario::FanOut => scenarios::fan_out(&mut ctx).await?,
         Scenario::Queue => scenarios::queue(&mut ctx).await?,
+        Scenario::CheckIn => scenarios::check_in(&mut ctx).await?,
         Scenario::Abuse => abuse::abuse(&mut ctx).await?,
         Scenario::Faults => faults::faults(&mut ctx).await?,
     };
@@ -209,8 +267,14 @@ fn check_args(args: &Args) -> anyhow::Result<Vec<String>> {
     if args.clients == 0 || args.clients > 10_000 {
         anyhow::bail!("--clients must be 1 to 10000");
     }
-    if args.seats == 0 || args.seats > 100_000 {
+    if args.seats.is_some_and(|s| s == 0 || s > 100_000) {
         anyhow::bail!("--seats must be 1 to 100000");
+    }
+    if args.schedules == 0 || args.schedules > 1_000 {
+        anyhow::bail!("--schedules must be 1 to 1000");
+    }
+    if args.minutes == 0 || args.minutes > 24 * 60 || args.rate == 0 || args.window_seconds == 0 {
+        anyhow::bail!("--minutes must be 1 to 1440, --rate and --window-seconds at least 1");
     }
     if !(1..=10).contains(&args.per_user_limit) {
         anyhow::bail!("--per-user-limit must be 1 to 10");
@@ -218,7 +282,7 @@ fn check_args(args: &Args) -> anyhow::Result<Vec<String>> {
     if args.seconds == Some(0) || args.seconds.is_some_and(|s| s > 3600) {
         anyhow::bail!("--seconds must be 1 to 3600");
     }
-    if args.subscribers > 20_000 || args.users.is_some_and(|u| u == 0 || u > 1_000_000) {
+    if args.subscribers.is_some_and(|s| s > 20_000) || args.users.is_some_and(|u| u == 0 || u > 1_000_000) {
         anyhow::bail!("--subscribers at most 20000, --users 1 to 1000000");
     }
     local(&args.database_url, "--database-url", &["postgres", "postgresql"])?;

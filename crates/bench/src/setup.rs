@@ -108,6 +108,8 @@ pub struct ShowSpec {
     pub per_user_limit: u32,
     /// Queue settings: `(admit_per_second, max_active)`; `None` sells without a queue.
     pub queue: Option<(u32, u32)>,
+    /// How long a hold lasts (30..=3600).
+    pub hold_seconds: u32,
 }
 
 /// Rows of 100 seats, sections of 50 rows; grades by row: the first tenth VIP, then R, S
@@ -153,8 +155,9 @@ pub fn layout(seats: usize) -> Value {
     })
 }
 
-/// Creates a published concert with one schedule on sale now (holds last an hour, longer
-/// than any run, so no hold expires under the benchmark's feet).
+/// Creates a published concert with one schedule on sale now (holds last `hold_seconds`:
+/// an hour, longer than any run, so no hold expires under the benchmark's feet, except
+/// in the soak, which wants them to).
 pub async fn show(gql: &Gql, endpoint: &str, host_token: &str, spec: &ShowSpec) -> anyhow::Result<Show> {
     let t = Some(host_token);
     let concert = gql
@@ -184,7 +187,7 @@ pub async fn show(gql: &Gql, endpoint: &str, host_token: &str, spec: &ShowSpec) 
                 "salesOpenAt": (now - chrono::Duration::minutes(1)).to_rfc3339(),
                 "salesCloseAt": (now + chrono::Duration::days(1)).to_rfc3339(),
                 "perUserLimit": spec.per_user_limit,
-                "holdSeconds": 3600,
+                "holdSeconds": spec.hold_seconds,
                 "queueEnabled": queue_enabled,
                 "admitPerSecond": admit,
                 "maxActive": max_active,
@@ -232,6 +235,23 @@ pub async fn show(gql: &Gql, endpoint: &str, host_token: &str, spec: &ShowSpec) 
         schedule_id: schedule_id.parse().context("the schedule id is not a number")?,
         seats,
     })
+}
+
+/// Gives each of `users` `points` (an adjustment in the ledger, as an admin's would be),
+/// so that they can pay.
+pub async fn fund(conn: &mut AsyncPgConnection, users: &[User], points: i64) -> anyhow::Result<()> {
+    let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
+    diesel::sql_query(
+        "WITH f AS (UPDATE users SET points = points + $2 WHERE id = ANY($1) RETURNING id, points)
+         INSERT INTO point_ledger (user_id, kind, amount, balance_after, reason)
+         SELECT id, 'adjustment', $2, points, 'bench' FROM f",
+    )
+    .bind::<diesel::sql_types::Array<BigInt>, _>(ids)
+    .bind::<BigInt, _>(points)
+    .execute(conn)
+    .await
+    .context("funding the bench users")?;
+    Ok(())
 }
 
 pub async fn booked_count(conn: &mut AsyncPgConnection, schedule_id: i64) -> anyhow::Result<i64> {

@@ -110,3 +110,28 @@ pub async fn top_up_confirmed(conn: &mut AsyncPgConnection, top_up_id: i64) -> Q
     .execute(conn)
     .await
 }
+
+/// `ticket.checked_in`: a ticket was admitted at a gate (online, or in an offline batch
+/// uploaded later: `offline` says which, and `checkedInAt` is when it was scanned). Written
+/// in the admission's transaction, so a scan that lost its race writes nothing.
+pub async fn ticket_checked_in(
+    conn: &mut AsyncPgConnection,
+    ticket_id: i64,
+    offline: bool,
+) -> QueryResult<usize> {
+    diesel::sql_query(
+        "INSERT INTO outbox (event_type, subject, concert_id, data)
+         SELECT $1, 'tickets/' || t.id, s.concert_id, jsonb_build_object(
+             'ticketId', t.id::text, 'reservationId', t.reservation_id::text,
+             'scheduleId', t.schedule_id::text, 'concertId', s.concert_id::text,
+             'seatId', t.seat_id::text, 'gate', t.gate, 'checkedInAt', t.checked_in_at,
+             'offline', $3)
+         FROM tickets t JOIN schedules s ON s.id = t.schedule_id
+         WHERE t.id = $2 AND t.status = 'used'",
+    )
+    .bind::<Text, _>(EventType::TicketCheckedIn.as_str())
+    .bind::<BigInt, _>(ticket_id)
+    .bind::<diesel::sql_types::Bool, _>(offline)
+    .execute(conn)
+    .await
+}

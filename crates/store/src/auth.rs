@@ -68,6 +68,8 @@ pub struct UserRow {
     pub role: String,
     pub points: i64,
     pub created_at: DateTime<Utc>,
+    /// Set while an admin has the account locked (`lockAccount`).
+    pub locked_at: Option<DateTime<Utc>>,
 }
 
 impl UserRow {
@@ -235,5 +237,46 @@ pub async fn set_password(conn: &mut AsyncPgConnection, id: i64, password_hash: 
             users::updated_at.eq(diesel::dsl::now),
         ))
         .execute(conn)
+        .await
+}
+
+/// Locks an account (`reason` set) or unlocks it (`None`). `Ok(None)`: no such account.
+/// Locking a locked account keeps its first time and reason.
+pub async fn set_locked(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    reason: Option<&str>,
+) -> QueryResult<Option<UserRow>> {
+    match reason {
+        Some(reason) => {
+            diesel::update(users::table.find(id).filter(users::locked_at.is_null()))
+                .set((
+                    users::locked_at.eq(Some(Utc::now())),
+                    users::locked_reason.eq(reason),
+                    users::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await?;
+        }
+        None => {
+            diesel::update(users::table.find(id).filter(users::locked_at.is_not_null()))
+                .set((
+                    users::locked_at.eq(None::<DateTime<Utc>>),
+                    users::locked_reason.eq(None::<String>),
+                    users::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await?;
+        }
+    }
+    user_by_id(conn, id).await
+}
+
+/// Ids of every locked account (few: read by each instance every few seconds).
+pub async fn locked_user_ids(conn: &mut AsyncPgConnection) -> QueryResult<Vec<i64>> {
+    users::table
+        .filter(users::locked_at.is_not_null())
+        .select(users::id)
+        .load(conn)
         .await
 }

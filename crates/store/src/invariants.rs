@@ -126,6 +126,12 @@ pub const MONEY: &[Check] = &[
               coalesce((SELECT sum(debt_created) FROM top_ups t WHERE t.user_id = u.id), 0)
               + coalesce((SELECT sum(amount) FROM point_ledger l WHERE l.user_id = u.id AND l.kind = 'debt_repayment'), 0)",
     },
+    Check {
+        name: "I10: a paid reservation refunded other than once in full when cancelled (a double refund, or none)",
+        sql: "SELECT count(*) AS n FROM reservations r WHERE
+              (SELECT coalesce(sum(l.amount), 0) FROM point_ledger l WHERE l.reservation_id = r.id AND l.kind = 'refund')
+              <> CASE WHEN r.status = 'cancelled' AND r.paid_at IS NOT NULL THEN r.total_price ELSE 0 END",
+    },
 ];
 
 /// I11, the door: a ticket is let in at most once, and only for a confirmed reservation's
@@ -207,6 +213,14 @@ pub const EVENTS: &[Check] = &[
         name: "I12: a reservation event has no reservation",
         sql: "SELECT count(*) AS n FROM outbox o WHERE o.subject LIKE 'reservations/%'
               AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.id = split_part(o.subject, '/', 2)::bigint)",
+    },
+    Check {
+        name: "I12: a used ticket has no ticket.checked_in event",
+        sql: "SELECT count(*) AS n FROM tickets t
+              WHERE t.checked_in_at IS NOT NULL
+                AND t.checked_in_at >= coalesce((SELECT min(created_at) FROM outbox), '-infinity')
+                AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.subject = 'tickets/' || t.id
+                                AND o.event_type = 'ticket.checked_in')",
     },
 ];
 

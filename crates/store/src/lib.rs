@@ -25,6 +25,7 @@ pub mod booking;
 pub mod concerts;
 pub mod db;
 pub mod error;
+pub mod host_orders;
 pub mod invariants;
 pub mod kv;
 pub mod locks;

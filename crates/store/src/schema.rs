@@ -18,6 +18,8 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         points_debt -> Int8,
+        locked_at -> Nullable<Timestamptz>,
+        locked_reason -> Nullable<Text>,
     }
 }
 

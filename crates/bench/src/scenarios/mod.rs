@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use crate::{
     client::{self, Answer, Gql},
     cpu,
+    receiver::Receiver,
     report::{self, Report, Tally},
     sale::{self, Sale, SaleResult},
     server,
@@ -27,11 +28,19 @@ use crate::{
     workers,
 };
 
+mod check_in;
 mod fan_out;
+pub mod multi_sale;
 mod queue;
+mod seat_map_http;
+mod soak;
 
+pub use check_in::check_in;
 pub use fan_out::fan_out;
+pub use multi_sale::multi_sale;
 pub use queue::queue;
+pub use seat_map_http::seat_map_http;
+pub use soak::soak;
 
 /// Everything a scenario needs: the options, the HTTP client and the database.
 pub struct Ctx {
@@ -45,11 +54,21 @@ pub struct Ctx {
     /// flash-sale: ask for best-available seats instead of naming them.
     pub best_available: bool,
     pub subscribers: usize,
+    /// multi-sale: schedules on sale at once.
+    pub schedules: usize,
+    /// soak: length in minutes, operations per second, and the figures' window.
+    pub minutes: u64,
+    pub rate: u32,
+    pub window_seconds: u64,
     pub sampled_subscribers: usize,
     pub server_pid: Option<u32>,
     pub redis_url: String,
     pub redis_prefix: String,
     pub admit_per_second: u32,
+    /// check-in: gates, each with its own scanner.
+    pub gates: usize,
+    /// flash-sale: a webhook receiver subscribed to `reservation.held` during the sale.
+    pub webhook: bool,
     pub gql: Gql,
     pub db: AsyncPgConnection,
     pub minter: Minter,
@@ -82,6 +101,7 @@ impl Ctx {
                 seats,
                 per_user_limit: self.per_user_limit,
                 queue,
+                hold_seconds: 3600,
             },
         )
         .await?;
@@ -148,6 +168,21 @@ impl Ctx {
         pids
     }
 
+    /// A webhook receiver subscribed, as an admin, to every concert's `reservation.held`.
+    async fn webhook_receiver(&mut self) -> anyhow::Result<Receiver> {
+        let admin = setup::users(&mut self.db, &self.minter, &self.tag, "hooks", 1, Role::Admin)
+            .await?
+            .pop()
+            .context("no admin was made")?;
+        let receiver = Receiver::start().await?;
+        let endpoint = self.endpoint().to_owned();
+        receiver
+            .subscribe(&self.gql, &endpoint, &admin.token, &["reservation.held"])
+            .await?;
+        eprintln!("bench: webhook receiver at {}", receiver.url);
+        Ok(receiver)
+    }
+
     async fn check(&mut self, report: &mut Report) -> anyhow::Result<()> {
         let started = Instant::now();
         let found = setup::invariants(&mut self.db).await?;
@@ -196,6 +231,10 @@ pub async fn flash_sale(ctx: &mut Ctx, name: &'static str) -> anyhow::Result<Rep
         ctx.clients,
         show.seats.len()
     );
+    let receiver = match ctx.webhook {
+        true => Some(ctx.webhook_receiver().await?),
+        false => None,
+    };
     let servers = ctx.server_pids();
     let cpu_before = cpu::Snapshot::take(&servers);
     let res = sale::run(&ctx.gql, sale).await;
@@ -203,6 +242,12 @@ pub async fn flash_sale(ctx: &mut Ctx, name: &'static str) -> anyhow::Result<Rep
     let mut report = Report::new(name, ctx.clients);
     let res = sale_report(&mut report, res);
     report.set("cpu", cpu);
+    report.set("webhook", ctx.webhook);
+    if let Some(receiver) = receiver {
+        receiver
+            .settle(&mut report, res.successes, Duration::from_secs(120))
+            .await;
+    }
     report.set("seats", show.seats.len());
     report.set("sold_out", res.all_held_at.is_some());
     report.set("sold_out_s", res.all_held_at.map(|d| d.as_secs_f64()));

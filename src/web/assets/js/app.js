@@ -10,6 +10,7 @@ const routes = [
   [/^\/$/, () => import('./pages/home.js'), 'Concerts'],
   [/^\/schedules\/(\d+)$/, () => import('./pages/schedule.js'), 'Seats'],
   [/^\/host$/, () => import('./pages/host.js'), 'Host'],
+  [/^\/host\/concerts\/(\d+)$/, () => import('./pages/sales.js'), 'Sales'],
   [/^\/admin$/, () => import('./pages/admin.js'), 'Admin'],
   [/^\/wallet$/, () => import('./pages/wallet.js'), 'Wallet'],
   [/^\/tickets$/, () => import('./pages/tickets.js'), 'My tickets'],

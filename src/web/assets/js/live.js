@@ -11,7 +11,11 @@ let socket = null;
 let ready = false;
 let retry = 0;
 let nextId = 1;
-const subs = new Map(); // id -> { payload, sink }
+const subs = new Map(); // id -> { query, variables, sink }
+
+// `variables` may be a function: read at every (re)send, so a subscription sent again after
+// a dropped socket starts from where its page is (e.g. `sinceVersion` of the map it holds).
+const payloadOf = (s) => ({ query: s.query, variables: typeof s.variables === 'function' ? s.variables() : s.variables });
 
 /** `token()` gives the access token for connection_init; `onRefused()` is called when the
  * server refuses it (close 4401/4403), so the session can be renewed. */
@@ -43,7 +47,7 @@ function open() {
       const reconnected = retry > 0;
       retry = 0;
       for (const [id, s] of subs) {
-        send({ id, type: 'subscribe', payload: s.payload });
+        send({ id, type: 'subscribe', payload: payloadOf(s) });
         if (reconnected) s.sink.reconnect?.();
       }
     } else if (msg.type === 'ping') {
@@ -93,12 +97,14 @@ export function reconnect() {
 
 /**
  * Subscribes; `sink` gets next(data), error(graphqlError), complete(), reconnect().
+ * `variables` is an object, or a function giving them each time the subscription is sent.
  * Returns a function that ends the subscription.
  */
 export function subscribe(query, variables, sink) {
   const id = String(nextId++);
-  subs.set(id, { payload: { query, variables }, sink });
-  if (socket && ready) send({ id, type: 'subscribe', payload: { query, variables } });
+  const s = { query, variables, sink };
+  subs.set(id, s);
+  if (socket && ready) send({ id, type: 'subscribe', payload: payloadOf(s) });
   else open();
   return () => {
     if (subs.delete(id)) send({ id, type: 'complete' });

@@ -21,6 +21,21 @@ const MAX_CANVAS_SIDE = 32_000;
 export const SOLD_COLOR = '#3c4043';
 export const BLOCKED_COLOR = '#8d6e63';
 
+/**
+ * The latest compact map of a schedule as plain HTTP (`GET /schedules/{id}/seat-map`,
+ * the same fields as GraphQL's `seatMap`): the browser's cache and a CDN keep it and
+ * revalidate it with its ETag (a 304 costs the server almost nothing). Read without a
+ * token, so it stays shareable; `fallback()` reads it another way when it is not there
+ * for everyone (a draft, which only its host sees, through GraphQL).
+ */
+export async function readSeatMap(scheduleId, fallback) {
+  try {
+    const r = await fetch(`/schedules/${encodeURIComponent(scheduleId)}/seat-map`, { headers: { accept: 'application/json' } });
+    if (r.ok) return await r.json();
+  } catch { /* the fallback reports a network error its own way */ }
+  return fallback();
+}
+
 /** The model of a `SeatMap` answer: one entry per seat in layout order. */
 export function fromSeatMap(sm) {
   const count = sm.statuses.length;

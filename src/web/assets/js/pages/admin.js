@@ -1,5 +1,5 @@
-// `/admin`: accounts (search, role changes, point adjustments with a reason) and the
-// audit log of privileged actions.
+// `/admin`: accounts (search, role changes, point adjustments with a reason, locking and
+// unlocking) and the audit log of privileged actions.
 import { h, fill, field, notice, toast, points, when, busy, fromLocalInput } from '../ui.js';
 import { gql } from '../api.js';
 import { explain } from '../errors.js';
@@ -7,12 +7,13 @@ import * as auth from '../auth.js';
 import { accountDialog } from '../app.js';
 
 const USERS = `query Users($q: String, $after: String) { users(search: $q, first: 20, after: $after) {
-  nodes { id email displayName role points createdAt } pageInfo { hasNextPage endCursor } } }`;
+  nodes { id email displayName role points createdAt lockedAt } pageInfo { hasNextPage endCursor } } }`;
 const AUDIT = `query Audit($after: String, $f: AuditLogFilter) { auditLog(first: 30, after: $after, filter: $f) {
   nodes { id actorId actor { id displayName email } action targetType targetId targetName details createdAt }
   pageInfo { hasNextPage endCursor } } }`;
 // The actions the server audits today; the field takes any other name too.
-const ACTIONS = ['set_user_role', 'adjust_points', 'cancel_concert', 'cancel_schedule'];
+const ACTIONS = ['set_user_role', 'adjust_points', 'cancel_concert', 'cancel_schedule', 'lock_account', 'unlock_account',
+  'refund_reservation', 'export_schedule'];
 
 export function render(main) {
   const show = () => {
@@ -46,7 +47,7 @@ function page(main) {
     since: field('From', { type: 'datetime-local', name: 'since' }),
     until: field('Until', { type: 'datetime-local', name: 'until' }),
   };
-  for (const [v, t] of [['', 'any'], ['user', 'account'], ['concert', 'concert'], ['schedule', 'performance']]) af.targetType.input.append(h('option', { value: v }, t));
+  for (const [v, t] of [['', 'any'], ['user', 'account'], ['concert', 'concert'], ['schedule', 'performance'], ['reservation', 'reservation']]) af.targetType.input.append(h('option', { value: v }, t));
   const applyAudit = h('button', { type: 'submit', class: 'primary' }, 'Filter');
   const clearAudit = h('button', { type: 'button' }, 'Clear');
   const auditForm = h('form', { class: 'inline audit-filter', 'aria-label': 'Filter the audit log' },
@@ -55,7 +56,7 @@ function page(main) {
   fill(main, h('h1', {}, 'Admin'), msg,
     h('section', { class: 'panel', 'aria-labelledby': 'users-title' }, h('h2', { id: 'users-title' }, 'Accounts'), form,
       h('div', { class: 'scroll' }, h('table', { class: 'users' },
-        h('thead', {}, h('tr', {}, ['Account', 'Role', 'Points', 'Adjust points'].map((t) => h('th', { scope: 'col' }, t)))), users)), moreUsers),
+        h('thead', {}, h('tr', {}, ['Account', 'Role', 'Points', 'Adjust points', 'Access'].map((t) => h('th', { scope: 'col' }, t)))), users)), moreUsers),
     h('section', { class: 'panel', 'aria-labelledby': 'audit-title' }, h('h2', { id: 'audit-title' }, 'Audit log'), auditForm,
       h('div', { class: 'scroll' }, h('table', { class: 'audit' },
         h('thead', {}, h('tr', {}, ['When', 'Who', 'Action', 'Target', 'Details'].map((t) => h('th', { scope: 'col' }, t)))), audit)), moreAudit));
@@ -71,7 +72,7 @@ function page(main) {
     if (mine !== usersRequest) return;
     if (!append) fill(users);
     for (const u of d.nodes) users.append(userRow(u));
-    if (!append && d.nodes.length === 0) users.append(h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'No accounts match.')));
+    if (!append && d.nodes.length === 0) users.append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No accounts match.')));
     usersAfter = d.pageInfo.endCursor;
     moreUsers.hidden = !d.pageInfo.hasNextPage;
   };
@@ -147,9 +148,42 @@ function page(main) {
         loadAudit(false).catch(fail);
       }, fail);
     };
+    const access = h('td', { class: 'access' });
+    // Locking ends the account's sessions on every instance at once; the reason is audited.
+    const drawAccess = () => {
+      if (u.lockedAt) {
+        const unlock = h('button', { type: 'button' }, 'Unlock');
+        unlock.onclick = () => busy(unlock, async () => {
+          const d = await gql('mutation($u: ID!) { unlockAccount(userId: $u) { id lockedAt } }', { u: u.id });
+          u.lockedAt = d.unlockAccount.lockedAt;
+          toast(`${u.email} is unlocked.`, 'ok');
+          drawAccess();
+          loadAudit(false).catch(fail);
+        }, fail);
+        fill(access, h('span', { class: 'badge cancelled' }, 'LOCKED'), h('span', { class: 'muted small' }, ` since ${when(u.lockedAt)} `), unlock);
+        return;
+      }
+      const why = field(`Reason for locking ${u.email}`, { name: 'lockReason', required: true, placeholder: 'why' });
+      why.wrap.classList.add('compact');
+      const lock = h('button', { type: 'submit' }, 'Lock');
+      const form = h('form', { class: 'inline' }, why.wrap, lock);
+      form.onsubmit = (ev) => {
+        ev.preventDefault();
+        busy(lock, async () => {
+          const d = await gql('mutation($u: ID!, $r: String!) { lockAccount(userId: $u, reason: $r) { id lockedAt } }',
+            { u: u.id, r: why.input.value.trim() });
+          u.lockedAt = d.lockAccount.lockedAt;
+          toast(`${u.email} is locked: signed out everywhere.`, 'ok');
+          drawAccess();
+          loadAudit(false).catch(fail);
+        }, fail);
+      };
+      fill(access, form);
+    };
+    drawAccess();
     return h('tr', { dataset: { user: u.id } },
       h('td', {}, h('strong', {}, u.displayName), h('br'), h('span', { class: 'small' }, u.email), h('br'), h('span', { class: 'muted small' }, `#${u.id} · since ${when(u.createdAt)}`)),
-      h('td', {}, h('div', { class: 'inline' }, role.wrap, save)), balance, h('td', {}, adjust));
+      h('td', {}, h('div', { class: 'inline' }, role.wrap, save)), balance, h('td', {}, adjust), access);
   }
 
   form.onsubmit = (ev) => { ev.preventDefault(); busy(go, () => loadUsers(false), fail); };

@@ -59,7 +59,8 @@ export function render(main) {
       if (el.dataset.concert === c?.id) el.setAttribute('aria-current', 'true');
       else el.removeAttribute('aria-current');
     });
-    fill(detail, concertForm(c), c ? concertActions(c) : null, c ? schedules(c) : null, c ? sales(c) : null);
+    fill(detail, concertForm(c), c ? concertActions(c) : null, c ? schedules(c) : null, c ? sales(c) : null,
+      c ? h('p', {}, h('a', { href: `/host/concerts/${c.id}`, 'data-nav': true, class: 'sales-link' }, 'Sales over time, orders, refunds and exports →')) : null);
     if (focus) detail.querySelector('input')?.focus();
   }
 

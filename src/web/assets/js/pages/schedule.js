@@ -12,7 +12,7 @@ import { explain } from '../errors.js';
 import * as auth from '../auth.js';
 import { accountDialog } from '../app.js';
 import {
-  fromSeatMap, countByGrade, describe, SeatCanvas, AVAILABLE, STATUS_OF, HELD_COLOR, SOLD_COLOR, BLOCKED_COLOR,
+  fromSeatMap, readSeatMap, countByGrade, describe, SeatCanvas, AVAILABLE, STATUS_OF, HELD_COLOR, SOLD_COLOR, BLOCKED_COLOR,
 } from '../seatmap.js';
 
 const SCHEDULE = `query Schedule($s: ID!) { schedule(id: $s) {
@@ -21,14 +21,14 @@ const SCHEDULE = `query Schedule($s: ID!) { schedule(id: $s) {
 } }`;
 const MAP = `query SeatMap($s: ID!) { schedule(id: $s) { seatMap { version grades { name price color }
   rows { section row seats grade } idRuns statuses } } }`;
-const SEAT_CHANGES = `subscription SeatChanges($s: ID!) { seatChanges(scheduleId: $s) {
+const SEAT_CHANGES = `subscription SeatChanges($s: ID!, $v: Int) { seatChanges(scheduleId: $s, sinceVersion: $v) {
   version resync seats { id status } availability { grade price color total available held sold } } }`;
 const RESERVATION = 'id status totalPrice expiresAt seatCount seats { id section row number grade price } schedule { id }';
 const TICKET = 'state position ahead etaSeconds admitted admissionExpiresAt';
 
 export async function render(main, [id]) {
   const stops = [];
-  const page = { id, model: null, selection: new Set(), holding: new Set(), mine: [], hold: null, ticket: null, rereading: true, buffer: [], firstEvent: true };
+  const page = { id, model: null, selection: new Set(), holding: new Set(), mine: [], hold: null, ticket: null, rereading: true };
 
   const head = h('div');
   const msg = h('div', { class: 'page-msg' });
@@ -116,13 +116,8 @@ export async function render(main, [id]) {
 
   const applyEvent = (ev) => {
     const m = page.model;
-    if (page.firstEvent) {
-      page.firstEvent = false;
-      // The first event is the state when the subscription started: a newer version than
-      // the map we read means changes fell in between, which no event will carry.
-      if (ev.version > m.version) { reread(); return; }
-    }
-    if (ev.resync) { reread(); return; }
+    // The server could not say what changed since our map's version: read it afresh.
+    if (ev.resync) { reread(true); return; }
     if (ev.version <= m.version) return;
     const lost = [];
     for (const s of ev.seats) {
@@ -142,11 +137,26 @@ export async function render(main, [id]) {
     view.invalidate();
   };
 
-  async function reread() {
+  // Read the map (the cacheable HTTP snapshot; after a resync GraphQL's, which is never a
+  // cached copy), then follow the changes since its version: the subscription's first
+  // event carries what changed in between, or says resync.
+  const graphqlMap = async () => (await gql(MAP, { s: id })).schedule.seatMap;
+  let stopLive = null;
+  stops.push(() => stopLive?.());
+  function follow() {
+    stopLive?.();
+    // Sent again after a dropped socket from the map's version then: it catches up.
+    stopLive = subscribe(SEAT_CHANGES, () => ({ s: id, v: page.model.version }), {
+      next: (d) => { if (!page.rereading) applyEvent(d.seatChanges); },
+      error: (e) => fill(live, `not live: ${explain({ code: e.extensions?.code, message: e.message })}`),
+    });
+  }
+
+  async function reread(fresh = false) {
     if (page.rereading && page.model) return;
     page.rereading = true;
     try {
-      const sm = (await gql(MAP, { s: id })).schedule.seatMap;
+      const sm = fresh ? await graphqlMap() : await readSeatMap(id, graphqlMap);
       const keep = page.model ? [...page.selection].map((i) => page.model.ids[i]) : [];
       const holding = page.model ? [...page.holding].map((i) => page.model.ids[i]) : [];
       const model = fromSeatMap(sm);
@@ -158,22 +168,14 @@ export async function render(main, [id]) {
       renderAvailability(countByGrade(model));
       fill(live, `live · v${model.version}`);
       renderPick();
+      follow();
     } catch (e) {
       notice(msg, explain(e), 'error');
     } finally {
       page.rereading = false;
     }
-    const queued = page.buffer;
-    page.buffer = [];
-    for (const ev of queued) applyEvent(ev);
   }
 
-  // Subscribe first, then read: the first event then tells whether the read missed anything.
-  stops.push(subscribe(SEAT_CHANGES, { s: id }, {
-    next: (d) => { if (page.rereading) page.buffer.push(d.seatChanges); else applyEvent(d.seatChanges); },
-    reconnect: () => { page.firstEvent = true; reread(); },
-    error: (e) => fill(live, `not live: ${explain({ code: e.extensions?.code, message: e.message })}`),
-  }));
   await reread();
 
   // --- queue --------------------------------------------------------------------------

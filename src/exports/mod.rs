@@ -1,0 +1,265 @@
+//! CSV exports of a performance (C19): `exportSchedule` hands its host (or an admin) a
+//! short-lived signed URL, and `GET /exports/{schedule}/{kind}.csv?u=&exp=&sig=` streams
+//! the file from this server.
+//!
+//! - `signing`: the URL's HMAC (who, what, until when) under `EXPORT_URL_SECRET`.
+//! - `csv`: RFC 4180 and spreadsheet-safe cells (no formula injection from names).
+//! - `stream`: the body, one keyset page at a time as the client reads (50,000 rows never
+//!   sit in memory).
+//! - `graphql`: `exportSchedule`.
+//!
+//! A URL is refused with 403 when its signature does not match (any part changed) or its
+//! account no longer manages the performance, 410 when it expired, 404 for a malformed
+//! path; 503 with Retry-After when `EXPORT_CONCURRENCY` downloads already stream here.
+
+pub mod csv;
+pub mod graphql;
+pub mod signing;
+pub mod stream;
+
+use std::{collections::HashMap, sync::Arc};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{Path, Query, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use chrono::{DateTime, Utc};
+use tokio::sync::Semaphore;
+
+pub use stream::csv_stream;
+
+use crate::{
+    auth::Actor,
+    error::{AppError, AppResult},
+    host_orders::{managed_schedule, store},
+    state::AppState,
+};
+
+/// What an export holds.
+#[derive(async_graphql::Enum, Copy, Clone, Debug, Eq, PartialEq)]
+pub enum ExportKind {
+    /// One line per paid reservation (standing or refunded): buyer, seats, points, times.
+    Sales,
+    /// One line per sold seat of a standing reservation: holder, seat, ticket, check-in.
+    Attendees,
+}
+
+impl ExportKind {
+    /// Its name in URLs and file names.
+    pub fn file(self) -> &'static str {
+        match self {
+            Self::Sales => "sales",
+            Self::Attendees => "attendees",
+        }
+    }
+
+    fn from_file(file: &str) -> Option<Self> {
+        match file {
+            "sales.csv" => Some(Self::Sales),
+            "attendees.csv" => Some(Self::Attendees),
+            _ => None,
+        }
+    }
+
+    pub fn columns(self) -> &'static [&'static str] {
+        match self {
+            Self::Sales => &[
+                "reservation_id",
+                "status",
+                "buyer_name",
+                "buyer_email",
+                "seat_count",
+                "seats",
+                "grades",
+                "total_price",
+                "refunded",
+                "created_at",
+                "paid_at",
+                "cancelled_at",
+            ],
+            Self::Attendees => &[
+                "ticket_id",
+                "section",
+                "row",
+                "number",
+                "grade",
+                "price",
+                "holder_name",
+                "holder_email",
+                "reservation_id",
+                "ticket_status",
+                "checked_in_at",
+                "gate",
+            ],
+        }
+    }
+}
+
+/// A signed download link and when it stops working.
+pub struct Export {
+    pub path: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Signs an export link for the performance's host or an admin (another host: NOT_FOUND)
+/// and audits the request (the files hold buyers' names and emails).
+pub async fn create(state: &AppState, actor: Actor, schedule_id: i64, kind: ExportKind) -> AppResult<Export> {
+    let mut conn = state.db.get().await?;
+    managed_schedule(&mut conn, actor, schedule_id).await?;
+    let ttl = chrono::Duration::from_std(state.config.exports.url_ttl).map_err(AppError::internal)?;
+    let expires_at = Utc::now() + ttl;
+    let grant = signing::Grant {
+        schedule_id,
+        kind,
+        expires: expires_at.timestamp(),
+        user_id: actor.id,
+    };
+    let sig = signing::sign(&state.config.exports.url_secret, &grant);
+    crate::admin::audit::record(
+        &mut conn,
+        actor.id,
+        "export_schedule",
+        "schedule",
+        Some(schedule_id),
+        serde_json::json!({ "kind": kind.file() }),
+    )
+    .await?;
+    Ok(Export {
+        path: format!(
+            "/exports/{schedule_id}/{}.csv?u={}&exp={}&sig={sig}",
+            kind.file(),
+            actor.id,
+            grant.expires
+        ),
+        expires_at,
+    })
+}
+
+struct Exports {
+    state: AppState,
+    /// One permit per download streaming on this instance.
+    running: Arc<Semaphore>,
+}
+
+/// `GET /exports/{schedule}/{kind}.csv`.
+pub fn router<S: Clone + Send + Sync + 'static>(state: AppState) -> Router<S> {
+    let running = Arc::new(Semaphore::new(state.config.exports.concurrency));
+    Router::new()
+        .route("/exports/{schedule}/{file}", get(download))
+        .with_state(Arc::new(Exports { state, running }))
+}
+
+fn refuse(status: StatusCode, message: &'static str) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        message,
+    )
+        .into_response()
+}
+
+async fn download(
+    State(ex): State<Arc<Exports>>,
+    Path((schedule, file)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let num = |k: &str| q.get(k).and_then(|v| v.parse::<i64>().ok());
+    let (Some(schedule_id), Some(kind)) = (schedule.parse::<i64>().ok(), ExportKind::from_file(&file)) else {
+        return refuse(StatusCode::NOT_FOUND, "no such export");
+    };
+    let (Some(user_id), Some(expires), Some(sig)) = (num("u"), num("exp"), q.get("sig")) else {
+        return refuse(StatusCode::FORBIDDEN, "this export link is not signed");
+    };
+    let grant = signing::Grant {
+        schedule_id,
+        kind,
+        expires,
+        user_id,
+    };
+    if !signing::verify(&ex.state.config.exports.url_secret, &grant, sig) {
+        return refuse(StatusCode::FORBIDDEN, "this export link is not valid");
+    }
+    if Utc::now().timestamp() > expires {
+        return refuse(
+            StatusCode::GONE,
+            "this export link has expired; ask for a new one",
+        );
+    }
+    // The link is as good as its account: a host whose role or account went since it was
+    // made gets nothing.
+    match still_manages(&ex.state, user_id, schedule_id).await {
+        Ok(true) => {}
+        Ok(false) => return refuse(StatusCode::FORBIDDEN, "this export link is no longer valid"),
+        Err(e) => {
+            tracing::warn!(error = %e, "export: checking the account failed");
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, "try again shortly");
+        }
+    }
+    let Ok(permit) = ex.running.clone().try_acquire_owned() else {
+        let mut r = refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many exports running; retry shortly",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        return r;
+    };
+    let body = csv_stream(ex.state.db.clone(), schedule_id, kind);
+    // The permit lives as long as the body is being sent.
+    let body = futures_util::StreamExt::map(body, move |chunk| {
+        let _held = &permit;
+        chunk
+    });
+    let disposition = format!(
+        "attachment; filename=\"schedule-{schedule_id}-{}.csv\"",
+        kind.file()
+    );
+    let mut resp = Response::new(Body::from_stream(body));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    resp
+}
+
+async fn still_manages(state: &AppState, user_id: i64, schedule_id: i64) -> AppResult<bool> {
+    let mut conn = state.db.get().await?;
+    let Some(role) = crate::auth::store::current_role(&mut conn, user_id).await? else {
+        return Ok(false);
+    };
+    match managed_schedule(&mut conn, Actor { id: user_id, role }, schedule_id).await {
+        Ok(_) => Ok(true),
+        Err(AppError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_files() {
+        for k in [ExportKind::Sales, ExportKind::Attendees] {
+            assert_eq!(ExportKind::from_file(&format!("{}.csv", k.file())), Some(k));
+            assert_eq!(k.columns().len(), 12);
+        }
+        assert_eq!(ExportKind::from_file("sales"), None);
+        assert_eq!(ExportKind::from_file("../x.csv"), None);
+    }
+}
