@@ -194,7 +194,9 @@ impl AppError {
 /// a lock or statement timeout fired (a peer holds a lock too long), a serialization failure
 /// or deadlock. Everything else is a bug or bad data: INTERNAL. PostgreSQL's messages are
 /// matched where diesel does not keep the SQLSTATE; they are stable with the default
-/// `lc_messages`.
+/// `lc_messages`. PgBouncer answers for the server it lost with messages of its own: as
+/// INTERNAL, a batch whose COMMIT met "server conn crashed?" in a failover was answered a
+/// failure although it had committed (I9), where UNAVAILABLE has it settled.
 fn is_transient(err: &diesel::result::Error) -> bool {
     use diesel::result::{DatabaseErrorKind as K, Error as E};
     match err {
@@ -213,6 +215,12 @@ fn is_transient(err: &diesel::result::Error) -> bool {
                 "terminating connection",
                 "shutting down",
                 "server closed the connection",
+                // PgBouncer (1.18): its server connection died, it cannot (re)connect, or
+                // no server connection was free in time (nothing ran).
+                "server conn crashed",
+                "cannot connect to server",
+                "server login has been failing",
+                "query_wait_timeout",
             ]
             .iter()
             .any(|p| m.contains(p))
@@ -319,6 +327,30 @@ mod tests {
         let ext = serde_json::to_value(err.extensions).unwrap_or_default();
         assert_eq!(ext["code"], "BAD_USER_INPUT");
         assert_eq!(ext["field"], "input.email");
+    }
+
+    #[test]
+    fn a_lost_server_connection_is_unavailable_from_postgres_or_pgbouncer() {
+        use diesel::result::{DatabaseErrorKind as K, Error as E};
+        let db = |m: &str| E::DatabaseError(K::Unknown, Box::new(m.to_owned()));
+        for message in [
+            "terminating connection due to administrator command",
+            "the database system is shutting down",
+            "server conn crashed?",
+            "pgbouncer cannot connect to server",
+            "server login has been failing, try again later (server_login_retry)",
+            "query_wait_timeout",
+        ] {
+            assert_eq!(
+                AppError::from(db(message)).code(),
+                ErrorCode::Unavailable,
+                "{message}"
+            );
+        }
+        assert_eq!(
+            AppError::from(db("relation \"users\" does not exist")).code(),
+            ErrorCode::Internal
+        );
     }
 
     #[test]
