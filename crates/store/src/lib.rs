@@ -29,6 +29,7 @@ pub mod host_orders;
 pub mod invariants;
 pub mod kv;
 pub mod locks;
+pub mod notices;
 pub mod payments;
 pub mod points;
 pub mod schema;
