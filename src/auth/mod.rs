@@ -5,11 +5,13 @@
 //! - `rate_limit`: login attempt limits in Redis.
 //! - `store`: the diesel queries on users and refresh tokens.
 //! - `service`: sign up, log in, refresh, log out.
+//! - `claim`: an invited account's one-time claim link (`claimAccount`).
 //! - `graphql`: the GraphQL types and resolvers of all of the above.
 //!
 //! Authorization used by every other module lives here too: [`RoleGuard`] for fields, and
 //! [`actor`] + [`Actor::ensure_manages`] for ownership checks on host-owned resources.
 
+pub mod claim;
 mod client;
 pub mod graphql;
 pub use client::{ClientAddr, group};

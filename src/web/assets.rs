@@ -45,6 +45,7 @@ pub static FILES: &[Asset] = assets![
     "js/ui.js",
     "js/playground.js",
     "js/pages/admin.js",
+    "js/pages/claim.js",
     "js/pages/home.js",
     "js/pages/host.js",
     "js/pages/sales.js",

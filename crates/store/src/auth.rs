@@ -230,10 +230,28 @@ pub async fn revoke_user_sessions(conn: &mut AsyncPgConnection, user_id: i64) ->
     .await
 }
 
+/// Sets an account's password; an open claim link of the account stops working with it
+/// (whoever set the password owns the account now).
 pub async fn set_password(conn: &mut AsyncPgConnection, id: i64, password_hash: &str) -> QueryResult<usize> {
-    diesel::update(users::table.find(id))
+    let n = diesel::update(users::table.find(id))
         .set((
             users::password_hash.eq(password_hash),
+            users::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    crate::claims::close(conn, id).await?;
+    Ok(n)
+}
+
+pub async fn set_display_name(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    display_name: &str,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::display_name.eq(display_name),
             users::updated_at.eq(diesel::dsl::now),
         ))
         .execute(conn)

@@ -37,6 +37,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    account_claims (user_id) {
+        user_id -> Int8,
+        selector -> Text,
+        verifier_hash -> Bytea,
+        issued_by -> Nullable<Int8>,
+        issued_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        claimed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     audit_log (id) {
         id -> Int8,
         actor_id -> Nullable<Int8>,
@@ -314,6 +326,7 @@ diesel::table! {
 }
 
 diesel::joinable!(refresh_tokens -> users (user_id));
+diesel::joinable!(account_claims -> users (user_id));
 diesel::joinable!(audit_log -> users (actor_id));
 diesel::joinable!(concerts -> users (host_id));
 diesel::joinable!(schedules -> concerts (concert_id));
@@ -334,6 +347,7 @@ diesel::joinable!(waitlist_entries -> reservations (reservation_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     refresh_tokens,
+    account_claims,
     audit_log,
     concerts,
     schedules,

@@ -314,17 +314,34 @@ export function render(main) {
     const note = field('Note', {});
     const comp = h('button', { type: 'button', class: 'primary' }, 'Give tickets');
     comp.onclick = () => busy(comp, async () => {
-      const d = await gql('mutation($s: ID!, $ids: [ID!]!, $e: String!, $n: String) { issueComplimentary(scheduleId: $s, seatIds: $ids, email: $e, note: $n) { id seatCount } }',
+      const d = await gql('mutation($s: ID!, $ids: [ID!]!, $e: String!, $n: String) { issueComplimentary(scheduleId: $s, seatIds: $ids, email: $e, note: $n) { reservation { id seatCount } claim { url expiresAt } } }',
         { s: s.id, ids: ids(), e: email.input.value, n: note.input.value || null });
-      await after(`${d.issueComplimentary.seatCount} complimentary ticket(s) issued to ${email.input.value}.`);
+      const { reservation, claim } = d.issueComplimentary;
+      await after(`${reservation.seatCount} complimentary ticket(s) issued to ${email.input.value}.`);
+      showClaim(email.input.value, claim);
     }, (e) => notice(kmsg, seatRefusal(e), 'error'));
+    // The guest's one-time link is shown once (the server keeps only its hash): the host
+    // copies it and passes it on, since boxoffice sends no e-mail.
+    const claimBox = h('div', { class: 'claim-link', 'aria-live': 'polite' });
+    function showClaim(to, claim) {
+      if (!claim) { fill(claimBox); return; }
+      const link = new URL(claim.url, location.origin).href;
+      const input = h('input', { readonly: true, value: link, 'aria-label': `Claim link for ${to}`, class: 'claim-url' });
+      const copy = h('button', { type: 'button' }, 'Copy link');
+      copy.onclick = async () => {
+        input.select();
+        try { await navigator.clipboard.writeText(link); toast('Link copied.', 'ok'); } catch { /* selected: the host copies it by hand */ }
+      };
+      fill(claimBox, h('p', {}, `${to} has no password yet. Send them this link to set one and see their tickets; it works once, until ${when(claim.expiresAt)}, and is shown only now:`),
+        h('div', { class: 'builder-row' }, input, copy));
+    }
     showPicked();
     return h('section', { class: 'panel seats-panel', 'aria-labelledby': 'seats-title' },
       h('h3', { id: 'seats-title' }, `Seats of ${when(s.startsAt)}`),
-      h('p', { class: 'muted' }, 'Seats kept back are never sold and show as not for sale on every map. Complimentary tickets go at price 0 to the e-mail given (a new e-mail gets an invited account).'),
+      h('p', { class: 'muted' }, 'Seats kept back are never sold and show as not for sale on every map. Complimentary tickets go at price 0 to the e-mail given (a new e-mail gets an invited account, with a one-time link for the guest to set a password).'),
       kmsg, h('div', { class: 'mapbox' }, canvas), chosen,
       h('div', { class: 'builder-row' }, reason.wrap, block, unblock),
-      h('div', { class: 'builder-row' }, email.wrap, note.wrap, comp));
+      h('div', { class: 'builder-row' }, email.wrap, note.wrap, comp), claimBox);
   }
 
   // --- the layout builder ---------------------------------------------------------------------
