@@ -454,12 +454,13 @@ export function render(main) {
     let timer = null;
     const refresh = async () => {
       try {
-        const d = (await gql('query($c: ID!) { concertSales(concertId: $c) { seatsSold revenue schedules { scheduleId capacity seatsHeld seatsSold revenue refunded } } }', { c: c.id })).concertSales;
+        const d = (await gql('query($c: ID!) { concertSales(concertId: $c) { seatsSold complimentary revenue schedules { scheduleId capacity seatsHeld seatsSold complimentary revenue refunded } } }', { c: c.id })).concertSales;
         const named = d.schedules.map((x) => ({ ...x, name: when(c.schedules.find((s) => s.id === x.scheduleId)?.startsAt) }));
-        fill(total, `${d.seatsSold} seats sold · revenue ${points(d.revenue)}`);
-        fill(table, h('thead', {}, h('tr', {}, ['Performance', 'Held', 'Sold', 'Capacity', 'Revenue', 'Refunded'].map((t) => h('th', { scope: 'col' }, t)))),
+        // Sold means paid for, as on the concert's sales page; seats given away count apart.
+        fill(total, `${d.seatsSold} seats sold${d.complimentary ? ` · ${d.complimentary} complimentary` : ''} · revenue ${points(d.revenue)}`);
+        fill(table, h('thead', {}, h('tr', {}, ['Performance', 'Held', 'Sold', 'Complimentary', 'Capacity', 'Revenue', 'Refunded'].map((t) => h('th', { scope: 'col' }, t)))),
           h('tbody', {}, named.map((x) => h('tr', { dataset: { schedule: x.scheduleId } }, h('th', { scope: 'row' }, x.name), h('td', { class: 'held' }, String(x.seatsHeld)), h('td', { class: 'sold' }, String(x.seatsSold)),
-            h('td', {}, String(x.capacity)), h('td', {}, points(x.revenue)), h('td', {}, points(x.refunded))))));
+            h('td', { class: 'comp' }, String(x.complimentary)), h('td', {}, String(x.capacity)), h('td', {}, points(x.revenue)), h('td', {}, points(x.refunded))))));
         drawSales(canvas, named);
         history.push({ t: Date.now(), rows: named });
         if (history.length > 600) history.shift();
@@ -563,15 +564,18 @@ function drawSales(canvas, rows) {
     ctx.fillText(r.name, 4, y + 15, labelW - 8);
     const cap = Math.max(1, r.capacity);
     const sold = (r.seatsSold / cap) * span;
+    const given = ((r.complimentary || 0) / cap) * span;
     const held = (r.seatsHeld / cap) * span;
     ctx.fillStyle = '#e8eaed'; ctx.fillRect(labelW, y, span, bar);
     ctx.fillStyle = '#1e7b3a'; ctx.fillRect(labelW, y, sold, bar);
-    ctx.fillStyle = '#f0a500'; ctx.fillRect(labelW + sold, y, held, bar);
+    ctx.fillStyle = '#8e44ad'; ctx.fillRect(labelW + sold, y, given, bar);
+    ctx.fillStyle = '#f0a500'; ctx.fillRect(labelW + sold + given, y, held, bar);
     ctx.fillStyle = '#111';
-    ctx.fillText(`${r.seatsSold} sold · ${r.seatsHeld} held · ${points(r.revenue)}`, labelW + 6, y + 15, span - 12);
+    const comp = r.complimentary ? ` · ${r.complimentary} given` : '';
+    ctx.fillText(`${r.seatsSold} sold${comp} · ${r.seatsHeld} held · ${points(r.revenue)}`, labelW + 6, y + 15, span - 12);
   });
   const ly = height - 12;
-  [['#1e7b3a', 'sold'], ['#f0a500', 'held'], ['#e8eaed', 'free']].forEach(([col, t], k) => {
+  [['#1e7b3a', 'sold'], ['#8e44ad', 'given'], ['#f0a500', 'held'], ['#e8eaed', 'free']].forEach(([col, t], k) => {
     ctx.fillStyle = col; ctx.fillRect(labelW + k * 70, ly - 9, 10, 10);
     ctx.fillStyle = '#333'; ctx.fillText(t, labelW + k * 70 + 14, ly);
   });
