@@ -244,8 +244,9 @@ impl AdminMutation {
         User::try_from(crate::auth::lock::lock(state(ctx)?, actor, user_id, &reason).await?)
     }
 
-    /// Unlocks an account (audited); it logs in anew. Unlocking an unlocked account
-    /// changes nothing.
+    /// Unlocks an account (audited); it logs in anew: tokens issued before the unlock stay
+    /// refused on every instance, its old sessions stay revoked. Unlocking an unlocked
+    /// account changes nothing.
     #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn unlock_account(&self, ctx: &Context<'_>, user_id: ID) -> Result<User, AppError> {
         let user_id = ids::parse(&user_id, "userId")?;

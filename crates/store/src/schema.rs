@@ -20,6 +20,7 @@ diesel::table! {
         points_debt -> Int8,
         locked_at -> Nullable<Timestamptz>,
         locked_reason -> Nullable<Text>,
+        tokens_valid_after -> Nullable<Timestamptz>,
     }
 }
 
