@@ -49,6 +49,7 @@ pub static FILES: &[Asset] = assets![
     "js/pages/home.js",
     "js/pages/host.js",
     "js/pages/sales.js",
+    "js/pages/sales-door.js",
     "js/pages/scan.js",
     "js/pages/schedule.js",
     "js/pages/tickets.js",
