@@ -14,8 +14,8 @@ use async_graphql::{
 };
 
 use crate::{
-    admin, auth, booking, concerts, events, exports, host_orders, live, orders, payments, points, queue,
-    seats, shows, state::AppState, tickets, waitlist,
+    admin, auth, booking, concerts, events, exports, host_orders, live, notices, orders, payments, points,
+    queue, seats, shows, state::AppState, tickets, waitlist,
 };
 
 #[derive(MergedObject, Default)]
@@ -33,6 +33,7 @@ pub struct Query(
     tickets::graphql::TicketsQuery,
     events::graphql::WebhooksQuery,
     host_orders::graphql::HostOrdersQuery,
+    notices::graphql::NoticesQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -52,6 +53,7 @@ pub struct Mutation(
     events::graphql::WebhooksMutation,
     host_orders::graphql::HostOrdersMutation,
     exports::graphql::ExportsMutation,
+    notices::graphql::NoticesMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -8,7 +8,8 @@
 //! (subscriptions across instances), `queue` (the waiting queue and its gate), `orders`
 //! (asynchronous orders through a Redis stream), `shows` (hosts running a performance: edits,
 //! prices, blocked seats, complimentary tickets), `events` (the outbox relay and webhooks, on
-//! `boxoffice_outbox`). The shared pieces are few: `locks` (every
+//! `boxoffice_outbox`), `notices` (what the product tells a user unasked, e.g. a webhook
+//! given up on). The shared pieces are few: `locks` (every
 //! row lock and their order), `error` (the one error
 //! type), `db` (pool and migrations), `kv` (Redis), `schema` and `invariants` come from
 //! the `boxoffice_store` crate (the pure rules from `boxoffice_core`) and are re-exported
@@ -36,6 +37,7 @@ pub use boxoffice_store::kv;
 pub mod limits;
 pub mod live;
 pub use boxoffice_store::locks;
+pub mod notices;
 pub mod orders;
 pub mod pagination;
 pub mod payments;

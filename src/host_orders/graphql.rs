@@ -27,45 +27,45 @@ pub struct ScheduleOrder(OrderRow);
 impl ScheduleOrder {
     /// The reservation's id.
     async fn id(&self) -> ID {
-        ids::to_id(self.0.id)
+        ids::to_id(self.0.reservation.id)
     }
     /// The reservation itself (seats with their grade and price, tickets).
     async fn reservation(&self) -> Reservation {
-        Reservation(self.0.reservation())
+        Reservation(self.0.reservation.clone())
     }
     async fn buyer(&self) -> OrderBuyer {
         OrderBuyer {
-            id: ids::to_id(self.0.user_id),
+            id: ids::to_id(self.0.reservation.user_id),
             display_name: self.0.buyer_name.clone(),
             email: self.0.buyer_email.clone(),
         }
     }
     async fn status(&self) -> ReservationStatus {
-        self.0.status
+        self.0.reservation.status
     }
     async fn seat_count(&self) -> i32 {
-        self.0.seat_count
+        self.0.reservation.seat_count
     }
     /// Points the seats were held at.
     async fn total_price(&self) -> i64 {
-        self.0.total_price
+        self.0.reservation.total_price
     }
     /// Points given back to the buyer for this order (0 unless refunded).
     async fn refunded(&self) -> i64 {
         self.0.refunded
     }
     async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+        self.0.reservation.created_at
     }
     /// When an unpaid hold lapses.
     async fn expires_at(&self) -> DateTime<Utc> {
-        self.0.expires_at
+        self.0.reservation.expires_at
     }
     async fn paid_at(&self) -> Option<DateTime<Utc>> {
-        self.0.paid_at
+        self.0.reservation.paid_at
     }
     async fn cancelled_at(&self) -> Option<DateTime<Utc>> {
-        self.0.cancelled_at
+        self.0.reservation.cancelled_at
     }
 }
 
@@ -148,7 +148,7 @@ impl HostOrdersQuery {
             rows,
             limit,
             after.is_some(),
-            |r| pagination::encode(r.id),
+            |r| pagination::encode(r.reservation.id),
             |r| Ok(ScheduleOrder(r)),
         )
     }

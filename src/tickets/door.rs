@@ -198,7 +198,7 @@ pub async fn check_in(
         };
         if store::admit(conn, t.id, now, &gate).await? {
             store::set_scan_outcome(conn, scan_id, CheckInStatus::Admitted, Some(&own)).await?;
-            append::ticket_checked_in(conn, t.id, false).await?;
+            append::tickets_checked_in(conn, &[t.id], false).await?;
             let ticket = store::ticket(conn, t.id).await?;
             return Ok(Answer {
                 status: CheckInStatus::Admitted,
@@ -403,10 +403,11 @@ pub async fn check_in_batch(
                 admits.insert(c.ticket_id, i);
             }
         }
+        let mut admitted_now = Vec::with_capacity(admits.len());
         for (ticket_id, i) in admits {
             let at = plan[i].at;
             if store::admit(conn, ticket_id, at, &offline[i].gate).await? {
-                append::ticket_checked_in(conn, ticket_id, true).await?;
+                admitted_now.push(ticket_id);
                 if let Some(&scan_id) = scan_ids.get(&i) {
                     store::set_scan_outcome(
                         conn,
@@ -443,6 +444,8 @@ pub async fn check_in_batch(
                 rows.insert(ticket_id, t);
             }
         }
+        // The admissions' events, in one statement (ids ascending: `admits` is ordered).
+        append::tickets_checked_in(conn, &admitted_now, true).await?;
         // Answer with the tickets as they are now.
         let admitted: Vec<i64> = rows.keys().copied().collect();
         for t in store::tickets(conn, &admitted).await? {

@@ -41,6 +41,7 @@ pub static FILES: &[Asset] = assets![
     "js/door.js",
     "js/errors.js",
     "js/live.js",
+    "js/notices.js",
     "js/seatmap.js",
     "js/ui.js",
     "js/playground.js",

@@ -490,10 +490,14 @@ fn check(inv: &Invocation) -> Result<(), String> {
                 Some(name) => parses("bench", &[name.to_owned(), "--webhook".to_owned()]),
                 None => parses("bench", std::slice::from_ref(s)),
             }),
-        // Its arguments go to `bench faults`.
+        // Its arguments go to `bench faults` (after `--ha`, through `scripts/ha failover`).
         "scripts/faults" => {
             let mut args = vec!["faults".to_owned()];
-            args.extend(inv.args.iter().cloned());
+            let rest = match inv.args.split_first() {
+                Some((ha, rest)) if ha == "--ha" => rest,
+                _ => &inv.args[..],
+            };
+            args.extend(rest.iter().cloned());
             parses("bench", &args)
         }
         // A subcommand; `failover`'s further arguments go to `bench faults`.

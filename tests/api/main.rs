@@ -19,6 +19,7 @@ mod concerts;
 mod demo;
 mod docs;
 mod exports;
+mod failover;
 mod faults;
 mod host_orders;
 mod http;

@@ -451,3 +451,69 @@ async fn a_host_subscribes_only_to_its_own_concerts() {
         json!([])
     );
 }
+
+const NOTICES: &str =
+    "query { unreadNoticeCount notices(first: 10) { edges { node { id kind subject message readAt } } } }";
+const MARK_READ: &str = "mutation($u: ID!) { markNoticesRead(upTo: $u) }";
+
+/// Issue 25: "then the endpoint is disabled and the host told". A receiver that answers 410
+/// Gone is given up on at once; its owner finds a `webhook.disabled` notice saying why and
+/// what brings it back, nobody else does, and marking it read is the owner's alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disabled_webhooks_host_is_told_and_nobody_else() {
+    let app = TestApp::spawn_with(FAST).await;
+    let show = app.show(layout(1, 2), 2).await;
+    let other = app.show(layout(1, 2), 2).await;
+    let (addr, rx) = receiver(&[410]).await;
+    let webhook = subscribe(&app, &show.host, &show.concert_id, addr, &rx).await;
+    let host = Some(show.host.access.as_str());
+    let none = app.ok(host, NOTICES, json!({})).await;
+    assert_eq!(none["unreadNoticeCount"], 0);
+    let fan = fan_with_points(&app, "fan@example.com").await;
+    app.ok(
+        Some(&fan.access),
+        RESERVE,
+        json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[0]] } }),
+    )
+    .await;
+    wait_for("the 410", || !rx.seen.lock().unwrap().is_empty()).await;
+    let mut told = Value::Null;
+    for _ in 0..100 {
+        told = app.ok(host, NOTICES, json!({})).await;
+        if told["unreadNoticeCount"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(told["unreadNoticeCount"], 1, "the host was not told: {told}");
+    let notice = &told["notices"]["edges"][0]["node"];
+    assert_eq!(notice["kind"], "webhook.disabled");
+    assert_eq!(notice["subject"], format!("webhooks/{webhook}"));
+    let message = notice["message"].as_str().unwrap();
+    assert!(message.contains(&format!("http://{addr}/hook")), "{message}");
+    assert!(message.contains("410"), "the reason is missing: {message}");
+    assert!(notice["readAt"].is_null());
+    // Nobody else is told, and nobody else can mark it read.
+    for other in [&other.host, &fan] {
+        let theirs = app.ok(Some(&other.access), NOTICES, json!({})).await;
+        assert_eq!(theirs["unreadNoticeCount"], 0);
+        assert_eq!(theirs["notices"]["edges"], json!([]));
+        let marked = app
+            .ok(Some(&other.access), MARK_READ, json!({ "u": notice["id"] }))
+            .await;
+        assert_eq!(marked["markNoticesRead"], 0);
+    }
+    assert_eq!(code(&app.gql(None, NOTICES, json!({})).await), "UNAUTHENTICATED");
+    assert_eq!(
+        code(&app.gql(host, MARK_READ, json!({ "u": "not-an-id" })).await),
+        "BAD_USER_INPUT"
+    );
+    // The owner marks it read once; again changes nothing, and it stays in the list.
+    let marked = app.ok(host, MARK_READ, json!({ "u": notice["id"] })).await;
+    assert_eq!(marked["markNoticesRead"], 1);
+    let again = app.ok(host, MARK_READ, json!({ "u": notice["id"] })).await;
+    assert_eq!(again["markNoticesRead"], 0);
+    let read = app.ok(host, NOTICES, json!({})).await;
+    assert_eq!(read["unreadNoticeCount"], 0);
+    assert!(read["notices"]["edges"][0]["node"]["readAt"].is_string());
+}

@@ -111,14 +111,18 @@ pub async fn top_up_confirmed(conn: &mut AsyncPgConnection, top_up_id: i64) -> Q
     .await
 }
 
-/// `ticket.checked_in`: a ticket was admitted at a gate (online, or in an offline batch
+/// `ticket.checked_in`: tickets were admitted at a gate (online, or in an offline batch
 /// uploaded later: `offline` says which, and `checkedInAt` is when it was scanned). Written
-/// in the admission's transaction, so a scan that lost its race writes nothing.
-pub async fn ticket_checked_in(
+/// in the admission's transaction, so a scan that lost its race writes nothing; an offline
+/// batch writes all its admissions' events in one statement, in ticket id order.
+pub async fn tickets_checked_in(
     conn: &mut AsyncPgConnection,
-    ticket_id: i64,
+    ticket_ids: &[i64],
     offline: bool,
 ) -> QueryResult<usize> {
+    if ticket_ids.is_empty() {
+        return Ok(0);
+    }
     diesel::sql_query(
         "INSERT INTO outbox (event_type, subject, concert_id, data)
          SELECT $1, 'tickets/' || t.id, s.concert_id, jsonb_build_object(
@@ -127,10 +131,10 @@ pub async fn ticket_checked_in(
              'seatId', t.seat_id::text, 'gate', t.gate, 'checkedInAt', t.checked_in_at,
              'offline', $3)
          FROM tickets t JOIN schedules s ON s.id = t.schedule_id
-         WHERE t.id = $2 AND t.status = 'used'",
+         WHERE t.id = ANY($2) AND t.status = 'used' ORDER BY t.id",
     )
     .bind::<Text, _>(EventType::TicketCheckedIn.as_str())
-    .bind::<BigInt, _>(ticket_id)
+    .bind::<Array<BigInt>, _>(ticket_ids)
     .bind::<diesel::sql_types::Bool, _>(offline)
     .execute(conn)
     .await

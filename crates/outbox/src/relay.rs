@@ -13,7 +13,8 @@
 //!    pending: the events of one reservation arrive in order;
 //! 3. sends the claimed deliveries concurrently (at most `concurrency` in flight), each
 //!    recorded when it ends: delivered, retried later on the `RetrySchedule`, or given up,
-//!    which disables the webhook with the reason (the owner sees it in `webhooks`);
+//!    which disables the webhook with the reason (the owner sees it in `webhooks`, and is
+//!    told by a `webhook.disabled` notice);
 //! 4. now and then prunes events relayed more than the retention ago whose deliveries are
 //!    done, with their delivery log.
 //!
@@ -442,12 +443,20 @@ pub async fn record(
 }
 
 /// Disables a webhook: nothing more is sent to it, and what was waiting is given up (a
-/// redelivery asked for later enables it again).
+/// redelivery asked for later enables it again). Its owner is told with a notice
+/// (`webhook.disabled`, the store's `notices`) in the same statement, once: a webhook that
+/// was already disabled is left as it is and nobody is told twice.
 pub async fn disable_webhook(conn: &mut AsyncPgConnection, webhook_id: i64, reason: &str) -> QueryResult<()> {
     diesel::sql_query(
         "WITH off AS (
            UPDATE webhooks SET disabled_at = now(), disabled_reason = $2
-           WHERE id = $1 AND disabled_at IS NULL RETURNING id
+           WHERE id = $1 AND disabled_at IS NULL RETURNING id, owner_id, url
+         ), told AS (
+           INSERT INTO notices (user_id, kind, subject, message)
+           SELECT owner_id, 'webhook.disabled', 'webhooks/' || id,
+                  left('Your webhook to ' || url || ' was disabled: ' || $2
+                       || '. Nothing more is sent to it; redeliverEvent sends an event again and enables it.', 2000)
+           FROM off
          )
          UPDATE webhook_deliveries SET status = 'failed', finished_at = now(), claimed_until = NULL
          WHERE webhook_id IN (SELECT id FROM off) AND status = 'pending'",

@@ -555,6 +555,17 @@ async fn a_webhook_failing_past_the_deadline_is_disabled_and_redelivery_enables_
         .unwrap()
         .unwrap();
     assert!(row.disabled_reason.unwrap().contains("HTTP 500"));
+    // Its owner is told, once, and nobody else.
+    let told = |user: i64| {
+        format!(
+            "SELECT count(*) AS id FROM notices WHERE user_id = {user} AND kind = 'webhook.disabled' \
+             AND subject = 'webhooks/{webhook}' AND message LIKE '%HTTP 500%'"
+        )
+    };
+    assert_eq!(id(&mut conn, &told(w.host)).await, 1);
+    assert_eq!(id(&mut conn, "SELECT count(*) AS id FROM notices").await, 1);
+    relay::disable_webhook(&mut conn, webhook, "again").await.unwrap();
+    assert_eq!(id(&mut conn, "SELECT count(*) AS id FROM notices").await, 1);
     let event: uuid::Uuid = rx.seen.lock().unwrap()[0].2.id.parse().unwrap();
     // Another host cannot redeliver it; the owner can, and the receiver (now answering) gets it.
     rx.script.lock().unwrap().clear();

@@ -8,31 +8,14 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::booking::ReservationStatus;
+use crate::booking::{ReservationRow, ReservationStatus};
 
-/// A reservation with its buyer, as a host sees it.
+/// A reservation with its buyer, as a host sees it: the reservation row itself (read by
+/// column name from `r.*`, so it cannot drift from booking's), and what the host adds.
 #[derive(QueryableByName, Clone, Debug)]
 pub struct OrderRow {
-    #[diesel(sql_type = BigInt)]
-    pub id: i64,
-    #[diesel(sql_type = BigInt)]
-    pub schedule_id: i64,
-    #[diesel(sql_type = BigInt)]
-    pub user_id: i64,
-    #[diesel(sql_type = Text)]
-    pub status: ReservationStatus,
-    #[diesel(sql_type = Int4)]
-    pub seat_count: i32,
-    #[diesel(sql_type = BigInt)]
-    pub total_price: i64,
-    #[diesel(sql_type = Timestamptz)]
-    pub expires_at: DateTime<Utc>,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
-    pub paid_at: Option<DateTime<Utc>>,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
-    pub cancelled_at: Option<DateTime<Utc>>,
-    #[diesel(sql_type = Timestamptz)]
-    pub created_at: DateTime<Utc>,
+    #[diesel(embed)]
+    pub reservation: ReservationRow,
     #[diesel(sql_type = Text)]
     pub buyer_name: String,
     #[diesel(sql_type = Text)]
@@ -40,34 +23,6 @@ pub struct OrderRow {
     /// Points given back for this reservation (refund ledger entries).
     #[diesel(sql_type = BigInt)]
     pub refunded: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub idempotency_key: Option<String>,
-    /// Given by the host (`issueComplimentary`).
-    #[diesel(sql_type = diesel::sql_types::Bool)]
-    pub complimentary: bool,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub note: Option<String>,
-}
-
-impl OrderRow {
-    /// The reservation row this order was read with (no second query).
-    pub fn reservation(&self) -> crate::booking::ReservationRow {
-        crate::booking::ReservationRow {
-            id: self.id,
-            schedule_id: self.schedule_id,
-            user_id: self.user_id,
-            status: self.status,
-            seat_count: self.seat_count,
-            total_price: self.total_price,
-            idempotency_key: self.idempotency_key.clone(),
-            expires_at: self.expires_at,
-            paid_at: self.paid_at,
-            cancelled_at: self.cancelled_at,
-            created_at: self.created_at,
-            complimentary: self.complimentary,
-            note: self.note.clone(),
-        }
-    }
 }
 
 /// What the order list is narrowed to.
@@ -89,9 +44,7 @@ pub fn like_pattern(term: &str) -> String {
     )
 }
 
-const ORDER_COLUMNS: &str = "r.id, r.schedule_id, r.user_id, r.status, r.seat_count, r.total_price,
-        r.expires_at, r.paid_at, r.cancelled_at, r.created_at, r.idempotency_key, r.complimentary, r.note,
-        u.display_name AS buyer_name, u.email AS buyer_email,
+const ORDER_COLUMNS: &str = "r.*, u.display_name AS buyer_name, u.email AS buyer_email,
         coalesce((SELECT sum(l.amount) FROM point_ledger l
                   WHERE l.reservation_id = r.id AND l.kind = 'refund'), 0)::bigint AS refunded";
 

@@ -31,6 +31,7 @@ pub mod host_orders;
 pub mod invariants;
 pub mod kv;
 pub mod locks;
+pub mod notices;
 pub mod payments;
 pub mod points;
 pub mod schema;

@@ -326,6 +326,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    notices (id) {
+        id -> Int8,
+        user_id -> Int8,
+        kind -> Text,
+        subject -> Text,
+        message -> Text,
+        created_at -> Timestamptz,
+        read_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(account_claims -> users (user_id));
 diesel::joinable!(audit_log -> users (actor_id));

@@ -5,6 +5,7 @@ import { h, fill, field, notice, points, busy, focusOn } from './ui.js';
 import * as auth from './auth.js';
 import { explain } from './errors.js';
 import { closeAll } from './live.js';
+import { showNotices } from './notices.js';
 
 const routes = [
   [/^\/$/, () => import('./pages/home.js'), 'Concerts'],
@@ -131,11 +132,12 @@ export function accountDialog(mode = 'login') {
   return new Promise((resolve) => dialog.addEventListener('close', () => resolve(auth.currentUser())));
 }
 
-auth.onChange((user) => { renderNav(user); renderAccount(user); });
+auth.onChange((user) => { renderNav(user); renderAccount(user); showNotices(user); });
 
 (async () => {
   renderNav(null);
   renderAccount(null);
   await auth.start();
   route();
+  showNotices(auth.currentUser());
 })();
