@@ -17,6 +17,7 @@
 //! | `JWT_SECRET` | a fixed dev secret | HMAC secret for access tokens, at least 32 bytes |
 //! | `ACCESS_TOKEN_TTL_SECONDS` | `900` | access token lifetime |
 //! | `REFRESH_TOKEN_TTL_SECONDS` | `2592000` | refresh token lifetime (30 days) |
+//! | `CLAIM_TOKEN_TTL_SECONDS` | `604800` | how long the claim link of an invited account (a complimentary ticket's guest) stays usable (7 days) |
 //! | `LOGIN_MAX_FAILURES` | `5` | login attempts per (account, client address) per window before RATE_LIMITED; each further lock of the pair lasts twice as long (up to a day) |
 //! | `LOGIN_MAX_FAILURES_PER_IP` | `300` | failed logins per client address (IPv6 by /64) per window: a backstop against spraying many accounts, sized for an address shared by thousands (carrier-grade NAT); the per-account limit above is the primary one |
 //! | `LOGIN_WINDOW_SECONDS` | `900` | the rate-limit window |
@@ -119,6 +120,8 @@ pub struct Config {
     pub jwt_secret: SecretString,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// How long an invited account's claim link works (`auth::claim`).
+    pub claim_token_ttl: Duration,
     pub login_max_failures: u32,
     pub login_max_failures_per_ip: u32,
     pub login_window: Duration,
@@ -516,6 +519,11 @@ impl Config {
                 "REFRESH_TOKEN_TTL_SECONDS",
                 Some(30 * 24 * 3600),
             )?),
+            claim_token_ttl: Duration::from_secs(parse(
+                &get,
+                "CLAIM_TOKEN_TTL_SECONDS",
+                Some(7 * 24 * 3600),
+            )?),
             login_max_failures: parse(&get, "LOGIN_MAX_FAILURES", Some(5))?,
             login_max_failures_per_ip: parse(&get, "LOGIN_MAX_FAILURES_PER_IP", Some(300))?,
             login_window: Duration::from_secs(parse(&get, "LOGIN_WINDOW_SECONDS", Some(900))?),
@@ -599,6 +607,9 @@ impl Config {
         }
         if config.hold_sweep_interval.is_zero() {
             return Err(err("HOLD_SWEEP_INTERVAL_MS", "must be positive"));
+        }
+        if config.claim_token_ttl.is_zero() {
+            return Err(err("CLAIM_TOKEN_TTL_SECONDS", "must be positive"));
         }
         if config.access_token_ttl.is_zero() || config.refresh_token_ttl.is_zero() {
             return Err(err(

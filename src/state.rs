@@ -133,7 +133,7 @@ impl AppState {
             redis: redis.clone(),
             forward_min_per_second: config.booking_forward_min_per_second,
         };
-        let locked = Arc::new(crate::auth::lock::LockedAccounts::load(&db).await);
+        let locked = Arc::new(crate::auth::lock::LockedAccounts::load(&db, config.access_token_ttl).await);
         let webhook_policy = boxoffice_outbox::webhooks::UrlPolicy {
             allow_private: config.events.allow_private,
         };

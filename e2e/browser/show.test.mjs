@@ -1,6 +1,7 @@
 // Running a show in headless Chromium: the host edits a performance (a refused edit names
-// its rule), keeps seats back on the map, gives complimentary tickets to a guest, and a fan
-// sees the kept-back seats as not for sale.
+// its rule), keeps seats back on the map, gives complimentary tickets to a guest (who
+// claims their new account through the one-time link at /claim), and a fan sees the
+// kept-back seats as not for sale.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
@@ -70,6 +71,35 @@ test('a host edits a performance, keeps seats back and gives a guest tickets', a
   assert.equal(st.seatMap.statuses, 'SBSAAAAAAAAA');
   assert.equal(st.complimentarySeats, 2);
   await shot(page, 'host-seats');
+
+  // The guest has no password yet: the host is shown a one-time link to pass on; the guest
+  // opens it, sets a password and lands on their tickets. The token leaves the address bar.
+  const link = await panel.getByLabel('Claim link for guest@example.com').inputValue();
+  assert.match(link, /\/claim\?token=ct_[0-9a-f]{24}_[0-9a-f]{64}$/);
+  assert.ok(link.startsWith(`${server.url}/claim?`), link);
+  const g = await openPage(browser, server);
+  await g.page.goto(link);
+  await g.page.getByRole('heading', { name: 'Claim your account' }).waitFor();
+  assert.equal(new URL(g.page.url()).search, '');
+  await g.page.getByLabel('New password').fill('onlyletters');
+  await g.page.getByRole('button', { name: 'Set password and see my tickets' }).click();
+  await g.page.getByRole('alert').filter({ hasText: 'must mix letters with digits or symbols (password)' }).waitFor();
+  await g.page.getByLabel('Your name (optional)').fill('Gina Guest');
+  await g.page.getByLabel('New password').fill('blue harbor 42');
+  await g.page.getByRole('button', { name: 'Set password and see my tickets' }).click();
+  await g.page.waitForURL(`${server.url}/tickets`);
+  await g.page.locator('#account .who', { hasText: 'Gina Guest' }).waitFor();
+  await g.page.locator('#tickets li').nth(1).waitFor();
+  assert.equal(await g.page.locator('#tickets li').count(), 2);
+  g.assertClean();
+  await g.context.close();
+  // The link works once: opened again it says so.
+  const again = await openPage(browser, server);
+  await again.page.goto(link);
+  await again.page.getByLabel('New password').fill('another pass 7');
+  await again.page.getByRole('button', { name: 'Set password and see my tickets' }).click();
+  await again.page.getByRole('alert').filter({ hasText: 'already used' }).waitFor();
+  await again.context.close();
 
   // A held seat cannot be given away: the server's words reach the host.
   const fan = await signUp(server, 'fan');

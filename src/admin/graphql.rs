@@ -118,7 +118,10 @@ pub struct ScheduleSales {
     pub schedule_id: ID,
     pub capacity: i32,
     pub seats_held: i64,
+    /// Seats paid for (complimentary seats are not sold: see `complimentary`).
     pub seats_sold: i64,
+    /// Seats given away at price 0 (`issueComplimentary`) that stand.
+    pub complimentary: i64,
     /// Points paid for reservations that stand.
     pub revenue: crate::points::Long,
     /// Points given back by cancellations.
@@ -128,7 +131,10 @@ pub struct ScheduleSales {
 #[derive(SimpleObject)]
 pub struct ConcertSales {
     pub concert_id: ID,
+    /// Seats paid for, over every performance (what `salesTimeline` counts).
     pub seats_sold: i64,
+    /// Seats given away at price 0, over every performance.
+    pub complimentary: i64,
     /// Points paid for the concert's reservations that stand (can pass a 32-bit `Int`).
     pub revenue: crate::points::Long,
     pub schedules: Vec<ScheduleSales>,
@@ -194,6 +200,7 @@ impl ReportsQuery {
         Ok(ConcertSales {
             concert_id: ids::to_id(concert_id),
             seats_sold: rows.iter().map(|r| r.seats_sold).sum(),
+            complimentary: rows.iter().map(|r| r.complimentary).sum(),
             revenue: crate::points::Long(rows.iter().map(|r| r.revenue).sum()),
             schedules: rows
                 .into_iter()
@@ -202,6 +209,7 @@ impl ReportsQuery {
                     capacity: r.capacity,
                     seats_held: r.seats_held,
                     seats_sold: r.seats_sold,
+                    complimentary: r.complimentary,
                     revenue: crate::points::Long(r.revenue),
                     refunded: crate::points::Long(r.refunded),
                 })
@@ -236,8 +244,9 @@ impl AdminMutation {
         User::try_from(crate::auth::lock::lock(state(ctx)?, actor, user_id, &reason).await?)
     }
 
-    /// Unlocks an account (audited); it logs in anew. Unlocking an unlocked account
-    /// changes nothing.
+    /// Unlocks an account (audited); it logs in anew: tokens issued before the unlock stay
+    /// refused on every instance, its old sessions stay revoked. Unlocking an unlocked
+    /// account changes nothing.
     #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn unlock_account(&self, ctx: &Context<'_>, user_id: ID) -> Result<User, AppError> {
         let user_id = ids::parse(&user_id, "userId")?;

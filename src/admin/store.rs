@@ -269,23 +269,32 @@ pub struct ScheduleSales {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub seats_sold: i64,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub complimentary: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub revenue: i64,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub refunded: i64,
 }
 
-/// Per schedule of a concert: seats held and sold now, points taken by paid reservations
-/// that stand, and points refunded.
+/// Per schedule of a concert: seats held now, seats sold (paid for) and given away
+/// (complimentary) apart, points taken by paid reservations that stand, and points refunded.
+/// A sold seat's reservation says which it is; `salesTimeline` counts the same paid seats.
 pub async fn sales(conn: &mut AsyncPgConnection, concert_id: i64) -> QueryResult<Vec<ScheduleSales>> {
     diesel::sql_query(
         "SELECT sc.id AS schedule_id, sc.capacity,
                 (SELECT count(*) FROM seats s WHERE s.schedule_id = sc.id AND s.status = 'held') AS seats_held,
-                (SELECT count(*) FROM seats s WHERE s.schedule_id = sc.id AND s.status = 'sold') AS seats_sold,
+                sold.paid AS seats_sold, sold.given AS complimentary,
                 coalesce((SELECT sum(r.total_price) FROM reservations r
                           WHERE r.schedule_id = sc.id AND r.status = 'confirmed'), 0)::bigint AS revenue,
                 coalesce((SELECT sum(l.amount) FROM point_ledger l JOIN reservations r ON r.id = l.reservation_id
                           WHERE r.schedule_id = sc.id AND l.kind = 'refund'), 0)::bigint AS refunded
-         FROM schedules sc WHERE sc.concert_id = $1 ORDER BY sc.starts_at, sc.id",
+         FROM schedules sc
+         CROSS JOIN LATERAL (
+             SELECT count(*) FILTER (WHERE NOT r.complimentary) AS paid,
+                    count(*) FILTER (WHERE r.complimentary) AS given
+             FROM seats s JOIN reservations r ON r.id = s.reservation_id
+             WHERE s.schedule_id = sc.id AND s.status = 'sold') sold
+         WHERE sc.concert_id = $1 ORDER BY sc.starts_at, sc.id",
     )
     .bind::<diesel::sql_types::BigInt, _>(concert_id)
     .load(conn)

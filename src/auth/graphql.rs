@@ -1,5 +1,5 @@
 //! GraphQL face of accounts: `User`, `AuthPayload`, `me`, `signUp`, `logIn`,
-//! `refreshToken`, `logOut`. Resolvers only parse, call `service` and map.
+//! `refreshToken`, `logOut`, `claimAccount`. Resolvers only parse, call `service` and map.
 
 use async_graphql::{ComplexObject, Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -110,6 +110,29 @@ impl TryFrom<service::Session> for AuthPayload {
     }
 }
 
+/// A one-time link that lets the guest of an invited account set its password
+/// (`claimAccount`). Shown once: only a hash of its token is kept.
+#[derive(SimpleObject)]
+pub struct AccountClaim {
+    /// The token `claimAccount` takes.
+    pub token: String,
+    /// The web app's page for it on this server (`/claim?token=...`), to put after the
+    /// server's own address.
+    pub url: String,
+    /// After this the link no longer works; a new complimentary ticket gives a new one.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl From<&super::claim::FreshClaim> for AccountClaim {
+    fn from(c: &super::claim::FreshClaim) -> Self {
+        Self {
+            token: c.token.clone(),
+            url: c.path(),
+            expires_at: c.stored.expires_at,
+        }
+    }
+}
+
 #[derive(InputObject)]
 pub struct SignUpInput {
     pub email: String,
@@ -170,6 +193,23 @@ impl AuthMutation {
     /// token again signs out every session descended from the same login.
     async fn refresh_token(&self, ctx: &Context<'_>, refresh_token: String) -> Result<AuthPayload, AppError> {
         let session = service::refresh(state(ctx)?, &refresh_token).await?;
+        session.try_into()
+    }
+
+    /// Claims an invited account (made by a complimentary ticket for a new e-mail) with the
+    /// token of its one-time link: sets its password (and display name, when given) and
+    /// signs in. A wrong or replaced token is UNAUTHENTICATED, an expired one too (saying
+    /// so), a used one CONFLICT; attempts count like logins (RATE_LIMITED).
+    async fn claim_account(
+        &self,
+        ctx: &Context<'_>,
+        token: String,
+        password: String,
+        display_name: Option<String>,
+    ) -> Result<AuthPayload, AppError> {
+        let client = ctx.data::<ClientAddr>().ok().and_then(|c| c.0);
+        let session =
+            super::claim::claim(state(ctx)?, &token, password, display_name.as_deref(), client).await?;
         session.try_into()
     }
 

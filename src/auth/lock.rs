@@ -1,16 +1,25 @@
 //! Locked accounts (`lockAccount`, `unlockAccount`): a locked account cannot log in or
-//! refresh, and every access token of it is refused on every instance at once.
+//! refresh, and every access token of it is refused on every instance at once, and for
+//! good: a token issued before the unlock stays refused after it.
 //!
 //! Access tokens are checked by signature alone (no query per request), so each instance
-//! keeps the set of locked account ids in memory and screens every viewer through it
-//! ([`LockedAccounts::screen`]). The database is the truth: the set is read at start, again
-//! whenever an instance announces a change on the hub topic [`LOCKS_TOPIC`] (within
+//! keeps in memory the accounts whose tokens it screens ([`LockedAccounts::screen`]): the
+//! locked ones (every token refused) and those locked or unlocked lately, with their
+//! `tokens_valid_after` (a token whose `iat` is earlier is refused). The second kind is
+//! kept while a token from before it could still be unexpired (`ACCESS_TOKEN_TTL_SECONDS`),
+//! then forgotten. Unlock moves that time to the unlock, so a token issued by a login or
+//! refresh racing the lock dies too. The database is the truth: the set is read at start,
+//! again whenever an instance announces a change on the hub topic [`LOCKS_TOPIC`] (within
 //! milliseconds), and every [`RELOAD`] in any case, so a lost pub/sub message (a Redis
-//! reconnect) delays a lock on another instance by seconds, never for good. Locking also
-//! revokes the account's refresh tokens and closes its WebSockets (`REVOKED_TOPIC`).
+//! reconnect) delays a lock or the end of old tokens on another instance by seconds, never
+//! for good. Locking also revokes the account's refresh tokens (they stay revoked after
+//! the unlock) and closes its WebSockets (`REVOKED_TOPIC`). The times are the database's
+//! clock and the tokens' the issuing instance's: instances keep their clocks in step (NTP),
+//! and a login within that skew of an unlock is the only one that could be misjudged.
 
-use std::{collections::HashSet, sync::RwLock, time::Duration};
+use std::{collections::HashMap, sync::RwLock, time::Duration};
 
+use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection as _;
 
 use super::{Actor, Role, Viewer, store::UserRow};
@@ -25,15 +34,34 @@ pub const LOCKS_TOPIC: &str = "accounts:locks";
 /// The longest a lost announcement can delay a lock on another instance.
 pub const RELOAD: Duration = Duration::from_secs(5);
 
-/// Ids of the locked accounts, as this instance last read them.
-#[derive(Default)]
-pub struct LockedAccounts(RwLock<HashSet<i64>>);
+/// How this instance treats an account's access tokens.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+enum Screen {
+    /// Locked: every token refused.
+    Locked,
+    /// Tokens issued before this (Unix milliseconds) refused.
+    IssuedAfter(i64),
+}
+
+/// The accounts whose tokens are screened, as this instance last read them.
+pub struct LockedAccounts {
+    screened: RwLock<HashMap<i64, Screen>>,
+    /// How long an access token lives: a valid-after time older than this screens nothing.
+    token_ttl: Duration,
+}
 
 impl LockedAccounts {
+    fn new(token_ttl: Duration) -> Self {
+        Self {
+            screened: RwLock::default(),
+            token_ttl,
+        }
+    }
+
     /// The set as the database has it now; empty if it cannot be read yet (a server
     /// starting before its database), in which case [`spawn_sync`] reads it at once.
-    pub async fn load(pool: &Pool) -> Self {
-        let me = Self::default();
+    pub async fn load(pool: &Pool, token_ttl: Duration) -> Self {
+        let me = Self::new(token_ttl);
         if let Err(e) = me.reload(pool).await {
             tracing::warn!(error = %e, "could not read the locked accounts at start; retrying");
         }
@@ -42,36 +70,65 @@ impl LockedAccounts {
 
     async fn reload(&self, pool: &Pool) -> AppResult<()> {
         let mut conn = pool.get().await?;
-        let ids: HashSet<i64> = super::store::locked_user_ids(&mut conn)
+        // A margin over the token lifetime: the JWT check allows a few seconds of leeway.
+        let since = Utc::now()
+            - chrono::Duration::from_std(self.token_ttl + Duration::from_secs(60))
+                .map_err(AppError::internal)?;
+        let screened = super::store::screened_users(&mut conn, since)
             .await?
             .into_iter()
+            .filter_map(|(id, locked, after)| Some((id, screen(locked, after)?)))
             .collect();
-        *self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = ids;
+        *self
+            .screened
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = screened;
         Ok(())
     }
 
     pub fn is_locked(&self, user_id: i64) -> bool {
-        self.0
+        self.get(user_id) == Some(Screen::Locked)
+    }
+
+    fn get(&self, user_id: i64) -> Option<Screen> {
+        self.screened
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(&user_id)
+            .get(&user_id)
+            .copied()
     }
 
-    fn set(&self, user_id: i64, locked: bool) {
-        let mut set = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if locked {
-            set.insert(user_id);
-        } else {
-            set.remove(&user_id);
-        }
+    fn set(&self, row: &UserRow) {
+        let mut screened = self
+            .screened
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match screen(row.locked_at.is_some(), row.tokens_valid_after) {
+            Some(s) => screened.insert(row.id, s),
+            None => screened.remove(&row.id),
+        };
     }
 
-    /// The viewer a request goes on with: a locked account's token counts as invalid.
+    /// The viewer a request goes on with: a token of a locked account, or one issued
+    /// before the account's last lock or unlock, counts as invalid.
     pub fn screen(&self, viewer: Viewer) -> Viewer {
-        match &viewer {
-            Viewer::User(u) if self.is_locked(u.id) => Viewer::InvalidToken,
-            _ => viewer,
-        }
+        let refused = match &viewer {
+            Viewer::User(u) => match self.get(u.id) {
+                Some(Screen::Locked) => true,
+                Some(Screen::IssuedAfter(ms)) => u.issued_at_ms < ms,
+                None => false,
+            },
+            _ => false,
+        };
+        if refused { Viewer::InvalidToken } else { viewer }
+    }
+}
+
+fn screen(locked: bool, valid_after: Option<DateTime<Utc>>) -> Option<Screen> {
+    if locked {
+        Some(Screen::Locked)
+    } else {
+        valid_after.map(|t| Screen::IssuedAfter(t.timestamp_millis()))
     }
 }
 
@@ -137,12 +194,12 @@ pub async fn lock(state: &AppState, actor: Actor, user_id: i64, raw_reason: &str
             Ok(row)
         })
         .await?;
-    announce(state, user_id, true);
+    announce(state, &row);
     Ok(row)
 }
 
 /// Unlocks an account (admins), audited; the account logs in anew (its old sessions stay
-/// revoked). Unlocking an account that is not locked changes and audits nothing.
+/// revoked, and access tokens issued before now stay refused). Unlocking an account that is not locked changes and audits nothing.
 pub async fn unlock(state: &AppState, actor: Actor, user_id: i64) -> AppResult<UserRow> {
     actor.ensure_role(Role::Admin)?;
     let mut conn = state.db.get().await?;
@@ -169,17 +226,17 @@ pub async fn unlock(state: &AppState, actor: Actor, user_id: i64) -> AppResult<U
             Ok(row)
         })
         .await?;
-    announce(state, user_id, false);
+    announce(state, &row);
     Ok(row)
 }
 
 /// After the commit: this instance at once, the others through the hub; a lock also
 /// closes the account's sockets everywhere.
-fn announce(state: &AppState, user_id: i64, locked: bool) {
-    state.locked.set(user_id, locked);
-    state.live.hub.publish(LOCKS_TOPIC, user_id.to_string());
-    if locked {
-        state.live.hub.publish(super::REVOKED_TOPIC, user_id.to_string());
+fn announce(state: &AppState, row: &UserRow) {
+    state.locked.set(row);
+    state.live.hub.publish(LOCKS_TOPIC, row.id.to_string());
+    if row.locked_at.is_some() {
+        state.live.hub.publish(super::REVOKED_TOPIC, row.id.to_string());
     }
 }
 
@@ -195,26 +252,42 @@ mod tests {
     }
 
     #[test]
-    fn a_locked_viewer_is_screened_out() {
-        let locks = LockedAccounts::default();
+    fn locked_accounts_and_tokens_from_before_an_unlock_are_screened_out() {
+        let locks = LockedAccounts::new(Duration::from_secs(60));
+        let mark = |s: Option<Screen>| {
+            let mut m = locks.screened.write().unwrap();
+            match s {
+                Some(s) => m.insert(5, s),
+                None => m.remove(&5),
+            };
+        };
         let keys = super::super::tokens::JwtKeys::new(&"k".repeat(32).into(), Duration::from_secs(60));
         let (token, _) = keys.issue(5, Role::User).unwrap();
         let header = format!("Bearer {token}");
-        assert!(matches!(
-            locks.screen(Viewer::from_bearer(&keys, Some(&header))),
-            Viewer::User(_)
-        ));
-        locks.set(5, true);
+        let viewer = || locks.screen(Viewer::from_bearer(&keys, Some(&header)));
+        let Viewer::User(user) = viewer() else {
+            panic!("a fresh token is a user")
+        };
+        let issued = user.issued_at_ms;
+        assert!(
+            (Utc::now().timestamp_millis() - issued).abs() < 5_000,
+            "milliseconds: {issued}"
+        );
+
+        mark(Some(Screen::Locked));
         assert!(locks.is_locked(5));
-        assert!(matches!(
-            locks.screen(Viewer::from_bearer(&keys, Some(&header))),
-            Viewer::InvalidToken
-        ));
+        assert!(matches!(viewer(), Viewer::InvalidToken));
         assert!(matches!(locks.screen(Viewer::Anonymous), Viewer::Anonymous));
-        locks.set(5, false);
-        assert!(matches!(
-            locks.screen(Viewer::from_bearer(&keys, Some(&header))),
-            Viewer::User(_)
-        ));
+        // Unlocked a millisecond after the token was issued: refused for good.
+        mark(Some(Screen::IssuedAfter(issued + 1)));
+        assert!(!locks.is_locked(5));
+        assert!(matches!(viewer(), Viewer::InvalidToken));
+        // A token issued at or after the unlock passes.
+        mark(Some(Screen::IssuedAfter(issued)));
+        assert!(matches!(viewer(), Viewer::User(_)));
+        mark(None);
+        assert!(matches!(viewer(), Viewer::User(_)));
+        assert_eq!(screen(false, None), None);
+        assert_eq!(screen(true, None), Some(Screen::Locked));
     }
 }

@@ -5,11 +5,13 @@
 //! - `rate_limit`: login attempt limits in Redis.
 //! - `store`: the diesel queries on users and refresh tokens.
 //! - `service`: sign up, log in, refresh, log out.
+//! - `claim`: an invited account's one-time claim link (`claimAccount`).
 //! - `graphql`: the GraphQL types and resolvers of all of the above.
 //!
 //! Authorization used by every other module lives here too: [`RoleGuard`] for fields, and
 //! [`actor`] + [`Actor::ensure_manages`] for ownership checks on host-owned resources.
 
+pub mod claim;
 mod client;
 pub mod graphql;
 pub use client::{ClientAddr, group};
@@ -67,6 +69,8 @@ pub struct AuthUser {
     pub expires_at: i64,
     /// The login session the token belongs to (`session_revoked`).
     pub session: Option<uuid::Uuid>,
+    /// When the token was issued (Unix milliseconds): a lock refuses older ones for good.
+    pub issued_at_ms: i64,
     /// The role read from the database and when: reused for `ROLE_FRESH`, so a request
     /// reads it once, and an operation on a long-lived WebSocket still sees a role change.
     current_role: Arc<Mutex<Option<(Role, Instant)>>>,
@@ -91,6 +95,7 @@ impl Viewer {
                 id: v.user_id,
                 expires_at: v.expires_at,
                 session: v.session,
+                issued_at_ms: v.issued_at_ms,
                 current_role: Arc::default(),
             }),
             None => Self::InvalidToken,

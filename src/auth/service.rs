@@ -183,7 +183,7 @@ fn revoke_sockets(state: &AppState, user_id: i64) {
     state.live.hub.publish(super::REVOKED_TOPIC, user_id.to_string());
 }
 
-async fn start_session(
+pub(super) async fn start_session(
     state: &AppState,
     conn: &mut AsyncPgConnection,
     user: UserRow,

@@ -27,6 +27,11 @@ pub struct Claims {
     /// session (tests, the benchmark).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<uuid::Uuid>,
+    /// When the token was issued, in milliseconds: `iat` is whole seconds, too coarse to
+    /// tell a token issued just before an unlock from one issued just after
+    /// (`auth::lock`). Absent in tokens of older builds, which count as issued at `iat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat_ms: Option<i64>,
 }
 
 /// What a valid access token says.
@@ -37,6 +42,8 @@ pub struct Verified {
     /// Unix seconds.
     pub expires_at: i64,
     pub session: Option<uuid::Uuid>,
+    /// When the token was issued (Unix milliseconds).
+    pub issued_at_ms: i64,
 }
 
 pub struct JwtKeys {
@@ -83,15 +90,16 @@ impl JwtKeys {
     }
 
     fn issue_in(&self, user_id: i64, role: Role, sid: Option<uuid::Uuid>) -> anyhow::Result<(String, i64)> {
-        let now = chrono::Utc::now().timestamp();
-        let exp = now + i64::try_from(self.ttl.as_secs())?;
+        let now = chrono::Utc::now();
+        let exp = now.timestamp() + i64::try_from(self.ttl.as_secs())?;
         let claims = Claims {
             sub: user_id.to_string(),
             role,
             iss: ISSUER.to_owned(),
-            iat: now,
+            iat: now.timestamp(),
             exp,
             sid,
+            iat_ms: Some(now.timestamp_millis()),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
         Ok((token, exp))
@@ -111,6 +119,7 @@ impl JwtKeys {
             role: data.claims.role,
             expires_at: data.claims.exp,
             session: data.claims.sid,
+            issued_at_ms: data.claims.iat_ms.unwrap_or(data.claims.iat.saturating_mul(1000)),
         })
     }
 }
@@ -155,6 +164,7 @@ mod tests {
             iat: 0,
             exp: chrono::Utc::now().timestamp() + 60,
             sid: None,
+            iat_ms: None,
         };
         let secret = EncodingKey::from_secret(b"test-secret-test-secret-test-secret-42");
         let hs512 = jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims, &secret).unwrap();

@@ -6,6 +6,7 @@
 
 use boxoffice_core::keep::{self, Found, Keep};
 use boxoffice_outbox::{append, webhooks::EventType};
+use boxoffice_store::claims;
 use diesel::{
     QueryableByName,
     sql_types::{Array, BigInt, Int4, Nullable, Text},
@@ -208,17 +209,21 @@ async fn reread(conn: &mut AsyncPgConnection, schedule_id: i64) -> AppResult<Sch
 }
 
 /// Who gets a complimentary ticket: an account by e-mail, created as an invited account
-/// (with `password_hash`, a hash nobody has the password of) when there is none.
+/// (with `password_hash`, a hash nobody has the password of) when there is none. `claim`
+/// is the stored half of a fresh claim link, kept for an account created now or one still
+/// unclaimed (replacing its older link), never for an account someone can log into.
 pub struct Guest<'a> {
     pub email: &'a str,
     pub display_name: &'a str,
     pub password_hash: &'a str,
+    pub claim: &'a boxoffice_store::claims::NewClaim,
 }
 
 /// Gives free or blocked seats to `guest` at price 0: a confirmed, complimentary
 /// reservation with a ticket per seat, in one transaction under the schedule lock (the
 /// seats turn sold; those that were free count as booked now, blocked ones already did).
-/// Not before a sale's rules (it is the host's gift) nor after the show started.
+/// Not before a sale's rules (it is the host's gift) nor after the show started. The flag:
+/// whether the guest's claim link was stored (the guest cannot log in yet).
 pub(super) async fn comp(
     conn: &mut AsyncPgConnection,
     actor: Actor,
@@ -243,6 +248,12 @@ pub(super) async fn comp(
             .filter(|s| given.contains(&s.id) && s.status == SeatStatus::Available)
             .count() as i64;
         let (user_id, invited) = guest_account(conn, guest).await?;
+        let claim_issued = if invited {
+            claims::insert(conn, user_id, guest.claim, actor.id).await?;
+            true
+        } else {
+            claims::renew(conn, user_id, guest.claim, actor.id).await?
+        };
         let reservation: ReservationRow = diesel::sql_query(
             "INSERT INTO reservations (schedule_id, user_id, status, seat_count, total_price, expires_at,
                                        paid_at, complimentary, note)
@@ -299,14 +310,14 @@ pub(super) async fn comp(
             Some(reservation.id),
             serde_json::json!({
                 "schedule": schedule_id, "seats": given, "guest": user_id,
-                "invited": invited, "note": note,
+                "invited": invited, "claim_issued": claim_issued, "note": note,
             }),
         )
         .await?;
         Ok((
             reservation,
             change(schedule_id, version, &given, SeatStatus::Sold),
-            invited,
+            claim_issued,
         ))
     })
     .await

@@ -350,7 +350,7 @@ pub async fn unblock(
 }
 
 /// Gives free or blocked seats to a guest at price 0, tickets issued (its host or an
-/// admin); whether the guest's account was created (invited) for it.
+/// admin); whether the guest's claim link was stored (an invited account, unclaimed).
 pub async fn comp(
     state: &AppState,
     actor: Actor,
@@ -360,7 +360,7 @@ pub async fn comp(
     note: Option<&str>,
 ) -> AppResult<(ReservationRow, bool)> {
     let mut conn = state.db.get().await?;
-    let (reservation, change, invited) = keep::comp(
+    let (reservation, change, claim_issued) = keep::comp(
         &mut conn,
         actor,
         schedule_id,
@@ -371,7 +371,7 @@ pub async fn comp(
     )
     .await?;
     announce(&state.live, change);
-    Ok((reservation, invited))
+    Ok((reservation, claim_issued))
 }
 
 /// Announces a schedule change that moved no seat (its times, prices or limits): a

@@ -2,14 +2,14 @@
 //! `unblockSeats`, `issueComplimentary`. Hosts (of the concert) and admins; to another host
 //! the schedule does not exist (NOT_FOUND), a fan is FORBIDDEN by the role guard.
 
-use async_graphql::{Context, ID, Object};
+use async_graphql::{Context, ID, Object, SimpleObject};
 
 use super::{
     edit::{self, GradePriceInput, ScheduleUpdateInput},
     guests::NewGuest,
 };
 use crate::{
-    auth::{Role, RoleGuard, actor, state},
+    auth::{Role, RoleGuard, actor, graphql::AccountClaim, state},
     booking::{self, graphql::Reservation},
     concerts::graphql::Schedule,
     error::{AppError, AppResult},
@@ -31,6 +31,15 @@ fn short_text(value: &str, field: &str, max: usize) -> AppResult<String> {
         ));
     }
     Ok(v.to_owned())
+}
+
+/// What `issueComplimentary` gives the host: the guest's reservation and, when the guest
+/// cannot log in yet (an invited account), the link that lets them claim it.
+#[derive(SimpleObject)]
+pub struct ComplimentaryIssue {
+    pub reservation: Reservation,
+    /// Null when the guest's account already has a password.
+    pub claim: Option<AccountClaim>,
 }
 
 #[derive(Default)]
@@ -114,7 +123,9 @@ impl ShowsMutation {
 
     /// Gives free or blocked seats to the account of `email` at price 0: a confirmed,
     /// complimentary reservation with its tickets. A new e-mail gets an invited account
-    /// (no password logs into it until one is set). Audited.
+    /// that no password logs into until its guest claims it: `claim` is the one-time link
+    /// to pass on (shown once), also given again, replacing the old one, while the account
+    /// is unclaimed. Audited.
     #[graphql(guard = "RoleGuard(Role::Host)")]
     async fn issue_complimentary(
         &self,
@@ -123,17 +134,18 @@ impl ShowsMutation {
         seat_ids: Vec<ID>,
         email: String,
         note: Option<String>,
-    ) -> Result<Reservation, AppError> {
+    ) -> Result<ComplimentaryIssue, AppError> {
         let schedule_id = ids::parse(&schedule_id, "scheduleId")?;
         let seats = self::seat_ids(&seat_ids)?;
-        let guest = NewGuest::parse(&email)?;
+        let state = state(ctx)?;
+        let guest = NewGuest::parse(&email, state.config.claim_token_ttl)?;
         let note = match note.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(n) => Some(short_text(n, "note", 500)?),
         };
         let actor = actor(ctx).await?;
-        let (reservation, _) = booking::comp(
-            state(ctx)?,
+        let (reservation, claim_issued) = booking::comp(
+            state,
             actor,
             schedule_id,
             &seats,
@@ -141,6 +153,9 @@ impl ShowsMutation {
             note.as_deref(),
         )
         .await?;
-        Ok(Reservation(reservation))
+        Ok(ComplimentaryIssue {
+            reservation: Reservation(reservation),
+            claim: claim_issued.then(|| AccountClaim::from(&guest.claim)),
+        })
     }
 }

@@ -1,7 +1,7 @@
 //! The web app and the GraphQL playground, served from files embedded in the binary.
 //!
 //! Pages: `/` (concerts on sale), `/schedules/{id}` (a fan's live seat page), `/host` (a
-//! host's workspace), `/host/concerts/{id}` (a concert's sales and orders), `/admin`, `/tickets` (a fan's tickets), `/scan` (the door), all one
+//! host's workspace), `/host/concerts/{id}` (a concert's sales and orders), `/admin`, `/tickets` (a fan's tickets), `/scan` (the door), `/claim` (an invited guest sets a password), all one
 //! HTML shell whose ES modules pick the page from the path; and `/playground` (GraphiQL, from pinned production builds in `assets/vendor/`).
 //! Everything is same-origin: every response carries a Content-Security-Policy that allows
 //! scripts, styles, connections and images from this origin only (fonts and icons inside
@@ -46,6 +46,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(playground: bool) -> Router<S> {
         .route("/host/concerts/{id}", app.clone())
         .route("/tickets", app.clone())
         .route("/scan", app.clone())
+        .route("/claim", app.clone())
         .route("/admin", app)
         .route("/wallet", get(wallet))
         .route("/assets/{build}/{*path}", get(asset))

@@ -211,3 +211,58 @@ async fn an_instance_started_after_a_lock_reads_it_from_the_database() {
         "UNAUTHENTICATED"
     );
 }
+
+#[tokio::test]
+async fn tokens_issued_before_a_lock_stay_refused_after_the_unlock_on_every_instance() {
+    let app = TestApp::spawn().await;
+    let other_instance = app.second_instance(&[]).await;
+    let admin = app.user_with_role("admin.lock4@example.com", "admin").await;
+    let fan = app.sign_up("fan.lock4@example.com").await;
+    // A second session, logged in on the other instance, and a token minted without one.
+    let second = other_instance.log_in("fan.lock4@example.com", PASSWORD).await;
+    let second = Session::from_payload(&second["data"]["logIn"]).unwrap();
+    let (bare, _) = app.state.jwt.issue(fan.id, boxoffice::auth::Role::User).unwrap();
+    let old = [fan.access.as_str(), second.access.as_str(), bare.as_str()];
+    for t in old {
+        assert!(app.gql(Some(t), ME, json!({})).await["errors"].is_null());
+    }
+
+    let a = Some(admin.access.as_str());
+    app.ok(a, LOCK, json!({ "u": fan.id.to_string(), "r": "stolen phone" }))
+        .await;
+    // Unlocked at once, from the other instance.
+    other_instance
+        .ok(a, UNLOCK, json!({ "u": fan.id.to_string() }))
+        .await;
+    let back = app.log_in("fan.lock4@example.com", PASSWORD).await;
+    let back = Session::from_payload(&back["data"]["logIn"]).expect("logs in again");
+    // Once both instances let the new session in, they have read the unlock...
+    for instance in [&app, &other_instance] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while instance.gql(Some(&back.access), ME, json!({})).await["errors"].is_array() {
+            assert!(std::time::Instant::now() < deadline, "the new session is refused");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    // ... and every token from before the lock is still refused, over HTTP and sockets.
+    let late = app.second_instance(&[]).await;
+    for instance in [&app, &other_instance, &late] {
+        for t in old {
+            let body = instance.gql(Some(t), ME, json!({})).await;
+            assert_eq!(code(&body), "UNAUTHENTICATED", "{body}");
+        }
+        let mut ws = connect(instance, "graphql-transport-ws").await;
+        assert_eq!(init(&mut ws, Some(&fan.access)).await["close"], 4403);
+    }
+    assert!(late.gql(Some(&back.access), ME, json!({})).await["errors"].is_null());
+    // So are the sessions' refresh tokens.
+    for r in [&fan.refresh, &second.refresh] {
+        let body = other_instance.gql(None, REFRESH, json!({ "r": r })).await;
+        assert_eq!(code(&body), "UNAUTHENTICATED", "{body}");
+    }
+    // The new session refreshes as usual.
+    let body = other_instance
+        .gql(None, REFRESH, json!({ "r": back.refresh }))
+        .await;
+    assert!(body["data"]["refreshToken"]["accessToken"].is_string(), "{body}");
+}

@@ -396,3 +396,57 @@ async fn sales_over_time_say_which_performance_and_grade() {
         .await;
     assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
 }
+
+#[tokio::test]
+async fn complimentary_seats_are_counted_apart_from_seats_sold() {
+    let app = TestApp::spawn().await;
+    let show = app.show(layout(2, 4), 8).await;
+    let host = Some(show.host.access.as_str());
+    // Given away before any sale: not a sale, and the chart does not start there.
+    app.ok(
+        host,
+        "mutation($s: ID!, $ids: [ID!]!) { issueComplimentary(scheduleId: $s, seatIds: $ids, email: \"press@example.com\") { reservation { id } } }",
+        json!({ "s": show.schedule_id, "ids": [show.seats[4], show.seats[5]] }), // R
+    )
+    .await;
+    const SALES: &str = "query($c: ID!) { concertSales(concertId: $c) { seatsSold complimentary revenue
+        schedules { seatsSold complimentary seatsHeld revenue } } }";
+    const TIMELINE: &str = "query($c: ID!) { salesTimeline(concertId: $c) { from
+        schedules { grades { grade points { totalSeats totalRevenue } } } } }";
+    let s = app.ok(host, SALES, json!({ "c": show.concert_id })).await["concertSales"].clone();
+    assert_eq!(
+        s,
+        json!({ "seatsSold": 0, "complimentary": 2, "revenue": 0,
+                "schedules": [{ "seatsSold": 0, "complimentary": 2, "seatsHeld": 0, "revenue": 0 }] })
+    );
+    let t = app.ok(host, TIMELINE, json!({ "c": show.concert_id })).await["salesTimeline"].clone();
+    assert_eq!(t["from"], Value::Null, "nothing sold yet: {t}");
+
+    // One paid seat and one held: sold means paid for, on both reports.
+    let fan = app.sign_up("fan.comp@example.com").await;
+    paid(&app, &fan, &show, &[0]).await; // VIP
+    hold(&app, &fan, &show, &[1]).await;
+    let s = app.ok(host, SALES, json!({ "c": show.concert_id })).await["concertSales"].clone();
+    assert_eq!(
+        s,
+        json!({ "seatsSold": 1, "complimentary": 2, "revenue": 150,
+                "schedules": [{ "seatsSold": 1, "complimentary": 2, "seatsHeld": 1, "revenue": 150 }] })
+    );
+    let t = app.ok(host, TIMELINE, json!({ "c": show.concert_id })).await["salesTimeline"].clone();
+    let grades = t["schedules"][0]["grades"].as_array().unwrap();
+    let seats: i64 = grades
+        .iter()
+        .map(|g| {
+            g["points"].as_array().unwrap().last().unwrap()["totalSeats"]
+                .as_i64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(
+        seats,
+        s["seatsSold"].as_i64().unwrap(),
+        "the chart and the table agree: {t}"
+    );
+    assert_eq!(grades.len(), 1, "the given seats' grade (R) has no sales: {t}");
+    assert_eq!(grades[0]["grade"], "VIP");
+}

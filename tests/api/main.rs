@@ -4,6 +4,7 @@
 
 mod abuse;
 mod abuse_sockets;
+mod account_claims;
 mod account_lock;
 mod accounts_gone;
 mod audit;

@@ -14,8 +14,8 @@ const BLOCK: &str =
 const UNBLOCK: &str =
     "mutation($s: ID!, $ids: [ID!]!) { unblockSeats(scheduleId: $s, seatIds: $ids) { id bookedCount } }";
 const COMP: &str = "mutation($s: ID!, $ids: [ID!]!, $e: String!, $n: String) {
-    issueComplimentary(scheduleId: $s, seatIds: $ids, email: $e, note: $n) {
-      id status totalPrice complimentary note seatCount seats { id price } tickets { id status } } }";
+    issueComplimentary(scheduleId: $s, seatIds: $ids, email: $e, note: $n) { reservation {
+      id status totalPrice complimentary note seatCount seats { id price } tickets { id status } } } }";
 const RESERVE: &str = "mutation($i: ReserveSeatsInput!) { reserveSeats(input: $i) { id status } }";
 const MAP: &str = "query($id: ID!) { schedule(id: $id) { bookedCount remainingSeats complimentarySeats
     seats { id status } seatMap { statuses } availability { grade total available held sold blocked } } }";
@@ -216,7 +216,7 @@ async fn complimentary_tickets_go_to_guests_at_price_zero() {
             COMP,
             json!({ "s": show.schedule_id, "ids": ids(&show, &[0, 2]), "e": "Guest@Example.com", "n": "press" }),
         )
-        .await["issueComplimentary"]
+        .await["issueComplimentary"]["reservation"]
         .clone();
     assert_eq!(r["status"], "CONFIRMED");
     assert_eq!(r["totalPrice"], 0);
@@ -258,7 +258,7 @@ async fn complimentary_tickets_go_to_guests_at_price_zero() {
             json!({ "s": show.schedule_id, "ids": ids(&show, &[3, 4, 5]), "e": "fan@example.com" }),
         )
         .await;
-    assert_eq!(r["issueComplimentary"]["seatCount"], 3);
+    assert_eq!(r["issueComplimentary"]["reservation"]["seatCount"], 3);
     let mine = app
         .ok(
             Some(&fan.access),

@@ -70,6 +70,8 @@ pub struct UserRow {
     pub created_at: DateTime<Utc>,
     /// Set while an admin has the account locked (`lockAccount`).
     pub locked_at: Option<DateTime<Utc>>,
+    /// Access tokens issued before this are refused (the account's last lock or unlock).
+    pub tokens_valid_after: Option<DateTime<Utc>>,
 }
 
 impl UserRow {
@@ -230,10 +232,28 @@ pub async fn revoke_user_sessions(conn: &mut AsyncPgConnection, user_id: i64) ->
     .await
 }
 
+/// Sets an account's password; an open claim link of the account stops working with it
+/// (whoever set the password owns the account now).
 pub async fn set_password(conn: &mut AsyncPgConnection, id: i64, password_hash: &str) -> QueryResult<usize> {
-    diesel::update(users::table.find(id))
+    let n = diesel::update(users::table.find(id))
         .set((
             users::password_hash.eq(password_hash),
+            users::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    crate::claims::close(conn, id).await?;
+    Ok(n)
+}
+
+pub async fn set_display_name(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    display_name: &str,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::display_name.eq(display_name),
             users::updated_at.eq(diesel::dsl::now),
         ))
         .execute(conn)
@@ -241,7 +261,9 @@ pub async fn set_password(conn: &mut AsyncPgConnection, id: i64, password_hash: 
 }
 
 /// Locks an account (`reason` set) or unlocks it (`None`). `Ok(None)`: no such account.
-/// Locking a locked account keeps its first time and reason.
+/// Locking a locked account keeps its first time and reason. Both move the account's
+/// `tokens_valid_after` to now: an access token issued before an unlock (so before the
+/// lock, or racing it) stays refused after it.
 pub async fn set_locked(
     conn: &mut AsyncPgConnection,
     id: i64,
@@ -253,6 +275,7 @@ pub async fn set_locked(
                 .set((
                     users::locked_at.eq(Some(Utc::now())),
                     users::locked_reason.eq(reason),
+                    users::tokens_valid_after.eq(diesel::dsl::now),
                     users::updated_at.eq(diesel::dsl::now),
                 ))
                 .execute(conn)
@@ -263,6 +286,7 @@ pub async fn set_locked(
                 .set((
                     users::locked_at.eq(None::<DateTime<Utc>>),
                     users::locked_reason.eq(None::<String>),
+                    users::tokens_valid_after.eq(diesel::dsl::now),
                     users::updated_at.eq(diesel::dsl::now),
                 ))
                 .execute(conn)
@@ -272,11 +296,24 @@ pub async fn set_locked(
     user_by_id(conn, id).await
 }
 
-/// Ids of every locked account (few: read by each instance every few seconds).
-pub async fn locked_user_ids(conn: &mut AsyncPgConnection) -> QueryResult<Vec<i64>> {
+/// Every account whose access tokens are screened: the locked ones, and those whose
+/// `tokens_valid_after` is later than `since` (before it, no token still unexpired was
+/// issued). Few: read by each instance every few seconds. (id, locked, valid after).
+pub async fn screened_users(
+    conn: &mut AsyncPgConnection,
+    since: DateTime<Utc>,
+) -> QueryResult<Vec<(i64, bool, Option<DateTime<Utc>>)>> {
     users::table
-        .filter(users::locked_at.is_not_null())
-        .select(users::id)
+        .filter(
+            users::locked_at
+                .is_not_null()
+                .or(users::tokens_valid_after.gt(since)),
+        )
+        .select((
+            users::id,
+            users::locked_at.is_not_null(),
+            users::tokens_valid_after,
+        ))
         .load(conn)
         .await
 }

@@ -245,7 +245,8 @@ pub struct SalesBucket {
     pub revenue: i64,
 }
 
-/// The first payment of a concert's reservations that stand, if any.
+/// The first payment of a concert's paid reservations that stand, if any (a seat given
+/// away before the sale opened does not start the chart).
 pub async fn first_sale(
     conn: &mut AsyncPgConnection,
     concert_id: i64,
@@ -257,7 +258,7 @@ pub async fn first_sale(
     }
     let row: First = diesel::sql_query(
         "SELECT min(r.paid_at) AS at FROM reservations r JOIN schedules sc ON sc.id = r.schedule_id
-         WHERE sc.concert_id = $1 AND r.status = 'confirmed'",
+         WHERE sc.concert_id = $1 AND r.status = 'confirmed' AND NOT r.complimentary",
     )
     .bind::<BigInt, _>(concert_id)
     .get_result(conn)
@@ -265,8 +266,8 @@ pub async fn first_sale(
     Ok(row.at)
 }
 
-/// Seats sold (by reservations that stand) per schedule, grade and bucket of
-/// `bucket_seconds` from `origin`, for a concert.
+/// Seats sold (by paid reservations that stand; complimentary seats are not sales) per
+/// schedule, grade and bucket of `bucket_seconds` from `origin`, for a concert.
 pub async fn sales_buckets(
     conn: &mut AsyncPgConnection,
     concert_id: i64,
@@ -281,6 +282,7 @@ pub async fn sales_buckets(
          JOIN schedules sc ON sc.id = r.schedule_id
          JOIN reservation_seats rs ON rs.reservation_id = r.id
          WHERE sc.concert_id = $1 AND r.status = 'confirmed' AND r.paid_at IS NOT NULL
+           AND NOT r.complimentary
          GROUP BY 1, 2, 3
          ORDER BY 1, 2, 3",
     )

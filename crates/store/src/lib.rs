@@ -12,7 +12,8 @@
 //!   because a diesel, pool or Redis error becomes an `AppError` with one `?`, and that
 //!   conversion must be written beside the type (Rust's orphan rule).
 //! - one module per domain with its rows, statuses and queries: `auth` (users, refresh
-//!   tokens, roles), `audit`, `booking` (reservations), `concerts` (concerts, schedules),
+//!   tokens, roles), `claims` (invited accounts' one-time claim links), `audit`, `booking`
+//!   (reservations), `concerts` (concerts, schedules),
 //!   `payments` (top-ups), `points` (the ledger), `seats`, `tickets` (tickets, their keys,
 //!   scanners and scans), `waitlist`.
 //!
@@ -22,6 +23,7 @@
 pub mod audit;
 pub mod auth;
 pub mod booking;
+pub mod claims;
 pub mod concerts;
 pub mod db;
 pub mod error;

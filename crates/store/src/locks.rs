@@ -41,7 +41,10 @@
 //! nothing holding a user row waits for one.
 //!
 //! Refresh tokens ([`refresh_token`]) are a chain of their own: the token row, then nothing
-//! on this list.
+//! on this list. So are account claims ([`account_claim`]): the claim row, then its user's
+//! row (the password is written). A complimentary ticket renews a claim after the schedule
+//! row (step 2) and only takes a `KEY SHARE` lock on the user, which the claim's update of
+//! the password does not conflict with.
 
 use chrono::{DateTime, Utc};
 use diesel::{
@@ -54,8 +57,9 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use crate::{
     auth::RefreshTokenRow,
     booking::ReservationRow,
+    claims::ClaimRow,
     concerts::{ConcertRow, ConcertStatus, ScheduleRow},
-    schema::{concerts, refresh_tokens, reservations, schedules},
+    schema::{account_claims, concerts, refresh_tokens, reservations, schedules},
     waitlist::EntryRow,
 };
 
@@ -268,6 +272,18 @@ pub async fn refresh_token(
     refresh_tokens::table
         .filter(refresh_tokens::token_hash.eq(token_hash))
         .select(RefreshTokenRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// An account claim by its selector (its own chain, then the user row): two claims with one
+/// token are decided one after the other, and the second sees the first's use.
+pub async fn account_claim(conn: &mut AsyncPgConnection, selector: &str) -> QueryResult<Option<ClaimRow>> {
+    account_claims::table
+        .filter(account_claims::selector.eq(selector))
+        .select(ClaimRow::as_select())
         .for_update()
         .first(conn)
         .await

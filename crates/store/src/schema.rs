@@ -20,6 +20,7 @@ diesel::table! {
         points_debt -> Int8,
         locked_at -> Nullable<Timestamptz>,
         locked_reason -> Nullable<Text>,
+        tokens_valid_after -> Nullable<Timestamptz>,
     }
 }
 
@@ -33,6 +34,18 @@ diesel::table! {
         expires_at -> Timestamptz,
         used_at -> Nullable<Timestamptz>,
         revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    account_claims (user_id) {
+        user_id -> Int8,
+        selector -> Text,
+        verifier_hash -> Bytea,
+        issued_by -> Nullable<Int8>,
+        issued_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        claimed_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -326,6 +339,7 @@ diesel::table! {
 }
 
 diesel::joinable!(refresh_tokens -> users (user_id));
+diesel::joinable!(account_claims -> users (user_id));
 diesel::joinable!(audit_log -> users (actor_id));
 diesel::joinable!(concerts -> users (host_id));
 diesel::joinable!(schedules -> concerts (concert_id));
@@ -346,6 +360,7 @@ diesel::joinable!(waitlist_entries -> reservations (reservation_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     refresh_tokens,
+    account_claims,
     audit_log,
     concerts,
     schedules,

@@ -16,6 +16,7 @@ const routes = [
   [/^\/wallet$/, () => import('./pages/wallet.js'), 'Wallet'],
   [/^\/tickets$/, () => import('./pages/tickets.js'), 'My tickets'],
   [/^\/scan$/, () => import('./pages/scan.js'), 'Door'],
+  [/^\/claim$/, () => import('./pages/claim.js'), 'Claim your account'],
 ];
 
 let cleanup = null;

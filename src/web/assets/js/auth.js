@@ -109,6 +109,14 @@ export async function signUp(email, password, displayName) {
   return user;
 }
 
+/** Claims an invited account with its one-time link's token: sets the password, signs in. */
+export async function claimAccount(token, password, displayName) {
+  const d = await gql(`mutation($t: String!, $p: String!, $n: String) { claimAccount(token: $t, password: $p, displayName: $n) { ${PAYLOAD} } }`,
+    { t: token, p: password, n: displayName || null }, { anonymous: true });
+  accept(d.claimAccount);
+  return user;
+}
+
 export async function logOut() {
   const token = readRefresh();
   try {

@@ -82,6 +82,12 @@ export function explain(error) {
     const f = error.extensions?.field;
     return f ? `${error.message} (${f})` : error.message;
   }
+  if (/claim (link|token)/i.test(error?.message || '')) {
+    // A claim link's refusals say what to do (ask for a new one, or log in).
+    return error.message === 'invalid claim token'
+      ? 'This link is not valid (mistyped, or replaced by a newer one). Ask the box office for the latest link.'
+      : error.message.replace(/^./, (c) => c.toUpperCase()) + '.';
+  }
   if (code === 'RATE_LIMITED' && error.extensions?.retryAfter) {
     return `Too many attempts. Try again in ${error.extensions.retryAfter} s.`;
   }

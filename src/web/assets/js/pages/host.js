@@ -314,17 +314,34 @@ export function render(main) {
     const note = field('Note', {});
     const comp = h('button', { type: 'button', class: 'primary' }, 'Give tickets');
     comp.onclick = () => busy(comp, async () => {
-      const d = await gql('mutation($s: ID!, $ids: [ID!]!, $e: String!, $n: String) { issueComplimentary(scheduleId: $s, seatIds: $ids, email: $e, note: $n) { id seatCount } }',
+      const d = await gql('mutation($s: ID!, $ids: [ID!]!, $e: String!, $n: String) { issueComplimentary(scheduleId: $s, seatIds: $ids, email: $e, note: $n) { reservation { id seatCount } claim { url expiresAt } } }',
         { s: s.id, ids: ids(), e: email.input.value, n: note.input.value || null });
-      await after(`${d.issueComplimentary.seatCount} complimentary ticket(s) issued to ${email.input.value}.`);
+      const { reservation, claim } = d.issueComplimentary;
+      await after(`${reservation.seatCount} complimentary ticket(s) issued to ${email.input.value}.`);
+      showClaim(email.input.value, claim);
     }, (e) => notice(kmsg, seatRefusal(e), 'error'));
+    // The guest's one-time link is shown once (the server keeps only its hash): the host
+    // copies it and passes it on, since boxoffice sends no e-mail.
+    const claimBox = h('div', { class: 'claim-link', 'aria-live': 'polite' });
+    function showClaim(to, claim) {
+      if (!claim) { fill(claimBox); return; }
+      const link = new URL(claim.url, location.origin).href;
+      const input = h('input', { readonly: true, value: link, 'aria-label': `Claim link for ${to}`, class: 'claim-url' });
+      const copy = h('button', { type: 'button' }, 'Copy link');
+      copy.onclick = async () => {
+        input.select();
+        try { await navigator.clipboard.writeText(link); toast('Link copied.', 'ok'); } catch { /* selected: the host copies it by hand */ }
+      };
+      fill(claimBox, h('p', {}, `${to} has no password yet. Send them this link to set one and see their tickets; it works once, until ${when(claim.expiresAt)}, and is shown only now:`),
+        h('div', { class: 'builder-row' }, input, copy));
+    }
     showPicked();
     return h('section', { class: 'panel seats-panel', 'aria-labelledby': 'seats-title' },
       h('h3', { id: 'seats-title' }, `Seats of ${when(s.startsAt)}`),
-      h('p', { class: 'muted' }, 'Seats kept back are never sold and show as not for sale on every map. Complimentary tickets go at price 0 to the e-mail given (a new e-mail gets an invited account).'),
+      h('p', { class: 'muted' }, 'Seats kept back are never sold and show as not for sale on every map. Complimentary tickets go at price 0 to the e-mail given (a new e-mail gets an invited account, with a one-time link for the guest to set a password).'),
       kmsg, h('div', { class: 'mapbox' }, canvas), chosen,
       h('div', { class: 'builder-row' }, reason.wrap, block, unblock),
-      h('div', { class: 'builder-row' }, email.wrap, note.wrap, comp));
+      h('div', { class: 'builder-row' }, email.wrap, note.wrap, comp), claimBox);
   }
 
   // --- the layout builder ---------------------------------------------------------------------
@@ -437,12 +454,13 @@ export function render(main) {
     let timer = null;
     const refresh = async () => {
       try {
-        const d = (await gql('query($c: ID!) { concertSales(concertId: $c) { seatsSold revenue schedules { scheduleId capacity seatsHeld seatsSold revenue refunded } } }', { c: c.id })).concertSales;
+        const d = (await gql('query($c: ID!) { concertSales(concertId: $c) { seatsSold complimentary revenue schedules { scheduleId capacity seatsHeld seatsSold complimentary revenue refunded } } }', { c: c.id })).concertSales;
         const named = d.schedules.map((x) => ({ ...x, name: when(c.schedules.find((s) => s.id === x.scheduleId)?.startsAt) }));
-        fill(total, `${d.seatsSold} seats sold · revenue ${points(d.revenue)}`);
-        fill(table, h('thead', {}, h('tr', {}, ['Performance', 'Held', 'Sold', 'Capacity', 'Revenue', 'Refunded'].map((t) => h('th', { scope: 'col' }, t)))),
+        // Sold means paid for, as on the concert's sales page; seats given away count apart.
+        fill(total, `${d.seatsSold} seats sold${d.complimentary ? ` · ${d.complimentary} complimentary` : ''} · revenue ${points(d.revenue)}`);
+        fill(table, h('thead', {}, h('tr', {}, ['Performance', 'Held', 'Sold', 'Complimentary', 'Capacity', 'Revenue', 'Refunded'].map((t) => h('th', { scope: 'col' }, t)))),
           h('tbody', {}, named.map((x) => h('tr', { dataset: { schedule: x.scheduleId } }, h('th', { scope: 'row' }, x.name), h('td', { class: 'held' }, String(x.seatsHeld)), h('td', { class: 'sold' }, String(x.seatsSold)),
-            h('td', {}, String(x.capacity)), h('td', {}, points(x.revenue)), h('td', {}, points(x.refunded))))));
+            h('td', { class: 'comp' }, String(x.complimentary)), h('td', {}, String(x.capacity)), h('td', {}, points(x.revenue)), h('td', {}, points(x.refunded))))));
         drawSales(canvas, named);
         history.push({ t: Date.now(), rows: named });
         if (history.length > 600) history.shift();
@@ -546,15 +564,18 @@ function drawSales(canvas, rows) {
     ctx.fillText(r.name, 4, y + 15, labelW - 8);
     const cap = Math.max(1, r.capacity);
     const sold = (r.seatsSold / cap) * span;
+    const given = ((r.complimentary || 0) / cap) * span;
     const held = (r.seatsHeld / cap) * span;
     ctx.fillStyle = '#e8eaed'; ctx.fillRect(labelW, y, span, bar);
     ctx.fillStyle = '#1e7b3a'; ctx.fillRect(labelW, y, sold, bar);
-    ctx.fillStyle = '#f0a500'; ctx.fillRect(labelW + sold, y, held, bar);
+    ctx.fillStyle = '#8e44ad'; ctx.fillRect(labelW + sold, y, given, bar);
+    ctx.fillStyle = '#f0a500'; ctx.fillRect(labelW + sold + given, y, held, bar);
     ctx.fillStyle = '#111';
-    ctx.fillText(`${r.seatsSold} sold · ${r.seatsHeld} held · ${points(r.revenue)}`, labelW + 6, y + 15, span - 12);
+    const comp = r.complimentary ? ` · ${r.complimentary} given` : '';
+    ctx.fillText(`${r.seatsSold} sold${comp} · ${r.seatsHeld} held · ${points(r.revenue)}`, labelW + 6, y + 15, span - 12);
   });
   const ly = height - 12;
-  [['#1e7b3a', 'sold'], ['#f0a500', 'held'], ['#e8eaed', 'free']].forEach(([col, t], k) => {
+  [['#1e7b3a', 'sold'], ['#8e44ad', 'given'], ['#f0a500', 'held'], ['#e8eaed', 'free']].forEach(([col, t], k) => {
     ctx.fillStyle = col; ctx.fillRect(labelW + k * 70, ly - 9, 10, 10);
     ctx.fillStyle = '#333'; ctx.fillText(t, labelW + k * 70 + 14, ly);
   });

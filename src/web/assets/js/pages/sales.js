@@ -2,12 +2,14 @@
 // The chart covers the sale from its first payment (salesTimeline), one line per
 // performance labelled with its start, and per grade beside it; the orders of a chosen
 // performance can be searched, refunded (with a reason) and exported as CSV through a
-// signed link that the browser downloads from this server.
+// signed link that the browser downloads from this server. At the door: live check-ins
+// per performance and its scanners (`sales-door.js`).
 import { h, fill, field, notice, toast, points, when, busy } from '../ui.js';
 import { gql } from '../api.js';
 import { explain } from '../errors.js';
 import * as auth from '../auth.js';
 import { accountDialog } from '../app.js';
+import { doorPanel } from './sales-door.js';
 
 const CONCERT = `query($c: ID!) { concert(id: $c) { id title venue status schedules { id startsAt status capacity } } }`;
 const TIMELINE = `query($c: ID!) { salesTimeline(concertId: $c) { from bucketSeconds
@@ -49,9 +51,11 @@ async function page(main, concertId, gone) {
   fill(main.querySelector('h1'), `Sales · ${concert.title}`);
   const chartPanel = h('section', { class: 'panel', 'aria-labelledby': 'timeline-title' }, h('h2', { id: 'timeline-title' }, 'Sold over time'));
   const ordersPanel = h('section', { class: 'panel', 'aria-labelledby': 'orders-title' }, h('h2', { id: 'orders-title' }, 'Orders'));
-  main.append(chartPanel, ordersPanel);
+  const doorsPanel = h('section', { class: 'panel doors', 'aria-labelledby': 'doors-title' }, h('h2', { id: 'doors-title' }, 'At the door'));
+  main.append(chartPanel, ordersPanel, doorsPanel);
   timeline(chartPanel, concert, fail);
   orders(ordersPanel, concert, fail);
+  doorPanel(doorsPanel, concert);
 }
 
 /** Label of a performance: what tells one line of the chart from another. */

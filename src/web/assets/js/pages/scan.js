@@ -314,8 +314,10 @@ async function scanner(main, token) {
           if (video.readyState < 2 || busy) return;
           const found = await detector.detect(video).catch(() => []);
           const text = found[0]?.rawValue;
-          // The same code held in front of the camera is one scan, not one every tick.
-          if (text && (text !== last || Date.now() - lastAt > 5_000)) {
+          // The same code held in front of the camera is one scan, not one every tick. A
+          // check that started while detect() ran (a typed code) lets this frame go: marked
+          // as seen, the code would be dropped for 5 s instead of read on the next tick.
+          if (text && !busy && (text !== last || Date.now() - lastAt > 5_000)) {
             last = text;
             lastAt = Date.now();
             checkCode(text);

@@ -1,0 +1,2 @@
+DROP INDEX users_tokens_valid_after;
+ALTER TABLE users DROP COLUMN tokens_valid_after;
