@@ -306,7 +306,22 @@ async fn the_server_follows_a_promoted_standby_and_answers_every_hold_truthfully
         })
         .collect();
 
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The primary goes once the sale is under way (seconds on a busy CI machine).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while answers
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|a| a.error.is_none())
+        .count()
+        < 20
+    {
+        assert!(
+            Instant::now() < deadline,
+            "20 holds took over a minute before any failover"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let killed = began.elapsed();
     pair.pg_ctl("primary", &["-m", "immediate", "stop"]);
     // As Patroni would after the leader key's ttl, shortened: the test is about what the
@@ -315,7 +330,7 @@ async fn the_server_follows_a_promoted_standby_and_answers_every_hold_truthfully
     pair.pg_ctl("standby", &["-w", "promote"]);
     let promoted = began.elapsed();
     // The sale goes on until holds sent after the promotion have succeeded for a while.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let after = answers
             .lock()
@@ -359,9 +374,11 @@ async fn the_server_follows_a_promoted_standby_and_answers_every_hold_truthfully
     );
     assert!(
         answers.iter().any(|a| a.error.is_none() && a.sent > promoted),
-        "no hold succeeded on the promoted standby within 30 s"
+        "no hold succeeded on the promoted standby within a minute"
     );
-    assert!(stall < Duration::from_secs(10), "holds stalled {stall:?}");
+    // 0.7-0.9 s measured (the promotion takes most of it); the bound leaves room for a
+    // CI machine running the whole suite at once.
+    assert!(stall < Duration::from_secs(15), "holds stalled {stall:?}");
     // A failover is a reason to retry, never anything else.
     for a in &failed {
         assert_eq!(
