@@ -24,7 +24,14 @@ impl Gql {
     /// `clients` concurrent users: the pool keeps at least that many connections per host
     /// open, so no request pays for a TCP handshake after warm-up.
     pub fn new(clients: usize) -> anyhow::Result<Self> {
+        Self::from(clients, None)
+    }
+
+    /// The same, its connections made from `local` (e.g. one of 127.0.0.0/8): the server
+    /// sees a client address of its own, as a separate device would be.
+    pub fn from(clients: usize, local: Option<std::net::IpAddr>) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
+            .local_address(local)
             .pool_max_idle_per_host(clients.max(16) * 2)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)

@@ -168,10 +168,24 @@ pub async fn check_in(ctx: &mut Ctx) -> anyhow::Result<Report> {
     let servers = ctx.server_pids();
     let cpu_before = cpu::Snapshot::take(&servers);
     let started = Instant::now();
+    // Each gate is a device of its own: its own client address (127.0.0.10, .11, ...), so
+    // the gates do not share one address's budget of token-less requests (a scanner
+    // token is not an account's: the edge counts it with the anonymous requests of its
+    // address, ANONYMOUS_RATE_PER_SECOND).
+    let gate_clients = (0..gates)
+        .map(|g| {
+            let last = u8::try_from(10 + g).context("at most 245 gates")?;
+            client::Gql::from(
+                ctx.clients.div_ceil(gates),
+                Some(std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, last))),
+            )
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let gate_clients = Arc::new(gate_clients);
     let mut lanes = Vec::with_capacity(ctx.clients);
     for _ in 0..ctx.clients {
         let (gql, endpoint, plan, next, seen, scanners, schedule) = (
-            ctx.gql.clone(),
+            gate_clients.clone(),
             endpoint.clone(),
             plan.clone(),
             next.clone(),
@@ -189,7 +203,9 @@ pub async fn check_in(ctx: &mut Ctx) -> anyhow::Result<Report> {
                     json!({ "i": { "code": scan.code, "scheduleId": schedule,
                                    "gate": format!("Gate {}", scan.gate), "nonce": format!("bench-{i}") } }),
                 );
-                let (answer, ms) = gql.post(&endpoint, Some(&scanners[scan.gate]), body).await;
+                let (answer, ms) = gql[scan.gate]
+                    .post(&endpoint, Some(&scanners[scan.gate]), body)
+                    .await;
                 tally.latencies_ms.push(ms);
                 match answer {
                     Answer::Data(d) => record(&seen, scan, &d["checkIn"]),
