@@ -646,3 +646,109 @@ async fn the_lease_is_one_holders_until_it_runs_out() {
     drop(conn);
     db.drop_database().await;
 }
+
+/// A hold batch writes its `reservation.held` events as one carrier row (subject `batch`)
+/// in its write statement; the relay splits it in its place, so a later event of the same
+/// reservation (written after the carrier, with a lower id than the split events) still
+/// comes after it: on the stream, in the deliveries, at the receiver. I12 counts an event
+/// still in a carrier.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batchs_carrier_is_split_in_its_place_before_later_events() {
+    let db = Db::new().await;
+    let mut conn = db.conn().await;
+    let w = world(&mut conn).await;
+    let (addr, rx) = receiver(&[]).await;
+    let (_, secret) = subscribe(&mut conn, w.host, Some(w.concert), addr).await;
+    *rx.secret.lock().unwrap() = Some(secret);
+    let reservation = || {
+        format!(
+            "INSERT INTO reservations (schedule_id, user_id, status, seat_count, total_price, expires_at)
+             VALUES ({}, {}, 'held', 1, 100, now() + interval '5 minutes') RETURNING id",
+            w.schedule, w.fan
+        )
+    };
+    let r1 = id(&mut conn, &reservation()).await;
+    let r2 = id(&mut conn, &reservation()).await;
+    assert_eq!(missing(&mut conn).await, (2, 0), "no events yet");
+    let carrier = id(
+        &mut conn,
+        &format!(
+            "INSERT INTO outbox (event_type, subject, concert_id, data)
+             SELECT 'reservation.held', '{}', s.concert_id,
+                    jsonb_build_object('events', jsonb_agg({} ORDER BY r.id))
+             FROM reservations r JOIN schedules s ON s.id = r.schedule_id
+             WHERE r.id IN ({r1}, {r2}) GROUP BY s.concert_id RETURNING id",
+            append::BATCH_SUBJECT,
+            append::RESERVATION_DATA
+        ),
+    )
+    .await;
+    assert_eq!(missing(&mut conn).await, (0, 0), "an event in a carrier counts");
+    set_status(&mut conn, r1, "confirmed", EventType::ReservationConfirmed).await;
+    let stream = Recorded::default();
+    assert_eq!(
+        relay::fan_out(&mut conn, Some(&stream), "/b", 100).await.unwrap(),
+        3
+    );
+    let streamed: Vec<(String, String)> = stream
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| (e.subject.clone(), e.event_type.as_str().to_owned()))
+        .collect();
+    assert_eq!(
+        streamed,
+        [
+            (format!("reservations/{r1}"), "reservation.held".to_owned()),
+            (format!("reservations/{r2}"), "reservation.held".to_owned()),
+            (format!("reservations/{r1}"), "reservation.confirmed".to_owned()),
+        ]
+    );
+    let held = stream.0.lock().unwrap()[1].clone();
+    assert_eq!(held.data["reservationId"], r2.to_string());
+    assert_eq!(held.data["status"], "HELD");
+    assert_eq!(
+        id(
+            &mut conn,
+            &format!("SELECT count(*) AS id FROM outbox WHERE id = {carrier} OR subject = 'batch'")
+        )
+        .await,
+        0,
+        "the carrier is gone once split"
+    );
+    assert_eq!(
+        id(
+            &mut conn,
+            "SELECT count(*) AS id FROM outbox WHERE relayed_at IS NULL"
+        )
+        .await,
+        0
+    );
+    assert_eq!(missing(&mut conn).await, (0, 0));
+    let (stop, stopped) = watch::channel(false);
+    let task = Relay::new(db.pool.clone(), None, client(), config("a")).spawn(stopped);
+    wait_for("three deliveries", || rx.seen.lock().unwrap().len() == 3).await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    let seen: Vec<(String, String)> = rx
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, _, e)| e.subject == format!("reservations/{r1}"))
+        .map(|(_, valid, e)| {
+            assert!(*valid, "a signature did not verify");
+            (e.subject.clone(), e.event_type.as_str().to_owned())
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (format!("reservations/{r1}"), "reservation.held".to_owned()),
+            (format!("reservations/{r1}"), "reservation.confirmed".to_owned()),
+        ]
+    );
+    drop(conn);
+    db.drop_database().await;
+}
