@@ -3,12 +3,8 @@
 //! them, so the event carries the state after the change.
 //!
 //! The hold batch does not come here: it writes its `reservation.held` events in its one
-//! write statement (booking's `reserve::WRITE`, the `evented` part) as one carrier row, with
-//! subject [`BATCH_SUBJECT`] and `data` `{"events": [...]}`, one item per reservation in the
-//! data shape of `RESERVATION_DATA` below. Every row that statement writes is written under
-//! the schedule's lock, so one row per batch instead of one per reservation keeps the
-//! outbox off the sale's serial path. The relay splits a carrier into the reservations'
-//! events before anything else sees it (`relay::fan_out`): no consumer ever meets one.
+//! write statement (booking's `reserve::WRITE`, the `evented` part), with the same data
+//! shape as `RESERVATION_DATA` below.
 
 use boxoffice_webhooks::EventType;
 use diesel::{
@@ -25,9 +21,6 @@ pub const RESERVATION_DATA: &str = "jsonb_build_object(
     'totalPrice', r.total_price, 'expiresAt', r.expires_at,
     'seatIds', (SELECT coalesce(jsonb_agg(rs.seat_id::text ORDER BY rs.seat_id), '[]'::jsonb)
                 FROM reservation_seats rs WHERE rs.reservation_id = r.id))";
-
-/// The subject of a hold batch's carrier row (see the module's documentation).
-pub const BATCH_SUBJECT: &str = "batch";
 
 /// Subjects: the object an event is about, the unit of ordering.
 pub fn reservation_subject(id: i64) -> String {

@@ -205,9 +205,7 @@ impl Relay {
     }
 }
 
-/// One fan-out step; how many events it relayed. Events go out in outbox order, a hold
-/// batch's carrier row replaced in its place by the events it carries; deliveries are
-/// created in that same order, which is the order `claim` keeps per subject.
+/// One fan-out step; how many events it relayed.
 pub async fn fan_out(
     conn: &mut AsyncPgConnection,
     stream: Option<&dyn EventStream>,
@@ -216,7 +214,7 @@ pub async fn fan_out(
 ) -> anyhow::Result<usize> {
     conn.transaction(async |conn| {
         let rows: Vec<EventRow> = diesel::sql_query(
-            "SELECT id, event_id, event_type, subject, concert_id, data, created_at FROM outbox
+            "SELECT id, event_id, event_type, subject, data, created_at FROM outbox
              WHERE relayed_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
         .bind::<BigInt, _>(batch)
@@ -225,7 +223,6 @@ pub async fn fan_out(
         if rows.is_empty() {
             return Ok(0);
         }
-        let rows = split_carriers(conn, rows).await?;
         if let Some(stream) = stream {
             let events = rows
                 .iter()
@@ -237,14 +234,14 @@ pub async fn fan_out(
         diesel::sql_query(
             "INSERT INTO webhook_deliveries (webhook_id, outbox_id, subject)
              SELECT w.id, o.id, o.subject
-             FROM unnest($1::bigint[]) WITH ORDINALITY AS x(id, n)
-             JOIN outbox o ON o.id = x.id
+             FROM outbox o
              JOIN webhooks w ON o.event_type = ANY (w.event_types) AND w.disabled_at IS NULL
              JOIN users u ON u.id = w.owner_id
              LEFT JOIN concerts c ON c.id = w.concert_id
-             WHERE (w.concert_id IS NULL AND u.role = 'admin')
-                OR (w.concert_id = o.concert_id AND (c.host_id = u.id OR u.role = 'admin'))
-             ORDER BY x.n, w.id
+             WHERE o.id = ANY ($1)
+               AND ((w.concert_id IS NULL AND u.role = 'admin')
+                 OR (w.concert_id = o.concert_id AND (c.host_id = u.id OR u.role = 'admin')))
+             ORDER BY o.id, w.id
              ON CONFLICT DO NOTHING",
         )
         .bind::<Array<BigInt>, _>(&ids)
@@ -259,87 +256,6 @@ pub async fn fan_out(
     .await
 }
 
-/// Replaces each carrier row (a hold batch's events, `append::BATCH_SUBJECT`) by the events
-/// it carries, written as ordinary outbox rows with the carrier's time and deleted carrier,
-/// in the carrier's place in `rows`. The new rows have higher ids than rows written after
-/// the carrier: their place in the order is where this returns them, and deliveries and
-/// the stream follow it.
-async fn split_carriers(conn: &mut AsyncPgConnection, rows: Vec<EventRow>) -> anyhow::Result<Vec<EventRow>> {
-    if !rows.iter().any(EventRow::is_carrier) {
-        return Ok(rows);
-    }
-    let (mut carriers, mut types, mut subjects, mut concerts, mut data, mut times) = (
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-    );
-    let mut counts = Vec::new();
-    for r in rows.iter().filter(|r| r.is_carrier()) {
-        let events = r
-            .data
-            .get("events")
-            .and_then(serde_json::Value::as_array)
-            .ok_or_else(|| anyhow::anyhow!("carrier {} has no events", r.id))?;
-        for e in events {
-            let reservation = e
-                .get("reservationId")
-                .and_then(serde_json::Value::as_str)
-                .ok_or_else(|| anyhow::anyhow!("an event of carrier {} names no reservation", r.id))?;
-            types.push(r.event_type.clone());
-            subjects.push(crate::append::reservation_subject(reservation.parse()?));
-            concerts.push(r.concert_id);
-            data.push(e.clone());
-            times.push(r.created_at);
-        }
-        counts.push(events.len());
-        carriers.push(r.id);
-    }
-    let mut split: Vec<EventRow> = diesel::sql_query(
-        "INSERT INTO outbox (event_type, subject, concert_id, data, created_at)
-         SELECT t, s, c, d, at
-         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::jsonb[], $5::timestamptz[])
-              WITH ORDINALITY AS x(t, s, c, d, at, n)
-         ORDER BY n
-         RETURNING id, event_id, event_type, subject, concert_id, data, created_at",
-    )
-    .bind::<Array<Text>, _>(&types)
-    .bind::<Array<Text>, _>(&subjects)
-    .bind::<Array<Nullable<BigInt>>, _>(&concerts)
-    .bind::<Array<Jsonb>, _>(&data)
-    .bind::<Array<Timestamptz>, _>(&times)
-    .load(conn)
-    .await?;
-    // Ids are drawn in the order rows are inserted, which is the order given.
-    split.sort_unstable_by_key(|r| r.id);
-    if split.len() != subjects.len() {
-        anyhow::bail!(
-            "split {} carriers into {} events of {}",
-            carriers.len(),
-            split.len(),
-            subjects.len()
-        );
-    }
-    diesel::sql_query("DELETE FROM outbox WHERE id = ANY ($1)")
-        .bind::<Array<BigInt>, _>(&carriers)
-        .execute(conn)
-        .await?;
-    let mut split = split.into_iter();
-    let mut counts = counts.into_iter();
-    let mut out = Vec::with_capacity(rows.len() + subjects.len());
-    for r in rows {
-        if r.is_carrier() {
-            let n = counts.next().unwrap_or(0);
-            out.extend(split.by_ref().take(n));
-        } else {
-            out.push(r);
-        }
-    }
-    Ok(out)
-}
-
 #[derive(QueryableByName)]
 struct EventRow {
     #[diesel(sql_type = BigInt)]
@@ -350,8 +266,6 @@ struct EventRow {
     event_type: String,
     #[diesel(sql_type = Text)]
     subject: String,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    concert_id: Option<i64>,
     #[diesel(sql_type = Jsonb)]
     data: serde_json::Value,
     #[diesel(sql_type = Timestamptz)]
@@ -359,10 +273,6 @@ struct EventRow {
 }
 
 impl EventRow {
-    fn is_carrier(&self) -> bool {
-        self.subject == crate::append::BATCH_SUBJECT
-    }
-
     fn cloud_event(&self, source: &str) -> anyhow::Result<CloudEvent> {
         Ok(CloudEvent::new(
             self.event_id.to_string(),
@@ -441,8 +351,8 @@ pub async fn claim(conn: &mut AsyncPgConnection, limit: i64, ttl: Duration) -> Q
              AND NOT EXISTS (
                SELECT 1 FROM webhook_deliveries e
                WHERE e.webhook_id = d.webhook_id AND e.subject = d.subject
-                 AND e.status = 'pending' AND e.id < d.id)
-           ORDER BY d.next_attempt_at, d.id
+                 AND e.status = 'pending' AND e.outbox_id < d.outbox_id)
+           ORDER BY d.next_attempt_at, d.outbox_id
            LIMIT $1
            FOR UPDATE OF d SKIP LOCKED
          )
@@ -452,7 +362,7 @@ pub async fn claim(conn: &mut AsyncPgConnection, limit: i64, ttl: Duration) -> Q
          WHERE d.id = due.id AND w.id = d.webhook_id AND o.id = d.outbox_id
          RETURNING d.id AS delivery_id, d.attempts, d.claimed_until, w.id AS webhook_id, w.url, w.secret,
                    CASE WHEN w.previous_secret_until > now() THEN w.previous_secret END AS previous_secret,
-                   o.id, o.event_id, o.event_type, o.subject, o.concert_id, o.data, o.created_at",
+                   o.id, o.event_id, o.event_type, o.subject, o.data, o.created_at",
     )
     .bind::<BigInt, _>(limit)
     .bind::<BigInt, _>(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))

@@ -200,18 +200,14 @@ pub async fn violations(
 
 /// I12: every committed reservation change has its outbox event, and no event is without
 /// its change. Events are pruned after their retention, so the first check looks only at
-/// reservations changed since the oldest event still kept. A hold batch's events may still
-/// be in its carrier row (subject `batch`, split by the relay): an event there counts.
+/// reservations changed since the oldest event still kept.
 pub const EVENTS: &[Check] = &[
     Check {
         name: "I12: a reservation's current status has no event",
         sql: "SELECT count(*) AS n FROM reservations r
               WHERE r.updated_at >= coalesce((SELECT min(created_at) FROM outbox), '-infinity')
                 AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.subject = 'reservations/' || r.id
-                                AND o.event_type = 'reservation.' || r.status)
-                AND NOT EXISTS (SELECT 1 FROM outbox c WHERE c.subject = 'batch'
-                                AND c.event_type = 'reservation.' || r.status
-                                AND c.data->'events' @> jsonb_build_array(jsonb_build_object('reservationId', r.id::text)))",
+                                AND o.event_type = 'reservation.' || r.status)",
     },
     Check {
         name: "I12: a reservation event has no reservation",
