@@ -160,6 +160,10 @@ struct Args {
     /// check-in: gates, each with its own scanner credentials.
     #[arg(long, default_value_t = 8)]
     gates: usize,
+    /// check-in: scans per second over all gates (0: as fast as the lanes go). A stadium
+    /// entrance takes 11; the p99 target is for a realistic rate, not for saturation.
+    #[arg(long, default_value_t = 0)]
+    scan_rate: u32,
 }
 
 fn main() -> ExitCode {
@@ -223,6 +227,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         redis_prefix: args.redis_prefix.clone(),
         admit_per_second: args.admit_per_second,
         gates: args.gates,
+        scan_rate: args.scan_rate,
         webhook: args.webhook,
         gql,
         db: setup::connect(&args.database_url).await?,

@@ -182,6 +182,10 @@ pub async fn check_in(ctx: &mut Ctx) -> anyhow::Result<Report> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let gate_clients = Arc::new(gate_clients);
+    // Paced: scan i is due at start + i / rate, whichever lane takes it, so the lanes
+    // together keep the rate and a slow answer does not delay the scans after it.
+    let pace =
+        (ctx.scan_rate > 0).then(|| std::time::Duration::from_secs_f64(1.0 / f64::from(ctx.scan_rate)));
     let mut lanes = Vec::with_capacity(ctx.clients);
     for _ in 0..ctx.clients {
         let (gql, endpoint, plan, next, seen, scanners, schedule) = (
@@ -198,6 +202,10 @@ pub async fn check_in(ctx: &mut Ctx) -> anyhow::Result<Report> {
             while Instant::now() < stop_at {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(scan) = plan.get(i) else { break };
+                if let Some(pace) = pace {
+                    let due = started + pace.mul_f64(i as f64);
+                    tokio::time::sleep_until(due.into()).await;
+                }
                 let body = client::body(
                     CHECK_IN,
                     json!({ "i": { "code": scan.code, "scheduleId": schedule,
@@ -232,6 +240,8 @@ pub async fn check_in(ctx: &mut Ctx) -> anyhow::Result<Report> {
     report.set("gates", gates);
     report.set("scans", scans);
     report.set("scans_per_s", scans as f64 / secs);
+    // 0: flat out (no pacing).
+    report.set("scan_rate_asked", ctx.scan_rate);
     report.set("stadium_scans_per_s", STADIUM_SCANS_PER_S);
     report.set("signature_check_us", verify_us);
     report.set("cpu", cpu);

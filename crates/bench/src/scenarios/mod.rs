@@ -67,6 +67,8 @@ pub struct Ctx {
     pub admit_per_second: u32,
     /// check-in: gates, each with its own scanner.
     pub gates: usize,
+    /// check-in: scans per second over all gates (0: flat out).
+    pub scan_rate: u32,
     /// flash-sale: a webhook receiver subscribed to `reservation.held` during the sale.
     pub webhook: bool,
     pub gql: Gql,
