@@ -80,6 +80,7 @@ impl ExportKind {
                 "created_at",
                 "paid_at",
                 "cancelled_at",
+                "complimentary",
             ],
             Self::Attendees => &[
                 "ticket_id",

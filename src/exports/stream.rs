@@ -90,7 +90,8 @@ async fn page(c: &mut Cursor, buf: &mut String) -> crate::error::AppResult<i64> 
                     .number(r.refunded)
                     .time(Some(r.created_at))
                     .time(r.paid_at)
-                    .time(r.cancelled_at);
+                    .time(r.cancelled_at)
+                    .text(if r.complimentary { "true" } else { "false" });
                 l.end(buf);
                 c.after = r.id;
                 n += 1;

@@ -72,6 +72,17 @@ async fn sales_and_attendees_come_as_spreadsheet_safe_csv() {
     ))
     .await;
     let r = paid(&app, &fan, &show, &[0, 1]).await;
+    // A complimentary ticket is in the sales sheet, marked so it can be counted apart.
+    let comp = app
+        .ok(
+            Some(&show.host.access),
+            "mutation($s: ID!, $ids: [ID!]!) { issueComplimentary(scheduleId: $s, seatIds: $ids, email: \"press@example.com\") { reservation { id } } }",
+            json!({ "s": show.schedule_id, "ids": [show.seats[2]] }),
+        )
+        .await["issueComplimentary"]["reservation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let url = export_url(&app, &show.host, &show, "SALES").await;
     assert!(
@@ -90,9 +101,17 @@ async fn sales_and_attendees_come_as_spreadsheet_safe_csv() {
     let lines: Vec<&str> = body.split_terminator("\r\n").collect();
     assert_eq!(
         lines[0],
-        "reservation_id,status,buyer_name,buyer_email,seat_count,seats,grades,total_price,refunded,created_at,paid_at,cancelled_at"
+        "reservation_id,status,buyer_name,buyer_email,seat_count,seats,grades,total_price,refunded,created_at,paid_at,cancelled_at,complimentary"
     );
-    assert_eq!(lines.len(), 2, "{body}");
+    assert_eq!(lines.len(), 3, "{body}");
+    assert!(lines[1].ends_with(",false"), "{}", lines[1]);
+    assert!(
+        lines[2].starts_with(&format!("{comp},CONFIRMED,"))
+            && lines[2].contains(",0,0,")
+            && lines[2].ends_with(",true"),
+        "{}",
+        lines[2]
+    );
     let expected = format!(
         "{r},CONFIRMED,\"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\",fan.export@example.com,2,Floor R0-1; Floor R0-2,VIP,300,0,"
     );
@@ -105,7 +124,7 @@ async fn sales_and_attendees_come_as_spreadsheet_safe_csv() {
         .trim_start_matches('\u{feff}')
         .split_terminator("\r\n")
         .collect();
-    assert_eq!(lines.len(), 3, "{body}");
+    assert_eq!(lines.len(), 4, "{body}"); // the two seats paid, and the complimentary one
     assert!(lines[0].starts_with("ticket_id,section,row,number,grade,price,holder_name"));
     for (line, number) in lines[1..].iter().zip([1, 2]) {
         let cells: Vec<&str> = line.split(',').collect();

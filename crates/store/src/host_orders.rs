@@ -139,6 +139,10 @@ pub struct SaleLine {
     pub paid_at: Option<DateTime<Utc>>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// Given by the host at price 0 (`issueComplimentary`), not sold: marked so a sales
+    /// sheet can count it apart, as `concertSales` does.
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub complimentary: bool,
 }
 
 /// Paid reservations of a schedule by ascending id after `after`, at most `limit`.
@@ -159,7 +163,7 @@ pub async fn sale_lines(
                 r.total_price,
                 coalesce((SELECT sum(l.amount) FROM point_ledger l
                           WHERE l.reservation_id = r.id AND l.kind = 'refund'), 0)::bigint AS refunded,
-                r.created_at, r.paid_at, r.cancelled_at
+                r.created_at, r.paid_at, r.cancelled_at, r.complimentary
          FROM reservations r JOIN users u ON u.id = r.user_id
          WHERE r.schedule_id = $1 AND r.id > $2 AND r.paid_at IS NOT NULL
          ORDER BY r.id
