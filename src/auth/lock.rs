@@ -169,60 +169,45 @@ pub async fn lock(state: &AppState, actor: Actor, user_id: i64, raw_reason: &str
     if actor.id == user_id {
         return Err(AppError::Conflict("admins cannot lock their own account".into()));
     }
-    let mut conn = state.db.get().await?;
-    let row = conn
-        .transaction(async |conn| -> AppResult<UserRow> {
-            let before = super::store::user_by_id(conn, user_id)
-                .await?
-                .ok_or(AppError::NotFound("user"))?;
-            if before.locked_at.is_some() {
-                return Ok(before);
-            }
-            let row = super::store::set_locked(conn, user_id, Some(&reason))
-                .await?
-                .ok_or(AppError::NotFound("user"))?;
-            let sessions = super::store::revoke_user_sessions(conn, user_id).await?;
-            crate::admin::audit::record(
-                conn,
-                actor.id,
-                "lock_account",
-                "user",
-                Some(user_id),
-                serde_json::json!({ "reason": reason, "sessions_revoked": sessions }),
-            )
-            .await?;
-            Ok(row)
-        })
-        .await?;
-    announce(state, &row);
-    Ok(row)
+    set_locked(state, actor, user_id, Some(reason)).await
 }
 
 /// Unlocks an account (admins), audited; the account logs in anew (its old sessions stay
-/// revoked, and access tokens issued before now stay refused). Unlocking an account that is not locked changes and audits nothing.
+/// revoked, and access tokens issued before now stay refused). Unlocking an account that
+/// is not locked changes and audits nothing.
 pub async fn unlock(state: &AppState, actor: Actor, user_id: i64) -> AppResult<UserRow> {
     actor.ensure_role(Role::Admin)?;
+    set_locked(state, actor, user_id, None).await
+}
+
+/// Both: the change, and only if this call made it (of two at once, one does) the
+/// revoked sessions of a lock and the audit entry, in one transaction; then the news.
+async fn set_locked(
+    state: &AppState,
+    actor: Actor,
+    user_id: i64,
+    reason: Option<String>,
+) -> AppResult<UserRow> {
     let mut conn = state.db.get().await?;
     let row = conn
         .transaction(async |conn| -> AppResult<UserRow> {
-            let before = super::store::user_by_id(conn, user_id)
+            let (row, changed) = super::store::set_locked(conn, user_id, reason.as_deref())
                 .await?
                 .ok_or(AppError::NotFound("user"))?;
-            if before.locked_at.is_none() {
-                return Ok(before);
+            if !changed {
+                return Ok(row);
             }
-            let row = super::store::set_locked(conn, user_id, None)
-                .await?
-                .ok_or(AppError::NotFound("user"))?;
-            crate::admin::audit::record(
-                conn,
-                actor.id,
-                "unlock_account",
-                "user",
-                Some(user_id),
-                serde_json::json!({}),
-            )
-            .await?;
+            let (action, details) = match &reason {
+                Some(reason) => {
+                    let sessions = super::store::revoke_user_sessions(conn, user_id).await?;
+                    (
+                        "lock_account",
+                        serde_json::json!({ "reason": reason, "sessions_revoked": sessions }),
+                    )
+                }
+                None => ("unlock_account", serde_json::json!({})),
+            };
+            crate::admin::audit::record(conn, actor.id, action, "user", Some(user_id), details).await?;
             Ok(row)
         })
         .await?;

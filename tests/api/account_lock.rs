@@ -266,3 +266,40 @@ async fn tokens_issued_before_a_lock_stay_refused_after_the_unlock_on_every_inst
         .await;
     assert!(body["data"]["refreshToken"]["accessToken"].is_string(), "{body}");
 }
+
+/// Two admins lock the same account at the same moment, then unlock it so, five times:
+/// each lock and each unlock is made and audited once, not once per request.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_locks_and_unlocks_are_audited_once() {
+    let app = TestApp::spawn().await;
+    let a = app.user_with_role("admin.race1@example.com", "admin").await;
+    let b = app.user_with_role("admin.race2@example.com", "admin").await;
+    let fan = app.sign_up("fan.race@example.com").await;
+    let user = fan.id.to_string();
+    for _ in 0..5 {
+        let vars = json!({ "u": user, "r": "spam" });
+        let (x, y) = tokio::join!(
+            app.ok(Some(&a.access), LOCK, vars.clone()),
+            app.ok(Some(&b.access), LOCK, vars.clone())
+        );
+        assert!(x["lockAccount"]["lockedAt"].is_string());
+        assert!(y["lockAccount"]["lockedAt"].is_string());
+        let vars = json!({ "u": user });
+        let (x, y) = tokio::join!(
+            app.ok(Some(&a.access), UNLOCK, vars.clone()),
+            app.ok(Some(&b.access), UNLOCK, vars.clone())
+        );
+        assert!(x["unlockAccount"]["lockedAt"].is_null());
+        assert!(y["unlockAccount"]["lockedAt"].is_null());
+    }
+    for action in ["lock_account", "unlock_account"] {
+        assert_eq!(
+            app.count(&format!(
+                "SELECT count(*) AS n FROM audit_log WHERE action = '{action}'"
+            ))
+            .await,
+            5,
+            "{action}"
+        );
+    }
+}

@@ -260,16 +260,19 @@ pub async fn set_display_name(
         .await
 }
 
-/// Locks an account (`reason` set) or unlocks it (`None`). `Ok(None)`: no such account.
-/// Locking a locked account keeps its first time and reason. Both move the account's
+/// Locks an account (`reason` set) or unlocks it (`None`), with whether this call changed
+/// it. `Ok(None)`: no such account. Locking a locked account keeps its first time and
+/// reason and changes nothing; so does unlocking an unlocked one. The update is
+/// conditional, so of two concurrent calls only one changes the row (the other waits for
+/// its row lock, then finds nothing to change). Both move the account's
 /// `tokens_valid_after` to now: an access token issued before an unlock (so before the
 /// lock, or racing it) stays refused after it.
 pub async fn set_locked(
     conn: &mut AsyncPgConnection,
     id: i64,
     reason: Option<&str>,
-) -> QueryResult<Option<UserRow>> {
-    match reason {
+) -> QueryResult<Option<(UserRow, bool)>> {
+    let changed = match reason {
         Some(reason) => {
             diesel::update(users::table.find(id).filter(users::locked_at.is_null()))
                 .set((
@@ -279,7 +282,7 @@ pub async fn set_locked(
                     users::updated_at.eq(diesel::dsl::now),
                 ))
                 .execute(conn)
-                .await?;
+                .await?
         }
         None => {
             diesel::update(users::table.find(id).filter(users::locked_at.is_not_null()))
@@ -290,10 +293,10 @@ pub async fn set_locked(
                     users::updated_at.eq(diesel::dsl::now),
                 ))
                 .execute(conn)
-                .await?;
+                .await?
         }
-    }
-    user_by_id(conn, id).await
+    };
+    Ok(user_by_id(conn, id).await?.map(|row| (row, changed == 1)))
 }
 
 /// Every account whose access tokens are screened: the locked ones, and those whose
