@@ -126,3 +126,19 @@ export async function busy(button, fn, onError) {
     button.removeAttribute('aria-busy');
   }
 }
+
+/**
+ * Sizes a canvas to its container's width (at least 280 px) and `height`, sharp on
+ * high-density screens: returns its 2D context scaled to CSS pixels, and the width.
+ */
+export function crispCanvas(canvas, height) {
+  const width = Math.max(280, canvas.parentElement?.clientWidth || 600);
+  const dpr = window.devicePixelRatio || 1;
+  canvas.width = width * dpr;
+  canvas.height = height * dpr;
+  canvas.style.width = `${width}px`;
+  canvas.style.height = `${height}px`;
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  return { ctx, width };
+}

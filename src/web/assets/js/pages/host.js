@@ -3,7 +3,7 @@
 // live preview of the seat map before generateSeats, the seats of a performance (keep
 // seats back, put them back on sale, give complimentary tickets), and live sales per
 // performance drawn as a chart.
-import { h, fill, field, notice, toast, points, when, toLocalInput, fromLocalInput, busy, focusOn } from '../ui.js';
+import { h, fill, field, notice, toast, points, when, toLocalInput, fromLocalInput, busy, focusOn, crispCanvas } from '../ui.js';
 import { gql } from '../api.js';
 import { subscribe } from '../live.js';
 import { explain } from '../errors.js';
@@ -585,15 +585,8 @@ const SERIES = ['#1f4fd1', '#c0392b', '#1e7b3a', '#8e44ad', '#d35400', '#16a085'
 
 /** Sold (solid) and held (dashed) seats of each performance over time. */
 function drawTrend(canvas, history) {
-  const width = Math.max(280, canvas.parentElement?.clientWidth || 600);
   const height = 160;
-  const dpr = window.devicePixelRatio || 1;
-  canvas.width = width * dpr;
-  canvas.height = height * dpr;
-  canvas.style.width = `${width}px`;
-  canvas.style.height = `${height}px`;
-  const ctx = canvas.getContext('2d');
-  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  const { ctx, width } = crispCanvas(canvas, height);
   ctx.clearRect(0, 0, width, height);
   ctx.font = '11px system-ui, sans-serif';
   const left = 40;

@@ -4,7 +4,7 @@
 // performance can be searched, refunded (with a reason) and exported as CSV through a
 // signed link that the browser downloads from this server. At the door: live check-ins
 // per performance and its scanners (`sales-door.js`).
-import { h, fill, field, notice, toast, points, when, busy } from '../ui.js';
+import { h, fill, field, notice, toast, points, when, busy, crispCanvas } from '../ui.js';
 import { gql } from '../api.js';
 import { explain } from '../errors.js';
 import * as auth from '../auth.js';
@@ -103,15 +103,8 @@ async function timeline(panel, concert, fail) {
 
 /** Step lines of cumulative seats sold, from `t0` to `t1`. */
 function drawLines(canvas, series, t0, t1) {
-  const width = Math.max(280, canvas.parentElement?.clientWidth || 600);
   const height = 180;
-  const dpr = window.devicePixelRatio || 1;
-  canvas.width = width * dpr;
-  canvas.height = height * dpr;
-  canvas.style.width = `${width}px`;
-  canvas.style.height = `${height}px`;
-  const ctx = canvas.getContext('2d');
-  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  const { ctx, width } = crispCanvas(canvas, height);
   ctx.font = '11px system-ui, sans-serif';
   const left = 40;
   const bottom = height - 18;
