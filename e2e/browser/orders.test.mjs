@@ -127,7 +127,7 @@ test('an admin locks an account, which is signed out at once', async () => {
   const row = page.locator(`tr[data-user="${user.id}"]`);
   await row.waitFor();
   await row.getByLabel(`Reason for locking ${user.email}`).fill('chargeback');
-  await row.getByRole('button', { name: 'Lock' }).click();
+  await row.getByRole('button', { name: 'Lock', exact: true }).click();
   await row.locator('td.access', { hasText: 'LOCKED' }).waitFor();
   await page.locator('table.audit code', { hasText: 'lock_account' }).first().waitFor();
 
@@ -140,8 +140,10 @@ test('an admin locks an account, which is signed out at once', async () => {
   await victim.page.reload();
   await victim.page.getByRole('button', { name: 'Log in / Sign up' }).waitFor();
 
-  await row.getByRole('button', { name: 'Unlock' }).click();
-  await row.getByRole('button', { name: 'Lock' }).waitFor();
+  await row.getByRole('button', { name: 'Unlock', exact: true }).click();
+  // exact: a name match is a case-insensitive substring by default, and "Unlock" contains
+  // "lock", so without it this wait ended before the unlock was answered.
+  await row.getByRole('button', { name: 'Lock', exact: true }).waitFor();
   const back = await gql(server, 'mutation($e: String!, $p: String!) { logIn(email: $e, password: $p) { accessToken } }', { e: user.email, p: PASSWORD });
   assert.ok(back.data.logIn.accessToken);
   p.assertClean();
