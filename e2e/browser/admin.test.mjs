@@ -20,8 +20,26 @@ test('an admin changes a role and adjusts points, and the audit log shows both',
   await page.goto(`${server.url}/admin`);
   await page.getByRole('searchbox', { name: 'Search accounts' }).fill(user.email);
   await page.getByRole('button', { name: 'Search', exact: true }).click();
+  // The page's first list may show the account before the search answers and replaces
+  // the rows (with a fresh select and fields): wait for the search's own rows.
+  await page.locator('table.users[aria-busy="false"]').waitFor();
   const row = page.locator(`tr[data-user="${user.id}"]`);
   await row.waitFor();
+  // A token refresh (every few minutes in real life) keeps the page as it is: the search,
+  // its results and what is being typed. It used to rebuild the page.
+  const typed = await row.getByLabel('Reason', { exact: true });
+  await typed.fill('half typed');
+  const refreshed = await page.evaluate(async () => {
+    const app = document.querySelector('script[type=module]').src;
+    const auth = await import(app.replace(/app\.js$/, 'auth.js'));
+    const before = auth.accessToken();
+    return (await auth.refresh()) && auth.accessToken() !== before;
+  });
+  assert.ok(refreshed, 'the session was refreshed');
+  assert.equal(await typed.inputValue(), 'half typed');
+  assert.equal(await page.getByRole('searchbox', { name: 'Search accounts' }).inputValue(), user.email);
+  await typed.fill('');
+
   await row.getByLabel(`Role of ${user.email}`).selectOption('HOST');
   await row.getByRole('button', { name: 'Set role' }).click();
   await page.locator('.toast .msg', { hasText: `${user.email} is now HOST.` }).waitFor();

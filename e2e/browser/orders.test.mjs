@@ -124,6 +124,9 @@ test('an admin locks an account, which is signed out at once', async () => {
   await page.goto(`${server.url}/admin`);
   await page.getByRole('searchbox', { name: 'Search accounts' }).fill(user.email);
   await page.getByRole('button', { name: 'Search', exact: true }).click();
+  // The page's first list may show the account before the search answers and replaces
+  // the rows (with a fresh select and fields): wait for the search's own rows.
+  await page.locator('table.users[aria-busy="false"]').waitFor();
   const row = page.locator(`tr[data-user="${user.id}"]`);
   await row.waitFor();
   await row.getByLabel(`Reason for locking ${user.email}`).fill('chargeback');

@@ -32,6 +32,21 @@ export function onChange(fn) {
   return () => listeners.delete(fn);
 }
 
+/**
+ * Calls `fn(user)` when who is signed in or their role changes, not on a token refresh or
+ * a re-read balance: a page that rebuilds itself per account (admin, host, sales) keeps a
+ * search, a form being filled and what it loaded across the refresh every few minutes.
+ */
+export function onAccountChange(fn) {
+  let seen = `${user?.id ?? ''}:${user?.role ?? ''}`;
+  return onChange((u) => {
+    const now = `${u?.id ?? ''}:${u?.role ?? ''}`;
+    if (now === seen) return;
+    seen = now;
+    fn(u);
+  });
+}
+
 function changed() {
   reconnect();
   for (const fn of listeners) fn(user);

@@ -25,7 +25,7 @@ export function render(main) {
     }
     page(main);
   };
-  const stop = auth.onChange(show);
+  const stop = auth.onAccountChange(show);
   show();
   return stop;
 }
@@ -66,9 +66,18 @@ function page(main) {
   // The page's first list and a search can be in flight at once: only the newest request's
   // answer may fill the table, or a late first list would replace the rows being edited.
   let usersRequest = 0;
+  // aria-busy while a list is on its way: the rows shown may still be replaced (assistive
+  // technology waits, and so can a test).
   const loadUsers = async (append) => {
     const mine = ++usersRequest;
-    const d = (await gql(USERS, { q: search.input.value.trim() || null, after: append ? usersAfter : null })).users;
+    const table = users.parentElement;
+    table?.setAttribute('aria-busy', 'true');
+    let d;
+    try {
+      d = (await gql(USERS, { q: search.input.value.trim() || null, after: append ? usersAfter : null })).users;
+    } finally {
+      if (mine === usersRequest) table?.setAttribute('aria-busy', 'false');
+    }
     if (mine !== usersRequest) return;
     if (!append) fill(users);
     for (const u of d.nodes) users.append(userRow(u));

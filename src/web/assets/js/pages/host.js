@@ -477,7 +477,7 @@ export function render(main) {
     return panel;
   }
 
-  const stopAuth = auth.onChange(show);
+  const stopAuth = auth.onAccountChange(show);
   show();
   return () => { stopAuth(); for (const s of state.stops) s(); };
 }

@@ -34,7 +34,7 @@ export function render(main, [concertId]) {
     }
     page(main, concertId, () => stopped);
   };
-  const stop = auth.onChange(show);
+  const stop = auth.onAccountChange(show);
   show();
   return () => { stopped = true; stop(); };
 }

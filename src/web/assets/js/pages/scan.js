@@ -147,9 +147,15 @@ async function scanner(main, token) {
     upload.disabled = q === 0;
   }
 
+  // Each check-in's answer carries the admitted count; a refresh that was asked before it
+  // answers later with an older count, which must not replace the newer one.
+  let counted = 0;
+  const admitted = (n) => { counted += 1; if (bundle) bundle.scanner.admittedCount = n; };
+
   async function refresh() {
     if (forcedOffline()) { drawHead(false); return false; }
     try {
+      const asked = counted;
       const d = await call(`{ ${SCANNER} ticketKeys { keyId publicKey verifiesUntil } }`, {}, token);
       const since = bundle?.token === token && bundle.scanner.schedule.id === d.scanner.schedule.id ? bundle.revokedSince : null;
       const r = await call('query($s: ID!, $since: DateTime) { revokedTickets(scheduleId: $s, since: $since) { ticketId revokedAt } }',
@@ -160,6 +166,7 @@ async function scanner(main, token) {
         revoked.add(t.ticketId);
         if (!latest || t.revokedAt > latest) latest = t.revokedAt;
       }
+      if (counted !== asked && bundle) d.scanner.admittedCount = bundle.scanner.admittedCount;
       bundle = { token, scanner: d.scanner, keys: d.ticketKeys, revoked: [...revoked], revokedSince: latest };
       bundleStore.set(bundle);
       ring = verifier ? await door.keyRing(bundle.keys) : null;
@@ -235,7 +242,7 @@ async function scanner(main, token) {
           { i: { code: scan.code, scheduleId: scan.scheduleId, gate: scan.gate, nonce: scan.nonce } }, token);
         const r = d.checkIn;
         if (r.status === 'ADMITTED' && r.ticket) seenStore.set({ ...seenStore.get(), [r.ticket.id]: { at: Date.parse(scan.scannedAt), gate: scan.gate } });
-        bundle.scanner.admittedCount = r.admittedCount;
+        admitted(r.admittedCount);
         answer(r, false);
         drawHead(true);
       } catch (e) {
@@ -268,7 +275,7 @@ async function scanner(main, token) {
       const d = await call(`mutation($s: [OfflineScanInput!]!) { checkInBatch(scans: $s) { admittedCount results { ${RESULT} } conflicts { ${RESULT} } } }`, { s: scans }, token);
       const sent = new Set(scans.map((s) => s.nonce));
       queueStore.set(queueStore.get().filter((s) => !sent.has(s.nonce)));
-      if (bundle) bundle.scanner.admittedCount = d.checkInBatch.admittedCount;
+      admitted(d.checkInBatch.admittedCount);
       const list = d.checkInBatch.conflicts;
       fill(conflicts, list.length ? [h('h2', { id: 'conflicts-title' }, `Conflicts in the last upload (${list.length})`),
         h('ul', { class: 'door-log' }, list.map((c) => h('li', { class: 'conflict' },
