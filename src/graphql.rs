@@ -41,7 +41,7 @@ pub struct Mutation(
     auth::graphql::AuthMutation,
     admin::graphql::AdminMutation,
     concerts::graphql::ConcertsMutation,
-    seats::graphql::SeatsMutation,
+    seats::mutation::SeatsMutation,
     shows::graphql::ShowsMutation,
     booking::graphql::BookingMutation,
     points::graphql::PointsMutation,

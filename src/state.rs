@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::{
     auth::tokens::JwtKeys,
-    booking::{Batcher, sale::DbClock},
+    booking::{batcher::Batcher, sale::DbClock},
     config::Config,
     db::Pool,
     kv::Kv,
@@ -25,7 +25,7 @@ pub struct AppState {
     pub redis: Option<Kv>,
     /// Login limits when there is no Redis: without it the counters cannot be shared, so
     /// they live in this instance only.
-    pub local_limits: Arc<crate::auth::rate_limit::LocalLimits>,
+    pub local_limits: Arc<crate::auth::local_limits::LocalLimits>,
     /// Signing and verifying access tokens; built once because the key setup is not free.
     pub jwt: Arc<JwtKeys>,
     /// Subscriptions: the pub/sub hub and the coalesced seat feeds, shared so one Redis
@@ -36,14 +36,14 @@ pub struct AppState {
     pub batcher: Arc<Batcher>,
     /// Which schedules this instance leads, follows or batches alone: routes each hold to
     /// this instance's batcher or to the leading instance's (`booking::leader`).
-    pub leadership: Arc<crate::booking::Leadership>,
+    pub leadership: Arc<crate::booking::leader::Leadership>,
     /// The hold path's handles (the two above, Redis, the forwarding threshold).
-    pub holds: crate::booking::Holds,
+    pub holds: crate::booking::leader::Holds,
     /// The database clock, for the sale rules asked outside a booking transaction.
     pub db_clock: Arc<DbClock>,
     /// Schedules' queue settings remembered for a moment, read on every booking and queue
     /// call.
-    pub queue_flags: Arc<crate::queue::QueueFlags>,
+    pub queue_flags: Arc<crate::queue::flags::QueueFlags>,
     /// Built seat maps by schedule and version, so thousands of readers of a 20,000-seat map
     /// do not rebuild it each time.
     pub seat_maps: Arc<crate::seats::map::SeatMaps>,
@@ -59,7 +59,7 @@ pub struct AppState {
     pub webhook_policy: boxoffice_outbox::webhooks::UrlPolicy,
     /// Locked accounts, screened out of every request (`auth::lock`): kept in memory so
     /// that refusing a locked account's tokens costs no query per request.
-    pub locked: Arc<crate::auth::lock::LockedAccounts>,
+    pub locked: Arc<crate::auth::locked::LockedAccounts>,
 }
 
 /// The durability contract: accepted orders and queue admissions live only in Redis, so in
@@ -127,14 +127,14 @@ impl AppState {
             config.booking_answer_timeout,
             live.clone(),
         ));
-        let leadership: Arc<crate::booking::Leadership> = Arc::default();
-        let holds = crate::booking::Holds {
+        let leadership: Arc<crate::booking::leader::Leadership> = Arc::default();
+        let holds = crate::booking::leader::Holds {
             leadership: leadership.clone(),
             batcher: batcher.clone(),
             redis: redis.clone(),
             forward_min_per_second: config.booking_forward_min_per_second,
         };
-        let locked = Arc::new(crate::auth::lock::LockedAccounts::load(&db, config.access_token_ttl).await);
+        let locked = Arc::new(crate::auth::locked::LockedAccounts::load(&db, config.access_token_ttl).await);
         let webhook_policy = boxoffice_outbox::webhooks::UrlPolicy {
             allow_private: config.events.allow_private,
         };

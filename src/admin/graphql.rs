@@ -4,7 +4,10 @@ use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject, connec
 use chrono::{DateTime, Utc};
 
 use crate::{
-    auth::{Role, RoleGuard, User, actor, state},
+    auth::{
+        Role, User,
+        context::{RoleGuard, actor, state},
+    },
     error::AppError,
     ids, pagination,
 };

@@ -5,7 +5,12 @@ use async_graphql::{ComplexObject, Context, ID, InputObject, Object, SimpleObjec
 use chrono::{DateTime, Utc};
 
 use super::ClientAddr;
-use super::{Role, actor, service, state, store::UserRow, viewer};
+use super::{
+    Role,
+    context::{actor, state, viewer},
+    service,
+    store::UserRow,
+};
 use crate::error::AppError;
 
 /// An account. `email` and `points` are private: only the account itself and admins may

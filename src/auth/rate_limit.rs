@@ -17,14 +17,13 @@
 //! the email, so Redis never holds addresses of people in clear.
 
 use std::{
-    collections::HashMap,
     net::IpAddr,
-    sync::Mutex,
     time::{Duration, Instant},
 };
 
 use sha2::{Digest, Sha256};
 
+use super::local_limits::LocalLimits;
 use crate::{
     error::{AppError, AppResult},
     state::AppState,
@@ -47,28 +46,6 @@ pub struct Attempt {
     pair: String,
     strikes: String,
     ip: String,
-}
-
-/// Counters of a single instance: key -> (count, window end).
-#[derive(Default)]
-pub struct LocalLimits(Mutex<HashMap<String, (u64, Instant)>>);
-
-impl LocalLimits {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Instant)>> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Adds one to `key` (a new window of `window` if none is running) and returns the new
-    /// count and the seconds left.
-    fn incr(map: &mut HashMap<String, (u64, Instant)>, key: &str, window: Duration) -> (u64, u64) {
-        let now = Instant::now();
-        let entry = map.entry(key.to_owned()).or_insert((0, now + window));
-        if entry.1 <= now {
-            *entry = (0, now + window);
-        }
-        entry.0 += 1;
-        (entry.0, entry.1.duration_since(now).as_secs().max(1))
-    }
 }
 
 /// Counts a login attempt; RATE_LIMITED if the address or the (account, address) pair has

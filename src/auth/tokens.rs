@@ -17,7 +17,7 @@ pub struct Claims {
     /// The user id.
     pub sub: String,
     /// The role when the token was issued. Good enough to decide what to show; privileged
-    /// writes re-read the role from the database (see `auth::actor`).
+    /// writes re-read the role from the database (see `auth::context::actor`).
     pub role: Role,
     pub iss: String,
     pub iat: i64,

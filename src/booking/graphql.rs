@@ -1,36 +1,24 @@
 //! GraphQL face of booking: `Reservation`, `reserveSeats`, `reserveBestAvailable`,
 //! `payReservation`, `cancelReservation`, `reservation`, `myReservations`.
 
-use std::collections::HashMap;
-
-use async_graphql::{
-    Context, ID, InputObject, Object, SimpleObject,
-    connection::Connection,
-    dataloader::{DataLoader, Loader},
-};
+use async_graphql::{Context, ID, InputObject, Object, connection::Connection, dataloader::DataLoader};
 use chrono::{DateTime, Utc};
 
 use super::store;
 use crate::{
-    auth::{BatchChecksAccount, Role, RoleGuard, actor, state, viewer},
+    auth::{
+        Role,
+        context::{BatchChecksAccount, RoleGuard, actor, state, viewer},
+    },
     concerts::graphql::Schedule,
-    db::Pool,
     error::AppError,
     ids, pagination,
 };
 
-pub use super::ReservationStatus;
-
-/// A seat of a reservation, with the grade and price it was held at.
-#[derive(SimpleObject, Clone)]
-pub struct ReservedSeat {
-    pub id: ID,
-    pub section: String,
-    pub row: String,
-    pub number: i32,
-    pub grade: String,
-    pub price: i64,
-}
+pub use super::{
+    ReservationStatus,
+    reserved_seats::{ReservedSeat, ReservedSeatsLoader},
+};
 
 pub struct Reservation(pub store::ReservationRow);
 
@@ -113,30 +101,6 @@ fn side_by_side(seats: &[ReservedSeat]) -> bool {
     }
     numbers.sort_unstable();
     numbers.windows(2).all(|w| w[1] == w[0] + 1)
-}
-
-pub struct ReservedSeatsLoader(pub Pool);
-
-impl Loader<i64> for ReservedSeatsLoader {
-    type Value = Vec<ReservedSeat>;
-    type Error = AppError;
-
-    async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
-        let mut conn = self.0.get().await?;
-        let rows = store::reserved_seats(&mut conn, keys).await?;
-        let mut out: HashMap<i64, Vec<ReservedSeat>> = HashMap::new();
-        for r in rows {
-            out.entry(r.reservation_id).or_default().push(ReservedSeat {
-                id: ids::to_id(r.seat_id),
-                section: r.section,
-                row: r.row_label,
-                number: r.number,
-                grade: r.grade_name,
-                price: r.price,
-            });
-        }
-        Ok(out)
-    }
 }
 
 #[derive(InputObject)]

@@ -27,12 +27,14 @@
 //!
 //! Row locks and their order (I6) are in `crate::locks`.
 
-mod batcher;
+pub mod batcher;
+pub mod change;
 pub mod graphql;
 mod keep;
-mod leader;
+pub mod leader;
 mod lifecycle;
 mod reserve;
+pub mod reserved_seats;
 pub mod sale;
 pub use boxoffice_store::booking as store;
 pub use boxoffice_store::booking::ReservationStatus;
@@ -48,6 +50,7 @@ pub use boxoffice_core::{
     decide::KEY_USED,
     request::{HoldRequest, MAX_SEATS_PER_REQUEST, Origin, Want},
 };
+pub use change::SeatChange;
 pub use keep::Guest;
 pub use leader::{Holds, LeaderStats, Leadership};
 pub use store::ReservationRow;
@@ -60,31 +63,8 @@ use crate::{
     },
     error::{AppError, AppResult},
     points::service::validate_key,
-    seats::SeatStatus,
     state::AppState,
 };
-
-/// Seats of one schedule that changed in one committed transaction, with the schedule
-/// version after it.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SeatChange {
-    pub schedule_id: i64,
-    pub version: i64,
-    /// (seat id, new status), ascending seat id.
-    pub seats: Vec<(i64, SeatStatus)>,
-}
-
-impl SeatChange {
-    /// This change followed by `later` of the same schedule (made after it in the same
-    /// transaction): per seat the later status wins, and the later version.
-    fn then(mut self, later: Self) -> Self {
-        let mut seats: std::collections::BTreeMap<i64, SeatStatus> = self.seats.into_iter().collect();
-        seats.extend(later.seats);
-        self.seats = seats.into_iter().collect();
-        self.version = self.version.max(later.version);
-        self
-    }
-}
 
 /// Two changes of one transaction as one: what subscribers see of a release that served a
 /// waiting list is its final state (seats handed on show as held, never as available).
@@ -233,7 +213,7 @@ pub async fn cancel(state: &AppState, actor: Actor, reservation_id: i64) -> AppR
     if let Some(change) = freed.change {
         announce(&state.live, change);
     }
-    crate::waitlist::service::publish(state, &freed.offers);
+    crate::waitlist::publish(&state.live.hub, &freed.offers);
     Ok(r)
 }
 
@@ -250,7 +230,7 @@ pub async fn refund(
     if let Some(change) = freed.change {
         announce(&state.live, change);
     }
-    crate::waitlist::service::publish(state, &freed.offers);
+    crate::waitlist::publish(&state.live.hub, &freed.offers);
     Ok(r)
 }
 
@@ -345,7 +325,7 @@ pub async fn unblock(
     if let Some(change) = kept.change {
         announce(&state.live, change);
     }
-    crate::waitlist::service::publish(state, &kept.offers);
+    crate::waitlist::publish(&state.live.hub, &kept.offers);
     Ok(kept.schedule)
 }
 

@@ -45,7 +45,7 @@ pub async fn sweep(state: &AppState) -> AppResult<usize> {
             if let Some(change) = freed.change {
                 super::announce(&state.live, change);
             }
-            crate::waitlist::service::publish(state, &freed.offers);
+            crate::waitlist::publish(&state.live.hub, &freed.offers);
             if !full {
                 break;
             }

@@ -16,7 +16,10 @@ use super::{
     store::{self, ConcertRow, ScheduleRow},
 };
 use crate::{
-    auth::{Actor, Role, RoleGuard, Viewer, actor, state, viewer},
+    auth::{
+        Actor, Role, Viewer,
+        context::{RoleGuard, actor, state, viewer},
+    },
     db::Pool,
     error::{AppError, AppResult},
     ids, pagination,

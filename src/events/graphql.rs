@@ -8,7 +8,10 @@ use chrono::{DateTime, Utc};
 
 use super::service;
 use crate::{
-    auth::{Role, RoleGuard, actor, state},
+    auth::{
+        Role,
+        context::{RoleGuard, actor, state},
+    },
     error::AppError,
     ids, pagination,
 };

@@ -5,7 +5,10 @@ use chrono::{DateTime, Utc};
 
 use super::ExportKind;
 use crate::{
-    auth::{Role, RoleGuard, actor, state},
+    auth::{
+        Role,
+        context::{RoleGuard, actor, state},
+    },
     error::AppError,
     ids,
 };

@@ -5,7 +5,10 @@ use chrono::{DateTime, Utc};
 
 use super::store::OrderRow;
 use crate::{
-    auth::{Role, RoleGuard, actor, state},
+    auth::{
+        Role,
+        context::{RoleGuard, actor, state},
+    },
     booking::{ReservationStatus, graphql::Reservation},
     error::AppError,
     ids, pagination,

@@ -101,7 +101,7 @@ async fn answer(
     let state = &http.state;
     let settings = state
         .queue_flags
-        .settings(state, schedule_id)
+        .settings(&state.db, schedule_id)
         .await?
         .ok_or(AppError::NotFound("schedule"))?;
     let public = settings.concert_status != crate::concerts::ConcertStatus::Draft;

@@ -244,7 +244,7 @@ impl Session {
             {
                 // A logged-out session's token is still within its lifetime: the broadcast
                 // that closed its sockets cannot reach one opened later, so ask the store.
-                match crate::auth::session_revoked(&self.http.state, user).await {
+                match crate::auth::context::session_revoked(&self.http.state, user).await {
                     Ok(false) => {}
                     Ok(true) => break Some(Close::new(4403, "Forbidden: session revoked (logged out)")),
                     Err(e) => {

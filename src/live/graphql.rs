@@ -10,7 +10,10 @@ use super::{
     seats::{self, SeatUpdate},
 };
 use crate::{
-    auth::{Viewer, actor, state, viewer},
+    auth::{
+        Viewer,
+        context::{actor, state, viewer},
+    },
     concerts::graphql::Schedule,
     error::AppError,
     ids,
@@ -110,7 +113,7 @@ impl LiveSubscription {
         let state = state(ctx)?.clone();
         let settings = state
             .queue_flags
-            .settings(&state, schedule_id)
+            .settings(&state.db, schedule_id)
             .await?
             .ok_or(AppError::NotFound("schedule"))?;
         // A draft's schedule: its host and admins may watch it; to anyone else it does not

@@ -22,7 +22,7 @@ pub use hub::{Event, Hub};
 
 use std::sync::Arc;
 
-use crate::booking::SeatChange;
+use crate::booking::change::SeatChange;
 
 /// The live side of an instance: its hub and its seat feeds.
 #[derive(Clone)]

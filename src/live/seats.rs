@@ -21,9 +21,9 @@ use tokio::{
 use super::{Event, Hub};
 
 use crate::{
-    booking::SeatChange,
+    booking::change::SeatChange,
     concerts::store::ScheduleRow,
-    seats::{SeatStatus, store::GradeCount},
+    seats::{SeatStatus, status_letter, store::GradeCount},
     state::AppState,
 };
 
@@ -49,16 +49,6 @@ pub struct SeatUpdate {
     pub packed: Arc<str>,
     /// When the first change of this update reached this instance (None for a state read).
     pub arrived: Option<std::time::Instant>,
-}
-
-/// The one-letter status codes of `packed` strings and compact seat maps.
-pub fn status_letter(status: SeatStatus) -> char {
-    match status {
-        SeatStatus::Available => 'A',
-        SeatStatus::Held => 'H',
-        SeatStatus::Sold => 'S',
-        SeatStatus::Blocked => 'B',
-    }
 }
 
 fn pack(seats: &[(i64, SeatStatus)]) -> Arc<str> {

@@ -6,7 +6,10 @@ use boxoffice_store::notices::NoticeRow;
 use chrono::{DateTime, Utc};
 
 use crate::{
-    auth::{Role, RoleGuard, actor, state},
+    auth::{
+        Role,
+        context::{RoleGuard, actor, state},
+    },
     error::AppError,
     ids, pagination,
 };

@@ -7,7 +7,10 @@ use futures_util::Stream;
 
 use super::jobs::{self, Job, JobStatus, Order};
 use crate::{
-    auth::{Role, RoleGuard, actor, state, viewer},
+    auth::{
+        Role,
+        context::{RoleGuard, actor, state, viewer},
+    },
     booking::{
         HoldRequest, Origin, Want,
         graphql::{BestAvailableInput, Reservation, ReserveSeatsInput},

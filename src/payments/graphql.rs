@@ -6,7 +6,10 @@ use chrono::{DateTime, Utc};
 
 use super::{TopUpStatus, provider::ProviderKind, service, store};
 use crate::{
-    auth::{Role, RoleGuard, actor, state, viewer},
+    auth::{
+        Role,
+        context::{RoleGuard, actor, state, viewer},
+    },
     error::AppError,
     ids, pagination,
 };

@@ -5,7 +5,10 @@ use chrono::{DateTime, Utc};
 
 use super::{service, store};
 use crate::{
-    auth::{Role, RoleGuard, actor, state, viewer},
+    auth::{
+        Role,
+        context::{RoleGuard, actor, state, viewer},
+    },
     error::AppError,
     ids, pagination,
 };

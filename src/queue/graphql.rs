@@ -8,7 +8,10 @@ use futures_util::Stream;
 
 use super::store::{self, Place};
 use crate::{
-    auth::{Actor, Role, RoleGuard, actor, state, viewer},
+    auth::{
+        Actor, Role,
+        context::{RoleGuard, actor, state, viewer},
+    },
     booking::sale::{self, Sale},
     concerts::{ConcertStatus, store::ScheduleRow},
     error::{AppError, AppResult},
@@ -96,7 +99,7 @@ async fn queued_schedule(
 ) -> AppResult<ScheduleRow> {
     let settings = state
         .queue_flags
-        .settings(state, schedule_id)
+        .settings(&state.db, schedule_id)
         .await?
         .ok_or(AppError::NotFound("schedule"))?;
     if settings.concert_status == ConcertStatus::Draft && !settings.visible_to(who().await?) {

@@ -15,88 +15,24 @@
 //! Every change is one Lua script, so concurrent callers and even two gates at once cannot
 //! admit more than the bucket allows.
 //!
+//! - `flags`: each schedule's queue settings, remembered for a second.
 //! - `store`: the scripts and reads.
 //! - `gate`: the admission loop, run by whichever instance holds the lease.
 //! - `graphql`: `enterQueue`, `queueStatus` (query and subscription).
 
+pub mod flags;
 pub mod gate;
 pub mod graphql;
 pub mod store;
 
-use std::time::Duration;
+pub use flags::{QueueFlags, Settings};
 
 use crate::{
     auth::Actor,
-    concerts::{ConcertStatus, store::ScheduleRow},
+    concerts::ConcertStatus,
     error::{AppError, AppResult, ErrorCode},
     state::AppState,
 };
-
-/// Schedules' queue settings (and their concert's status), remembered for a moment: they
-/// are read on every booking and every queue call, and rarely change. A change counts
-/// within `SETTINGS_TTL`. Bounded (`SETTINGS_CACHED` schedules, least recently used go
-/// first) and only schedules that exist are remembered: asking for a hundred thousand
-/// unknown ids costs queries, not memory.
-pub struct QueueFlags(moka::sync::Cache<i64, Settings>);
-
-impl Default for QueueFlags {
-    fn default() -> Self {
-        Self(
-            moka::sync::Cache::builder()
-                .max_capacity(SETTINGS_CACHED)
-                .time_to_live(SETTINGS_TTL)
-                .build(),
-        )
-    }
-}
-
-const SETTINGS_CACHED: u64 = 10_000;
-
-#[derive(Clone, Debug)]
-pub struct Settings {
-    pub schedule: ScheduleRow,
-    pub concert_status: crate::concerts::ConcertStatus,
-    pub host_id: i64,
-}
-
-impl Settings {
-    /// Whether `actor` may see the schedule (`concerts::service::visible_to`).
-    pub fn visible_to(&self, actor: Option<Actor>) -> bool {
-        crate::concerts::service::visible_to(self.concert_status, self.host_id, actor)
-    }
-}
-
-const SETTINGS_TTL: Duration = Duration::from_secs(1);
-
-impl QueueFlags {
-    /// The schedule and its concert's status; `None` if there is no such schedule.
-    pub async fn settings(&self, state: &AppState, schedule_id: i64) -> AppResult<Option<Settings>> {
-        if let Some(s) = self.0.get(&schedule_id) {
-            return Ok(Some(s));
-        }
-        let mut conn = state.db.get().await?;
-        let settings = match crate::concerts::store::schedule(&mut conn, schedule_id).await? {
-            None => None,
-            Some(schedule) => crate::concerts::store::concert(&mut conn, schedule.concert_id)
-                .await?
-                .map(|c| Settings {
-                    schedule,
-                    concert_status: c.status,
-                    host_id: c.host_id,
-                }),
-        };
-        if let Some(s) = &settings {
-            self.0.insert(schedule_id, s.clone());
-        }
-        Ok(settings)
-    }
-
-    /// Schedules remembered now (for tests and metrics).
-    pub fn cached(&self) -> u64 {
-        self.0.run_pending_tasks();
-        self.0.entry_count()
-    }
-}
 
 /// Refuses with QUEUE_REQUIRED unless the schedule has no queue or the user holds a live
 /// admission; NOT_FOUND for an unknown schedule. A draft's schedule passes: it is never on
@@ -105,7 +41,7 @@ impl QueueFlags {
 pub async fn ensure_admitted(state: &AppState, schedule_id: i64, user_id: i64) -> AppResult<()> {
     let settings = state
         .queue_flags
-        .settings(state, schedule_id)
+        .settings(&state.db, schedule_id)
         .await?
         .ok_or(AppError::NotFound("schedule"))?;
     if !settings.schedule.queue_enabled || settings.concert_status == ConcertStatus::Draft {
@@ -121,7 +57,7 @@ pub async fn ensure_admitted(state: &AppState, schedule_id: i64, user_id: i64) -
 pub async fn ensure_may_book(state: &AppState, schedule_id: i64, actor: Actor) -> AppResult<()> {
     let settings = state
         .queue_flags
-        .settings(state, schedule_id)
+        .settings(&state.db, schedule_id)
         .await?
         .filter(|s| s.visible_to(Some(actor)))
         .ok_or(AppError::NotFound("schedule"))?;

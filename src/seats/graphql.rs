@@ -1,4 +1,4 @@
-//! GraphQL face of seats: `Seat`, `GradeAvailability`, `generateSeats`, and the loaders
+//! GraphQL face of seats: `Seat`, `GradeAvailability`, and the loaders
 //! that fetch seat maps and per-grade counts for many schedules in one query each.
 
 use std::collections::HashMap;
@@ -8,19 +8,10 @@ use async_graphql::{
     dataloader::{DataLoader, Loader},
 };
 
-use super::{
-    layout::{self, SeatLayoutInput},
-    store::{self, GradeCount, SeatRow},
-};
-use crate::{
-    auth::{Role, RoleGuard, actor, state},
-    concerts::graphql::Schedule,
-    db::Pool,
-    error::AppError,
-    ids,
-};
+use super::store::{self, GradeCount, SeatRow};
+use crate::{auth::context::state, db::Pool, error::AppError, ids};
 
-pub use super::SeatStatus;
+pub use super::{SeatStatus, availability::GradeAvailability};
 
 /// A seat of a schedule's map, from the map or from a live event.
 pub struct Seat {
@@ -133,36 +124,6 @@ pub async fn seat_page(
     Ok(rows.into_iter().map(Seat::from_row).collect())
 }
 
-/// Seats of one grade of a schedule, by status. A value of its schedule (or event), with
-/// no id of its own: caches embed it in its parent.
-#[derive(SimpleObject, Clone)]
-pub struct GradeAvailability {
-    pub grade: String,
-    pub price: i64,
-    pub color: String,
-    pub total: i64,
-    pub available: i64,
-    pub held: i64,
-    pub sold: i64,
-    /// Kept back by the host (`blockSeats`): never sold, not available.
-    pub blocked: i64,
-}
-
-impl From<GradeCount> for GradeAvailability {
-    fn from(c: GradeCount) -> Self {
-        Self {
-            grade: c.name,
-            price: c.price,
-            color: c.color,
-            total: c.total,
-            available: c.available,
-            held: c.held,
-            sold: c.sold,
-            blocked: c.blocked,
-        }
-    }
-}
-
 pub struct SeatMapLoader(pub Pool);
 
 impl Loader<i64> for SeatMapLoader {
@@ -210,36 +171,5 @@ impl Loader<i64> for AvailabilityLoader {
             out.entry(row.schedule_id).or_default().push(row);
         }
         Ok(out)
-    }
-}
-
-#[derive(Default)]
-pub struct SeatsMutation;
-
-#[Object]
-impl SeatsMutation {
-    /// Creates the schedule's seats from a graded layout, replacing any previous layout.
-    /// Refused with CONFLICT once a seat of the schedule has been reserved.
-    #[graphql(guard = "RoleGuard(Role::Host)")]
-    async fn generate_seats(
-        &self,
-        ctx: &Context<'_>,
-        schedule_id: ID,
-        layout: SeatLayoutInput,
-    ) -> Result<Schedule, AppError> {
-        let schedule_id = ids::parse(&schedule_id, "scheduleId")?;
-        let plan = layout::plan(&layout)?;
-        let actor = actor(ctx).await?;
-        let state = state(ctx)?;
-        let mut conn = state.db.get().await?;
-        let served = layout::generate(&mut conn, actor, schedule_id, &plan).await?;
-        if let Some(change) = served.change {
-            state.live.publish_seats(change);
-        }
-        crate::waitlist::service::publish(state, &served.offers);
-        let row = crate::concerts::store::schedule(&mut conn, schedule_id)
-            .await?
-            .ok_or(AppError::NotFound("schedule"))?;
-        Ok(Schedule::new(row))
     }
 }

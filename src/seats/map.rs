@@ -17,7 +17,7 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::{error::AppResult, live::seats::status_letter};
+use crate::{error::AppResult, seats::status_letter};
 
 /// One row of seats, numbered 1 to `seats`.
 #[derive(SimpleObject, Clone, Debug, serde::Serialize)]
@@ -152,7 +152,7 @@ impl SeatMaps {
         &self,
         schedule_id: i64,
         version: i64,
-    ) -> Option<Vec<crate::seats::graphql::GradeAvailability>> {
+    ) -> Option<Vec<crate::seats::availability::GradeAvailability>> {
         let map = self.0.get(&schedule_id).filter(|m| m.version == version)?;
         let mut counts = vec![[0i64; 4]; map.grades.len()];
         let mut letters = map.statuses.chars();
@@ -172,7 +172,7 @@ impl SeatMaps {
                 .iter()
                 .zip(counts)
                 .map(
-                    |(g, [available, held, sold, blocked])| crate::seats::graphql::GradeAvailability {
+                    |(g, [available, held, sold, blocked])| crate::seats::availability::GradeAvailability {
                         grade: g.name.clone(),
                         price: g.price,
                         color: g.color.clone(),

@@ -9,7 +9,11 @@ use super::{
     guests::NewGuest,
 };
 use crate::{
-    auth::{Role, RoleGuard, actor, graphql::AccountClaim, state},
+    auth::{
+        Role,
+        context::{RoleGuard, actor, state},
+        graphql::AccountClaim,
+    },
     booking::{self, graphql::Reservation},
     concerts::graphql::Schedule,
     error::{AppError, AppResult},

@@ -18,8 +18,11 @@ use super::{
     store::{self, GateCount, ScannerRow, TicketRow},
 };
 use crate::{
-    auth::{Role, RoleGuard, Viewer, actor, state, viewer},
-    booking::graphql::{ReservedSeat, ReservedSeatsLoader},
+    auth::{
+        Role, Viewer,
+        context::{RoleGuard, actor, state, viewer},
+    },
+    booking::reserved_seats::{ReservedSeat, ReservedSeatsLoader},
     concerts::graphql::Schedule,
     db::Pool,
     error::{AppError, AppResult},

@@ -16,12 +16,9 @@ use sha2::{Digest as _, Sha256};
 
 use super::store::{self, ScannerRow};
 use crate::{
-    auth::Actor,
+    auth::{Actor, SCANNER_TOKEN_PREFIX as TOKEN_PREFIX},
     error::{AppError, AppResult},
 };
-
-/// Every scanner token starts with this.
-pub const TOKEN_PREFIX: &str = "bos_scan_";
 
 fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()

@@ -7,7 +7,10 @@ use futures_util::Stream;
 
 use super::{Offer, WaitlistStatus, service, store};
 use crate::{
-    auth::{Role, RoleGuard, actor, state, viewer},
+    auth::{
+        Role,
+        context::{RoleGuard, actor, state, viewer},
+    },
     booking::graphql::Reservation,
     concerts::graphql::Schedule,
     error::AppError,

@@ -25,7 +25,20 @@ pub mod service;
 pub use boxoffice_store::waitlist as store;
 pub use boxoffice_store::waitlist::{Offer, WaitlistStatus};
 
+use crate::live::hub::Hub;
+
 /// The live topic of one fan's offers.
 pub fn topic(user_id: i64) -> String {
     format!("waitlist:{user_id}")
+}
+
+/// Tells each fan about their offer, after the commit. Best effort like every live event:
+/// a fan who misses it still finds the hold in `myReservations` and `myWaitlist`.
+pub fn publish(hub: &Hub, offers: &[Offer]) {
+    for offer in offers {
+        match serde_json::to_string(offer) {
+            Ok(payload) => hub.publish(&topic(offer.user_id), payload),
+            Err(e) => tracing::warn!(error = %e, "could not encode a waitlist offer"),
+        }
+    }
 }

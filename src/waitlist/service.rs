@@ -170,14 +170,3 @@ pub async fn serve(conn: &mut AsyncPgConnection, schedule_id: i64) -> AppResult<
     }
     Ok(Served { change, offers })
 }
-
-/// Tells each fan about their offer, after the commit. Best effort like every live event:
-/// a fan who misses it still finds the hold in `myReservations` and `myWaitlist`.
-pub fn publish(state: &AppState, offers: &[Offer]) {
-    for offer in offers {
-        match serde_json::to_string(offer) {
-            Ok(payload) => state.live.hub.publish(&super::topic(offer.user_id), payload),
-            Err(e) => tracing::warn!(error = %e, "could not encode a waitlist offer"),
-        }
-    }
-}
