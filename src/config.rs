@@ -514,7 +514,10 @@ impl Config {
             redis_url: get("REDIS_URL").map(SecretString::from),
             redis_cluster_urls: match (get("REDIS_URL"), get("REDIS_CLUSTER_URLS")) {
                 (Some(_), Some(_)) => {
-                    return Err(err("REDIS_CLUSTER_URLS", "set either REDIS_URL (one node) or REDIS_CLUSTER_URLS, not both"));
+                    return Err(err(
+                        "REDIS_CLUSTER_URLS",
+                        "set either REDIS_URL (one node) or REDIS_CLUSTER_URLS, not both",
+                    ));
                 }
                 (_, urls) => urls.map(SecretString::from),
             },

@@ -401,12 +401,10 @@ async fn listen_sharded(
                             dispatch(&hub, topic, Event::Message(payload.into()));
                         }
                     }
-                    (PushKind::SSubscribe, Some(topic)) => {
-                        if lost.remove(topic) {
-                            tracing::info!(live.topic = %topic, "live: sharded subscription restored");
-                            confirmed(&hub, topic);
-                            dispatch(&hub, topic, Event::Resync);
-                        }
+                    (PushKind::SSubscribe, Some(topic)) if lost.remove(topic) => {
+                        tracing::info!(live.topic = %topic, "live: sharded subscription restored");
+                        confirmed(&hub, topic);
+                        dispatch(&hub, topic, Event::Resync);
                     }
                     (PushKind::Disconnection, _) => {
                         tracing::warn!("live: a Redis Cluster node's connection dropped; resubscribing");

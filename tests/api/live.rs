@@ -154,14 +154,21 @@ async fn one_redis_subscription_per_topic_per_instance() {
     let channel = format!("t:{}:live:{{s:{}}}:seats", app.db.name, show.schedule_id);
     let mut redis = app.redis().await;
     // A cluster's hub uses sharded pub/sub (the cluster client sums the nodes' counts).
-    let numsub_cmd = if app.state.kv().unwrap().is_cluster() { "SHARDNUMSUB" } else { "NUMSUB" };
+    let numsub_cmd = if app.state.kv().unwrap().is_cluster() {
+        "SHARDNUMSUB"
+    } else {
+        "NUMSUB"
+    };
     let numsub: HashMap<String, i64> = redis::cmd("PUBSUB")
         .arg(numsub_cmd)
         .arg(&channel)
         .query_async(&mut redis)
         .await
         .unwrap();
-    assert_eq!(numsub[&channel], 1, "20 local subscribers, one Redis subscription");
+    assert_eq!(
+        numsub[&channel], 1,
+        "20 local subscribers, one Redis subscription"
+    );
     assert_eq!(app.state.live.hub.topic_count(), own + 1);
 
     drop(sockets);

@@ -159,11 +159,7 @@ pub(super) async fn blocking_conn(kv: &Kv) -> redis::RedisResult<KvConn> {
 }
 
 /// Pops the first entry of `key`, waiting up to `block_s`, and whatever follows it.
-pub(super) async fn pop_all(
-    conn: &mut KvConn,
-    key: &str,
-    block_s: f64,
-) -> redis::RedisResult<Vec<String>> {
+pub(super) async fn pop_all(conn: &mut KvConn, key: &str, block_s: f64) -> redis::RedisResult<Vec<String>> {
     let first: Option<(String, String)> = conn.blpop(key, block_s).await?;
     let Some((_, first)) = first else {
         return Ok(Vec::new());
