@@ -1,21 +1,24 @@
 //! GraphQL face of tickets: `Ticket` (and `Reservation.tickets` through [`TicketsLoader`]),
 //! `ticketKeys`, `revokedTickets`, `scanner`, `scanners`, `createScanner`, `revokeScanner`,
-//! `checkIn`, `checkInBatch` and the `checkIns` subscription.
+//! `checkIn`, `checkInBatch`; the `checkIns` subscription is in `check_ins`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use async_graphql::{
-    Context, Enum, ID, InputObject, Object, SimpleObject, Subscription,
+    Context, Enum, ID, InputObject, Object, SimpleObject,
     dataloader::{DataLoader, Loader},
 };
 use boxoffice_ticket_codes::{CheckInStatus as DoorStatus, TicketStatus as CodeTicketStatus};
 use chrono::{DateTime, Utc};
-use futures_util::Stream;
+
+mod check_ins;
+use check_ins::announce;
+pub use check_ins::{CheckInCounts, GateAdmissions, TicketsSubscription};
 
 use super::{
     door::{self, Answer, Scan},
     scanners,
-    store::{self, GateCount, ScannerRow, TicketRow},
+    store::{self, ScannerRow, TicketRow},
 };
 use crate::{
     auth::{
@@ -27,7 +30,6 @@ use crate::{
     db::Pool,
     error::{AppError, AppResult},
     ids,
-    live::Event,
 };
 
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
@@ -306,24 +308,6 @@ pub struct CheckInBatchResult {
     admitted_count: i64,
 }
 
-/// Admissions of a performance so far, by gate.
-#[derive(SimpleObject, Clone)]
-pub struct CheckInCounts {
-    schedule_id: ID,
-    admitted: i64,
-    by_gate: Vec<GateAdmissions>,
-    /// A scan's gate and answer that caused this event; null for the first event and
-    /// after a resync (counts re-read).
-    last_gate: Option<String>,
-    last_status: Option<CheckInStatus>,
-}
-
-#[derive(SimpleObject, Clone)]
-pub struct GateAdmissions {
-    gate: String,
-    admitted: i64,
-}
-
 /// The scanner a request's token belongs to (and a clear refusal for anyone else).
 async fn scanner_of(ctx: &Context<'_>) -> AppResult<ScannerRow> {
     match viewer(ctx)? {
@@ -355,7 +339,7 @@ fn for_schedule(scanner: &ScannerRow, schedule_id: &ID) -> AppResult<()> {
 }
 
 /// A performance's door data is for its scanners and for whoever manages it.
-async fn may_watch(ctx: &Context<'_>, schedule_id: i64) -> AppResult<()> {
+pub(super) async fn may_watch(ctx: &Context<'_>, schedule_id: i64) -> AppResult<()> {
     if let Viewer::Scanner(_) = viewer(ctx)? {
         let scanner = scanner_of(ctx).await?;
         return if scanner.schedule_id == schedule_id {
@@ -369,18 +353,6 @@ async fn may_watch(ctx: &Context<'_>, schedule_id: i64) -> AppResult<()> {
     let actor = actor(ctx).await?;
     let mut conn = state(ctx)?.db.get().await?;
     scanners::may_watch(&mut conn, actor, schedule_id).await
-}
-
-fn topic(schedule_id: i64) -> String {
-    format!("{{s:{schedule_id}}}:checkins")
-}
-
-fn announce(ctx: &Context<'_>, schedule_id: i64, answers: &[&Answer], gate_of: impl Fn(&Answer) -> String) {
-    let Ok(st) = state(ctx) else { return };
-    for a in answers {
-        let payload = serde_json::json!({ "gate": gate_of(a), "status": a.status.as_str() }).to_string();
-        st.live.hub.publish(&topic(schedule_id), payload);
-    }
 }
 
 #[derive(Default)]
@@ -557,91 +529,5 @@ impl TicketsMutation {
             conflicts,
             admitted_count,
         })
-    }
-}
-
-#[derive(Default)]
-pub struct TicketsSubscription;
-
-fn counts_of(
-    schedule_id: i64,
-    by_gate: &BTreeMap<String, i64>,
-    last: Option<(String, CheckInStatus)>,
-) -> CheckInCounts {
-    CheckInCounts {
-        schedule_id: ids::to_id(schedule_id),
-        admitted: by_gate.values().sum(),
-        by_gate: by_gate
-            .iter()
-            .map(|(gate, &admitted)| GateAdmissions {
-                gate: gate.clone(),
-                admitted,
-            })
-            .collect(),
-        last_gate: last.as_ref().map(|(g, _)| g.clone()),
-        last_status: last.map(|(_, s)| s),
-    }
-}
-
-async fn read_counts(pool: &Pool, schedule_id: i64) -> AppResult<BTreeMap<String, i64>> {
-    let mut conn = pool.get().await?;
-    Ok(store::admitted_by_gate(&mut conn, schedule_id)
-        .await?
-        .into_iter()
-        .map(|GateCount { gate, admitted }| (gate, admitted))
-        .collect())
-}
-
-#[Subscription]
-impl TicketsSubscription {
-    /// Admissions of a performance by gate, live: the counts now, then after every scan
-    /// (best effort: after a lost connection the counts are read again). For the host's
-    /// dashboard and the performance's scanners.
-    async fn check_ins(
-        &self,
-        ctx: &Context<'_>,
-        schedule_id: ID,
-    ) -> async_graphql::Result<impl Stream<Item = CheckInCounts> + use<>> {
-        let schedule_id = ids::parse(&schedule_id, "scheduleId")?;
-        may_watch(ctx, schedule_id).await?;
-        let st = state(ctx)?.clone();
-        let sub = st.live.hub.subscribe(&topic(schedule_id));
-        let counts = read_counts(&st.db, schedule_id).await?;
-        let first = counts_of(schedule_id, &counts, None);
-        let pool = st.db.clone();
-        let rest = futures_util::stream::unfold(
-            (sub, counts, pool),
-            move |(mut sub, mut counts, pool)| async move {
-                loop {
-                    match sub.recv().await? {
-                        Event::Message(m) => {
-                            let Ok(v) = serde_json::from_str::<serde_json::Value>(&m) else {
-                                continue;
-                            };
-                            let gate = v["gate"].as_str().unwrap_or_default().to_owned();
-                            let Some(status) = v["status"].as_str().and_then(DoorStatus::parse) else {
-                                continue;
-                            };
-                            if status == DoorStatus::Admitted {
-                                *counts.entry(gate.clone()).or_default() += 1;
-                            }
-                            let out = counts_of(schedule_id, &counts, Some((gate, status.into())));
-                            return Some((out, (sub, counts, pool)));
-                        }
-                        Event::Resync => {
-                            if let Ok(fresh) = read_counts(&pool, schedule_id).await {
-                                counts = fresh;
-                            }
-                            let out = counts_of(schedule_id, &counts, None);
-                            return Some((out, (sub, counts, pool)));
-                        }
-                    }
-                }
-            },
-        );
-        Ok(futures_util::StreamExt::chain(
-            futures_util::stream::once(async move { first }),
-            rest,
-        ))
     }
 }

@@ -119,11 +119,28 @@ fn literals(code: &str) -> Vec<String> {
         .collect()
 }
 
-/// What `src/config.rs` reads (its code, not its tests or comments).
+/// What `src/config.rs` and its parts in `src/config/` read (their code, not their tests
+/// or comments).
 fn config_rs_vars() -> BTreeSet<String> {
-    let source = read("src/config.rs");
-    let code = source.split("#[cfg(test)]").next().unwrap();
-    literals(code).into_iter().filter(|s| is_name(s)).collect()
+    let mut files = vec![PathBuf::from("src/config.rs")];
+    let parts = std::fs::read_dir(Path::new(ROOT).join("src/config")).expect("src/config/");
+    for entry in parts {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".rs") {
+            files.push(Path::new("src/config").join(name));
+        }
+    }
+    let mut vars = BTreeSet::new();
+    for file in files {
+        let source = read(&file);
+        let code = source.split("#[cfg(test)]").next().unwrap();
+        vars.extend(literals(code).into_iter().filter(|s| is_name(s)));
+    }
+    assert!(
+        vars.contains("DATABASE_URL") && vars.contains("WEBHOOK_TIMEOUT_MS"),
+        "{vars:?}"
+    );
+    vars
 }
 
 /// Every variable the server binary reads: `src/config.rs`, clap's `env = "..."` in
