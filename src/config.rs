@@ -12,6 +12,7 @@
 //! | `DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS` | `5000` | a session idle inside a transaction this long is ended by PostgreSQL, releasing its locks (a frozen instance) |
 //! | `DATABASE_TCP_KEEPALIVE_SECONDS` | `10` | TCP keepalive idle time on database connections (a partitioned peer is noticed) |
 //! | `REDIS_URL` | unset | Redis, e.g. `redis://127.0.0.1:6379`. Unset: one instance only, live updates through an in-process broker, login limits in memory, no waiting queue and no `placeOrder` |
+//! | `REDIS_CLUSTER_URLS` | unset | a Redis Cluster instead of one node: some of its nodes, comma-separated (`redis://h1:6379,redis://h2:6379`); the client learns the rest. Not together with `REDIS_URL` |
 //! | `REDIS_ACCEPT_VOLATILE` | `false` | in prod, start even though Redis keeps no append-only file (accepted orders and queue admissions are lost if Redis restarts) |
 //! | `REDIS_PREFIX` | `bo:` | prefix of every Redis key (lets several deployments or tests share one Redis) |
 //! | `JWT_SECRET` | a fixed dev secret | HMAC secret for access tokens, at least 32 bytes |
@@ -126,6 +127,7 @@ pub struct Config {
     pub database_pool_size: u32,
     pub database_timeouts: DatabaseTimeouts,
     pub redis_url: Option<SecretString>,
+    pub redis_cluster_urls: Option<SecretString>,
     pub redis_prefix: String,
     pub redis_accept_volatile: bool,
     pub jwt_secret: SecretString,
@@ -227,6 +229,15 @@ impl Config {
                 keepalive_idle: Duration::from_secs(parse(&get, "DATABASE_TCP_KEEPALIVE_SECONDS", Some(10))?),
             },
             redis_url: get("REDIS_URL").map(SecretString::from),
+            redis_cluster_urls: match (get("REDIS_URL"), get("REDIS_CLUSTER_URLS")) {
+                (Some(_), Some(_)) => {
+                    return Err(err(
+                        "REDIS_CLUSTER_URLS",
+                        "set either REDIS_URL (one node) or REDIS_CLUSTER_URLS, not both",
+                    ));
+                }
+                (_, urls) => urls.map(SecretString::from),
+            },
             redis_prefix: get("REDIS_PREFIX").unwrap_or_else(|| "bo:".to_owned()),
             redis_accept_volatile: parse(&get, "REDIS_ACCEPT_VOLATILE", Some(false))?,
             jwt_secret: jwt_secret.into(),
@@ -343,6 +354,13 @@ impl Config {
 
     pub fn redis_url(&self) -> Option<&str> {
         self.redis_url.as_ref().map(ExposeSecret::expose_secret)
+    }
+
+    /// The nodes of `REDIS_CLUSTER_URLS`, if Redis is a cluster.
+    pub fn redis_cluster_urls(&self) -> Option<Vec<String>> {
+        self.redis_cluster_urls
+            .as_ref()
+            .map(|s| crate::kv::cluster_urls(s.expose_secret()))
     }
 }
 

@@ -99,9 +99,10 @@ impl AppState {
 
     pub async fn connect(config: Config) -> anyhow::Result<Self> {
         let db = crate::db::connect_pool(config.database_url(), config.pool_settings()).await?;
-        let redis = match config.redis_url() {
-            Some(url) => Some(Kv::connect(url, &config.redis_prefix).await?),
-            None => None,
+        let redis = match (config.redis_url(), config.redis_cluster_urls()) {
+            (_, Some(nodes)) => Some(Kv::connect_cluster(&nodes, &config.redis_prefix).await?),
+            (Some(url), None) => Some(Kv::connect(url, &config.redis_prefix).await?),
+            (None, None) => None,
         };
         if let Some(kv) = &redis {
             check_durability(&config, kv.aof_enabled().await?)?;
@@ -110,7 +111,7 @@ impl AppState {
         let tickets = crate::tickets::Tickets::start(&db, &config.tickets).await?;
         let jwt = Arc::new(JwtKeys::new(&config.jwt_secret, config.access_token_ttl));
         let hub = match &redis {
-            Some(kv) => live::Hub::redis(kv.client().clone(), kv.conn(), kv.prefix()),
+            Some(kv) => live::Hub::redis(kv.clone()),
             None => {
                 tracing::warn!(
                     "REDIS_URL is not set: running as a single instance with an in-process broker; \

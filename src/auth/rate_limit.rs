@@ -55,9 +55,11 @@ pub async fn begin_login(state: &AppState, email: &str, ip: Option<IpAddr>) -> A
     let addr = address(ip);
     let acct = account_hash(email);
     let attempt = Attempt {
-        pair: format!("rl:login:pair:{acct}:{addr}"),
-        strikes: format!("rl:login:strikes:{acct}:{addr}"),
-        ip: format!("rl:login:ip:{addr}"),
+        // One hash tag, the address: the script and the pipeline below use the three keys
+        // together, so on a Redis Cluster they share a slot.
+        pair: format!("rl:login:{{a:{addr}}}:pair:{acct}"),
+        strikes: format!("rl:login:{{a:{addr}}}:strikes:{acct}"),
+        ip: format!("rl:login:{{a:{addr}}}:ip"),
     };
     let window = cfg.login_window.as_secs().max(1);
     // (refused, seconds to wait)

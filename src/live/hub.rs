@@ -1,4 +1,10 @@
 //! Topics with local fan-out over one Redis pub/sub connection (or in process).
+//!
+//! On a Redis Cluster the hub uses sharded pub/sub (SPUBLISH/SSUBSCRIBE): a channel lives
+//! on the shard that owns its slot, so an event travels to that shard's nodes only, where
+//! plain PUBLISH on a cluster is copied to every node over the cluster bus (the cost of
+//! every event then grows with the cluster). Channels of one schedule carry its hash tag
+//! (`{s:123}:seats`), so they live with the schedule's queue keys.
 
 use std::{
     collections::HashMap,
@@ -7,7 +13,7 @@ use std::{
 };
 
 use futures_util::StreamExt as _;
-use redis::aio::ConnectionManager;
+use redis::PushKind;
 use tokio::sync::{broadcast, mpsc, watch};
 
 /// What a local subscriber receives.
@@ -41,7 +47,9 @@ struct Inner {
 }
 
 struct RedisSide {
-    publisher: ConnectionManager,
+    publisher: crate::kv::KvConn,
+    /// SPUBLISH (a cluster) or PUBLISH.
+    publish: &'static str,
     prefix: String,
     control: mpsc::UnboundedSender<Control>,
 }
@@ -58,23 +66,28 @@ impl Hub {
         }))
     }
 
-    /// Redis broker: `publisher` sends, a task of its own keeps one pub/sub connection.
-    pub fn redis(client: redis::Client, publisher: ConnectionManager, prefix: &str) -> Self {
+    /// Redis broker: the shared connection publishes, a task of its own keeps one pub/sub
+    /// connection (on a cluster: one per shard, sharded pub/sub).
+    pub fn redis(kv: crate::kv::Kv) -> Self {
         let (control, control_rx) = mpsc::unbounded_channel();
+        let prefix = format!("{}live:", kv.prefix());
         let hub = Self(Arc::new(Inner {
             topics: Mutex::default(),
             redis: Some(RedisSide {
-                publisher,
-                prefix: format!("{prefix}live:"),
+                publisher: kv.conn(),
+                publish: if kv.is_cluster() { "SPUBLISH" } else { "PUBLISH" },
+                prefix: prefix.clone(),
                 control,
             }),
         }));
-        tokio::spawn(listen(
-            client,
-            format!("{prefix}live:"),
-            control_rx,
-            Arc::downgrade(&hub.0),
-        ));
+        match kv.client() {
+            Some(client) => {
+                tokio::spawn(listen(client.clone(), prefix, control_rx, Arc::downgrade(&hub.0)));
+            }
+            None => {
+                tokio::spawn(listen_sharded(kv, prefix, control_rx, Arc::downgrade(&hub.0)));
+            }
+        }
         hub
     }
 
@@ -92,8 +105,9 @@ impl Hub {
             Some(side) => {
                 let mut conn = side.publisher.clone();
                 let channel = format!("{}{topic}", side.prefix);
+                let command = side.publish;
                 tokio::spawn(async move {
-                    let sent: redis::RedisResult<()> = redis::cmd("PUBLISH")
+                    let sent: redis::RedisResult<()> = redis::cmd(command)
                         .arg(&channel)
                         .arg(payload)
                         .query_async(&mut conn)
@@ -304,5 +318,107 @@ async fn listen(
         }
         tracing::warn!("live: Redis pub/sub connection lost; reconnecting");
         tokio::time::sleep(backoff).await;
+    }
+}
+
+/// The cluster's side of [`listen`]: one cluster connection speaking RESP3 whose pushes
+/// carry the messages. The cluster client keeps the subscriptions itself (it resubscribes
+/// after a reconnect and after a failover moves a slot); a node's connection that dropped
+/// is announced by a `Disconnection` push, and the topics subscribed then are told to
+/// resync when their subscription is confirmed again.
+async fn listen_sharded(
+    kv: crate::kv::Kv,
+    prefix: String,
+    mut control: mpsc::UnboundedReceiver<Control>,
+    inner: std::sync::Weak<Inner>,
+) {
+    let (push_tx, mut pushes) = mpsc::unbounded_channel::<redis::PushInfo>();
+    let mut backoff = Duration::from_millis(100);
+    let mut conn = loop {
+        if inner.upgrade().is_none() {
+            return;
+        }
+        match kv.cluster_pubsub(push_tx.clone()).await {
+            Some(Ok(c)) => break c,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "live: Redis Cluster pub/sub unavailable");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            None => return,
+        }
+    };
+    drop(push_tx);
+    // Topics whose subscription failed (a shard away): tried again every second.
+    let mut pending: std::collections::HashSet<String> = match inner.upgrade() {
+        Some(hub) => hub
+            .topics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect(),
+        None => return,
+    };
+    // Topics subscribed when a node's connection dropped: resynced once confirmed again.
+    let mut lost: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut retry = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            c = control.recv() => match c {
+                Some(Control::Subscribe(t)) => {
+                    pending.insert(t);
+                    retry.reset_immediately();
+                }
+                Some(Control::Unsubscribe(t)) => {
+                    pending.remove(&t);
+                    if let Err(e) = conn.sunsubscribe(format!("{prefix}{t}")).await {
+                        tracing::warn!(error = %e, "live: sharded unsubscribe failed");
+                    }
+                }
+                None => return,
+            },
+            _ = retry.tick(), if !pending.is_empty() => {
+                let Some(hub) = inner.upgrade() else { return };
+                for t in std::mem::take(&mut pending) {
+                    match conn.ssubscribe(format!("{prefix}{t}")).await {
+                        Ok(()) => confirmed(&hub, &t),
+                        Err(e) => {
+                            tracing::warn!(error = %e, live.topic = %t, "live: sharded subscribe failed; retrying");
+                            pending.insert(t);
+                        }
+                    }
+                }
+            }
+            p = pushes.recv() => {
+                let Some(p) = p else { return };
+                let Some(hub) = inner.upgrade() else { return };
+                let channel = p.data.first().and_then(|v| redis::from_redis_value_ref::<String>(v).ok());
+                let topic = channel.as_deref().and_then(|c| c.strip_prefix(&prefix));
+                match (p.kind, topic) {
+                    (PushKind::SMessage, Some(topic)) => {
+                        if let Some(Ok(payload)) = p.data.get(1).map(redis::from_redis_value_ref::<String>) {
+                            dispatch(&hub, topic, Event::Message(payload.into()));
+                        }
+                    }
+                    (PushKind::SSubscribe, Some(topic)) if lost.remove(topic) => {
+                        tracing::info!(live.topic = %topic, "live: sharded subscription restored");
+                        confirmed(&hub, topic);
+                        dispatch(&hub, topic, Event::Resync);
+                    }
+                    (PushKind::Disconnection, _) => {
+                        tracing::warn!("live: a Redis Cluster node's connection dropped; resubscribing");
+                        lost.extend(
+                            hub.topics
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .keys()
+                                .cloned(),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Seat changes of a schedule, coalesced once per instance.
 //!
-//! Writers publish every committed `SeatChange` to topic `seats:{schedule}`. Each instance
+//! Writers publish every committed `SeatChange` to topic `{s:<schedule>}:seats`. Each instance
 //! runs one feed per schedule that has local subscribers: it merges the changes arriving
 //! within a window (per seat, the status of the highest version wins, so a message is never
 //! stale even when events arrive out of order), reads the per-grade counts once, and sends
@@ -64,7 +64,7 @@ fn pack(seats: &[(i64, SeatStatus)]) -> Arc<str> {
 }
 
 pub fn topic(schedule_id: i64) -> String {
-    format!("seats:{schedule_id}")
+    format!("{{s:{schedule_id}}}:seats")
 }
 
 pub fn publish(hub: &Hub, change: &SeatChange) {

@@ -11,12 +11,27 @@ pub const GROUP: &str = "workers";
 /// Entries kept in the stream (acknowledged ones are only history).
 const MAX_LEN: usize = 100_000;
 
+/// Every key of the order stream (the stream, job hashes, client key claims) carries this
+/// hash tag: the enqueue script touches all three kinds at once, so on a Redis Cluster they
+/// live on one slot, and so on one master (see docs/operations.md, Redis Cluster).
+const TAG: &str = "{orders}:";
+
 pub fn stream_key(kv: &Kv) -> String {
-    kv.key("orders")
+    kv.key(&format!("{TAG}stream"))
 }
 
-fn job_key(kv: &Kv, job_id: &str) -> String {
-    kv.key(&format!("order:{job_id}"))
+/// The prefix of job hashes (the enqueue script names a claimed key's job with it).
+fn job_prefix(kv: &Kv) -> String {
+    kv.key(&format!("{TAG}order:"))
+}
+
+pub fn job_key(kv: &Kv, job_id: &str) -> String {
+    format!("{}{job_id}", job_prefix(kv))
+}
+
+/// The claim of a client's idempotency key, which names the job that holds it.
+pub fn claim_key(kv: &Kv, user_id: i64, key: &str) -> String {
+    kv.key(&format!("{TAG}orderkey:{user_id}:{key}"))
 }
 
 pub fn topic(job_id: &str) -> String {
@@ -139,14 +154,15 @@ pub async fn ensure_group(kv: &Kv) -> AppResult<()> {
 }
 
 const ENQUEUE: &str = r"
--- KEYS: job hash, stream, client key claim ('' when the client sent no key)
--- ARGV: job id, user id, ttl seconds, max stream length, order payload, key prefix,
+-- KEYS: job hash, stream, client key claim (absent when the client sent no key: an empty
+--       name would hash to another slot of a cluster)
+-- ARGV: job id, user id, ttl seconds, max stream length, order payload, job key prefix,
 --       the order's fingerprint, then the error codes a job may be placed again after
 -- Returns the job id, or '' when the key belongs to another order.
-if KEYS[3] ~= '' then
+if KEYS[3] then
   local existing = redis.call('GET', KEYS[3])
   if existing then
-    local job = ARGV[6] .. 'order:' .. existing
+    local job = ARGV[6] .. existing
     local status, fp = unpack(redis.call('HMGET', job, 'status', 'fp'))
     if fp and fp ~= ARGV[7] then return '' end
     local again = status == false
@@ -182,21 +198,19 @@ const PLACE_AGAIN_AFTER: [ErrorCode; 2] = [ErrorCode::Unavailable, ErrorCode::In
 /// a CONFLICT. Returns the job id.
 pub async fn enqueue(kv: &Kv, order: &Order, fingerprint: i64, ttl_s: u64) -> AppResult<String> {
     let payload = serde_json::to_string(order).map_err(crate::error::AppError::internal)?;
-    let claim = order.key.as_ref().map_or_else(String::new, |k| {
-        kv.key(&format!("orderkey:{}:{k}", order.user_id))
-    });
     let script = redis::Script::new(ENQUEUE);
     let mut invocation = script.prepare_invoke();
+    invocation.key(job_key(kv, &order.job_id)).key(stream_key(kv));
+    if let Some(k) = &order.key {
+        invocation.key(claim_key(kv, order.user_id, k));
+    }
     invocation
-        .key(job_key(kv, &order.job_id))
-        .key(stream_key(kv))
-        .key(claim)
         .arg(&order.job_id)
         .arg(order.user_id)
         .arg(ttl_s)
         .arg(MAX_LEN)
         .arg(payload)
-        .arg(kv.prefix())
+        .arg(job_prefix(kv))
         .arg(fingerprint);
     for code in PLACE_AGAIN_AFTER {
         invocation.arg(code.as_str());

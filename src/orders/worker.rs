@@ -41,11 +41,7 @@ async fn consume(state: AppState, consumer: String, mut stop: watch::Receiver<bo
         }
         // A connection of its own: XREADGROUP blocks, and would stall the shared one.
         // Its response timeout must outlast BLOCK.
-        let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(5)));
-        let conn = kv
-            .client()
-            .get_multiplexed_async_connection_with_config(&config)
-            .await;
+        let conn = kv.dedicated(Duration::from_secs(5)).await;
         let mut conn = match conn {
             Ok(c) => c,
             Err(e) => {

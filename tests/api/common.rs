@@ -18,6 +18,22 @@ use tokio::sync::oneshot;
 
 pub const PG: &str = "postgres://postgres@127.0.0.1:5432";
 pub const REDIS: &str = "redis://127.0.0.1:6379";
+
+/// A Redis Cluster to run the suite against instead of one node (`REDIS_CLUSTER=1
+/// scripts/test` starts one and sets this): test servers get `REDIS_CLUSTER_URLS`, except
+/// those a test points at a Redis of its own (`REDIS_URL` in its overrides: a proxy).
+pub fn redis_cluster() -> Option<String> {
+    std::env::var("REDIS_CLUSTER_URLS").ok().filter(|s| !s.is_empty())
+}
+
+/// A connection to the suite's Redis: the node, or the cluster.
+pub async fn redis_conn() -> Option<boxoffice::kv::KvConn> {
+    let kv = match redis_cluster() {
+        Some(urls) => boxoffice::kv::Kv::connect_cluster(&boxoffice::kv::cluster_urls(&urls), "").await,
+        None => boxoffice::kv::Kv::connect(REDIS, "").await,
+    };
+    kv.ok().map(|kv| kv.conn())
+}
 pub const JWT_SECRET: &str = "integration-test-secret-integration-test-secret";
 pub const PASSWORD: &str = "correct horse 9";
 
@@ -222,9 +238,7 @@ impl Drop for TestDb {
                 let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .execute(&mut conn)
                     .await;
-                if let Ok(client) = redis::Client::open(REDIS)
-                    && let Ok(mut r) = client.get_multiplexed_async_connection().await
-                {
+                if let Some(mut r) = redis_conn().await {
                     let keys: Vec<String> = redis::cmd("KEYS")
                         .arg(format!("t:{name}:*"))
                         .query_async(&mut r)
@@ -261,6 +275,12 @@ pub fn test_config(db: &TestDb, overrides: &[(&str, &str)]) -> Config {
             "1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8".into(),
         ),
     ]);
+    if let Some(urls) = redis_cluster()
+        && !overrides.iter().any(|(k, _)| *k == "REDIS_URL")
+    {
+        vars.remove("REDIS_URL");
+        vars.insert("REDIS_CLUSTER_URLS".into(), urls);
+    }
     for (k, v) in overrides {
         vars.insert((*k).into(), (*v).into());
     }
@@ -639,13 +659,9 @@ impl TestApp {
             .collect()
     }
 
-    /// A connection to the test's Redis.
-    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(REDIS)
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
+    /// A connection to the test's Redis (the server's own: one node or the cluster).
+    pub async fn redis(&self) -> boxoffice::kv::KvConn {
+        self.state.kv().unwrap().conn()
     }
 
     /// Sets columns of a schedule directly (`set`: what follows SET), for set-ups the API

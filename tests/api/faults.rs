@@ -135,7 +135,7 @@ async fn a_batch_poisoned_past_the_decision_fails_only_the_poisoned_request() {
 
 async fn consumer_names(app: &TestApp) -> Vec<String> {
     let mut r = app.redis().await;
-    let stream = format!("t:{}:orders", app.db.name);
+    let stream = boxoffice::orders::jobs::stream_key(app.state.kv().unwrap());
     let reply: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
         .arg("CONSUMERS")
         .arg(&stream)
@@ -156,7 +156,7 @@ async fn dead_order_consumers_leave_the_group() {
         .unwrap();
     // A consumer of an instance that died long ago, with nothing pending.
     let mut r = app.redis().await;
-    let stream = format!("t:{}:orders", app.db.name);
+    let stream = boxoffice::orders::jobs::stream_key(app.state.kv().unwrap());
     let _: redis::Value = redis::cmd("XGROUP")
         .arg("CREATECONSUMER")
         .arg(&stream)
@@ -458,17 +458,18 @@ async fn order_settled(app: &TestApp, token: &str, job: &str) -> Value {
 /// A job as an older build left it: the client key claimed for it, and the job FAILED.
 async fn failed_job(app: &TestApp, user_id: i64, key: &str, error_code: &str) -> String {
     let job = uuid::Uuid::new_v4().to_string();
-    let prefix = format!("t:{}:", app.db.name);
+    let kv = app.state.kv().unwrap();
+    let job_key = boxoffice::orders::jobs::job_key(kv, &job);
     let mut r = app.redis().await;
     let () = redis::pipe()
         .cmd("SET")
-        .arg(format!("{prefix}orderkey:{user_id}:{key}"))
+        .arg(boxoffice::orders::jobs::claim_key(kv, user_id, key))
         .arg(&job)
         .arg("EX")
         .arg(600)
         .ignore()
         .hset_multiple(
-            format!("{prefix}order:{job}"),
+            &job_key,
             &[
                 ("status", "FAILED"),
                 ("user_id", &user_id.to_string()),
@@ -477,7 +478,7 @@ async fn failed_job(app: &TestApp, user_id: i64, key: &str, error_code: &str) ->
             ],
         )
         .ignore()
-        .expire(format!("{prefix}order:{job}"), 600)
+        .expire(&job_key, 600)
         .ignore()
         .query_async(&mut r)
         .await

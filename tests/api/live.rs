@@ -1,6 +1,6 @@
 //! Live subscriptions across instances (C11, C14), over real WebSocket connections.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use serde_json::{Value, json};
 
@@ -151,32 +151,37 @@ async fn one_redis_subscription_per_topic_per_instance() {
         event(&mut ws).await;
         sockets.push(ws);
     }
-    let channel = format!("t:{}:live:seats:{}", app.db.name, show.schedule_id);
-    let mut redis = redis::Client::open(crate::common::REDIS)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let numsub: (String, i64) = redis::cmd("PUBSUB")
-        .arg("NUMSUB")
+    let channel = format!("t:{}:live:{{s:{}}}:seats", app.db.name, show.schedule_id);
+    let mut redis = app.redis().await;
+    // A cluster's hub uses sharded pub/sub (the cluster client sums the nodes' counts).
+    let numsub_cmd = if app.state.kv().unwrap().is_cluster() {
+        "SHARDNUMSUB"
+    } else {
+        "NUMSUB"
+    };
+    let numsub: HashMap<String, i64> = redis::cmd("PUBSUB")
+        .arg(numsub_cmd)
         .arg(&channel)
         .query_async(&mut redis)
         .await
         .unwrap();
-    assert_eq!(numsub.1, 1, "20 local subscribers, one Redis subscription");
+    assert_eq!(
+        numsub[&channel], 1,
+        "20 local subscribers, one Redis subscription"
+    );
     assert_eq!(app.state.live.hub.topic_count(), own + 1);
 
     drop(sockets);
     let mut gone = false;
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let numsub: (String, i64) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
+        let numsub: HashMap<String, i64> = redis::cmd("PUBSUB")
+            .arg(numsub_cmd)
             .arg(&channel)
             .query_async(&mut redis)
             .await
             .unwrap();
-        if numsub.1 == 0 && app.state.live.hub.topic_count() == own {
+        if numsub[&channel] == 0 && app.state.live.hub.topic_count() == own {
             gone = true;
             break;
         }

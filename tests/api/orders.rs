@@ -164,7 +164,7 @@ async fn an_order_taken_by_a_dead_worker_completes_exactly_once() {
 
     // A worker reads both and dies before acknowledging; it had applied the second.
     let mut r = a.redis().await;
-    let stream = format!("t:{}:orders", a.db.name);
+    let stream = boxoffice::orders::jobs::stream_key(a.state.kv().unwrap());
     let _: redis::Value = redis::cmd("XREADGROUP")
         .arg("GROUP")
         .arg("workers")
@@ -275,7 +275,7 @@ async fn concurrent_orders_with_one_key_make_one_job_and_one_hold() {
     assert_eq!(app.count("SELECT count(*) AS n FROM reservations").await, 1);
     let mut r = app.redis().await;
     let entries: i64 = redis::cmd("XLEN")
-        .arg(format!("t:{}:orders", app.db.name))
+        .arg(boxoffice::orders::jobs::stream_key(app.state.kv().unwrap()))
         .query_async(&mut r)
         .await
         .unwrap();

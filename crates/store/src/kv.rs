@@ -3,29 +3,106 @@
 //! Redis holds what can be rebuilt or is transient (rate-limit counters here; later the
 //! queue, admissions, order stream and pub/sub). Keys that belong to one schedule carry a
 //! hash tag (`{s:123}`) so that a Redis Cluster keeps them on one slot.
+//!
+//! Two deployments: one node (`REDIS_URL`, a [`ConnectionManager`]) or a Redis Cluster
+//! (`REDIS_CLUSTER_URLS`, the redis crate's async cluster client, which follows the slot
+//! map, MOVED/ASK redirections and failovers). Callers see one connection type, [`KvConn`],
+//! either way. On a cluster, every script and every pipeline must name keys of one slot
+//! only (the cluster client refuses a pipeline that crosses slots, Redis a script): keys
+//! used together share a hash tag.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{
+    Cmd, Pipeline, RedisFuture, Value,
+    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection},
+    cluster::{ClusterClient, ClusterClientBuilder},
+    cluster_async::ClusterConnection,
+    cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo},
+};
+
+/// Short timeouts: a Redis outage must fail requests within about a second, never hang
+/// them.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
+
+#[derive(Clone)]
+enum Backend {
+    Single {
+        client: redis::Client,
+        conn: ConnectionManager,
+    },
+    Cluster {
+        nodes: Vec<String>,
+        conn: ClusterConnection,
+    },
+}
 
 #[derive(Clone)]
 pub struct Kv {
-    client: redis::Client,
-    conn: ConnectionManager,
+    backend: Backend,
     prefix: String,
 }
 
+/// A connection to Redis, one node or a cluster: cheap to clone, clones share sockets.
+#[derive(Clone)]
+pub enum KvConn {
+    Managed(ConnectionManager),
+    Multiplexed(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for KvConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Managed(c) => c.req_packed_command(cmd),
+            Self::Multiplexed(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Managed(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Multiplexed(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Managed(c) => c.get_db(),
+            Self::Multiplexed(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The nodes of `REDIS_CLUSTER_URLS` (comma-separated URLs).
+pub fn cluster_urls(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 impl Kv {
+    /// One Redis node.
     pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
         let client = redis::Client::open(url).context("REDIS_URL is not a Redis URL")?;
-        // Short timeouts and a short reconnect: a Redis outage must fail requests within
-        // about a second, never hang them. Requests wait for a reconnect in progress, so the
-        // reconnect's own retries (six with doubling delays by default, about 6 s) are cut to
-        // one quick retry; the next request after a failure tries again.
+        // Requests wait for a reconnect in progress, so the reconnect's own retries (six
+        // with doubling delays by default, about 6 s) are cut to one quick retry; the next
+        // request after a failure tries again.
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(Duration::from_millis(1000)))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(200));
@@ -33,20 +110,87 @@ impl Kv {
             .await
             .context("connecting to Redis")?;
         Ok(Self {
-            client,
-            conn,
+            backend: Backend::Single { client, conn },
             prefix: prefix.to_owned(),
         })
     }
 
-    /// A connection handle; cheap to clone, all clones share one socket.
-    pub fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+    /// A Redis Cluster, reached through any of `nodes` (the client learns the rest).
+    pub async fn connect_cluster(nodes: &[String], prefix: &str) -> anyhow::Result<Self> {
+        anyhow::ensure!(!nodes.is_empty(), "REDIS_CLUSTER_URLS names no node");
+        let conn = cluster_client(nodes, RESPONSE_TIMEOUT)?
+            .get_async_connection()
+            .await
+            .context("connecting to the Redis Cluster")?;
+        Ok(Self {
+            backend: Backend::Cluster {
+                nodes: nodes.to_vec(),
+                conn,
+            },
+            prefix: prefix.to_owned(),
+        })
     }
 
-    /// The client, for connections of their own (pub/sub).
-    pub fn client(&self) -> &redis::Client {
-        &self.client
+    /// Whether this is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.backend, Backend::Cluster { .. })
+    }
+
+    /// A connection handle; cheap to clone, all clones share one socket (per node).
+    pub fn conn(&self) -> KvConn {
+        match &self.backend {
+            Backend::Single { conn, .. } => KvConn::Managed(conn.clone()),
+            Backend::Cluster { conn, .. } => KvConn::Cluster(conn.clone()),
+        }
+    }
+
+    /// A connection of its own (its own sockets), for blocking commands (XREADGROUP BLOCK,
+    /// BLPOP, WAIT) that would hold up every other command sent on the shared one.
+    /// `response_timeout` must outlast the longest block.
+    pub async fn dedicated(&self, response_timeout: Duration) -> redis::RedisResult<KvConn> {
+        match &self.backend {
+            Backend::Single { client, .. } => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(response_timeout));
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map(KvConn::Multiplexed)
+            }
+            Backend::Cluster { nodes, .. } => cluster_client(nodes, response_timeout)?
+                .get_async_connection()
+                .await
+                .map(KvConn::Cluster),
+        }
+    }
+
+    /// The client of a single node, for its pub/sub connections; `None` on a cluster.
+    pub fn client(&self) -> Option<&redis::Client> {
+        match &self.backend {
+            Backend::Single { client, .. } => Some(client),
+            Backend::Cluster { .. } => None,
+        }
+    }
+
+    /// On a cluster, a connection of its own speaking RESP3 whose pushes (sharded pub/sub
+    /// messages, and a `Disconnection` push when a node's connection drops) go to `push`.
+    /// The client resubscribes by itself after a reconnect or a failover. `None` on one node.
+    pub async fn cluster_pubsub(
+        &self,
+        push: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
+    ) -> Option<redis::RedisResult<ClusterConnection>> {
+        let Backend::Cluster { nodes, .. } = &self.backend else {
+            return None;
+        };
+        let client = cluster_builder(nodes, RESPONSE_TIMEOUT)
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(push)
+            .build();
+        Some(match client {
+            Ok(c) => c.get_async_connection().await,
+            Err(e) => Err(e),
+        })
     }
 
     pub fn prefix(&self) -> &str {
@@ -58,20 +202,91 @@ impl Kv {
         format!("{}{}", self.prefix, name)
     }
 
+    /// `INFO <section>` of every master (one node: of that node).
+    async fn info_of_masters(&self, section: &str) -> redis::RedisResult<Vec<String>> {
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg(section);
+        match &self.backend {
+            Backend::Single { conn, .. } => {
+                let info: String = cmd.query_async(&mut conn.clone()).await?;
+                Ok(vec![info])
+            }
+            Backend::Cluster { conn, .. } => {
+                let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+                let reply = conn.clone().route_command(cmd, routing).await?;
+                node_replies(reply)
+            }
+        }
+    }
+
     /// Whether Redis keeps an append-only file (`INFO persistence`: works where `CONFIG` is
-    /// disabled, as on managed Redis).
+    /// disabled, as on managed Redis). On a cluster: every master does.
     pub async fn aof_enabled(&self) -> redis::RedisResult<bool> {
-        let info: String = redis::cmd("INFO")
-            .arg("persistence")
-            .query_async(&mut self.conn())
-            .await?;
-        Ok(info.lines().any(|l| l.trim() == "aof_enabled:1"))
+        let infos = self.info_of_masters("persistence").await?;
+        Ok(!infos.is_empty()
+            && infos
+                .iter()
+                .all(|info| info.lines().any(|l| l.trim() == "aof_enabled:1")))
+    }
+
+    /// The fewest replicas connected to a master (`INFO replication`): 0 when any master
+    /// has none, which is what a write to that master can count on.
+    pub async fn min_replicas(&self) -> redis::RedisResult<u64> {
+        let infos = self.info_of_masters("replication").await?;
+        Ok(infos
+            .iter()
+            .map(|info| {
+                info.lines()
+                    .find_map(|l| l.trim().strip_prefix("connected_slaves:"))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0)
+            })
+            .min()
+            .unwrap_or(0))
     }
 
     pub async fn ping(&self) -> redis::RedisResult<()> {
-        redis::cmd("PING")
-            .query_async::<String>(&mut self.conn())
-            .await
-            .map(drop)
+        match &self.backend {
+            Backend::Single { conn, .. } => redis::cmd("PING")
+                .query_async::<String>(&mut conn.clone())
+                .await
+                .map(drop),
+            // PING goes to every master; the cluster client answers one of them.
+            Backend::Cluster { conn, .. } => {
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary);
+                conn.clone()
+                    .route_command(redis::cmd("PING"), routing)
+                    .await
+                    .map(drop)
+            }
+        }
     }
+}
+
+fn cluster_builder(nodes: &[String], response_timeout: Duration) -> ClusterClientBuilder {
+    // A request's retries (redirections, a master that moved) fit in the response timeout:
+    // the same budget as one node's.
+    ClusterClientBuilder::new(nodes.to_vec())
+        .connection_timeout(CONNECT_TIMEOUT)
+        .response_timeout(response_timeout)
+        .retries(3)
+        .min_retry_wait(50)
+        .max_retry_wait(200)
+}
+
+fn cluster_client(nodes: &[String], response_timeout: Duration) -> redis::RedisResult<ClusterClient> {
+    cluster_builder(nodes, response_timeout).build()
+}
+
+/// The per-node answers of a command sent to several nodes (a map of address to reply).
+fn node_replies(reply: Value) -> redis::RedisResult<Vec<String>> {
+    let values: Vec<Value> = match reply {
+        Value::Map(pairs) => pairs.into_iter().map(|(_, v)| v).collect(),
+        Value::Array(items) => items,
+        other => vec![other],
+    };
+    values
+        .into_iter()
+        .map(|v| redis::from_redis_value::<String>(v).map_err(Into::into))
+        .collect()
 }

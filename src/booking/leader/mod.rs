@@ -41,7 +41,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use redis::{AsyncCommands as _, Script, aio::MultiplexedConnection};
+use redis::{AsyncCommands as _, Script};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 
@@ -52,7 +52,7 @@ use super::{
 };
 use crate::{
     error::{AppError, AppResult, ErrorCode},
-    kv::Kv,
+    kv::{Kv, KvConn},
 };
 
 mod lead;

@@ -154,21 +154,12 @@ pub(super) async fn holder(kv: &Kv, schedule_id: i64) -> AppResult<Option<String
 
 /// A connection of its own for blocking pops (a blocked multiplexed connection would hold
 /// up every other command sent on it).
-pub(super) async fn blocking_conn(kv: &Kv) -> redis::RedisResult<MultiplexedConnection> {
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_millis(500)))
-        .set_response_timeout(Some(Duration::from_secs(3)));
-    kv.client()
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
+pub(super) async fn blocking_conn(kv: &Kv) -> redis::RedisResult<KvConn> {
+    kv.dedicated(Duration::from_secs(3)).await
 }
 
 /// Pops the first entry of `key`, waiting up to `block_s`, and whatever follows it.
-pub(super) async fn pop_all(
-    conn: &mut MultiplexedConnection,
-    key: &str,
-    block_s: f64,
-) -> redis::RedisResult<Vec<String>> {
+pub(super) async fn pop_all(conn: &mut KvConn, key: &str, block_s: f64) -> redis::RedisResult<Vec<String>> {
     let first: Option<(String, String)> = conn.blpop(key, block_s).await?;
     let Some((_, first)) = first else {
         return Ok(Vec::new());
