@@ -13,6 +13,8 @@
 //! | `DATABASE_TCP_KEEPALIVE_SECONDS` | `10` | TCP keepalive idle time on database connections (a partitioned peer is noticed) |
 //! | `REDIS_URL` | unset | Redis, e.g. `redis://127.0.0.1:6379`. Unset: one instance only, live updates through an in-process broker, login limits in memory, no waiting queue and no `placeOrder` |
 //! | `REDIS_CLUSTER_URLS` | unset | a Redis Cluster instead of one node: some of its nodes, comma-separated (`redis://h1:6379,redis://h2:6379`); the client learns the rest. Not together with `REDIS_URL` |
+//! | `REDIS_WAIT_REPLICAS` | `1` on a cluster, `0` on one node | replicas an accepted order (`placeOrder`) and a queue place (`enterQueue`) must reach (Redis `WAIT`) before they are answered; not reached in time: `UNAVAILABLE`, and the order is withdrawn |
+//! | `REDIS_WAIT_TIMEOUT_MS` | `500` | how long such a write waits for its replicas |
 //! | `REDIS_ACCEPT_VOLATILE` | `false` | in prod, start even though Redis keeps no append-only file (accepted orders and queue admissions are lost if Redis restarts) |
 //! | `REDIS_PREFIX` | `bo:` | prefix of every Redis key (lets several deployments or tests share one Redis) |
 //! | `JWT_SECRET` | a fixed dev secret | HMAC secret for access tokens, at least 32 bytes |
@@ -129,6 +131,9 @@ pub struct Config {
     pub redis_url: Option<SecretString>,
     pub redis_cluster_urls: Option<SecretString>,
     pub redis_prefix: String,
+    /// Replicas a replicated write waits for; `None`: 1 on a cluster, 0 on one node.
+    pub redis_wait_replicas: Option<u32>,
+    pub redis_wait_timeout: Duration,
     pub redis_accept_volatile: bool,
     pub jwt_secret: SecretString,
     pub access_token_ttl: Duration,
@@ -239,6 +244,11 @@ impl Config {
                 (_, urls) => urls.map(SecretString::from),
             },
             redis_prefix: get("REDIS_PREFIX").unwrap_or_else(|| "bo:".to_owned()),
+            redis_wait_replicas: match get("REDIS_WAIT_REPLICAS") {
+                Some(_) => Some(parse(&get, "REDIS_WAIT_REPLICAS", None)?),
+                None => None,
+            },
+            redis_wait_timeout: Duration::from_millis(parse(&get, "REDIS_WAIT_TIMEOUT_MS", Some(500))?),
             redis_accept_volatile: parse(&get, "REDIS_ACCEPT_VOLATILE", Some(false))?,
             jwt_secret: jwt_secret.into(),
             access_token_ttl: Duration::from_secs(parse(&get, "ACCESS_TOKEN_TTL_SECONDS", Some(900))?),

@@ -104,6 +104,12 @@ impl AppState {
             (Some(url), None) => Some(Kv::connect(url, &config.redis_prefix).await?),
             (None, None) => None,
         };
+        let redis = redis.map(|kv| {
+            let replicas = config
+                .redis_wait_replicas
+                .unwrap_or(if kv.is_cluster() { 1 } else { 0 });
+            kv.with_replication(replicas, config.redis_wait_timeout)
+        });
         if let Some(kv) = &redis {
             check_durability(&config, kv.aof_enabled().await?)?;
         }

@@ -215,13 +215,47 @@ pub async fn enqueue(kv: &Kv, order: &Order, fingerprint: i64, ttl_s: u64) -> Ap
     for code in PLACE_AGAIN_AFTER {
         invocation.arg(code.as_str());
     }
-    let job_id: String = invocation.invoke_async(&mut kv.conn()).await?;
+    let (job_id, not_replicated) = kv
+        .write_replicated(&stream_key(kv), async |conn| {
+            invocation.invoke_async::<String>(conn).await
+        })
+        .await?;
+    // A new job on the master only: withdrawn, unless a worker already took it (then it
+    // runs, and the answer is the job). Either way the answer is what will happen.
+    if let Some(why) = not_replicated
+        && job_id == order.job_id
+        && withdraw(kv, &order.job_id, &why).await?
+    {
+        metrics::counter!("orders_not_replicated_total").increment(1);
+        return Err(crate::error::AppError::unavailable(anyhow::anyhow!(
+            "order not replicated, withdrawn: {why}"
+        )));
+    }
     if job_id.is_empty() {
         return Err(crate::error::AppError::Conflict(
             crate::booking::KEY_USED.to_owned(),
         ));
     }
     Ok(job_id)
+}
+
+const WITHDRAW: &str = r"
+-- KEYS: job hash. ARGV: error code, message. Fails the job if no worker took it yet.
+if redis.call('HGET', KEYS[1], 'status') ~= 'QUEUED' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'FAILED', 'error_code', ARGV[1], 'error_message', ARGV[2])
+return 1
+";
+
+/// Fails a job no worker has taken yet (UNAVAILABLE: its key places it again); false if a
+/// worker took it first.
+async fn withdraw(kv: &Kv, job_id: &str, why: &str) -> AppResult<bool> {
+    let withdrawn: i64 = redis::Script::new(WITHDRAW)
+        .key(job_key(kv, job_id))
+        .arg(ErrorCode::Unavailable.as_str())
+        .arg(format!("not replicated: {why}"))
+        .invoke_async(&mut kv.conn())
+        .await?;
+    Ok(withdrawn == 1)
 }
 
 pub async fn job(kv: &Kv, job_id: &str) -> AppResult<Option<Job>> {
@@ -244,14 +278,26 @@ pub async fn job(kv: &Kv, job_id: &str) -> AppResult<Option<Job>> {
     }))
 }
 
-/// Marks the job as being processed. Writes its owner and an expiry too: if Redis lost the
-/// job hash, the one re-created here still has both.
-pub async fn set_processing(kv: &Kv, order: &Order, ttl_s: u64) -> AppResult<()> {
-    let fields = [
-        ("status", JobStatus::Processing.as_str().to_owned()),
-        ("user_id", order.user_id.to_string()),
-    ];
-    write_fields(kv, &order.job_id, &fields, ttl_s).await
+const SET_PROCESSING: &str = r"
+-- KEYS: job hash. ARGV: user id, ttl seconds. Refuses a job already decided (withdrawn).
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'DONE' or status == 'FAILED' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'PROCESSING', 'user_id', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2], 'NX')
+return 1
+";
+
+/// Marks the job as being processed, unless it was decided meanwhile (withdrawn because
+/// it did not reach a replica): false then, and the job must not run. Writes its owner and
+/// an expiry too: if Redis lost the job hash, the one re-created here still has both.
+pub async fn set_processing(kv: &Kv, order: &Order, ttl_s: u64) -> AppResult<bool> {
+    let taken: i64 = redis::Script::new(SET_PROCESSING)
+        .key(job_key(kv, &order.job_id))
+        .arg(order.user_id)
+        .arg(ttl_s)
+        .invoke_async(&mut kv.conn())
+        .await?;
+    Ok(taken == 1)
 }
 
 /// Sets fields of a job's hash, which always has an owner (`user_id`) and an expiry: the

@@ -223,7 +223,14 @@ pub async fn process(state: &AppState, order: &Order) -> AppResult<()> {
         return Ok(());
     }
     let ttl = state.config.order_result_ttl.as_secs();
-    jobs::set_processing(kv, order, ttl).await?;
+    if !jobs::set_processing(kv, order, ttl).await? {
+        // Withdrawn before any worker took it (it did not reach a replica): its client was
+        // told UNAVAILABLE, so it must not run.
+        if let Some(job) = jobs::job(kv, &order.job_id).await? {
+            announce(state, &job);
+        }
+        return Ok(());
+    }
     let request = order.hold_request();
     // A transient failure (database blip, lock timeout) is retried here with backoff; if it
     // lasts, the entry stays pending and another attempt comes after the claim timeout. A

@@ -81,8 +81,9 @@ pub async fn enter(
 ) -> AppResult<Place> {
     let kv = state.kv()?;
     let k = keys(kv, schedule_id);
-    let (kind, value): (String, i64) = Script::new(ENTER)
-        .key(&k.waiting)
+    let script = Script::new(ENTER);
+    let mut call = script.prepare_invoke();
+    call.key(&k.waiting)
         .key(&k.seq)
         .key(&k.early)
         .key(&k.seen)
@@ -90,9 +91,24 @@ pub async fn enter(
         .arg(user_id)
         .arg(now_ms())
         .arg(if before_opening { "1" } else { "0" })
-        .arg(if enter { "1" } else { "0" })
-        .invoke_async(&mut kv.conn())
-        .await?;
+        .arg(if enter { "1" } else { "0" });
+    let (kind, value): (String, i64) = if enter {
+        // A place is answered once a replica has it (when replicas are awaited): else a
+        // master lost now would lose it. Entering again keeps the place, so a client told
+        // UNAVAILABLE that retries loses nothing either way.
+        let (place, not_replicated) = kv
+            .write_replicated(&k.waiting, async |conn| call.invoke_async(conn).await)
+            .await?;
+        if let Some(why) = not_replicated {
+            metrics::counter!("queue_not_replicated_total").increment(1);
+            return Err(crate::error::AppError::unavailable(anyhow::anyhow!(
+                "queue place not replicated: {why}"
+            )));
+        }
+        place
+    } else {
+        call.invoke_async(&mut kv.conn()).await?
+    };
     Ok(match kind.as_str() {
         "admitted" => Place::Admitted {
             until: DateTime::from_timestamp_millis(value).unwrap_or_default(),

@@ -11,7 +11,10 @@
 //! only (the cluster client refuses a pipeline that crosses slots, Redis a script): keys
 //! used together share a hash tag.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use redis::{
@@ -19,7 +22,7 @@ use redis::{
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection},
     cluster::{ClusterClient, ClusterClientBuilder},
     cluster_async::ClusterConnection,
-    cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo},
+    cluster_routing::{MultipleNodeRoutingInfo, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr},
 };
 
 /// Short timeouts: a Redis outage must fail requests within about a second, never hang
@@ -43,6 +46,33 @@ enum Backend {
 pub struct Kv {
     backend: Backend,
     prefix: String,
+    replication: Arc<Replication>,
+}
+
+/// Writes acknowledged only once a replica has them (`WAIT`), on connections of their own:
+/// WAIT blocks the connection it is sent on until replicas answer or it times out, so on
+/// the shared one a slow replica would stall every other command of the instance.
+struct Replication {
+    /// Replicas a write must reach; 0: answer after the master alone.
+    replicas: u32,
+    timeout: Duration,
+    idle: Mutex<Vec<KvConn>>,
+    /// Writes waiting at once (so connections open at most).
+    permits: tokio::sync::Semaphore,
+}
+
+/// Connections of their own for replicated writes: as many writes wait at once.
+const REPLICATED_CONNECTIONS: usize = 16;
+
+impl Replication {
+    fn new(replicas: u32, timeout: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            replicas,
+            timeout,
+            idle: Mutex::default(),
+            permits: tokio::sync::Semaphore::new(REPLICATED_CONNECTIONS),
+        })
+    }
 }
 
 /// A connection to Redis, one node or a cluster: cheap to clone, clones share sockets.
@@ -112,6 +142,7 @@ impl Kv {
         Ok(Self {
             backend: Backend::Single { client, conn },
             prefix: prefix.to_owned(),
+            replication: Replication::new(0, Duration::ZERO),
         })
     }
 
@@ -128,7 +159,77 @@ impl Kv {
                 conn,
             },
             prefix: prefix.to_owned(),
+            replication: Replication::new(0, Duration::ZERO),
         })
+    }
+
+    /// Makes [`Kv::write_replicated`] wait for `replicas` replicas, up to `timeout`.
+    #[must_use]
+    pub fn with_replication(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.replication = Replication::new(replicas, timeout.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// Replicas a replicated write waits for.
+    pub fn replicas_awaited(&self) -> u32 {
+        self.replication.replicas
+    }
+
+    /// Runs `write` (commands on keys of `slot_key`'s slot), then, if writes must reach
+    /// replicas, `WAIT`s on the same connection for them. The answer is `write`'s and, if
+    /// no replica confirmed it in time (or the wait failed), why: the write may then be on
+    /// the master only, and lost if the master dies now.
+    pub async fn write_replicated<T>(
+        &self,
+        slot_key: &str,
+        write: impl AsyncFnOnce(&mut KvConn) -> redis::RedisResult<T>,
+    ) -> redis::RedisResult<(T, Option<String>)> {
+        let r = &self.replication;
+        if r.replicas == 0 {
+            return write(&mut self.conn()).await.map(|v| (v, None));
+        }
+        let _permit = r
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| redis::RedisError::from((redis::ErrorKind::Client, "closed")))?;
+        let idle = r.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let mut conn = match idle {
+            Some(c) => c,
+            None => self.dedicated(RESPONSE_TIMEOUT + r.timeout).await?,
+        };
+        // A connection that failed is dropped, not reused (its state is unknown).
+        let value = write(&mut conn).await?;
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(r.replicas).arg(r.timeout.as_millis() as u64);
+        let reached: redis::RedisResult<i64> = match &mut conn {
+            // WAIT counts the writes of the connection it is sent on: the node's that took
+            // the write, which is the master of the key's slot.
+            KvConn::Cluster(c) => {
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+                    slot(slot_key.as_bytes()),
+                    SlotAddr::Master,
+                )));
+                match c.route_command(wait, route).await {
+                    Ok(v) => redis::from_redis_value(v).map_err(Into::into),
+                    Err(e) => Err(e),
+                }
+            }
+            other => wait.query_async(other).await,
+        };
+        match reached {
+            Ok(n) => {
+                r.idle.lock().unwrap_or_else(PoisonError::into_inner).push(conn);
+                let short = (n < i64::from(r.replicas)).then(|| {
+                    format!(
+                        "{n} of {} replicas confirmed the write within {:?}",
+                        r.replicas, r.timeout
+                    )
+                });
+                Ok((value, short))
+            }
+            Err(e) => Ok((value, Some(format!("waiting for replicas failed: {e}")))),
+        }
     }
 
     /// Whether this is a Redis Cluster.
@@ -289,4 +390,32 @@ fn node_replies(reply: Value) -> redis::RedisResult<Vec<String>> {
         .into_iter()
         .map(|v| redis::from_redis_value::<String>(v).map_err(Into::into))
         .collect()
+}
+
+/// The cluster slot of a key: CRC16 (XMODEM) of its hash tag (the first `{...}` with
+/// something inside), else of the whole key, modulo 16384.
+pub fn slot(key: &[u8]) -> u16 {
+    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        rest.iter()
+            .position(|&b| b == b'}')
+            .filter(|&close| close > 0)
+            .map(|close| &rest[..close])
+    });
+    crc16::State::<crc16::XMODEM>::calculate(tagged.unwrap_or(key)) % 16384
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slot;
+
+    #[test]
+    fn slots_are_redis_cluster_slots() {
+        // Values from `CLUSTER KEYSLOT`.
+        assert_eq!(slot(b"foo"), 12182);
+        assert_eq!(slot(b"bo:{orders}:stream"), slot(b"orders"));
+        assert_eq!(slot(b"{s:1}:waiting"), slot(b"x{s:1}y"));
+        assert_eq!(slot(b"a{}b"), slot(b"a{}b"));
+        assert_ne!(slot(b"a{}b"), slot(b""));
+    }
 }
