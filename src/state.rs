@@ -112,6 +112,21 @@ impl AppState {
         });
         if let Some(kv) = &redis {
             check_durability(&config, kv.aof_enabled().await?)?;
+            let replicas = kv.min_replicas().await?;
+            if replicas < u64::from(kv.replicas_awaited()) {
+                tracing::warn!(
+                    redis.replicas = replicas,
+                    redis.replicas_awaited = kv.replicas_awaited(),
+                    "a Redis master has fewer replicas than orders wait for (REDIS_WAIT_REPLICAS): \
+                     placeOrder and enterQueue answer UNAVAILABLE until they connect"
+                );
+            } else {
+                tracing::info!(
+                    redis.replicas = replicas,
+                    redis.replicas_awaited = kv.replicas_awaited(),
+                    "Redis replicas"
+                );
+            }
         }
         let payments = crate::payments::Payments::from_config(&config.payments)?;
         let tickets = crate::tickets::Tickets::start(&db, &config.tickets).await?;

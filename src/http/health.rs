@@ -34,14 +34,20 @@ pub(super) async fn readyz(
     .ok()
     .flatten()
     .is_some();
-    // Redis answers, and whether it persists accepted orders (the durability contract).
-    let (redis, aof) = match &http.state.redis {
-        None => (None, None),
-        Some(kv) => match tokio::time::timeout(limit, kv.aof_enabled()).await {
-            Ok(Ok(aof)) => (Some(true), Some(aof)),
-            _ => (Some(false), None),
-        },
+    // Redis answers, and whether it persists accepted orders (the durability contract):
+    // an append-only file, and replicas for the writes that wait for them.
+    let (redis, aof, replicas) = match &http.state.redis {
+        None => (None, None, None),
+        Some(kv) => {
+            match tokio::time::timeout(limit, async { tokio::join!(kv.aof_enabled(), kv.min_replicas()) })
+                .await
+            {
+                Ok((Ok(aof), replicas)) => (Some(true), Some(aof), replicas.ok()),
+                _ => (Some(false), None, None),
+            }
+        }
     };
+    let awaited = http.state.redis.as_ref().map(crate::kv::Kv::replicas_awaited);
     let status = if postgres && redis != Some(false) {
         StatusCode::OK
     } else {
@@ -59,7 +65,15 @@ pub(super) async fn readyz(
     let redis = redis.map_or("disabled", word);
     (
         status,
-        Json(serde_json::json!({ "postgres": word(postgres), "redis": redis, "redisAof": aof })),
+        Json(serde_json::json!({
+            "postgres": word(postgres),
+            "redis": redis,
+            "redisAof": aof,
+            // The fewest replicas a master has, and how many an order waits for: fewer
+            // than awaited, and placeOrder and enterQueue answer UNAVAILABLE.
+            "redisReplicas": replicas,
+            "redisReplicasAwaited": awaited,
+        })),
     )
         .into_response()
 }

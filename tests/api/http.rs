@@ -174,6 +174,15 @@ async fn playground_health_readiness_and_metrics() {
     assert_eq!(ready["redis"], "ok");
     // Whether Redis persists accepted orders (the shared test Redis may or may not).
     assert!(ready["redisAof"].is_boolean(), "{ready}");
+    // Replicas: none on the test node, one per master on the test cluster, which orders
+    // wait for (issue 26).
+    let cluster = app.state.kv().unwrap().is_cluster();
+    assert_eq!(ready["redisReplicas"], if cluster { 1 } else { 0 }, "{ready}");
+    assert_eq!(
+        ready["redisReplicasAwaited"],
+        if cluster { 1 } else { 0 },
+        "{ready}"
+    );
 
     let metrics = app
         .http
@@ -219,7 +228,7 @@ async fn readiness_fails_while_redis_is_unreachable() {
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(
         ready,
-        json!({ "postgres": "ok", "redis": "unreachable", "redisAof": null })
+        json!({ "postgres": "ok", "redis": "unreachable", "redisAof": null, "redisReplicas": null, "redisReplicasAwaited": 0 })
     );
     // Liveness is not readiness: the process itself is fine.
     assert_eq!(
