@@ -126,16 +126,20 @@ pub struct ReadOnlyServer;
 
 /// `Ok` when the connection is open and its server takes writes; an error (the pool then
 /// discards the connection) otherwise.
+///
+/// It runs at every checkout, so it is written with the query builder: a statement of a
+/// static shape is prepared once per connection and then only executed. (As `sql_query`
+/// text it was prepared again at every checkout, a round trip and a plan of its own: two of
+/// them per GraphQL seat-map read.)
 pub async fn check_writable(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
-    #[derive(diesel::QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = diesel::sql_types::Bool)]
-        read_only: bool,
+    diesel::define_sql_function! {
+        /// PostgreSQL's `current_setting(name)`.
+        fn current_setting(name: diesel::sql_types::Text) -> diesel::sql_types::Text;
     }
-    let row: Row = diesel::sql_query("SELECT current_setting('transaction_read_only')::bool AS read_only")
+    let read_only: String = diesel::select(current_setting("transaction_read_only"))
         .get_result(conn)
         .await?;
-    if row.read_only {
+    if read_only == "on" {
         return Err(diesel::result::Error::QueryBuilderError(Box::new(ReadOnlyServer)));
     }
     Ok(())
