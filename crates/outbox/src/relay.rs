@@ -28,13 +28,16 @@ use boxoffice_webhooks::{CloudEvent, DeliveryClient, EventType, Outcome, RetrySc
 use chrono::{DateTime, Utc};
 use diesel::{
     QueryResult, QueryableByName,
-    sql_types::{Array, BigInt, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid},
+    sql_types::{BigInt, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl, pooled_connection::bb8};
 use futures_util::future::BoxFuture;
 use tokio::{sync::watch, task::JoinSet, time::Instant};
 
 use crate::lease;
+
+mod fan_out;
+pub use fan_out::fan_out;
 
 pub type Pool = bb8::Pool<AsyncPgConnection>;
 
@@ -129,7 +132,11 @@ impl Relay {
                     0
                 }
             };
-            if worked == 0 {
+            // A round that did not fill its fan-out batch waits (for the poll, a delivery's
+            // end, or the stop) before the next: during a sale the events then go out a
+            // batch at a time, not in back-to-back rounds of a few, each with its own lease
+            // renewal, statements and commit on the cores the sale needs.
+            if worked < self.config.fan_out_batch as usize {
                 tokio::select! {
                     _ = tokio::time::sleep(self.config.poll) => {}
                     _ = stop.wait_for(|s| *s) => {}
@@ -205,57 +212,6 @@ impl Relay {
     }
 }
 
-/// One fan-out step; how many events it relayed.
-pub async fn fan_out(
-    conn: &mut AsyncPgConnection,
-    stream: Option<&dyn EventStream>,
-    source: &str,
-    batch: i64,
-) -> anyhow::Result<usize> {
-    conn.transaction(async |conn| {
-        let rows: Vec<EventRow> = diesel::sql_query(
-            "SELECT id, event_id, event_type, subject, data, created_at FROM outbox
-             WHERE relayed_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-        )
-        .bind::<BigInt, _>(batch)
-        .load(conn)
-        .await?;
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        if let Some(stream) = stream {
-            let events = rows
-                .iter()
-                .map(|r| r.cloud_event(source))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            stream.publish(&events).await?;
-        }
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        diesel::sql_query(
-            "INSERT INTO webhook_deliveries (webhook_id, outbox_id, subject)
-             SELECT w.id, o.id, o.subject
-             FROM outbox o
-             JOIN webhooks w ON o.event_type = ANY (w.event_types) AND w.disabled_at IS NULL
-             JOIN users u ON u.id = w.owner_id
-             LEFT JOIN concerts c ON c.id = w.concert_id
-             WHERE o.id = ANY ($1)
-               AND ((w.concert_id IS NULL AND u.role = 'admin')
-                 OR (w.concert_id = o.concert_id AND (c.host_id = u.id OR u.role = 'admin')))
-             ORDER BY o.id, w.id
-             ON CONFLICT DO NOTHING",
-        )
-        .bind::<Array<BigInt>, _>(&ids)
-        .execute(conn)
-        .await?;
-        diesel::sql_query("UPDATE outbox SET relayed_at = now() WHERE id = ANY ($1)")
-            .bind::<Array<BigInt>, _>(&ids)
-            .execute(conn)
-            .await?;
-        Ok(rows.len())
-    })
-    .await
-}
-
 #[derive(QueryableByName)]
 struct EventRow {
     #[diesel(sql_type = BigInt)]
@@ -266,6 +222,8 @@ struct EventRow {
     event_type: String,
     #[diesel(sql_type = Text)]
     subject: String,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    concert_id: Option<i64>,
     #[diesel(sql_type = Jsonb)]
     data: serde_json::Value,
     #[diesel(sql_type = Timestamptz)]
@@ -273,6 +231,39 @@ struct EventRow {
 }
 
 impl EventRow {
+    fn is_carrier(&self) -> bool {
+        self.subject == crate::append::BATCH_SUBJECT
+    }
+
+    /// A carrier's events, in the order it carries them: each its reservation's event, with
+    /// the carrier's type, concert and time and an id of its own (`append::carried_event_id`).
+    fn carried(&self) -> anyhow::Result<Vec<EventRow>> {
+        let items = self
+            .data
+            .get("events")
+            .and_then(serde_json::Value::as_array)
+            .ok_or_else(|| anyhow::anyhow!("carrier {} has no events", self.id))?;
+        (0_u32..)
+            .zip(items)
+            .map(|(n, item)| {
+                let reservation: i64 = item
+                    .get("reservationId")
+                    .and_then(serde_json::Value::as_str)
+                    .ok_or_else(|| anyhow::anyhow!("an event of carrier {} names no reservation", self.id))?
+                    .parse()?;
+                Ok(EventRow {
+                    id: self.id,
+                    event_id: crate::append::carried_event_id(self.event_id, n),
+                    event_type: self.event_type.clone(),
+                    subject: crate::append::reservation_subject(reservation),
+                    concert_id: self.concert_id,
+                    data: item.clone(),
+                    created_at: self.created_at,
+                })
+            })
+            .collect()
+    }
+
     fn cloud_event(&self, source: &str) -> anyhow::Result<CloudEvent> {
         Ok(CloudEvent::new(
             self.event_id.to_string(),
@@ -351,8 +342,8 @@ pub async fn claim(conn: &mut AsyncPgConnection, limit: i64, ttl: Duration) -> Q
              AND NOT EXISTS (
                SELECT 1 FROM webhook_deliveries e
                WHERE e.webhook_id = d.webhook_id AND e.subject = d.subject
-                 AND e.status = 'pending' AND e.outbox_id < d.outbox_id)
-           ORDER BY d.next_attempt_at, d.outbox_id
+                 AND e.status = 'pending' AND e.id < d.id)
+           ORDER BY d.next_attempt_at, d.id
            LIMIT $1
            FOR UPDATE OF d SKIP LOCKED
          )
@@ -362,7 +353,7 @@ pub async fn claim(conn: &mut AsyncPgConnection, limit: i64, ttl: Duration) -> Q
          WHERE d.id = due.id AND w.id = d.webhook_id AND o.id = d.outbox_id
          RETURNING d.id AS delivery_id, d.attempts, d.claimed_until, w.id AS webhook_id, w.url, w.secret,
                    CASE WHEN w.previous_secret_until > now() THEN w.previous_secret END AS previous_secret,
-                   o.id, o.event_id, o.event_type, o.subject, o.data, o.created_at",
+                   o.id, o.event_id, o.event_type, o.subject, o.concert_id, o.data, o.created_at",
     )
     .bind::<BigInt, _>(limit)
     .bind::<BigInt, _>(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))

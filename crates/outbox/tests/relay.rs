@@ -293,18 +293,23 @@ struct N {
     n: i64,
 }
 
-/// The two reservation checks of I12 in the invariant suite
-/// (`boxoffice_store::invariants::EVENTS`; its third is about check-ins).
+/// The reservation checks of I12 in the invariant suite
+/// (`boxoffice_store::invariants::EVENTS`; its third is about check-ins): changes without
+/// their event, and events (rows or carried) without their reservation.
 async fn missing(conn: &mut AsyncPgConnection) -> (i64, i64) {
-    let [changes, events, _check_ins] = boxoffice_store::invariants::EVENTS else {
-        panic!("three I12 checks")
+    let [changes, events, _check_ins, carried] = boxoffice_store::invariants::EVENTS else {
+        panic!("four I12 checks")
     };
     let a: N = diesel::sql_query(changes.sql)
         .get_result(&mut *conn)
         .await
         .unwrap();
-    let b: N = diesel::sql_query(events.sql).get_result(conn).await.unwrap();
-    (a.n, b.n)
+    let b: N = diesel::sql_query(events.sql)
+        .get_result(&mut *conn)
+        .await
+        .unwrap();
+    let c: N = diesel::sql_query(carried.sql).get_result(conn).await.unwrap();
+    (a.n, b.n + c.n)
 }
 
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
@@ -643,6 +648,195 @@ async fn the_lease_is_one_holders_until_it_runs_out() {
         lease::acquire(&mut conn, "t", "a", ttl).await.unwrap(),
         "given back"
     );
+    drop(conn);
+    db.drop_database().await;
+}
+
+/// A hold batch's events as its write statement leaves them: one carrier row (subject
+/// `batch`) for `reservations`, written like `reserve::WRITE`'s `evented` part.
+async fn carrier(conn: &mut AsyncPgConnection, reservations: &[i64]) -> i64 {
+    let ids: Vec<String> = reservations.iter().map(i64::to_string).collect();
+    id(
+        conn,
+        &format!(
+            "INSERT INTO outbox (event_type, subject, concert_id, data)
+             SELECT 'reservation.held', '{}', s.concert_id,
+                    jsonb_build_object('events', jsonb_agg({} ORDER BY r.id))
+             FROM reservations r JOIN schedules s ON s.id = r.schedule_id
+             WHERE r.id IN ({}) GROUP BY s.concert_id RETURNING id",
+            append::BATCH_SUBJECT,
+            append::RESERVATION_DATA,
+            ids.join(", ")
+        ),
+    )
+    .await
+}
+
+async fn unheld_reservation(conn: &mut AsyncPgConnection, w: &World) -> i64 {
+    id(
+        conn,
+        &format!(
+            "INSERT INTO reservations (schedule_id, user_id, status, seat_count, total_price, expires_at)
+             VALUES ({}, {}, 'held', 1, 100, now() + interval '5 minutes') RETURNING id",
+            w.schedule, w.fan
+        ),
+    )
+    .await
+}
+
+async fn carrier_uuid(conn: &mut AsyncPgConnection, carrier: i64) -> uuid::Uuid {
+    #[derive(QueryableByName)]
+    struct E {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        event_id: uuid::Uuid,
+    }
+    diesel::sql_query(format!("SELECT event_id FROM outbox WHERE id = {carrier}"))
+        .get_result::<E>(conn)
+        .await
+        .unwrap()
+        .event_id
+}
+
+/// Nobody subscribed: the relay publishes a carrier's events straight from it, in its place
+/// (before a later event of the same reservation), each with its own id, the same however
+/// often the carrier is relayed; no row is written per event. I12 counts a carried event.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_carrier_is_published_item_by_item_in_its_place() {
+    let db = Db::new().await;
+    let mut conn = db.conn().await;
+    let w = world(&mut conn).await;
+    let r1 = unheld_reservation(&mut conn, &w).await;
+    let r2 = unheld_reservation(&mut conn, &w).await;
+    assert_eq!(missing(&mut conn).await, (2, 0), "no events yet");
+    let c = carrier(&mut conn, &[r1, r2]).await;
+    let cid = carrier_uuid(&mut conn, c).await;
+    assert_eq!(missing(&mut conn).await, (0, 0), "an event in a carrier counts");
+    set_status(&mut conn, r1, "confirmed", EventType::ReservationConfirmed).await;
+    let stream = Recorded::default();
+    assert_eq!(
+        relay::fan_out(&mut conn, Some(&stream), "/b", 100).await.unwrap(),
+        3
+    );
+    let streamed: Vec<(String, String, String)> = stream
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| (e.subject.clone(), e.event_type.as_str().to_owned(), e.id.clone()))
+        .collect();
+    assert_eq!(streamed.len(), 3);
+    assert_eq!(
+        streamed[0],
+        (
+            format!("reservations/{r1}"),
+            "reservation.held".to_owned(),
+            append::carried_event_id(cid, 0).to_string()
+        )
+    );
+    assert_eq!(
+        streamed[1],
+        (
+            format!("reservations/{r2}"),
+            "reservation.held".to_owned(),
+            append::carried_event_id(cid, 1).to_string()
+        )
+    );
+    assert_eq!(
+        (streamed[2].0.as_str(), streamed[2].1.as_str()),
+        (format!("reservations/{r1}").as_str(), "reservation.confirmed")
+    );
+    let held = stream.0.lock().unwrap()[1].clone();
+    assert_eq!(held.data["reservationId"], r2.to_string());
+    assert_eq!(held.data["status"], "HELD");
+    assert_ne!(streamed[0].2, streamed[1].2);
+    assert_ne!(streamed[0].2, cid.to_string());
+    assert_eq!(
+        id(&mut conn, "SELECT count(*) AS id FROM outbox").await,
+        2,
+        "the carrier and the confirmation, nothing split"
+    );
+    assert_eq!(
+        id(
+            &mut conn,
+            "SELECT count(*) AS id FROM outbox WHERE relayed_at IS NULL"
+        )
+        .await,
+        0
+    );
+    assert_eq!(missing(&mut conn).await, (0, 0));
+    // Relayed again (a relay that died before its commit): the same ids.
+    diesel::sql_query("UPDATE outbox SET relayed_at = NULL")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let again = Recorded::default();
+    relay::fan_out(&mut conn, Some(&again), "/b", 100).await.unwrap();
+    let ids: Vec<String> = again.0.lock().unwrap().iter().map(|e| e.id.clone()).collect();
+    let first: Vec<String> = streamed.iter().map(|s| s.2.clone()).collect();
+    assert_eq!(ids, first);
+    drop(conn);
+    db.drop_database().await;
+}
+
+/// A webhook wants them: the carrier's events become rows of their own (already relayed,
+/// the same ids as on the stream), after the later confirmation's row, and the receiver
+/// still gets each reservation's events in order: the deliveries are ordered as created.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_carrier_wanted_by_a_webhook_is_delivered_in_order() {
+    let db = Db::new().await;
+    let mut conn = db.conn().await;
+    let w = world(&mut conn).await;
+    let (addr, rx) = receiver(&[]).await;
+    let (_, secret) = subscribe(&mut conn, w.host, Some(w.concert), addr).await;
+    *rx.secret.lock().unwrap() = Some(secret);
+    let r1 = unheld_reservation(&mut conn, &w).await;
+    let r2 = unheld_reservation(&mut conn, &w).await;
+    let c = carrier(&mut conn, &[r1, r2]).await;
+    let cid = carrier_uuid(&mut conn, c).await;
+    set_status(&mut conn, r1, "confirmed", EventType::ReservationConfirmed).await;
+    let stream = Recorded::default();
+    assert_eq!(
+        relay::fan_out(&mut conn, Some(&stream), "/b", 100).await.unwrap(),
+        3
+    );
+    assert_eq!(
+        id(
+            &mut conn,
+            &format!(
+                "SELECT count(*) AS id FROM outbox WHERE id > {c} AND subject <> 'batch'
+                 AND relayed_at IS NOT NULL AND event_type = 'reservation.held'
+                 AND event_id IN ('{}', '{}')",
+                append::carried_event_id(cid, 0),
+                append::carried_event_id(cid, 1)
+            )
+        )
+        .await,
+        2,
+        "the carried events as rows of their own, relayed"
+    );
+    assert_eq!(missing(&mut conn).await, (0, 0));
+    let (stop, stopped) = watch::channel(false);
+    let task = Relay::new(db.pool.clone(), None, client(), config("a")).spawn(stopped);
+    wait_for("three deliveries", || rx.seen.lock().unwrap().len() == 3).await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    let seen: Vec<(String, String, String)> = rx
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, _, e)| e.subject == format!("reservations/{r1}"))
+        .map(|(webhook_id, valid, e)| {
+            assert!(*valid, "a signature did not verify");
+            assert_eq!(*webhook_id, e.id);
+            (e.subject.clone(), e.event_type.as_str().to_owned(), e.id.clone())
+        })
+        .collect();
+    assert_eq!(
+        seen.iter().map(|s| s.1.as_str()).collect::<Vec<_>>(),
+        ["reservation.held", "reservation.confirmed"]
+    );
+    assert_eq!(seen[0].2, append::carried_event_id(cid, 0).to_string());
     drop(conn);
     db.drop_database().await;
 }
