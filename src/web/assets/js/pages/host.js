@@ -544,17 +544,10 @@ function nextLabel(sec) {
 }
 
 function drawSales(canvas, rows) {
-  const width = Math.max(280, canvas.parentElement?.clientWidth || 600);
   const bar = 28;
-  const labelW = Math.min(170, width * 0.35);
   const height = rows.length * (bar + 12) + 30;
-  const dpr = window.devicePixelRatio || 1;
-  canvas.width = width * dpr;
-  canvas.height = height * dpr;
-  canvas.style.width = `${width}px`;
-  canvas.style.height = `${height}px`;
-  const ctx = canvas.getContext('2d');
-  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  const { ctx, width } = crispCanvas(canvas, height);
+  const labelW = Math.min(170, width * 0.35);
   ctx.clearRect(0, 0, width, height);
   ctx.font = '12px system-ui, sans-serif';
   const span = width - labelW - 10;
