@@ -344,7 +344,7 @@ async fn an_order_no_replica_confirmed_is_unavailable_and_never_applied() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     drop(workers);
     let held = app
-        .count("SELECT count(*) AS n FROM reservations WHERE status = 'HELD'")
+        .count("SELECT count(*) AS n FROM reservations WHERE status = 'held'")
         .await;
     assert_eq!(held, 0, "an order answered UNAVAILABLE was applied");
     app.assert_invariants().await;
