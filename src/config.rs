@@ -15,6 +15,7 @@
 //! | `REDIS_CLUSTER_URLS` | unset | a Redis Cluster instead of one node: some of its nodes, comma-separated (`redis://h1:6379,redis://h2:6379`); the client learns the rest. Not together with `REDIS_URL` |
 //! | `REDIS_WAIT_REPLICAS` | `1` on a cluster, `0` on one node | replicas an accepted order (`placeOrder`) and a queue place (`enterQueue`) must reach (Redis `WAIT`) before they are answered; not reached in time: `UNAVAILABLE`, and the order is withdrawn |
 //! | `REDIS_WAIT_TIMEOUT_MS` | `500` | how long such a write waits for its replicas |
+//! | `REDIS_CLOCK_SKEW_MS` | `250` | how far Redis's clock may run behind an instance's: a `placeOrder` or `enterQueue` whose reply Redis did not give in time is answered `UNAVAILABLE` only this long after its deadline, which Redis enforces by its own clock |
 //! | `REDIS_ACCEPT_VOLATILE` | `false` | in prod, start even though Redis keeps no append-only file (accepted orders and queue admissions are lost if Redis restarts) |
 //! | `REDIS_PREFIX` | `bo:` | prefix of every Redis key (lets several deployments or tests share one Redis) |
 //! | `JWT_SECRET` | a fixed dev secret | HMAC secret for access tokens, at least 32 bytes |
@@ -135,6 +136,7 @@ pub struct Config {
     pub redis_wait_replicas: Option<u32>,
     pub redis_wait_timeout: Duration,
     pub redis_accept_volatile: bool,
+    pub redis_clock_skew: Duration,
     pub jwt_secret: SecretString,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
@@ -250,6 +252,7 @@ impl Config {
             },
             redis_wait_timeout: Duration::from_millis(parse(&get, "REDIS_WAIT_TIMEOUT_MS", Some(500))?),
             redis_accept_volatile: parse(&get, "REDIS_ACCEPT_VOLATILE", Some(false))?,
+            redis_clock_skew: Duration::from_millis(parse(&get, "REDIS_CLOCK_SKEW_MS", Some(250))?),
             jwt_secret: jwt_secret.into(),
             access_token_ttl: Duration::from_secs(parse(&get, "ACCESS_TOKEN_TTL_SECONDS", Some(900))?),
             refresh_token_ttl: Duration::from_secs(parse(

@@ -109,6 +109,7 @@ impl AppState {
                 .redis_wait_replicas
                 .unwrap_or(if kv.is_cluster() { 1 } else { 0 });
             kv.with_replication(replicas, config.redis_wait_timeout)
+                .with_clock_skew(config.redis_clock_skew)
         });
         if let Some(kv) = &redis {
             check_durability(&config, kv.aof_enabled().await?)?;

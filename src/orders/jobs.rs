@@ -157,8 +157,20 @@ const ENQUEUE: &str = r"
 -- KEYS: job hash, stream, client key claim (absent when the client sent no key: an empty
 --       name would hash to another slot of a cluster)
 -- ARGV: job id, user id, ttl seconds, max stream length, order payload, job key prefix,
---       the order's fingerprint, then the error codes a job may be placed again after
+--       the order's fingerprint, the deadline (unix ms), then the error codes a job may be
+--       placed again after
 -- Returns the job id, or '' when the key belongs to another order.
+-- Past its deadline, or once settled as not placed (a void job hash), it writes nothing:
+-- its caller was told UNAVAILABLE (kv::deadline).
+local now = redis.call('TIME')
+if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[8]) then
+  return redis.error_reply('LATE the order arrived after its deadline: nothing was written')
+end
+if redis.call('HEXISTS', KEYS[1], 'void') == 1 then
+  return redis.error_reply('LATE the order was settled as not placed: nothing was written')
+end
+-- A copy of this very call (a client's retry of a command whose reply was lost) placed it.
+if redis.call('EXISTS', KEYS[1]) == 1 then return ARGV[1] end
 if KEYS[3] then
   local existing = redis.call('GET', KEYS[3])
   if existing then
@@ -168,7 +180,7 @@ if KEYS[3] then
     local again = status == false
     if status == 'FAILED' then
       local code = redis.call('HGET', job, 'error_code')
-      for i = 8, #ARGV do
+      for i = 9, #ARGV do
         if code == ARGV[i] then again = true end
       end
     end
@@ -180,6 +192,21 @@ redis.call('HSET', KEYS[1], 'status', 'QUEUED', 'user_id', ARGV[2], 'fp', ARGV[7
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'order', ARGV[5])
 return ARGV[1]
+";
+
+const SETTLE: &str = r"
+-- KEYS: job hash. ARGV: user id, ttl seconds, message.
+-- Decides an enqueue whose reply was lost: placed (its job hash exists; returns 1), or
+-- never (returns 0, leaving a void job hash the enqueue script will not write over). Writes
+-- either way, so a WAIT after it covers the job it found.
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('HEXISTS', KEYS[1], 'void') == 1 then return 0 end
+  redis.call('HSET', KEYS[1], 'settled', '1')
+  return 1
+end
+redis.call('HSET', KEYS[1], 'status', 'FAILED', 'error_code', 'UNAVAILABLE', 'error_message', ARGV[3], 'user_id', ARGV[1], 'void', '1')
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 0
 ";
 
 /// Failures that say nothing about the order itself: a job that ended with one of these is
@@ -212,19 +239,39 @@ pub async fn enqueue(kv: &Kv, order: &Order, fingerprint: i64, ttl_s: u64) -> Ap
         .arg(payload)
         .arg(job_prefix(kv))
         .arg(fingerprint);
-    for code in PLACE_AGAIN_AFTER {
-        invocation.arg(code.as_str());
-    }
+    let settle = redis::Script::new(SETTLE);
     let (job_id, not_replicated) = kv
-        .write_replicated(&stream_key(kv), async |conn| {
-            invocation.invoke_async::<String>(conn).await
-        })
+        .write_replicated(
+            &stream_key(kv),
+            async |conn, deadline| {
+                invocation.arg(deadline.unix_ms());
+                for code in PLACE_AGAIN_AFTER {
+                    invocation.arg(code.as_str());
+                }
+                invocation.invoke_async::<String>(conn).await
+            },
+            async |conn, _| {
+                let placed: i64 = settle
+                    .key(job_key(kv, &order.job_id))
+                    .arg(order.user_id)
+                    .arg(ttl_s)
+                    .arg("not placed: no reply from Redis in time")
+                    .invoke_async(conn)
+                    .await?;
+                Ok((placed == 1).then(|| order.job_id.clone()))
+            },
+        )
         .await?;
     // A new job on the master only: withdrawn, unless a worker already took it (then it
-    // runs, and the answer is the job). Either way the answer is what will happen.
+    // runs, and the answer is the job). Either way the answer is what will happen. A
+    // withdrawal that fails is no answer either: the job stays placed (or is withdrawn
+    // later, which its client then reads as FAILED UNAVAILABLE), so the answer is the job.
     if let Some(why) = not_replicated
         && job_id == order.job_id
-        && withdraw(kv, &order.job_id, &why).await?
+        && withdraw(kv, &order.job_id, &why)
+            .await
+            .inspect_err(|e| tracing::warn!(order.job = %order.job_id, error = %e, "withdrawing an order no replica confirmed failed; answering its job"))
+            .unwrap_or(false)
     {
         metrics::counter!("orders_not_replicated_total").increment(1);
         return Err(crate::error::AppError::unavailable(anyhow::anyhow!(

@@ -48,6 +48,14 @@ fn now_ms() -> i64 {
 const ENTER: &str = r"
 local waiting, seq, early, seen, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local user, now, is_early, enter = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1', ARGV[4] == '1'
+-- Entering carries a deadline (ARGV[5], unix ms): past it nothing is written, since its
+-- caller was told UNAVAILABLE (kv::deadline).
+if ARGV[5] then
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[5]) then
+    return redis.error_reply('LATE the entry arrived after its deadline: nothing was written')
+  end
+end
 local expiry = redis.call('ZSCORE', active, user)
 if expiry and tonumber(expiry) > now then return {'admitted', tonumber(expiry)} end
 local rank = redis.call('ZRANK', waiting, user)
@@ -82,22 +90,30 @@ pub async fn enter(
     let kv = state.kv()?;
     let k = keys(kv, schedule_id);
     let script = Script::new(ENTER);
-    let mut call = script.prepare_invoke();
-    call.key(&k.waiting)
-        .key(&k.seq)
-        .key(&k.early)
-        .key(&k.seen)
-        .key(&k.active)
-        .arg(user_id)
-        .arg(now_ms())
-        .arg(if before_opening { "1" } else { "0" })
-        .arg(if enter { "1" } else { "0" });
+    let call = || {
+        let mut call = script.prepare_invoke();
+        call.key(&k.waiting)
+            .key(&k.seq)
+            .key(&k.early)
+            .key(&k.seen)
+            .key(&k.active)
+            .arg(user_id)
+            .arg(now_ms())
+            .arg(if before_opening { "1" } else { "0" })
+            .arg(if enter { "1" } else { "0" });
+        call
+    };
     let (kind, value): (String, i64) = if enter {
         // A place is answered once a replica has it (when replicas are awaited): else a
         // master lost now would lose it. Entering again keeps the place, so a client told
-        // UNAVAILABLE that retries loses nothing either way.
+        // UNAVAILABLE that retries loses nothing either way; and so a lost reply is settled
+        // by entering again on a fresh connection, whose answer is the place either way.
         let (place, not_replicated) = kv
-            .write_replicated(&k.waiting, async |conn| call.invoke_async(conn).await)
+            .write_replicated(
+                &k.waiting,
+                async |conn, deadline| call().arg(deadline.unix_ms()).invoke_async(conn).await,
+                async |conn, deadline| call().arg(deadline.unix_ms()).invoke_async(conn).await.map(Some),
+            )
             .await?;
         if let Some(why) = not_replicated {
             metrics::counter!("queue_not_replicated_total").increment(1);
@@ -107,7 +123,7 @@ pub async fn enter(
         }
         place
     } else {
-        call.invoke_async(&mut kv.conn()).await?
+        call().invoke_async(&mut kv.conn()).await?
     };
     Ok(match kind.as_str() {
         "admitted" => Place::Admitted {

@@ -313,8 +313,10 @@ async fn a_refused_redis_fails_fast_and_recovers() {
 
 /// Redis partitioned (connections accepted, nothing answered): nothing fails by itself, so
 /// only the call bounds stand between a request and a hang. Calls that need Redis answer
-/// UNAVAILABLE within about a second, holds on a schedule without a queue go on, and service
-/// comes back once the partition heals.
+/// UNAVAILABLE within about a second, `placeOrder` and `enterQueue` within two (their reply
+/// wait, an attempt to settle the outcome on a fresh connection and the clock skew margin:
+/// an UNAVAILABLE they give must mean "not done", see partition.rs), holds on a schedule
+/// without a queue go on, and service comes back once the partition heals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_partitioned_redis_fails_fast_and_recovers() {
     let proxy = crate::common::TcpProxy::start("127.0.0.1:6379").await;
@@ -340,7 +342,7 @@ async fn a_partitioned_redis_fails_fast_and_recovers() {
         let took = started.elapsed();
         assert_eq!(code(&body), "UNAVAILABLE", "placeOrder, round {round}: {body}");
         assert!(
-            took < Duration::from_millis(1800),
+            took < Duration::from_millis(2000),
             "placeOrder answered after {took:?}"
         );
 
@@ -351,7 +353,7 @@ async fn a_partitioned_redis_fails_fast_and_recovers() {
         let took = started.elapsed();
         assert_eq!(code(&body), "UNAVAILABLE", "enterQueue, round {round}: {body}");
         assert!(
-            took < Duration::from_millis(1800),
+            took < Duration::from_millis(2000),
             "enterQueue answered after {took:?}"
         );
     }

@@ -29,6 +29,7 @@ mod keys;
 mod leader;
 mod live;
 mod orders;
+mod partition;
 mod payments;
 mod points;
 mod pool;

@@ -25,28 +25,38 @@ use redis::{
     cluster_routing::{MultipleNodeRoutingInfo, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr},
 };
 
+mod deadline;
+mod shared;
+
+pub use deadline::{Deadline, LATE, is_late};
+use shared::{Conn, Maker, Shared};
+
 /// Short timeouts: a Redis outage must fail requests within about a second, never hang
 /// them.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// `REDIS_CLOCK_SKEW_MS`'s default: NTP keeps machines within milliseconds of each other;
+/// this leaves room for a clock that is off without anyone having noticed yet.
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_millis(250);
 
 #[derive(Clone)]
 enum Backend {
-    Single {
-        client: redis::Client,
-        conn: ConnectionManager,
-    },
-    Cluster {
-        nodes: Vec<String>,
-        conn: ClusterConnection,
-    },
+    Single { client: redis::Client },
+    Cluster { nodes: Vec<String> },
 }
 
 #[derive(Clone)]
 pub struct Kv {
     backend: Backend,
+    /// The connection every ordinary command shares, replaced when a reply times out.
+    shared: Arc<Shared>,
     prefix: String,
     replication: Arc<Replication>,
+    /// How far Redis's clock may lag behind this instance's (`REDIS_CLOCK_SKEW_MS`): a
+    /// write with a deadline is answered "not done" only this long after its deadline.
+    clock_skew: Duration,
+    /// Settlings of lost replies under way ([`deadline::SETTLINGS`] at most).
+    settling: Arc<tokio::sync::Semaphore>,
 }
 
 /// Writes acknowledged only once a replica has them (`WAIT`), on connections of their own:
@@ -78,15 +88,30 @@ impl Replication {
 /// A connection to Redis, one node or a cluster: cheap to clone, clones share sockets.
 #[derive(Clone)]
 pub enum KvConn {
-    Managed(ConnectionManager),
+    /// The instance's shared connection: each command takes the current one, and a
+    /// command that times out has it replaced.
+    Shared(Arc<Shared>),
     Multiplexed(MultiplexedConnection),
     Cluster(ClusterConnection),
+}
+
+impl KvConn {
+    /// A command on this connection was given up on (a timeout of the caller's own).
+    fn note_timeout(&self) {
+        if let Self::Shared(s) = self {
+            s.after::<()>(&Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()));
+        }
+    }
 }
 
 impl ConnectionLike for KvConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Self::Managed(c) => c.req_packed_command(cmd),
+            Self::Shared(s) => Box::pin(async move {
+                let r = s.current().req_packed_command(cmd).await;
+                s.after(&r);
+                r
+            }),
             Self::Multiplexed(c) => c.req_packed_command(cmd),
             Self::Cluster(c) => c.req_packed_command(cmd),
         }
@@ -99,7 +124,11 @@ impl ConnectionLike for KvConn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Self::Managed(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Shared(s) => Box::pin(async move {
+                let r = s.current().req_packed_commands(pipeline, offset, count).await;
+                s.after(&r);
+                r
+            }),
             Self::Multiplexed(c) => c.req_packed_commands(pipeline, offset, count),
             Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
@@ -107,7 +136,7 @@ impl ConnectionLike for KvConn {
 
     fn get_db(&self) -> i64 {
         match self {
-            Self::Managed(c) => c.get_db(),
+            Self::Shared(s) => s.current().get_db(),
             Self::Multiplexed(c) => c.get_db(),
             Self::Cluster(c) => c.get_db(),
         }
@@ -136,14 +165,28 @@ impl Kv {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_with_config(client.clone(), config)
+        let conn = ConnectionManager::new_with_config(client.clone(), config.clone())
             .await
             .context("connecting to Redis")?;
-        Ok(Self {
-            backend: Backend::Single { client, conn },
+        let shared = Shared::new(
+            Conn::Managed(conn),
+            Maker::Single {
+                client: client.clone(),
+                config: Box::new(config),
+            },
+        );
+        Ok(Self::new(Backend::Single { client }, shared, prefix))
+    }
+
+    fn new(backend: Backend, shared: Arc<Shared>, prefix: &str) -> Self {
+        Self {
+            backend,
+            shared,
             prefix: prefix.to_owned(),
             replication: Replication::new(0, Duration::ZERO),
-        })
+            clock_skew: DEFAULT_CLOCK_SKEW,
+            settling: Arc::new(tokio::sync::Semaphore::new(deadline::SETTLINGS)),
+        }
     }
 
     /// A Redis Cluster, reached through any of `nodes` (the client learns the rest).
@@ -153,14 +196,26 @@ impl Kv {
             .get_async_connection()
             .await
             .context("connecting to the Redis Cluster")?;
-        Ok(Self {
-            backend: Backend::Cluster {
+        let shared = Shared::new(
+            Conn::Cluster(conn),
+            Maker::Cluster {
                 nodes: nodes.to_vec(),
-                conn,
             },
-            prefix: prefix.to_owned(),
-            replication: Replication::new(0, Duration::ZERO),
-        })
+        );
+        Ok(Self::new(
+            Backend::Cluster {
+                nodes: nodes.to_vec(),
+            },
+            shared,
+            prefix,
+        ))
+    }
+
+    /// How far Redis's clock may lag behind this instance's (`REDIS_CLOCK_SKEW_MS`).
+    #[must_use]
+    pub fn with_clock_skew(mut self, skew: Duration) -> Self {
+        self.clock_skew = skew;
+        self
     }
 
     /// Makes [`Kv::write_replicated`] wait for `replicas` replicas, up to `timeout`.
@@ -175,31 +230,77 @@ impl Kv {
         self.replication.replicas
     }
 
-    /// Runs `write` (commands on keys of `slot_key`'s slot), then, if writes must reach
+    /// Runs `write` (commands on keys of `slot_key`'s slot, given the [`Deadline`] past
+    /// which its script must refuse to write: see [`deadline`]), then, if writes must reach
     /// replicas, `WAIT`s on the same connection for them. The answer is `write`'s and, if
     /// no replica confirmed it in time (or the wait failed), why: the write may then be on
     /// the master only, and lost if the master dies now.
+    ///
+    /// When no reply comes, `settle` decides on a fresh connection whether the write was
+    /// applied (`Some`, its answer) or never will be (`None`); it must write something
+    /// either way (so a `WAIT` after it covers the write it found). Unsettled, the error
+    /// comes only once the deadline and the clock skew margin have passed: by then Redis
+    /// refuses any copy of the write still on its way, so the error means "not done".
     pub async fn write_replicated<T>(
         &self,
         slot_key: &str,
-        write: impl AsyncFnOnce(&mut KvConn) -> redis::RedisResult<T>,
+        write: impl AsyncFnOnce(&mut KvConn, Deadline) -> redis::RedisResult<T>,
+        settle: impl AsyncFnOnce(&mut KvConn, Deadline) -> redis::RedisResult<Option<T>>,
     ) -> redis::RedisResult<(T, Option<String>)> {
         let r = &self.replication;
-        if r.replicas == 0 {
-            return write(&mut self.conn()).await.map(|v| (v, None));
-        }
-        let _permit = r
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| redis::RedisError::from((redis::ErrorKind::Client, "closed")))?;
-        let idle = r.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        let mut conn = match idle {
-            Some(c) => c,
-            None => self.dedicated(RESPONSE_TIMEOUT + r.timeout).await?,
+        let _permit = match r.replicas {
+            0 => None,
+            _ => Some(
+                r.permits
+                    .acquire()
+                    .await
+                    .map_err(|_| redis::RedisError::from((redis::ErrorKind::Client, "closed")))?,
+            ),
         };
+        let mut conn = if r.replicas == 0 {
+            self.conn()
+        } else {
+            let idle = r.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            match idle {
+                Some(c) => c,
+                None => self.dedicated(RESPONSE_TIMEOUT + r.timeout).await?,
+            }
+        };
+        let deadline = Deadline::after(deadline::WRITE_WAIT);
+        // The connection's own timeout comes first; this one bounds a dedicated connection,
+        // whose timeout also covers the WAIT after the write.
+        let written = tokio::time::timeout(
+            deadline::WRITE_WAIT + Duration::from_millis(50),
+            write(&mut conn, deadline),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            conn.note_timeout();
+            Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into())
+        });
         // A connection that failed is dropped, not reused (its state is unknown).
-        let value = write(&mut conn).await?;
+        let (value, mut conn) = match written {
+            Ok(v) => (v, conn),
+            Err(e) if is_late(&e) => {
+                deadline::note_refusal(&deadline);
+                return Err(e);
+            }
+            Err(e) if !deadline::outcome_unknown(&e) => return Err(e),
+            Err(e) => {
+                let mut answer_after = deadline.at() + self.clock_skew;
+                match self.settle(settle, &mut answer_after).await {
+                    Some(Ok((Some(v), c))) => (v, c),
+                    Some(Ok((None, _))) => return Err(deadline::not_applied(&e)),
+                    Some(Err(_)) | None => {
+                        tokio::time::sleep_until(answer_after.into()).await;
+                        return Err(deadline::unanswered(e));
+                    }
+                }
+            }
+        };
+        if r.replicas == 0 {
+            return Ok((value, None));
+        }
         let mut wait = redis::cmd("WAIT");
         wait.arg(r.replicas).arg(r.timeout.as_millis() as u64);
         let reached: redis::RedisResult<i64> = match &mut conn {
@@ -232,6 +333,32 @@ impl Kv {
         }
     }
 
+    /// Settles a write whose reply was lost, on a connection of its own (the shared one
+    /// may be the silent one). `None`: not tried (too many at once), or the attempt did not
+    /// answer in time; `answer_after` then also covers the attempt's own write.
+    async fn settle<T>(
+        &self,
+        settle: impl AsyncFnOnce(&mut KvConn, Deadline) -> redis::RedisResult<Option<T>>,
+        answer_after: &mut std::time::Instant,
+    ) -> Option<redis::RedisResult<(Option<T>, KvConn)>> {
+        let _permit = self.settling.try_acquire().ok()?;
+        let deadline = Deadline::after(deadline::SETTLE_WAIT);
+        *answer_after = (*answer_after).max(deadline.at() + self.clock_skew);
+        let attempt = async {
+            // Long enough for a WAIT after it.
+            let mut conn = self
+                .dedicated(RESPONSE_TIMEOUT + self.replication.timeout)
+                .await?;
+            let settled = settle(&mut conn, deadline).await?;
+            Ok((settled, conn))
+        };
+        let settled = tokio::time::timeout(deadline::SETTLE_WAIT, attempt).await.ok();
+        if let Some(Err(e)) = &settled {
+            tracing::warn!(error = %e, "settling a Redis write whose reply was lost failed");
+        }
+        settled
+    }
+
     /// Whether this is a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self.backend, Backend::Cluster { .. })
@@ -239,10 +366,7 @@ impl Kv {
 
     /// A connection handle; cheap to clone, all clones share one socket (per node).
     pub fn conn(&self) -> KvConn {
-        match &self.backend {
-            Backend::Single { conn, .. } => KvConn::Managed(conn.clone()),
-            Backend::Cluster { conn, .. } => KvConn::Cluster(conn.clone()),
-        }
+        KvConn::Shared(self.shared.clone())
     }
 
     /// A connection of its own (its own sockets), for blocking commands (XREADGROUP BLOCK,
@@ -307,15 +431,16 @@ impl Kv {
     async fn info_of_masters(&self, section: &str) -> redis::RedisResult<Vec<String>> {
         let mut cmd = redis::cmd("INFO");
         cmd.arg(section);
-        match &self.backend {
-            Backend::Single { conn, .. } => {
-                let info: String = cmd.query_async(&mut conn.clone()).await?;
+        match self.shared.current() {
+            Conn::Managed(_) => {
+                let info: String = cmd.query_async(&mut self.conn()).await?;
                 Ok(vec![info])
             }
-            Backend::Cluster { conn, .. } => {
+            Conn::Cluster(mut c) => {
                 let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
-                let reply = conn.clone().route_command(cmd, routing).await?;
-                node_replies(reply)
+                let reply = c.route_command(cmd, routing).await;
+                self.shared.after(&reply);
+                node_replies(reply?)
             }
         }
     }
@@ -347,18 +472,17 @@ impl Kv {
     }
 
     pub async fn ping(&self) -> redis::RedisResult<()> {
-        match &self.backend {
-            Backend::Single { conn, .. } => redis::cmd("PING")
-                .query_async::<String>(&mut conn.clone())
+        match self.shared.current() {
+            Conn::Managed(_) => redis::cmd("PING")
+                .query_async::<String>(&mut self.conn())
                 .await
                 .map(drop),
             // PING goes to every master; the cluster client answers one of them.
-            Backend::Cluster { conn, .. } => {
+            Conn::Cluster(mut c) => {
                 let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary);
-                conn.clone()
-                    .route_command(redis::cmd("PING"), routing)
-                    .await
-                    .map(drop)
+                let r = c.route_command(redis::cmd("PING"), routing).await;
+                self.shared.after(&r);
+                r.map(drop)
             }
         }
     }
