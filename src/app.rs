@@ -25,12 +25,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    crate::booking::spawn_sweeper(state.clone(), state.config.hold_sweep_interval, stop_rx.clone());
-    crate::booking::stop_leading_on(state.clone(), stop_rx.clone());
-    crate::queue::gate::spawn(state.clone(), stop_rx.clone());
-    crate::orders::worker::spawn(state.clone(), stop_rx.clone());
-    crate::payments::reconcile::spawn(state.clone(), stop_rx.clone());
-    crate::auth::lock::spawn_sync(state.clone(), stop_rx.clone());
+    crate::booking::spawn_sweeper(
+        state.services.clone(),
+        state.config.hold_sweep_interval,
+        stop_rx.clone(),
+    );
+    crate::booking::stop_leading_on(state.services.clone(), stop_rx.clone());
+    crate::queue::gate::spawn(state.services.clone(), stop_rx.clone());
+    crate::orders::worker::spawn(state.services.clone(), stop_rx.clone());
+    crate::payments::reconcile::spawn(state.services.clone(), stop_rx.clone());
+    crate::auth::lock::spawn_sync(state.services.clone(), stop_rx.clone());
     if let Err(e) = crate::events::spawn_relay(&state, stop_rx.clone()).await {
         // Events wait in the outbox until an instance relays them: nothing is lost.
         tracing::error!(error = %e, "the outbox relay could not start on this instance");

@@ -1,65 +1,32 @@
-//! What every request can reach: configuration, the PostgreSQL pool, Redis, token keys,
-//! the live hub and the booking batcher.
+//! The composition root: the server's state, built once at start from the configuration.
+//! It holds the services' [`Services`] (handed down to every service call) and what only
+//! the API needs: persisted queries and the grouped subscriptions.
 
-use std::sync::Arc;
+use std::{ops::Deref, sync::Arc};
 
-use crate::{
-    auth::tokens::JwtKeys,
-    booking::{batcher::Batcher, sale::DbClock},
-    config::Config,
-    db::Pool,
-    kv::Kv,
-    live,
-};
+use boxoffice_services::state::Services;
 
-/// Cloned into every request and background task: each field is an `Arc` or a handle that
-/// is cheap to clone and shared by the whole instance.
+use crate::{auth::tokens::JwtKeys, booking::batcher::Batcher, config::Config, kv::Kv, live};
+
+/// Cloned into every request and background task. Resolvers read the services through it
+/// (`Deref`), so `state.db` or `booking::hold(&state, …)` read as they did before the
+/// services moved into their own crate; the services themselves never see this type.
 #[derive(Clone)]
 pub struct AppState {
-    /// Read once at start; limits, timeouts and feature switches come from here.
-    pub config: Arc<Config>,
-    /// PostgreSQL, the truth for seats, reservations and points.
-    pub db: Pool,
-    /// Queue, order jobs, rate limits and cross-instance events. `None` when REDIS_URL is
-    /// unset (single instance, in-process broker).
-    pub redis: Option<Kv>,
-    /// Login limits when there is no Redis: without it the counters cannot be shared, so
-    /// they live in this instance only.
-    pub local_limits: Arc<crate::auth::local_limits::LocalLimits>,
-    /// Signing and verifying access tokens; built once because the key setup is not free.
-    pub jwt: Arc<JwtKeys>,
-    /// Subscriptions: the pub/sub hub and the coalesced seat feeds, shared so one Redis
-    /// subscription per topic serves every socket of this instance.
-    pub live: live::Live,
-    /// Group commit for seat holds: requests for the same schedule wait for one locked
-    /// transaction, so it must be one per instance.
-    pub batcher: Arc<Batcher>,
-    /// Which schedules this instance leads, follows or batches alone: routes each hold to
-    /// this instance's batcher or to the leading instance's (`booking::leader`).
-    pub leadership: Arc<crate::booking::leader::Leadership>,
-    /// The hold path's handles (the two above, Redis, the forwarding threshold).
-    pub holds: crate::booking::leader::Holds,
-    /// The database clock, for the sale rules asked outside a booking transaction.
-    pub db_clock: Arc<DbClock>,
-    /// Schedules' queue settings remembered for a moment, read on every booking and queue
-    /// call.
-    pub queue_flags: Arc<crate::queue::flags::QueueFlags>,
-    /// Built seat maps by schedule and version, so thousands of readers of a 20,000-seat map
-    /// do not rebuild it each time.
-    pub seat_maps: Arc<crate::seats::map::SeatMaps>,
+    pub services: Services,
     /// Automatic persisted queries by hash: the schema runs them, and the HTTP layer reads
     /// them to refuse a mutation sent by GET as a hash.
     pub persisted_queries: crate::graphql::apq::PersistedQueries,
-    /// The payment provider (built once: it holds an HTTP client) and the bounds on amounts.
-    pub payments: crate::payments::Payments,
-    /// The ticket signing key, the ring of keys that verify codes, and the door times.
-    pub tickets: crate::tickets::Tickets,
-    /// Which URLs webhooks may call (`WEBHOOK_ALLOW_PRIVATE`): checked when one is created;
-    /// the relay's client checks again at every connection.
-    pub webhook_policy: boxoffice_outbox::webhooks::UrlPolicy,
-    /// Locked accounts, screened out of every request (`auth::lock`): kept in memory so
-    /// that refusing a locked account's tokens costs no query per request.
-    pub locked: Arc<crate::auth::locked::LockedAccounts>,
+    /// Identical subscriptions of this instance executed once per event (`live::groups`).
+    pub subscriptions: live::Subscriptions,
+}
+
+impl Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.services
+    }
 }
 
 /// The durability contract: accepted orders and queue admissions live only in Redis, so in
@@ -87,16 +54,6 @@ fn check_durability(config: &Config, aof: bool) -> anyhow::Result<()> {
 }
 
 impl AppState {
-    /// Redis, or UNAVAILABLE for the features that cannot run without it.
-    pub fn kv(&self) -> crate::error::AppResult<&Kv> {
-        self.redis.as_ref().ok_or_else(|| {
-            crate::error::AppError::rule(
-                crate::error::ErrorCode::Unavailable,
-                "this server runs without Redis (REDIS_URL unset): the waiting queue and orders are off",
-            )
-        })
-    }
-
     pub async fn connect(config: Config) -> anyhow::Result<Self> {
         let db = crate::db::connect_pool(config.database_url(), config.pool_settings()).await?;
         let redis = match (config.redis_url(), config.redis_cluster_urls()) {
@@ -161,23 +118,26 @@ impl AppState {
             allow_private: config.events.allow_private,
         };
         Ok(Self {
-            config: Arc::new(config),
-            db,
-            redis,
-            local_limits: Arc::default(),
-            jwt,
-            live,
-            batcher,
-            leadership,
-            holds,
-            db_clock: Arc::default(),
-            queue_flags: Arc::default(),
-            seat_maps: Arc::default(),
+            services: Services {
+                config: Arc::new(config),
+                db,
+                redis,
+                local_limits: Arc::default(),
+                jwt,
+                live,
+                batcher,
+                leadership,
+                holds,
+                db_clock: Arc::default(),
+                queue_flags: Arc::default(),
+                seat_maps: Arc::default(),
+                payments,
+                tickets,
+                webhook_policy,
+                locked,
+            },
             persisted_queries: Default::default(),
-            payments,
-            tickets,
-            webhook_policy,
-            locked,
+            subscriptions: Default::default(),
         })
     }
 }

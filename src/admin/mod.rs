@@ -1,5 +1,6 @@
-//! Administration: finding users, changing roles, and the audit log of privileged actions.
+//! The GraphQL face of [`boxoffice_services::admin`]: the service lives in that crate,
+//! re-exported here so resolvers name it as before.
 
-pub use boxoffice_store::audit;
+pub use boxoffice_services::admin::*;
+
 pub mod graphql;
-pub mod store;

@@ -2,8 +2,6 @@
 //! built on them. Apart from the types in `auth` because these need the application state
 //! (the database, to read an account's current role).
 
-use std::time::Instant;
-
 use async_graphql::{Context, Guard, parser::types::OperationType};
 
 use super::{Actor, AuthUser, Role, Viewer, store};
@@ -27,23 +25,14 @@ const ROLE_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
 /// The signed-in user with their current role (one query per request at most).
 pub async fn actor(ctx: &Context<'_>) -> AppResult<Actor> {
     let user = viewer(ctx)?.user()?;
-    let cached = *user
-        .current_role
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some((role, at)) = cached
-        && at.elapsed() < ROLE_FRESH
-    {
+    if let Some(role) = user.fresh_role(ROLE_FRESH) {
         return Ok(Actor { id: user.id, role });
     }
     let mut conn = state(ctx)?.db.get().await?;
     let role = store::current_role(&mut conn, user.id)
         .await?
         .ok_or(AppError::Unauthenticated("this account no longer exists"))?;
-    *user
-        .current_role
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((role, Instant::now()));
+    user.remember_role(role);
     Ok(Actor { id: user.id, role })
 }
 

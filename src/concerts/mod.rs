@@ -1,16 +1,6 @@
-//! Concerts and their schedules (performances): creating, editing, publishing, cancelling,
-//! and finding them.
-//!
-//! - `store`: rows and diesel queries.
-//! - `service`: validation, ownership and status rules.
-//! - `search`: the `concerts(filter, first, after)` query (full-text + trigram, keyset pages).
-//! - `graphql`: `Concert`, `Schedule`, `Host` and their resolvers and loaders.
-//!
-//! Seats and layouts are in `seats`; what happens to reservations when a schedule is
-//! cancelled is decided in `booking`.
+//! The GraphQL face of [`boxoffice_services::concerts`]: the service lives in that crate,
+//! re-exported here so resolvers name it as before.
+
+pub use boxoffice_services::concerts::*;
 
 pub mod graphql;
-pub mod search;
-pub mod service;
-pub use boxoffice_store::concerts as store;
-pub use boxoffice_store::concerts::{ConcertStatus, ScheduleStatus};

@@ -88,7 +88,7 @@ pub fn router(state: AppState, schema: AppSchema, shutdown: watch::Receiver<bool
         .route("/schedules/{id}/seat-map", get(seat_map::seat_map))
         .merge(crate::web::router(http.state.config.playground))
         .merge(crate::payments::webhook::router(http.state.clone()))
-        .merge(crate::exports::router(http.state.clone()))
+        .merge(crate::exports::download::router(http.state.clone()))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

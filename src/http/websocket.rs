@@ -466,7 +466,12 @@ impl Session {
                     let execute = execute.clone();
                     move || execute(false)
                 };
-                self.http.state.live.groups.join(key, start, execute).boxed()
+                self.http
+                    .state
+                    .subscriptions
+                    .groups
+                    .join(key, start, execute)
+                    .boxed()
             }
             None => {
                 let request =

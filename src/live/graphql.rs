@@ -179,7 +179,7 @@ impl LiveSubscription {
         let version = first.version;
         // Whoever runs a shared execution learns each event's version from the probe.
         let probe = ctx.data_opt::<Arc<EventProbe>>().cloned();
-        let executed = state.live.seat_events_executed.clone();
+        let executed = state.subscriptions.seat_events_executed.clone();
         Ok(futures_util::stream::once(async move { Arc::new(first) })
             .chain(updates.filter(move |u| futures_util::future::ready(u.version > version || u.resync)))
             .map(move |u| {

@@ -1,52 +1,20 @@
-//! Live updates across instances.
-//!
-//! - `hub`: topics. One Redis pub/sub connection per instance, one Redis subscription per
-//!   topic while this instance has local subscribers to it, fanned out locally through a
-//!   tokio broadcast channel. Without Redis, the same API runs in process.
-//! - `seats`: seat changes of a schedule, coalesced once per instance (at most about ten
-//!   messages a second), with per-grade availability.
-//! - `graphql`: the `seatChanges` subscription.
-//! - `groups`: identical subscriptions of an instance executed once per event, their
-//!   serialized events shared by every socket.
-//!
-//! Events are published after the transaction that made them commits. Delivery is best
-//! effort: a subscriber that lags or lives through a Redis outage is told so (`resync`)
-//! and sees a version gap, and re-reads the seat map.
+//! The GraphQL face of [`boxoffice_services::live`]: the service lives in that crate,
+//! re-exported here so resolvers name it as before.
+
+pub use boxoffice_services::live::*;
 
 pub mod graphql;
 pub mod groups;
-pub mod hub;
-pub mod seats;
 
-pub use hub::{Event, Hub};
+use std::sync::{Arc, atomic::AtomicU64};
 
-use std::sync::Arc;
-
-use crate::booking::change::SeatChange;
-
-/// The live side of an instance: its hub and its seat feeds.
-#[derive(Clone)]
-pub struct Live {
-    pub hub: Hub,
-    pub feeds: Arc<seats::Feeds>,
-    /// Subscriptions shared by the sockets of this instance.
+/// The API side of live updates: subscriptions executed by async-graphql, shared by the
+/// sockets of this instance.
+#[derive(Clone, Default)]
+pub struct Subscriptions {
+    /// Identical subscriptions executed once per event, their frames shared.
     pub groups: Arc<groups::Groups>,
     /// `seatChanges` events handed to async-graphql to execute, all subscribers together:
     /// with groups, one per event and group plus each subscriber's first event.
-    pub seat_events_executed: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl Live {
-    pub fn new(hub: Hub) -> Self {
-        Self {
-            hub,
-            feeds: Arc::default(),
-            groups: Arc::default(),
-            seat_events_executed: Arc::default(),
-        }
-    }
-
-    pub fn publish_seats(&self, change: SeatChange) {
-        seats::publish(&self.hub, &change);
-    }
+    pub seat_events_executed: Arc<AtomicU64>,
 }

@@ -1,35 +1,7 @@
-//! Graded seat layouts and the seat map.
-//!
-//! - `best_available`: choosing the best free seats for a count and grade (pure).
-//! - `layout`: validating a `SeatLayoutInput` and generating its seats in bulk.
-//! - `store`: seat and grade queries (the map, availability per grade).
-//! - `map`: the compact seat map, cached per schedule version.
-//! - `availability`: `GradeAvailability`, a grade's seats by status.
-//! - `graphql`: `Seat`, `SeatGrade`, the layout input types, loaders.
-//! - `mutation`: `generateSeats`.
-//!
-//! Seat *status* changes (hold, sell, release) belong to `booking`, never here.
+//! The GraphQL face of [`boxoffice_services::seats`]: the service lives in that crate,
+//! re-exported here so resolvers name it as before.
 
-pub use boxoffice_core::best_available;
-pub mod availability;
+pub use boxoffice_services::seats::*;
+
 pub mod graphql;
-pub mod layout;
-pub mod map;
 pub mod mutation;
-pub use boxoffice_store::seats as store;
-pub use boxoffice_store::seats::SeatStatus;
-
-/// Seats one page of `Schedule.seats(first:)` returns at most: four pages read a 40,000-seat
-/// section, and a page with its seats' ids and statuses stays well inside one request's
-/// seat budget (`limits::charge_seats`).
-pub const MAX_SEAT_PAGE: i32 = 10_000;
-
-/// The one-letter status codes of `packed` strings and compact seat maps.
-pub fn status_letter(status: SeatStatus) -> char {
-    match status {
-        SeatStatus::Available => 'A',
-        SeatStatus::Held => 'H',
-        SeatStatus::Sold => 'S',
-        SeatStatus::Blocked => 'B',
-    }
-}

@@ -1,12 +1,6 @@
-//! Running a show: what a host changes on a performance once it exists.
-//!
-//! - `edit`: `updateSchedule` (times, sales window, limits, queue settings) and
-//!   `updateGradePrices`, each one transaction under the schedule lock, with the rule that
-//!   refused a change named in its error.
-//! - `guests`: the guest of a complimentary ticket (their account, invited if new).
-//! - `graphql`: the host mutations, thin: blocks and complimentary tickets go through
-//!   `booking` (its `block`, `unblock`, `comp`), which holds the seats' one decision.
+//! The GraphQL face of [`boxoffice_services::shows`]: the service lives in that crate,
+//! re-exported here so resolvers name it as before.
 
-pub mod edit;
+pub use boxoffice_services::shows::*;
+
 pub mod graphql;
-mod guests;

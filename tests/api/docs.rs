@@ -1,6 +1,6 @@
 //! README.md and docs/*.md checked against the code, so the docs cannot drift from it:
 //! every environment variable they name is one something reads (and the configuration
-//! table is exactly what `src/config.rs` reads, with its defaults), every `boxoffice`,
+//! table is exactly what `crates/services/src/config.rs` reads, with its defaults), every `boxoffice`,
 //! `bench` and `scripts/...` command they show parses with the real arguments, and every
 //! link between them resolves. The GraphQL examples of docs/api.md run in `readme.rs`.
 
@@ -119,15 +119,16 @@ fn literals(code: &str) -> Vec<String> {
         .collect()
 }
 
-/// What `src/config.rs` and its parts in `src/config/` read (their code, not their tests
+/// What `crates/services/src/config.rs` and its parts in `config/` read (their code, not their tests
 /// or comments).
 fn config_rs_vars() -> BTreeSet<String> {
-    let mut files = vec![PathBuf::from("src/config.rs")];
-    let parts = std::fs::read_dir(Path::new(ROOT).join("src/config")).expect("src/config/");
+    let mut files = vec![PathBuf::from("crates/services/src/config.rs")];
+    let dir = Path::new("crates/services/src/config");
+    let parts = std::fs::read_dir(Path::new(ROOT).join(dir)).expect("crates/services/src/config/");
     for entry in parts {
         let name = entry.unwrap().file_name().into_string().unwrap();
         if name.ends_with(".rs") {
-            files.push(Path::new("src/config").join(name));
+            files.push(dir.join(name));
         }
     }
     let mut vars = BTreeSet::new();
@@ -143,7 +144,7 @@ fn config_rs_vars() -> BTreeSet<String> {
     vars
 }
 
-/// Every variable the server binary reads: `src/config.rs`, clap's `env = "..."` in
+/// Every variable the server binary reads: `crates/services/src/config.rs`, clap's `env = "..."` in
 /// `src/main.rs`, and `RUST_LOG` when tracing reads its default variable.
 fn server_vars() -> BTreeSet<String> {
     let mut vars = config_rs_vars();

@@ -337,7 +337,7 @@ async fn watch_with(app: &TestApp, token: Option<&str>, query: &str, schedule_id
 
 fn executed(app: &TestApp) -> u64 {
     app.state
-        .live
+        .subscriptions
         .seat_events_executed
         .load(std::sync::atomic::Ordering::Relaxed)
 }
@@ -361,7 +361,7 @@ async fn identical_subscriptions_are_executed_once_per_event() {
             .await,
         );
     }
-    assert_eq!(app.state.live.groups.len(), 1);
+    assert_eq!(app.state.subscriptions.groups.len(), 1);
     let before = executed(&app);
 
     hold(&app, &show, "fan@example.com", 0).await;
@@ -389,17 +389,17 @@ async fn identical_subscriptions_are_executed_once_per_event() {
         payloads[0]
     );
     assert_eq!(executed(&app) - before, 1, "one execution for six subscribers");
-    assert_eq!(app.state.live.groups.executed(), 1);
+    assert_eq!(app.state.subscriptions.groups.executed(), 1);
 
     // The group ends with its last member.
     drop(sockets);
     for _ in 0..50 {
-        if app.state.live.groups.is_empty() {
+        if app.state.subscriptions.groups.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(app.state.live.groups.is_empty());
+    assert!(app.state.subscriptions.groups.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -411,7 +411,7 @@ async fn different_variables_or_audiences_make_separate_groups() {
     let mut on_a = watcher(&app, Some(&fan.access), &a.schedule_id, "a").await;
     let mut on_b = watcher(&app, Some(&fan.access), &b.schedule_id, "b").await;
     let mut anonymous_on_a = watcher(&app, None, &a.schedule_id, "a").await;
-    assert_eq!(app.state.live.groups.len(), 3);
+    assert_eq!(app.state.subscriptions.groups.len(), 3);
     let before = executed(&app);
 
     hold(&app, &b, "fan@example.com", 0).await;
@@ -472,7 +472,7 @@ async fn a_user_specific_subscription_is_not_shared_across_users() {
     }
     assert_ne!(ids[0], ids[1]);
     assert!(
-        app.state.live.groups.is_empty(),
+        app.state.subscriptions.groups.is_empty(),
         "a viewer's own stream runs per socket"
     );
 }
