@@ -33,6 +33,12 @@ pub async fn serve(
     crate::booking::stop_leading_on(state.services.clone(), stop_rx.clone());
     crate::queue::gate::spawn(state.services.clone(), stop_rx.clone());
     crate::orders::worker::spawn(state.services.clone(), stop_rx.clone());
+    if let Some(kv) = &state.redis {
+        tokio::spawn(
+            kv.clone()
+                .watch_durability(state.config.redis_check_interval, stop_rx.clone()),
+        );
+    }
     crate::payments::reconcile::spawn(state.services.clone(), stop_rx.clone());
     crate::auth::lock::spawn_sync(state.services.clone(), stop_rx.clone());
     if let Err(e) = crate::events::spawn_relay(&state, stop_rx.clone()).await {

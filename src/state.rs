@@ -67,6 +67,9 @@ impl AppState {
                 .unwrap_or(if kv.is_cluster() { 1 } else { 0 });
             kv.with_replication(replicas, config.redis_wait_timeout)
                 .with_clock_skew(config.redis_clock_skew)
+                .with_aof_required(
+                    config.environment == crate::config::Environment::Prod && !config.redis_accept_volatile,
+                )
         });
         if let Some(kv) = &redis {
             check_durability(&config, kv.aof_enabled().await?)?;

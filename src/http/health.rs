@@ -17,7 +17,7 @@ use crate::{auth::Viewer, config::Environment};
 
 /// Ready when PostgreSQL and Redis both answer within a second. The status code is for
 /// anyone (a load balancer); the details (which dependency failed, whether Redis keeps an
-/// append-only file) only for a caller on this machine, one presenting METRICS_TOKEN, or an
+/// append-only file now, and whether placeOrder and enterQueue are accepted) only for a caller on this machine, one presenting METRICS_TOKEN, or an
 /// admin's access token: they tell an attacker how the deployment is run.
 pub(super) async fn readyz(
     State(http): State<Arc<Http>>,
@@ -48,6 +48,9 @@ pub(super) async fn readyz(
         }
     };
     let awaited = http.state.redis.as_ref().map(crate::kv::Kv::replicas_awaited);
+    // Refused while the AOF is required and off (seen just now, or by the periodic check);
+    // the instance stays ready for everything else (kv::durability says why).
+    let accepted = http.state.redis.as_ref().map(|kv| !kv.refuses_durable_writes());
     let status = if postgres && redis != Some(false) {
         StatusCode::OK
     } else {
@@ -73,6 +76,9 @@ pub(super) async fn readyz(
             // than awaited, and placeOrder and enterQueue answer UNAVAILABLE.
             "redisReplicas": replicas,
             "redisReplicasAwaited": awaited,
+            // Whether placeOrder and enterQueue are accepted: not while Redis keeps no
+            // append-only file in prod (unless REDIS_ACCEPT_VOLATILE).
+            "durableWritesAccepted": accepted,
         })),
     )
         .into_response()

@@ -228,7 +228,7 @@ async fn readiness_fails_while_redis_is_unreachable() {
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(
         ready,
-        json!({ "postgres": "ok", "redis": "unreachable", "redisAof": null, "redisReplicas": null, "redisReplicasAwaited": 0 })
+        json!({ "postgres": "ok", "redis": "unreachable", "redisAof": null, "redisReplicas": null, "redisReplicasAwaited": 0, "durableWritesAccepted": true })
     );
     // Liveness is not readiness: the process itself is fine.
     assert_eq!(

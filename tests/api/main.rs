@@ -7,6 +7,7 @@ mod abuse_sockets;
 mod account_claims;
 mod account_lock;
 mod accounts_gone;
+mod aof_watch;
 mod audit;
 mod auth;
 mod best_available;

@@ -31,7 +31,7 @@ async fn live_updates_flow_through_the_in_process_broker() {
         .unwrap();
     assert_eq!(
         ready,
-        json!({ "postgres": "ok", "redis": "disabled", "redisAof": null, "redisReplicas": null, "redisReplicasAwaited": null })
+        json!({ "postgres": "ok", "redis": "disabled", "redisAof": null, "redisReplicas": null, "redisReplicasAwaited": null, "durableWritesAccepted": null })
     );
 
     let show = app.show(layout(1, 5), 4).await;

@@ -16,7 +16,8 @@
 //! | `REDIS_WAIT_REPLICAS` | `1` on a cluster, `0` on one node | replicas an accepted order (`placeOrder`) and a queue place (`enterQueue`) must reach (Redis `WAIT`) before they are answered; not reached in time: `UNAVAILABLE`, and the order is withdrawn |
 //! | `REDIS_WAIT_TIMEOUT_MS` | `500` | how long such a write waits for its replicas |
 //! | `REDIS_CLOCK_SKEW_MS` | `250` | how far Redis's clock may run behind an instance's: a `placeOrder` or `enterQueue` whose reply Redis did not give in time is answered `UNAVAILABLE` only this long after its deadline, which Redis enforces by its own clock |
-//! | `REDIS_ACCEPT_VOLATILE` | `false` | in prod, start even though Redis keeps no append-only file (accepted orders and queue admissions are lost if Redis restarts) |
+//! | `REDIS_CHECK_INTERVAL_SECONDS` | `10` | how often the server checks that Redis still keeps an append-only file (also at start and on every `/readyz`) |
+//! | `REDIS_ACCEPT_VOLATILE` | `false` | in prod, start even though Redis keeps no append-only file (accepted orders and queue admissions are lost if Redis restarts); without it, an append-only file switched off while the server runs makes `placeOrder` and `enterQueue` answer `UNAVAILABLE` until it is back |
 //! | `REDIS_PREFIX` | `bo:` | prefix of every Redis key (lets several deployments or tests share one Redis) |
 //! | `JWT_SECRET` | a fixed dev secret | HMAC secret for access tokens, at least 32 bytes |
 //! | `ACCESS_TOKEN_TTL_SECONDS` | `900` | access token lifetime |
@@ -139,6 +140,7 @@ pub struct Config {
     pub redis_wait_timeout: Duration,
     pub redis_accept_volatile: bool,
     pub redis_clock_skew: Duration,
+    pub redis_check_interval: Duration,
     pub jwt_secret: SecretString,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
@@ -255,6 +257,9 @@ impl Config {
             redis_wait_timeout: Duration::from_millis(parse(&get, "REDIS_WAIT_TIMEOUT_MS", Some(500))?),
             redis_accept_volatile: parse(&get, "REDIS_ACCEPT_VOLATILE", Some(false))?,
             redis_clock_skew: Duration::from_millis(parse(&get, "REDIS_CLOCK_SKEW_MS", Some(250))?),
+            redis_check_interval: Duration::from_secs(
+                parse::<u64>(&get, "REDIS_CHECK_INTERVAL_SECONDS", Some(10))?.max(1),
+            ),
             jwt_secret: jwt_secret.into(),
             access_token_ttl: Duration::from_secs(parse(&get, "ACCESS_TOKEN_TTL_SECONDS", Some(900))?),
             refresh_token_ttl: Duration::from_secs(parse(

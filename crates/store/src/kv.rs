@@ -26,6 +26,7 @@ use redis::{
 };
 
 mod deadline;
+mod durability;
 mod shared;
 
 pub use deadline::{Deadline, LATE, is_late};
@@ -57,6 +58,8 @@ pub struct Kv {
     clock_skew: Duration,
     /// Settlings of lost replies under way ([`deadline::SETTLINGS`] at most).
     settling: Arc<tokio::sync::Semaphore>,
+    /// Whether Redis keeps an append-only file, as last seen.
+    durability: Arc<durability::Durability>,
 }
 
 /// Writes acknowledged only once a replica has them (`WAIT`), on connections of their own:
@@ -186,6 +189,7 @@ impl Kv {
             replication: Replication::new(0, Duration::ZERO),
             clock_skew: DEFAULT_CLOCK_SKEW,
             settling: Arc::new(tokio::sync::Semaphore::new(deadline::SETTLINGS)),
+            durability: Arc::default(),
         }
     }
 
@@ -209,6 +213,35 @@ impl Kv {
             shared,
             prefix,
         ))
+    }
+
+    /// While Redis is seen keeping no append-only file, refuse the writes of
+    /// [`Kv::write_replicated`] (prod without `REDIS_ACCEPT_VOLATILE`): see [`durability`].
+    #[must_use]
+    pub fn with_aof_required(mut self, required: bool) -> Self {
+        self.durability = Arc::new(durability::Durability::new(required));
+        self
+    }
+
+    /// Whether writes that promise durability are refused now (the AOF is required and
+    /// was last seen off).
+    pub fn refuses_durable_writes(&self) -> bool {
+        self.durability.refuses()
+    }
+
+    /// Looks at Redis's persistence every `every` until `stop`, so an append-only file
+    /// switched off while the server runs is noticed: see [`durability`].
+    pub async fn watch_durability(self, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            // Unreachable: /readyz says so, and the writes fail by themselves.
+            if let Err(e) = self.aof_enabled().await {
+                tracing::debug!(error = %e, "checking Redis's persistence failed");
+            }
+        }
     }
 
     /// How far Redis's clock may lag behind this instance's (`REDIS_CLOCK_SKEW_MS`).
@@ -247,6 +280,12 @@ impl Kv {
         write: impl AsyncFnOnce(&mut KvConn, Deadline) -> redis::RedisResult<T>,
         settle: impl AsyncFnOnce(&mut KvConn, Deadline) -> redis::RedisResult<Option<T>>,
     ) -> redis::RedisResult<(T, Option<String>)> {
+        if self.durability.refuses() {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "Redis keeps no append-only file now: what this write accepts would not survive a Redis restart",
+            )));
+        }
         let r = &self.replication;
         let _permit = match r.replicas {
             0 => None,
@@ -447,12 +486,16 @@ impl Kv {
 
     /// Whether Redis keeps an append-only file (`INFO persistence`: works where `CONFIG` is
     /// disabled, as on managed Redis). On a cluster: every master does.
+    /// Every answer is recorded: while it is "no" where the AOF is required, the writes of
+    /// [`Kv::write_replicated`] are refused.
     pub async fn aof_enabled(&self) -> redis::RedisResult<bool> {
         let infos = self.info_of_masters("persistence").await?;
-        Ok(!infos.is_empty()
+        let on = !infos.is_empty()
             && infos
                 .iter()
-                .all(|info| info.lines().any(|l| l.trim() == "aof_enabled:1")))
+                .all(|info| info.lines().any(|l| l.trim() == "aof_enabled:1"));
+        self.durability.record(on);
+        Ok(on)
     }
 
     /// The fewest replicas connected to a master (`INFO replication`): 0 when any master
