@@ -10,6 +10,11 @@
 //! either way. On a cluster, every script and every pipeline must name keys of one slot
 //! only (the cluster client refuses a pipeline that crosses slots, Redis a script): keys
 //! used together share a hash tag.
+//!
+//! - `shared`: the instance's shared connection, replaced when a reply times out.
+//! - `deadline`: writes Redis refuses past their caller's deadline, and settling a lost
+//!   reply (I9 through a partition).
+//! - `durability`: whether Redis keeps an append-only file, watched while running.
 
 use std::{
     sync::{Arc, Mutex, PoisonError},
