@@ -39,7 +39,7 @@ fn check_durability(config: &Config, aof: bool) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    if config.environment == crate::config::Environment::Prod && !config.redis_accept_volatile {
+    if config.redis_aof_required() {
         anyhow::bail!(
             "Redis has no append-only file: accepted orders and queue admissions would be lost \
              on a Redis restart. Turn on appendonly (appendfsync everysec), or set \
@@ -67,9 +67,7 @@ impl AppState {
                 .unwrap_or(if kv.is_cluster() { 1 } else { 0 });
             kv.with_replication(replicas, config.redis_wait_timeout)
                 .with_clock_skew(config.redis_clock_skew)
-                .with_aof_required(
-                    config.environment == crate::config::Environment::Prod && !config.redis_accept_volatile,
-                )
+                .with_aof_required(config.redis_aof_required())
         });
         if let Some(kv) = &redis {
             check_durability(&config, kv.aof_enabled().await?)?;

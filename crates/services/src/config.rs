@@ -183,6 +183,12 @@ pub struct ConfigError {
 }
 
 impl Config {
+    /// Whether Redis must keep an append-only file (the durability contract): in prod,
+    /// unless volatile orders are accepted explicitly. Checked at start and while running.
+    pub fn redis_aof_required(&self) -> bool {
+        self.environment == Environment::Prod && !self.redis_accept_volatile
+    }
+
     /// How the database pool is sized and its sessions bounded.
     pub fn pool_settings(&self) -> PoolSettings<'_> {
         PoolSettings {
