@@ -4,12 +4,15 @@
 //!
 //! The hold batch does not come here: it writes its `reservation.held` events in its one
 //! write statement (booking's `reserve::WRITE`, the `evented` part) as one carrier row, with
-//! subject [`BATCH_SUBJECT`] and `data` `{"events": [...]}`, one item per reservation in the
-//! data shape of `RESERVATION_DATA` below. One row per batch instead of one per reservation:
-//! per-reservation rows (each with its index entries, then its relaying update) cost the
-//! sale 11-12 % of its holds/s (issue 25's bound is 5 %). The relay publishes a carrier's
-//! items in its place as the reservations' own events (`relay::fan_out`), each with an id
-//! of its own ([`carried_event_id`]): no consumer ever meets a carrier.
+//! subject [`BATCH_SUBJECT`] and `data` `{"reservationIds": [...]}`: only the ids of the
+//! batch's reservations, in ascending order. The relay makes each event's data from its
+//! reservation when it publishes the carrier ([`HELD_DATA`]), in its place, as the
+//! reservations' own events (`relay::fan_out`), each with an id of its own
+//! ([`carried_event_id`]): no consumer ever meets a carrier. Why: the write runs under the
+//! schedule's lock, and everything in it delays every other batch of the sale. A row per
+//! reservation (each with its index entries, then its relaying update) cost the sale 11-12 %
+//! of its holds/s, and a carrier holding the events' JSON still about 10 % (issue 25's bound
+//! is 5 %): building and compressing several KB of JSON per batch under the lock.
 
 use boxoffice_webhooks::EventType;
 use diesel::{
@@ -18,17 +21,38 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-/// The `data` of every reservation event (CloudEvents `data`), from `reservations r` joined
-/// to `schedules s`. IDs are strings, as the GraphQL API serves them; statuses are the API's.
-pub const RESERVATION_DATA: &str = "jsonb_build_object(
+/// The `data` of a reservation event with `status` (an SQL expression), from
+/// `reservations r` joined to `schedules s`. IDs are strings, as the GraphQL API serves
+/// them; statuses are the API's.
+macro_rules! reservation_data {
+    ($status:literal) => {
+        concat!(
+            "jsonb_build_object(
     'reservationId', r.id::text, 'scheduleId', r.schedule_id::text, 'concertId', s.concert_id::text,
-    'userId', r.user_id::text, 'status', upper(r.status), 'seatCount', r.seat_count,
+    'userId', r.user_id::text, 'status', ",
+            $status,
+            ", 'seatCount', r.seat_count,
     'totalPrice', r.total_price, 'expiresAt', r.expires_at,
     'seatIds', (SELECT coalesce(jsonb_agg(rs.seat_id::text ORDER BY rs.seat_id), '[]'::jsonb)
-                FROM reservation_seats rs WHERE rs.reservation_id = r.id))";
+                FROM reservation_seats rs WHERE rs.reservation_id = r.id))"
+        )
+    };
+}
+
+/// The `data` of every reservation event (CloudEvents `data`): the reservation as it is.
+pub const RESERVATION_DATA: &str = reservation_data!("upper(r.status)");
+
+/// The `data` of a carried `reservation.held` event, made by the relay when it publishes
+/// the carrier: the reservation as it was held. What the event says besides its status
+/// (user, seats, prices, expiry) never changes after the hold, so reading it later gives
+/// the same event as writing it in the batch would have.
+pub const HELD_DATA: &str = reservation_data!("'HELD'");
 
 /// The subject of a hold batch's carrier row (see the module's documentation).
 pub const BATCH_SUBJECT: &str = "batch";
+
+/// The key of a carrier's `data` that lists its reservations' ids.
+pub const CARRIED_IDS: &str = "reservationIds";
 
 /// The CloudEvents id of the `item`-th (0-based) event of the carrier whose own id is
 /// `carrier`: the carrier's random id with the item's number plus one in its last four

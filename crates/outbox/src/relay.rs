@@ -235,29 +235,43 @@ impl EventRow {
         self.subject == crate::append::BATCH_SUBJECT
     }
 
-    /// A carrier's events, in the order it carries them: each its reservation's event, with
-    /// the carrier's type, concert and time and an id of its own (`append::carried_event_id`).
-    fn carried(&self) -> anyhow::Result<Vec<EventRow>> {
-        let items = self
-            .data
-            .get("events")
+    /// The ids of the reservations a carrier carries, in its order.
+    fn carried_ids(&self) -> anyhow::Result<Vec<i64>> {
+        self.data
+            .get(crate::append::CARRIED_IDS)
             .and_then(serde_json::Value::as_array)
-            .ok_or_else(|| anyhow::anyhow!("carrier {} has no events", self.id))?;
+            .ok_or_else(|| anyhow::anyhow!("carrier {} names no reservations", self.id))?
+            .iter()
+            .map(|id| {
+                id.as_i64()
+                    .ok_or_else(|| anyhow::anyhow!("carrier {} names a reservation by {id}", self.id))
+            })
+            .collect()
+    }
+
+    /// A carrier's events, in the order it carries them: each its reservation's event, with
+    /// the carrier's type, concert and time and an id of its own (`append::carried_event_id`),
+    /// its data taken from `held` (see `fan_out::held`).
+    fn carried(
+        &self,
+        held: &std::collections::HashMap<i64, serde_json::Value>,
+    ) -> anyhow::Result<Vec<EventRow>> {
         (0_u32..)
-            .zip(items)
-            .map(|(n, item)| {
-                let reservation: i64 = item
-                    .get("reservationId")
-                    .and_then(serde_json::Value::as_str)
-                    .ok_or_else(|| anyhow::anyhow!("an event of carrier {} names no reservation", self.id))?
-                    .parse()?;
+            .zip(self.carried_ids()?)
+            .map(|(n, reservation)| {
+                let data = held.get(&reservation).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "carrier {} names reservation {reservation}, which does not exist",
+                        self.id
+                    )
+                })?;
                 Ok(EventRow {
                     id: self.id,
                     event_id: crate::append::carried_event_id(self.event_id, n),
                     event_type: self.event_type.clone(),
                     subject: crate::append::reservation_subject(reservation),
                     concert_id: self.concert_id,
-                    data: item.clone(),
+                    data: data.clone(),
                     created_at: self.created_at,
                 })
             })

@@ -653,7 +653,7 @@ async fn the_lease_is_one_holders_until_it_runs_out() {
 }
 
 /// A hold batch's events as its write statement leaves them: one carrier row (subject
-/// `batch`) for `reservations`, written like `reserve::WRITE`'s `evented` part.
+/// `batch`) naming `reservations`, written like `reserve::WRITE`'s `evented` part.
 async fn carrier(conn: &mut AsyncPgConnection, reservations: &[i64]) -> i64 {
     let ids: Vec<String> = reservations.iter().map(i64::to_string).collect();
     id(
@@ -661,11 +661,11 @@ async fn carrier(conn: &mut AsyncPgConnection, reservations: &[i64]) -> i64 {
         &format!(
             "INSERT INTO outbox (event_type, subject, concert_id, data)
              SELECT 'reservation.held', '{}', s.concert_id,
-                    jsonb_build_object('events', jsonb_agg({} ORDER BY r.id))
+                    jsonb_build_object('{}', jsonb_agg(r.id ORDER BY r.id))
              FROM reservations r JOIN schedules s ON s.id = r.schedule_id
              WHERE r.id IN ({}) GROUP BY s.concert_id RETURNING id",
             append::BATCH_SUBJECT,
-            append::RESERVATION_DATA,
+            append::CARRIED_IDS,
             ids.join(", ")
         ),
     )
@@ -748,6 +748,13 @@ async fn a_carrier_is_published_item_by_item_in_its_place() {
     let held = stream.0.lock().unwrap()[1].clone();
     assert_eq!(held.data["reservationId"], r2.to_string());
     assert_eq!(held.data["status"], "HELD");
+    assert_eq!(held.data["seatCount"], 1);
+    assert_eq!(held.data["totalPrice"], 100);
+    // Made when relayed, after r1 was confirmed: its held event still says HELD.
+    let first = stream.0.lock().unwrap()[0].clone();
+    assert_eq!(first.data["reservationId"], r1.to_string());
+    assert_eq!(first.data["status"], "HELD");
+    assert_eq!(first.data["userId"], w.fan.to_string());
     assert_ne!(streamed[0].2, streamed[1].2);
     assert_ne!(streamed[0].2, cid.to_string());
     assert_eq!(

@@ -200,15 +200,15 @@ pub async fn violations(
 
 /// I12: every committed reservation change has its outbox event, and no event is without
 /// its change. Events are pruned after their retention, so the first check looks only at
-/// reservations changed since the oldest event still kept. A hold batch's events are items
-/// of its carrier row (subject `batch`, published item by item by the relay): an event
-/// there counts as a row of its own.
+/// reservations changed since the oldest event still kept. A hold batch's events are carried
+/// by one row (subject `batch`, naming the batch's reservations, published one event per
+/// reservation by the relay): a reservation named there has its `reservation.held` event.
 pub const EVENTS: &[Check] = &[
     Check {
         name: "I12: a reservation's current status has no event",
         sql: "WITH carried AS (
-                SELECT (e->>'reservationId')::bigint AS id, c.event_type
-                FROM outbox c, jsonb_array_elements(c.data->'events') e WHERE c.subject = 'batch')
+                SELECT e::bigint AS id, c.event_type
+                FROM outbox c, jsonb_array_elements_text(c.data->'reservationIds') e WHERE c.subject = 'batch')
               SELECT count(*) AS n FROM reservations r
               WHERE r.updated_at >= coalesce((SELECT min(created_at) FROM outbox), '-infinity')
                 AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.subject = 'reservations/' || r.id
@@ -231,9 +231,9 @@ pub const EVENTS: &[Check] = &[
     },
     Check {
         name: "I12: a carried reservation event has no reservation",
-        sql: "SELECT count(*) AS n FROM outbox c, jsonb_array_elements(c.data->'events') e
+        sql: "SELECT count(*) AS n FROM outbox c, jsonb_array_elements_text(c.data->'reservationIds') e
               WHERE c.subject = 'batch'
-                AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.id = (e->>'reservationId')::bigint)",
+                AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.id = e::bigint)",
     },
 ];
 

@@ -7,7 +7,10 @@ use diesel::{
 };
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 
+use std::collections::HashMap;
+
 use super::{EventRow, EventStream};
+use crate::append::HELD_DATA;
 
 /// Which webhooks get a delivery of an outbox row `o`: they want its type, are enabled, and
 /// their owner is an admin (a webhook for every concert) or still hosts its concert.
@@ -18,8 +21,9 @@ const WANTED_BY: &str = "JOIN webhooks w ON o.event_type = ANY (w.event_types) A
          OR (w.concert_id = o.concert_id AND (c.host_id = u.id OR u.role = 'admin')))";
 
 /// One fan-out step; how many events it relayed. Events go out in outbox order, a hold
-/// batch's carrier row (`append::BATCH_SUBJECT`) replaced in its place by the events it
-/// carries. The stream gets a carrier's events straight from it; only when a webhook wants
+/// batch's carrier row (`append::BATCH_SUBJECT`) replaced in its place by the events of the
+/// reservations it names, made from those reservations now. The stream gets a carrier's
+/// events straight from that; only when a webhook wants
 /// them are they written as outbox rows of their own (already relayed, for the deliveries
 /// to refer to), so a sale nobody subscribed to costs one row per batch. Deliveries are
 /// created in that same order, which is the order `claim` keeps per subject.
@@ -41,10 +45,20 @@ pub async fn fan_out(
             return Ok(0);
         }
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let held = held(conn, &rows).await?;
         // Each row with the events it stands for: itself, or a carrier's items.
         let expanded: Vec<(&EventRow, Vec<EventRow>)> = rows
             .iter()
-            .map(|r| Ok((r, if r.is_carrier() { r.carried()? } else { Vec::new() })))
+            .map(|r| {
+                Ok((
+                    r,
+                    if r.is_carrier() {
+                        r.carried(&held)?
+                    } else {
+                        Vec::new()
+                    },
+                ))
+            })
             .collect::<anyhow::Result<_>>()?;
         let events: Vec<&EventRow> = expanded
             .iter()
@@ -110,6 +124,38 @@ pub async fn fan_out(
         Ok(events.len())
     })
     .await
+}
+
+/// The data of the `reservation.held` events the carriers among `rows` stand for, by
+/// reservation id, read in one statement (`append::HELD_DATA`).
+async fn held(
+    conn: &mut AsyncPgConnection,
+    rows: &[EventRow],
+) -> anyhow::Result<HashMap<i64, serde_json::Value>> {
+    #[derive(QueryableByName)]
+    struct Held {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = Jsonb)]
+        data: serde_json::Value,
+    }
+    let mut ids = Vec::new();
+    for r in rows.iter().filter(|r| r.is_carrier()) {
+        ids.extend(r.carried_ids()?);
+    }
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(diesel::sql_query(format!(
+        "SELECT r.id, {HELD_DATA} AS data FROM reservations r JOIN schedules s ON s.id = r.schedule_id
+         WHERE r.id = ANY ($1)"
+    ))
+    .bind::<Array<BigInt>, _>(&ids)
+    .load::<Held>(conn)
+    .await?
+    .into_iter()
+    .map(|h| (h.id, h.data))
+    .collect())
 }
 
 #[derive(QueryableByName)]
