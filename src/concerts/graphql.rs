@@ -393,10 +393,15 @@ async fn visible_concert(ctx: &Context<'_>, id: i64) -> AppResult<ConcertRow> {
         .load_one(id)
         .await?
         .ok_or(AppError::NotFound("concert"))?;
-    if concert.status == ConcertStatus::Draft && !service::visible(&concert, optional_actor(ctx).await?) {
+    if !is_visible(ctx, &concert).await? {
         return Err(AppError::NotFound("concert"));
     }
     Ok(concert)
+}
+
+/// Whether the viewer may see `concert` (the token is only looked at for a draft).
+async fn is_visible(ctx: &Context<'_>, concert: &ConcertRow) -> AppResult<bool> {
+    Ok(concert.status != ConcertStatus::Draft || service::visible(concert, optional_actor(ctx).await?))
 }
 
 #[derive(Default)]
@@ -452,15 +457,12 @@ impl ConcertsQuery {
     async fn schedule(&self, ctx: &Context<'_>, id: ID) -> Result<Schedule, AppError> {
         let id = ids::parse(&id, "id")?;
         let mut conn = state(ctx)?.db.get().await?;
-        let row = store::schedule(&mut conn, id)
-            .await?
-            .ok_or(AppError::NotFound("schedule"))?;
+        let found = store::schedule_with_concert(&mut conn, id).await?;
         drop(conn);
-        visible_concert(ctx, row.concert_id).await.map_err(|e| match e {
-            AppError::NotFound(_) => AppError::NotFound("schedule"),
-            other => other,
-        })?;
-        Ok(Schedule::new(row))
+        match found {
+            Some((row, concert)) if is_visible(ctx, &concert).await? => Ok(Schedule::new(row)),
+            _ => Err(AppError::NotFound("schedule")),
+        }
     }
 
     /// The signed-in host's own concerts, drafts included, newest first.

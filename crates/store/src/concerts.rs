@@ -183,6 +183,22 @@ pub async fn schedule(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Opti
         .optional()
 }
 
+/// A schedule with its concert, in one read: whoever reads a schedule by id also needs its
+/// concert's status and host (the visibility rule), and a GraphQL seat-map read would
+/// otherwise take a second pooled connection and round trip for it.
+pub async fn schedule_with_concert(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+) -> QueryResult<Option<(ScheduleRow, ConcertRow)>> {
+    schedules::table
+        .inner_join(concerts::table)
+        .filter(schedules::id.eq(id))
+        .select((ScheduleRow::as_select(), ConcertRow::as_select()))
+        .first(conn)
+        .await
+        .optional()
+}
+
 pub async fn schedules_by_ids(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<Vec<ScheduleRow>> {
     schedules::table
         .filter(schedules::id.eq_any(ids))
