@@ -53,8 +53,11 @@ use crate::{
     server, setup,
 };
 
+mod applied;
 mod injection;
 mod side;
+
+use applied::{Applied, keys_taken, paid};
 
 use injection::{FaultEnv, ha_commands, inject, inject_commands};
 
@@ -339,29 +342,6 @@ pub async fn faults(ctx: &mut Ctx) -> anyhow::Result<Report> {
 const ORDER_SEATS: usize = 3000;
 const QUEUE_USERS: usize = 400;
 
-/// What the database says took effect.
-struct Applied<'a> {
-    /// (user, key) of the holds' reservations.
-    holds: &'a HashSet<(i64, String)>,
-    /// (user, key) of the orders' reservations.
-    orders: &'a HashSet<(i64, String)>,
-    /// Paid reservations of the holds' schedule.
-    paid: &'a HashSet<i64>,
-}
-
-impl Applied<'_> {
-    /// Whether the request took effect (a queue entry is never counted: entering again
-    /// keeps a place, so an entry answered UNAVAILABLE may stand, by design).
-    fn took(&self, a: &Attempt) -> bool {
-        match a.kind {
-            Kind::Hold => self.holds.contains(&(a.user_id, a.key.clone())),
-            Kind::Order => self.orders.contains(&(a.user_id, a.key.clone())),
-            Kind::Pay => a.reference.is_some_and(|r| self.paid.contains(&r)),
-            Kind::Enter => false,
-        }
-    }
-}
-
 /// Per fault: the longest gap between successful holds (over every instance, and per
 /// instance), the answers, and the lies; the same for orders, payments and queue entries.
 fn window_stats(w: &Window, attempts: &[Attempt], applied: &Applied<'_>, instances: usize) -> Value {
@@ -561,44 +541,4 @@ async fn sale(load: Load, t0: Instant, stop: Arc<AtomicBool>) -> Vec<Attempt> {
         }
     }
     all
-}
-
-/// The paid reservations of the schedule.
-async fn paid(conn: &mut AsyncPgConnection, schedule_id: i64) -> anyhow::Result<HashSet<i64>> {
-    #[derive(QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = BigInt)]
-        id: i64,
-    }
-    let rows: Vec<Row> =
-        diesel::sql_query("SELECT id FROM reservations WHERE schedule_id = $1 AND paid_at IS NOT NULL")
-            .bind::<BigInt, _>(schedule_id)
-            .load(conn)
-            .await
-            .context("reading the paid reservations")?;
-    Ok(rows.into_iter().map(|r| r.id).collect())
-}
-
-/// (user, idempotency key) of every reservation of the schedule.
-async fn keys_taken(
-    conn: &mut AsyncPgConnection,
-    schedule_id: i64,
-) -> anyhow::Result<HashSet<(i64, String)>> {
-    #[derive(QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = BigInt)]
-        user_id: i64,
-        #[diesel(sql_type = Nullable<Text>)]
-        idempotency_key: Option<String>,
-    }
-    let rows: Vec<Row> =
-        diesel::sql_query("SELECT user_id, idempotency_key FROM reservations WHERE schedule_id = $1")
-            .bind::<BigInt, _>(schedule_id)
-            .load(conn)
-            .await
-            .context("reading the reservations")?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| Some((r.user_id, r.idempotency_key?)))
-        .collect())
 }
