@@ -532,6 +532,16 @@ fn check(inv: &Invocation) -> Result<(), String> {
             {
                 Ok(())
             }
+            // A key (its hash tag chooses the master), or none.
+            Some((sub, [] | [_])) if sub == "kill-redis-master" => Ok(()),
+            // Seconds, or none.
+            Some((sub, rest))
+                if sub == "partition-primary"
+                    && rest.iter().all(|s| s.parse::<u32>().is_ok())
+                    && rest.len() <= 1 =>
+            {
+                Ok(())
+            }
             _ => Err(format!("scripts/ha {:?}: no such subcommand", inv.args)),
         },
         // cargo test's filters: anything.

@@ -14,6 +14,7 @@ mod best_available;
 mod big_venue;
 mod booking;
 mod clients;
+mod cluster_failover;
 mod commit_lost;
 mod common;
 mod concerts;

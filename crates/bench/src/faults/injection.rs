@@ -120,8 +120,11 @@ pub(super) fn ha_commands() -> anyhow::Result<Option<Vec<(String, String)>>> {
 
 /// Each command is one fault: its window opens when it starts and its fault is over when
 /// it returns (the command waits for the topology to be whole again).
+/// The commands see the run's schedules in their environment (`targets`: e.g.
+/// `FAULTS_QUEUE_SCHEDULE`), to aim at the Redis master that holds one of them.
 pub(super) async fn inject_commands(
     commands: &[(String, String)],
+    targets: &[(&str, i64)],
     t0: Instant,
 ) -> anyhow::Result<Vec<Window>> {
     let mut windows = Vec::new();
@@ -130,7 +133,11 @@ pub(super) async fn inject_commands(
         let start = t0.elapsed();
         let out = tokio::time::timeout(
             Duration::from_secs(300),
-            Command::new("sh").arg("-c").arg(command).output(),
+            Command::new("sh")
+                .arg("-c")
+                .arg(command)
+                .envs(targets.iter().map(|(k, v)| (*k, v.to_string())))
+                .output(),
         )
         .await
         .with_context(|| format!("`{command}` took more than 300 s"))?

@@ -322,10 +322,18 @@ async fn listen(
 }
 
 /// The cluster's side of [`listen`]: one cluster connection speaking RESP3 whose pushes
-/// carry the messages. The cluster client keeps the subscriptions itself (it resubscribes
-/// after a reconnect and after a failover moves a slot); a node's connection that dropped
-/// is announced by a `Disconnection` push, and the topics subscribed then are told to
-/// resync when their subscription is confirmed again.
+/// carry the messages. A node's connection that dropped is announced by a `Disconnection`
+/// push; the connection is then replaced by a new one, which subscribes every topic again,
+/// and the topics are told to resync once their subscription is confirmed.
+///
+/// Replaced, not left to the cluster client: it resubscribes a dropped node's channels only
+/// on that same node once it is back, and learns a new slot map only from a redirection,
+/// which a connection that only listens never meets. So a master killed for good left its
+/// channels silent after its replica's promotion (`cluster_failover::seat_changes_keep_
+/// arriving_after_the_master_of_their_channel_fails_over`), and one that came back as a
+/// replica got them again only then. A new connection routes each channel to a live node
+/// of its shard: the promoted master, or, before the promotion, the replica (Redis 7 serves
+/// a shard's sharded subscriptions on its replicas too, and a promoted replica keeps them).
 async fn listen_sharded(
     kv: crate::kv::Kv,
     prefix: String,
@@ -349,6 +357,8 @@ async fn listen_sharded(
         }
     };
     drop(push_tx);
+    // Set by a dropped node connection: the connection is replaced at the next retry.
+    let mut replace = false;
     // Topics whose subscription failed (a shard away): tried again every second.
     let mut pending: std::collections::HashSet<String> = match inner.upgrade() {
         Some(hub) => hub
@@ -378,8 +388,26 @@ async fn listen_sharded(
                 }
                 None => return,
             },
-            _ = retry.tick(), if !pending.is_empty() => {
+            _ = retry.tick(), if replace || !pending.is_empty() => {
                 let Some(hub) = inner.upgrade() else { return };
+                if replace {
+                    // A channel of its own: what the old connection still says (its nodes'
+                    // connections closing) is not heard.
+                    let (push_tx, new_pushes) = mpsc::unbounded_channel::<redis::PushInfo>();
+                    match kv.cluster_pubsub(push_tx).await {
+                        Some(Ok(c)) => {
+                            // The old connection and its subscriptions go with it.
+                            conn = c;
+                            pushes = new_pushes;
+                            replace = false;
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "live: a new Redis Cluster pub/sub connection failed; retrying");
+                            continue;
+                        }
+                        None => return,
+                    }
+                }
                 for t in std::mem::take(&mut pending) {
                     match conn.ssubscribe(format!("{prefix}{t}")).await {
                         Ok(()) => confirmed(&hub, &t),
@@ -407,14 +435,18 @@ async fn listen_sharded(
                         dispatch(&hub, topic, Event::Resync);
                     }
                     (PushKind::Disconnection, _) => {
-                        tracing::warn!("live: a Redis Cluster node's connection dropped; resubscribing");
-                        lost.extend(
-                            hub.topics
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .keys()
-                                .cloned(),
-                        );
+                        tracing::warn!("live: a Redis Cluster node's connection dropped; resubscribing on a new connection");
+                        let topics: Vec<String> = hub
+                            .topics
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .keys()
+                            .cloned()
+                            .collect();
+                        lost.extend(topics.iter().cloned());
+                        pending.extend(topics);
+                        replace = true;
+                        retry.reset_immediately();
                     }
                     _ => {}
                 }
