@@ -508,7 +508,7 @@ async fn sale(load: Load, t0: Instant, stop: Arc<AtomicBool>) -> Vec<Attempt> {
                 }
                 // Every third hold is paid at once, as a buyer would.
                 if held
-                    && held_count % PAY_EVERY == 0
+                    && held_count.is_multiple_of(PAY_EVERY)
                     && let Some(r) = reservation
                 {
                     let key = format!("p{c}-{n}");
