@@ -260,3 +260,50 @@ async fn a_hold_whose_commit_never_arrived_is_unavailable_and_nothing_is_held() 
     assert!(again["errors"].is_null(), "{again}");
     app.assert_invariants().await;
 }
+
+/// After a failover, a promoted standby that never got a batch's WAL gives the batch's
+/// transaction id to a transaction of its own, and `txid_status` says committed: the
+/// failover test's "acknowledged hold was lost". Played on one server: a committed
+/// transaction's id stands for the reused one, and the batch's witness is a reservation as
+/// the batch would have written it (`settle` must find that one, not just its id).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transaction_id_reused_after_a_failover_is_not_taken_for_the_batchs_commit() {
+    use boxoffice::booking::negative_control::settles_as_committed;
+
+    let app = TestApp::spawn().await;
+    let show = app.show(layout(1, 4), 4).await;
+    let fan = app.sign_up("reused-txid@example.com").await;
+    let body = hold(&app, &fan, &show).await;
+    let id: i64 = body["data"]["reserveSeats"]["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{body}"));
+    let micros = app
+        .count(&format!(
+            "SELECT (extract(epoch FROM created_at) * 1000000)::bigint AS n FROM reservations WHERE id = {id}"
+        ))
+        .await;
+    let created_at = chrono::DateTime::from_timestamp_micros(micros).unwrap();
+    // The id of a transaction that committed (this statement's own).
+    let committed = app.count("SELECT txid_current() AS n").await;
+    let db = &app.state.db;
+
+    assert!(
+        settles_as_committed(db, committed, Some((id, created_at))).await,
+        "a committed batch whose reservation is there"
+    );
+    assert!(
+        settles_as_committed(db, committed, None).await,
+        "a committed batch that wrote no reservation (its answers were refusals)"
+    );
+    // The same reservation id written by another transaction (the promoted standby's
+    // sequence may hand it out again), and an id nobody wrote.
+    let other_time = created_at - chrono::Duration::milliseconds(3);
+    assert!(
+        !settles_as_committed(db, committed, Some((id, other_time))).await,
+        "a reused transaction id was taken for the batch's commit (an answer HELD for a hold that does not exist)"
+    );
+    assert!(!settles_as_committed(db, committed, Some((id + 1_000_000, created_at))).await);
+    // An id past the server's history: the commit never reached it.
+    assert!(!settles_as_committed(db, committed + 1_000_000, Some((id, created_at))).await);
+}

@@ -421,6 +421,21 @@ pub mod negative_control {
         one(conn, schedule_id, request, reserve::Lock::Skip).await
     }
 
+    /// Whether a hold batch whose COMMIT went unanswered is taken for committed, given its
+    /// transaction id and the reservation it wrote (`reserve::settle`): what a standby
+    /// promoted without the batch's WAL, which gave that id to a transaction of its own,
+    /// must not make it say.
+    pub async fn settles_as_committed(
+        db: &crate::db::Pool,
+        txid: i64,
+        witness: Option<(i64, chrono::DateTime<chrono::Utc>)>,
+    ) -> bool {
+        let cause = crate::error::AppError::unavailable(anyhow::anyhow!("the COMMIT went unanswered"));
+        reserve::settle(db, reserve::BatchOutcome::in_doubt(txid, witness), cause)
+            .await
+            .is_ok()
+    }
+
     async fn one(
         conn: &mut AsyncPgConnection,
         schedule_id: i64,

@@ -19,7 +19,7 @@
 use std::{
     collections::HashMap,
     sync::atomic::{AtomicU64, Ordering},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use chrono::{DateTime, Utc};
@@ -34,19 +34,20 @@ use super::{SeatChange, sale, store::ReservationRow};
 use crate::{
     auth::{Actor, Role},
     concerts::{ConcertStatus, service::visible_to, store::ScheduleRow},
-    db::Pool,
     error::{AppError, AppResult},
     locks::{self, LockedSchedule},
     seats::{SeatStatus, best_available::SeatLayout},
 };
 
 mod load;
+mod settle;
 
 use boxoffice_core::{
     decide::{self, Decision, KeyUse, Loaded, SeatState},
     request::HoldRequest,
 };
 use load::*;
+pub(super) use settle::settle;
 
 pub struct BatchOutcome {
     /// One result per request, in order.
@@ -57,6 +58,23 @@ pub struct BatchOutcome {
     layout: Option<Cached>,
     /// The transaction's id, once the schedule row was locked (see `settle`).
     txid: Option<i64>,
+    /// A reservation this transaction wrote, if it wrote any: its id and `created_at` (the
+    /// transaction's own `now()`), what `settle` finds to know the commit is this one.
+    witness: Option<(i64, DateTime<Utc>)>,
+}
+
+impl BatchOutcome {
+    /// A batch that wrote `witness` (if anything) in transaction `txid`, answers aside.
+    #[cfg(feature = "negative-control")]
+    pub(in crate::booking) fn in_doubt(txid: i64, witness: Option<(i64, DateTime<Utc>)>) -> Self {
+        Self {
+            results: Vec::new(),
+            change: None,
+            layout: None,
+            txid: Some(txid),
+            witness,
+        }
+    }
 }
 
 /// What became of a batch transaction.
@@ -167,57 +185,6 @@ pub(super) async fn reserve_batch(
     Ok(Applied::Committed(outcome))
 }
 
-/// How long a batch in doubt keeps asking before it gives up: longer than a failover
-/// (Patroni's ttl plus the pool's connect timeout, docs/operations.md).
-const SETTLE_FOR: Duration = Duration::from_secs(30);
-
-/// Finds out, on new connections, whether a batch whose COMMIT got no answer committed:
-/// if so its answers stand; if not nothing was written and everyone may retry. Only when
-/// the database stays out of reach for `SETTLE_FOR` is the answer UNAVAILABLE without
-/// knowing (the client's retry with its idempotency key then finds the hold if it exists).
-pub(super) async fn settle(db: &Pool, outcome: BatchOutcome, cause: AppError) -> AppResult<BatchOutcome> {
-    let Some(txid) = outcome.txid else {
-        return Err(cause);
-    };
-    let deadline = Instant::now() + SETTLE_FOR;
-    loop {
-        let status = match db.get().await {
-            Ok(mut conn) => txid_status(&mut conn, txid).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match status {
-            Ok(Some(s)) if s == "committed" => {
-                tracing::warn!(txid, "booking batch: COMMIT went unanswered but took effect");
-                return Ok(outcome);
-            }
-            Ok(Some(s)) if s == "in progress" => {}
-            // Aborted, or unknown to the server (after a failover, an id past the new
-            // primary's history: the commit never reached it).
-            Ok(_) => return Err(cause),
-            Err(e) if e.contains("in the future") => return Err(cause),
-            Err(e) => tracing::warn!(txid, error.cause = e, "booking batch in doubt: lookup failed"),
-        }
-        if Instant::now() >= deadline {
-            tracing::error!(txid, "booking batch: outcome unknown");
-            return Err(cause);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-async fn txid_status(conn: &mut AsyncPgConnection, txid: i64) -> QueryResult<Option<String>> {
-    #[derive(QueryableByName)]
-    struct Status {
-        #[diesel(sql_type = Nullable<Text>)]
-        status: Option<String>,
-    }
-    let row: Status = diesel::sql_query("SELECT txid_status($1) AS status")
-        .bind::<BigInt, _>(txid)
-        .get_result(conn)
-        .await?;
-    Ok(row.status)
-}
-
 /// Records how long one step of a batch took (`booking_batch_phase_seconds`): begin, load
 /// (the locks and reads, lock waits included, and the layout for best-available picks),
 /// decide, write, commit. The schedule lock is held from load to commit and a schedule's
@@ -261,6 +228,7 @@ async fn apply(
             change: None,
             layout: None,
             txid: None,
+            witness: None,
         });
     };
     let schedule = locked.schedule;
@@ -315,11 +283,13 @@ async fn apply(
     phase("decide", deciding);
     let mut made: HashMap<usize, ReservationRow> = HashMap::new();
     let mut change = None;
+    let mut witness = None;
     if !claimed.is_empty() {
         let writing = Instant::now();
         let (rows, seat_change) =
             write(conn, &schedule, locked.db_now, &resolved, &fingerprints, &seats).await?;
         phase("write", writing);
+        witness = rows.iter().next().map(|r| (r.id, r.created_at));
         made = claimed.iter().copied().zip(rows).collect();
         change = Some(seat_change);
     }
@@ -359,6 +329,7 @@ async fn apply(
         change,
         layout,
         txid: Some(locked.txid),
+        witness,
     })
 }
 
