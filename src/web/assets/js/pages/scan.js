@@ -154,6 +154,10 @@ async function scanner(main, token) {
 
   async function refresh() {
     if (forcedOffline()) { drawHead(false); return false; }
+    // What the page said when the refresh began (a stale error): cleared once it succeeds,
+    // unless something was said meanwhile. Back online, the upload's result arrives while
+    // the 'online' event's refresh runs, and must stay.
+    const said = msg.textContent;
     try {
       const asked = counted;
       const d = await call(`{ ${SCANNER} ticketKeys { keyId publicKey verifiesUntil } }`, {}, token);
@@ -170,7 +174,7 @@ async function scanner(main, token) {
       bundle = { token, scanner: d.scanner, keys: d.ticketKeys, revoked: [...revoked], revokedSince: latest };
       bundleStore.set(bundle);
       ring = verifier ? await door.keyRing(bundle.keys) : null;
-      notice(msg, '');
+      if (msg.textContent === said) notice(msg, '');
       drawHead(true);
       return true;
     } catch (e) {
