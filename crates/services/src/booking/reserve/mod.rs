@@ -289,7 +289,7 @@ async fn apply(
         let (rows, seat_change) =
             write(conn, &schedule, locked.db_now, &resolved, &fingerprints, &seats).await?;
         phase("write", writing);
-        witness = rows.iter().next().map(|r| (r.id, r.created_at));
+        witness = <[ReservationRow]>::first(&rows).map(|r| (r.id, r.created_at));
         made = claimed.iter().copied().zip(rows).collect();
         change = Some(seat_change);
     }
