@@ -517,27 +517,3 @@ async fn a_disabled_webhooks_host_is_told_and_nobody_else() {
     assert_eq!(read["unreadNoticeCount"], 0);
     assert!(read["notices"]["edges"][0]["node"]["readAt"].is_string());
 }
-
-/// The relay takes only the CPU a sale leaves idle: it runs on a thread of its own, named
-/// `outbox-relay`, at `RELAY_NICE` (10 by default) below the booking path (Linux keeps a
-/// nice value per thread: /proc/self/task/<tid>/stat, field 19).
-#[tokio::test]
-async fn the_relay_runs_on_a_thread_of_its_own_below_the_booking_path() {
-    let _app = TestApp::spawn().await;
-    let mut relays = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        // After the name in parentheses: field 3 (state) onwards.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or("", |(_, rest)| rest)
-            .split_whitespace()
-            .collect();
-        if comm.trim() == "outbox-relay" {
-            relays.push(fields.get(16).and_then(|n| n.parse::<i32>().ok()));
-        }
-    }
-    assert!(!relays.is_empty(), "no outbox-relay thread");
-    assert!(relays.iter().all(|n| *n == Some(10)), "{relays:?}");
-}

@@ -118,13 +118,12 @@ impl Relay {
         tokio::spawn(self.run(stop))
     }
 
-    /// The loop, until `stop` turns true or its sender is gone (a server dropped without
-    /// its shutdown, whose relay runs on a thread of its own); then the deliveries in
-    /// flight finish (each is bounded by the client's timeout) and the lease is given back.
+    /// The loop, until `stop` turns true; then the deliveries in flight finish (each is
+    /// bounded by the client's timeout) and the lease is given back.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut last_prune: Option<Instant> = None;
-        while !*stop.borrow() && stop.has_changed().is_ok() {
+        while !*stop.borrow() {
             while in_flight.try_join_next().is_some() {}
             let worked = match self.round(&mut in_flight, &mut last_prune).await {
                 Ok(worked) => worked,

@@ -92,7 +92,6 @@
 //! | `RELAY_LEASE_MS` | `10000` | the relay's lease in PostgreSQL: one instance relays at a time, and another takes over this long after it dies (at least three times `RELAY_POLL_MS`) |
 //! | `RELAY_POLL_MS` | `250` | the relay's wait when it found nothing to do (events reach webhooks and the stream within about this long) |
 //! | `RELAY_CONCURRENCY` | `16` | webhook deliveries in flight at once (one slow receiver takes one of them) |
-//! | `RELAY_NICE` | `10` | the relay thread's nice value (0 to 19): it runs below the booking path, on the CPU a sale leaves idle, and catches up after it; 0 runs it at the server's priority |
 //! | `EVENTS_SOURCE` | `/boxoffice` | the CloudEvents `source` of every event (a URI reference naming this deployment) |
 //! | `EVENTS_STREAM_MAX_LEN` | `100000` | entries the Redis stream `events` keeps, about (`XADD MAXLEN ~`) |
 
@@ -516,14 +515,6 @@ mod tests {
         assert_eq!(config(&[("PORT", "eighty")]).unwrap_err().var, "PORT");
         assert_eq!(config(&[("JWT_SECRET", "short")]).unwrap_err().var, "JWT_SECRET");
         assert_eq!(config(&[("LOG_FORMAT", "xml")]).unwrap_err().var, "LOG_FORMAT");
-        for nice in ["-1", "20", "low"] {
-            assert_eq!(
-                config(&[("RELAY_NICE", nice)]).unwrap_err().var,
-                "RELAY_NICE",
-                "{nice}"
-            );
-        }
-        assert_eq!(config(&[]).unwrap().events.relay_nice, 10);
     }
 
     #[test]

@@ -23,8 +23,6 @@ pub struct EventsConfig {
     pub relay_poll: Duration,
     /// Webhook deliveries in flight at once (`RELAY_CONCURRENCY`).
     pub relay_concurrency: usize,
-    /// The relay thread's nice value (`RELAY_NICE`): how far below the booking path it runs.
-    pub relay_nice: i32,
     /// The CloudEvents `source` of every event (`EVENTS_SOURCE`).
     pub source: String,
     /// Entries the Redis stream `events` keeps, about (`EVENTS_STREAM_MAX_LEN`).
@@ -41,7 +39,6 @@ impl EventsConfig {
             relay_lease: Duration::from_millis(parse(get, "RELAY_LEASE_MS", Some(10_000))?),
             relay_poll: Duration::from_millis(parse(get, "RELAY_POLL_MS", Some(250))?),
             relay_concurrency: parse(get, "RELAY_CONCURRENCY", Some(16))?,
-            relay_nice: parse(get, "RELAY_NICE", Some(10))?,
             source: get("EVENTS_SOURCE").unwrap_or_else(|| "/boxoffice".to_owned()),
             stream_max_len: parse(get, "EVENTS_STREAM_MAX_LEN", Some(100_000))?,
         };
@@ -66,9 +63,6 @@ impl EventsConfig {
         }
         if !(1..=256).contains(&config.relay_concurrency) {
             return Err(err("RELAY_CONCURRENCY", "must be between 1 and 256"));
-        }
-        if !(0..=19).contains(&config.relay_nice) {
-            return Err(err("RELAY_NICE", "must be between 0 and 19"));
         }
         if config.source.trim().is_empty() || config.source.len() > 200 {
             return Err(err(

@@ -12,7 +12,7 @@ use boxoffice_outbox::{
     webhooks::{CloudEvent, DeliveryClient, DeliveryConfig, RetrySchedule, UrlPolicy},
 };
 use futures_util::future::BoxFuture;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use crate::{config::EventsConfig, kv::Kv, state::Services};
 
@@ -63,14 +63,17 @@ pub fn url_policy(config: &EventsConfig) -> UrlPolicy {
     }
 }
 
-/// Starts this instance's relay loop (it works only while it holds the lease) on a thread
-/// of its own, at the lower scheduling priority `RELAY_NICE`: the relay takes the CPU a sale
-/// leaves idle and catches up when the sale quiets down. Relaying alongside a flash sale on
-/// the benchmark's two cores cost the sale about 7 % of its holds at the same priority
-/// (docs/performance.md). Its pool's connections are made on that thread, so their
-/// drivers run there too; the Redis stream's connection is the instance's shared one.
+/// Starts this instance's relay loop (it works only while it holds the lease).
 pub async fn spawn_relay(state: &Services, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
     let config = &state.config.events;
+    let pool = crate::db::connect_pool(
+        state.config.database_url(),
+        crate::db::PoolSettings {
+            size: RELAY_POOL_SIZE,
+            timeouts: &state.config.database_timeouts,
+        },
+    )
+    .await?;
     let stream: Option<Arc<dyn EventStream>> = state.redis.as_ref().map(|kv| {
         Arc::new(RedisEvents {
             kv: kv.clone(),
@@ -95,42 +98,6 @@ pub async fn spawn_relay(state: &Services, stop: watch::Receiver<bool>) -> anyho
         first: config.retry_first,
         ..RetrySchedule::default()
     };
-    let url = state.config.database_url().to_owned();
-    let timeouts = state.config.database_timeouts;
-    let nice = config.relay_nice;
-    let (started, start) = oneshot::channel::<anyhow::Result<()>>();
-    std::thread::Builder::new()
-        .name("outbox-relay".into())
-        .spawn(move || {
-            if nice > 0
-                && let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice)
-            {
-                tracing::warn!(error = %e, nice, "the relay runs at the server's priority: lowering its own failed");
-            }
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = started.send(Err(e.into()));
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                let settings = crate::db::PoolSettings {
-                    size: RELAY_POOL_SIZE,
-                    timeouts: &timeouts,
-                };
-                match crate::db::connect_pool(&url, settings).await {
-                    Ok(pool) => {
-                        let _ = started.send(Ok(()));
-                        Relay::new(pool, stream, client, relay).run(stop).await;
-                    }
-                    Err(e) => {
-                        let _ = started.send(Err(e));
-                    }
-                }
-            });
-        })?;
-    start
-        .await
-        .map_err(|_| anyhow::anyhow!("the relay's thread ended before it started"))?
+    Relay::new(pool, stream, client, relay).spawn(stop);
+    Ok(())
 }
