@@ -6,7 +6,7 @@
 //! write statement (booking's `reserve::WRITE`, the `evented` part) as one carrier row, with
 //! subject [`BATCH_SUBJECT`] and `data` `{"reservationIds": [...]}`: only the ids of the
 //! batch's reservations, in ascending order. The relay makes each event's data from its
-//! reservation when it publishes the carrier ([`HELD_DATA`]), in its place, as the
+//! reservation when it publishes the carrier, in its place, as the
 //! reservations' own events (`relay::fan_out`), each with an id of its own
 //! ([`carried_event_id`]): no consumer ever meets a carrier. Why: the write runs under the
 //! schedule's lock, and everything in it delays every other batch of the sale. A row per
@@ -41,12 +41,6 @@ macro_rules! reservation_data {
 
 /// The `data` of every reservation event (CloudEvents `data`): the reservation as it is.
 pub const RESERVATION_DATA: &str = reservation_data!("upper(r.status)");
-
-/// The `data` of a carried `reservation.held` event, made by the relay when it publishes
-/// the carrier: the reservation as it was held. What the event says besides its status
-/// (user, seats, prices, expiry) never changes after the hold, so reading it later gives
-/// the same event as writing it in the batch would have.
-pub const HELD_DATA: &str = reservation_data!("'HELD'");
 
 /// The subject of a hold batch's carrier row (see the module's documentation).
 pub const BATCH_SUBJECT: &str = "batch";

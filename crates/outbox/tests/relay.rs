@@ -755,6 +755,12 @@ async fn a_carrier_is_published_item_by_item_in_its_place() {
     assert_eq!(first.data["reservationId"], r1.to_string());
     assert_eq!(first.data["status"], "HELD");
     assert_eq!(first.data["userId"], w.fan.to_string());
+    // The object every other reservation event carries (`append::RESERVATION_DATA`, made
+    // in SQL) but for its status, to the text: keys, their order, the time, the seats.
+    let confirmed = stream.0.lock().unwrap()[2].clone();
+    let mut as_held = confirmed.data.clone();
+    as_held["status"] = "HELD".into();
+    assert_eq!(first.data.to_string(), as_held.to_string());
     assert_ne!(streamed[0].2, streamed[1].2);
     assert_ne!(streamed[0].2, cid.to_string());
     assert_eq!(

@@ -3,14 +3,13 @@
 
 use diesel::{
     QueryableByName,
-    sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid},
+    sql_types::{Array, BigInt, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 
 use std::collections::HashMap;
 
 use super::{EventRow, EventStream};
-use crate::append::HELD_DATA;
 
 /// Which webhooks get a delivery of an outbox row `o`: they want its type, are enabled, and
 /// their owner is an admin (a webhook for every concert) or still hosts its concert.
@@ -127,7 +126,10 @@ pub async fn fan_out(
 }
 
 /// The data of the `reservation.held` events the carriers among `rows` stand for, by
-/// reservation id, read in one statement (`append::HELD_DATA`).
+/// reservation id: the reservations' columns in one statement, the object made here (what
+/// `append::RESERVATION_DATA` makes in SQL, with status `HELD`, its keys in jsonb's order).
+/// Made in PostgreSQL (`jsonb_build_object`, a subquery per reservation for its seats,
+/// jsonb's text out) it was PostgreSQL work for every held seat while the sale ran.
 async fn held(
     conn: &mut AsyncPgConnection,
     rows: &[EventRow],
@@ -136,8 +138,21 @@ async fn held(
     struct Held {
         #[diesel(sql_type = BigInt)]
         id: i64,
-        #[diesel(sql_type = Jsonb)]
-        data: serde_json::Value,
+        #[diesel(sql_type = BigInt)]
+        schedule_id: i64,
+        #[diesel(sql_type = BigInt)]
+        concert_id: i64,
+        #[diesel(sql_type = BigInt)]
+        user_id: i64,
+        #[diesel(sql_type = Int4)]
+        seat_count: i32,
+        #[diesel(sql_type = BigInt)]
+        total_price: i64,
+        /// As PostgreSQL writes a time in JSON, so that it reads as in the other events.
+        #[diesel(sql_type = Text)]
+        expires_at: String,
+        #[diesel(sql_type = Array<BigInt>)]
+        seat_ids: Vec<i64>,
     }
     let mut ids = Vec::new();
     for r in rows.iter().filter(|r| r.is_carrier()) {
@@ -146,16 +161,36 @@ async fn held(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    Ok(diesel::sql_query(format!(
-        "SELECT r.id, {HELD_DATA} AS data FROM reservations r JOIN schedules s ON s.id = r.schedule_id
-         WHERE r.id = ANY ($1)"
-    ))
+    let found: Vec<Held> = diesel::sql_query(
+        "SELECT r.id, r.schedule_id, s.concert_id, r.user_id, r.seat_count, r.total_price,
+                to_json(r.expires_at) #>> '{}' AS expires_at,
+                array_remove(array_agg(rs.seat_id ORDER BY rs.seat_id), NULL) AS seat_ids
+         FROM reservations r JOIN schedules s ON s.id = r.schedule_id
+         LEFT JOIN reservation_seats rs ON rs.reservation_id = r.id
+         WHERE r.id = ANY ($1)
+         GROUP BY r.id, s.concert_id",
+    )
     .bind::<Array<BigInt>, _>(&ids)
-    .load::<Held>(conn)
-    .await?
-    .into_iter()
-    .map(|h| (h.id, h.data))
-    .collect())
+    .load(conn)
+    .await?;
+    Ok(found
+        .into_iter()
+        .map(|h| {
+            let seat_ids: Vec<String> = h.seat_ids.iter().map(i64::to_string).collect();
+            let data = serde_json::json!({
+                "status": "HELD",
+                "userId": h.user_id.to_string(),
+                "seatIds": seat_ids,
+                "concertId": h.concert_id.to_string(),
+                "expiresAt": h.expires_at,
+                "seatCount": h.seat_count,
+                "scheduleId": h.schedule_id.to_string(),
+                "totalPrice": h.total_price,
+                "reservationId": h.id.to_string(),
+            });
+            (h.id, data)
+        })
+        .collect())
 }
 
 #[derive(QueryableByName)]
