@@ -6,9 +6,9 @@
 //! write statement (booking's `reserve::WRITE`, the `evented` part) as one carrier row, with
 //! subject [`BATCH_SUBJECT`] and `data` `{"reservationIds": [...]}`: only the ids of the
 //! batch's reservations, in ascending order. The relay makes each event's data from its
-//! reservation when it publishes the carrier, in its place, as the
-//! reservations' own events (`relay::fan_out`), each with an id of its own
-//! ([`carried_event_id`]): no consumer ever meets a carrier. Why: the write runs under the
+//! reservation when it publishes the carrier, in its place, as the reservations' own events
+//! (`relay::fan_out`), each with an id of its own ([`carried_event_id`]): no consumer ever
+//! meets a carrier. Why: the write runs under the
 //! schedule's lock, and everything in it delays every other batch of the sale. A row per
 //! reservation (each with its index entries, then its relaying update) cost the sale 11-12 %
 //! of its holds/s, and a carrier holding the events' JSON still about 10 % (issue 25's bound
@@ -21,26 +21,16 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-/// The `data` of a reservation event with `status` (an SQL expression), from
-/// `reservations r` joined to `schedules s`. IDs are strings, as the GraphQL API serves
-/// them; statuses are the API's.
-macro_rules! reservation_data {
-    ($status:literal) => {
-        concat!(
-            "jsonb_build_object(
+/// The `data` of every reservation event (CloudEvents `data`), from `reservations r` joined
+/// to `schedules s`: the reservation as it is. IDs are strings, as the GraphQL API serves
+/// them; statuses are the API's. (A carried `reservation.held` event's data is the same
+/// object, made by the relay: `relay::fan_out`.)
+pub const RESERVATION_DATA: &str = "jsonb_build_object(
     'reservationId', r.id::text, 'scheduleId', r.schedule_id::text, 'concertId', s.concert_id::text,
-    'userId', r.user_id::text, 'status', ",
-            $status,
-            ", 'seatCount', r.seat_count,
+    'userId', r.user_id::text, 'status', upper(r.status), 'seatCount', r.seat_count,
     'totalPrice', r.total_price, 'expiresAt', r.expires_at,
     'seatIds', (SELECT coalesce(jsonb_agg(rs.seat_id::text ORDER BY rs.seat_id), '[]'::jsonb)
-                FROM reservation_seats rs WHERE rs.reservation_id = r.id))"
-        )
-    };
-}
-
-/// The `data` of every reservation event (CloudEvents `data`): the reservation as it is.
-pub const RESERVATION_DATA: &str = reservation_data!("upper(r.status)");
+                FROM reservation_seats rs WHERE rs.reservation_id = r.id))";
 
 /// The subject of a hold batch's carrier row (see the module's documentation).
 pub const BATCH_SUBJECT: &str = "batch";
