@@ -697,6 +697,50 @@ async fn carrier_uuid(conn: &mut AsyncPgConnection, carrier: i64) -> uuid::Uuid 
         .event_id
 }
 
+/// A carrier naming a reservation that is not there (reservations are never deleted: only
+/// damaged data does it) stops the fan-out loudly rather than losing or inventing an event:
+/// the round fails saying which carrier and reservation, nothing of it is published or
+/// marked relayed, and it goes out once the data is mended.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_carrier_naming_a_missing_reservation_relays_nothing_and_says_which() {
+    let db = Db::new().await;
+    let mut conn = db.conn().await;
+    let w = world(&mut conn).await;
+    let r = unheld_reservation(&mut conn, &w).await;
+    let c = carrier(&mut conn, &[r]).await;
+    let gone = r + 1_000;
+    let names = |ids: &str| {
+        format!(
+            "UPDATE outbox SET data = jsonb_build_object('{}', jsonb_build_array({ids})) WHERE id = {c} RETURNING id",
+            append::CARRIED_IDS
+        )
+    };
+    id(&mut conn, &names(&format!("{r}, {gone}"))).await;
+    let stream = Recorded::default();
+    let err = relay::fan_out(&mut conn, Some(&stream), "/b", 100)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "carrier {c} names reservation {gone}, which does not exist"
+        )),
+        "{err}"
+    );
+    assert!(stream.0.lock().unwrap().is_empty(), "nothing published");
+    let unrelayed = "SELECT count(*) AS id FROM outbox WHERE relayed_at IS NULL";
+    assert_eq!(id(&mut conn, unrelayed).await, 1, "the carrier waits");
+
+    id(&mut conn, &names(&r.to_string())).await;
+    assert_eq!(
+        relay::fan_out(&mut conn, Some(&stream), "/b", 100).await.unwrap(),
+        1
+    );
+    assert_eq!(stream.0.lock().unwrap()[0].subject, format!("reservations/{r}"));
+    assert_eq!(id(&mut conn, unrelayed).await, 0);
+    drop(conn);
+    db.drop_database().await;
+}
+
 /// Nobody subscribed: the relay publishes a carrier's events straight from it, in its place
 /// (before a later event of the same reservation), each with its own id, the same however
 /// often the carrier is relayed; no row is written per event. I12 counts a carried event.
