@@ -7,7 +7,7 @@ use super::store::GradeCount;
 
 /// Seats of one grade of a schedule, by status. A value of its schedule (or event), with
 /// no id of its own: caches embed it in its parent.
-#[derive(SimpleObject, Clone)]
+#[derive(SimpleObject, Clone, Debug)]
 pub struct GradeAvailability {
     pub grade: String,
     pub price: i64,

@@ -61,6 +61,11 @@ pub struct SeatMap {
     #[graphql(skip)]
     #[serde(skip)]
     json: OnceLock<Bytes>,
+    /// Per-grade counts of `statuses`, counted at the first read that asks and shared by
+    /// every later one of this version (every seat-map page asks).
+    #[graphql(skip)]
+    #[serde(skip)]
+    counts: OnceLock<Option<Vec<crate::seats::availability::GradeAvailability>>>,
 }
 
 fn as_str<S: serde::Serializer>(text: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
@@ -127,6 +132,41 @@ impl SeatMap {
             .clone()
     }
 
+    /// Seats of each grade by status; `None` when `rows` and `statuses` disagree.
+    fn count(&self) -> Option<Vec<crate::seats::availability::GradeAvailability>> {
+        let mut counts = vec![[0i64; 4]; self.grades.len()];
+        let mut letters = self.statuses.chars();
+        for row in &self.rows {
+            let slot = counts.get_mut(usize::try_from(row.grade).ok()?)?;
+            for _ in 0..row.seats {
+                match letters.next()? {
+                    'H' => slot[1] += 1,
+                    'S' => slot[2] += 1,
+                    'B' => slot[3] += 1,
+                    _ => slot[0] += 1,
+                }
+            }
+        }
+        Some(
+            self.grades
+                .iter()
+                .zip(counts)
+                .map(
+                    |(g, [available, held, sold, blocked])| crate::seats::availability::GradeAvailability {
+                        grade: g.name.clone(),
+                        price: g.price,
+                        color: g.color.clone(),
+                        total: available + held + sold + blocked,
+                        available,
+                        held,
+                        sold,
+                        blocked,
+                    },
+                )
+                .collect(),
+        )
+    }
+
     /// Roughly the bytes this map holds, for the cache's bound (with its JSON, about as
     /// much again).
     fn weight(&self) -> u32 {
@@ -154,37 +194,7 @@ impl SeatMaps {
         version: i64,
     ) -> Option<Vec<crate::seats::availability::GradeAvailability>> {
         let map = self.0.get(&schedule_id).filter(|m| m.version == version)?;
-        let mut counts = vec![[0i64; 4]; map.grades.len()];
-        let mut letters = map.statuses.chars();
-        for row in &map.rows {
-            let slot = counts.get_mut(usize::try_from(row.grade).ok()?)?;
-            for _ in 0..row.seats {
-                match letters.next()? {
-                    'H' => slot[1] += 1,
-                    'S' => slot[2] += 1,
-                    'B' => slot[3] += 1,
-                    _ => slot[0] += 1,
-                }
-            }
-        }
-        Some(
-            map.grades
-                .iter()
-                .zip(counts)
-                .map(
-                    |(g, [available, held, sold, blocked])| crate::seats::availability::GradeAvailability {
-                        grade: g.name.clone(),
-                        price: g.price,
-                        color: g.color.clone(),
-                        total: available + held + sold + blocked,
-                        available,
-                        held,
-                        sold,
-                        blocked,
-                    },
-                )
-                .collect(),
-        )
+        map.counts.get_or_init(|| map.count()).clone()
     }
 
     /// The map of this instance for `schedule_id`, whatever its version: no query.
@@ -299,5 +309,6 @@ fn assemble(schedule_id: i64, version: i64, grades: Vec<Grade>, seats: Vec<Row>)
         id_runs,
         statuses: statuses.into(),
         json: OnceLock::new(),
+        counts: OnceLock::new(),
     }
 }
