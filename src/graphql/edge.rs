@@ -220,7 +220,12 @@ impl Extension for PerRequest {
         self.0
             .shared
             .limiter
-            .execute(admitted, next.run(ctx, operation_name))
+            .execute(
+                admitted,
+                ctx.data_opt::<Arc<crate::limits::HeavyTurn>>()
+                    .map(|turn| &**turn),
+                next.run(ctx, operation_name),
+            )
             .await
     }
 }

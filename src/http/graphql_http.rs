@@ -19,7 +19,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 
 use super::{ClientAddr, Http, MAX_BODY_BYTES, client_ip, websocket};
-use crate::{auth::Viewer, error::ErrorCode, graphql::refusal::Refusal};
+use crate::{auth::Viewer, error::ErrorCode, graphql::refusal::Refusal, limits::HeavyTurn};
 
 /// Which JSON flavour the client accepts.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -344,7 +344,10 @@ async fn execute(
     }
     let (request, known) = http.documents.lookup(request);
     let text = (!known && !request.query.is_empty()).then(|| request.query.clone());
-    let request = crate::graphql::with_loaders(request.data(viewer).data(client), &http.state);
+    // A heavy query's turn lasts until its answer is written and freed (`limits::HeavyTurn`).
+    let turn = Arc::new(HeavyTurn::default());
+    let request =
+        crate::graphql::with_loaders(request.data(viewer).data(client).data(turn.clone()), &http.state);
     let response = http.schema.execute(request).await;
     // A request error (syntax, validation, unknown operation, bad variables) fails before
     // execution: there is no data and no error has a path.
@@ -383,6 +386,8 @@ async fn execute(
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
+    drop(response);
+    drop(turn);
     resp
 }
 

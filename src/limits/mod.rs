@@ -286,9 +286,16 @@ impl Limiter {
     }
 
     /// Runs the execution `run` of an admitted operation: a query within its deadline (and,
-    /// when heavy, with a permit), and any answer within the response size cap.
-    pub async fn execute(&self, admitted: Option<Admitted>, run: impl Future<Output = Response>) -> Response {
-        let response = match admitted {
+    /// when heavy, in a turn: [`HeavyTurn`]), and any answer within the response size cap.
+    /// A heavy query's turn passes to `turn` when the request has one, so that writing the
+    /// answer out is counted in the turn as well.
+    pub async fn execute(
+        &self,
+        admitted: Option<Admitted>,
+        turn: Option<&HeavyTurn>,
+        run: impl Future<Output = Response>,
+    ) -> Response {
+        let (response, permit) = match admitted {
             Some(Admitted {
                 kind: OperationType::Query,
                 cost,
@@ -297,16 +304,17 @@ impl Limiter {
                 let heavy = cost > self.limits.heavy_cost;
                 let run = async {
                     // A heavy query waits for its turn within the same deadline.
-                    let _permit = if heavy {
+                    let permit = if heavy {
                         metrics::counter!("graphql_heavy_queries_total").increment(1);
-                        self.heavy.acquire().await.ok()
+                        let permit = self.heavy.clone().acquire_owned().await.ok();
+                        permit.map(|permit| HeavyPermit::new(permit, &self.limits))
                     } else {
                         None
                     };
-                    run.await
+                    (run.await, permit)
                 };
                 match tokio::time::timeout(timeout, run).await {
-                    Ok(response) => response,
+                    Ok(ran) => ran,
                     Err(_) => {
                         return Response::from_errors(vec![refusal(
                             Refusal::Timeout,
@@ -317,10 +325,14 @@ impl Limiter {
                     }
                 }
             }
-            _ => run.await,
+            _ => (run.await, None),
         };
         let cap = self.limits.max_response_bytes;
-        if !within(&response.data, cap) {
+        let within_cap = within(&response.data, cap);
+        if let (Some(permit), Some(turn)) = (permit, turn) {
+            turn.keep(permit);
+        }
+        if !within_cap {
             // A mutation's effect stands; only its answer is withheld, and the error says so.
             let mut refused = Response::from_errors(vec![refusal(
                 Refusal::ResponseTooLarge,
@@ -332,6 +344,65 @@ impl Limiter {
             return refused;
         }
         response
+    }
+}
+
+/// Where a heavy query's turn is kept until its answer is written: the HTTP handler puts
+/// one in the request's data and drops it after serializing the response, which for a heavy
+/// query (megabytes of seats) costs about as much as executing it. Without one (a query over
+/// a WebSocket) the turn ends with the execution.
+#[derive(Default)]
+pub struct HeavyTurn(std::sync::Mutex<Option<HeavyPermit>>);
+
+impl HeavyTurn {
+    fn keep(&self, permit: HeavyPermit) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(permit);
+    }
+}
+
+/// One of the heavy permits, taken at `started`. When dropped it rests before it frees the
+/// permit: the time the query held it times `100 / share - 1` (at most the query deadline),
+/// so heavy queries sent back to back, from however many accounts, take at most
+/// `GRAPHQL_HEAVY_SHARE_PERCENT` of a worker per permit. A cap on how many run at once
+/// alone still let one costly query after another keep a whole core busy: half of this
+/// machine, during a sale.
+struct HeavyPermit {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    started: std::time::Instant,
+    rest_factor: f64,
+    max_rest: Duration,
+}
+
+impl HeavyPermit {
+    fn new(permit: tokio::sync::OwnedSemaphorePermit, limits: &Limits) -> Self {
+        let share = f64::from(limits.heavy_share_percent.clamp(1, 100));
+        Self {
+            permit: Some(permit),
+            started: std::time::Instant::now(),
+            rest_factor: 100.0 / share - 1.0,
+            max_rest: limits.query_timeout,
+        }
+    }
+}
+
+impl Drop for HeavyPermit {
+    fn drop(&mut self) {
+        let rest = self
+            .started
+            .elapsed()
+            .mul_f64(self.rest_factor)
+            .min(self.max_rest);
+        let permit = self.permit.take();
+        if rest.is_zero() {
+            return;
+        }
+        // Outside a runtime (never in the server) the permit is freed at once.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                tokio::time::sleep(rest).await;
+                drop(permit);
+            });
+        }
     }
 }
 
@@ -382,6 +453,61 @@ mod tests {
             .and_then(|e| e.get("code").cloned());
         assert_eq!(code, Some(Value::from("QUERY_TOO_LARGE")));
         assert!(took < Duration::from_millis(100), "{took:?}");
+    }
+
+    /// Starts `run` as an admitted query of `cost`, noting when it began.
+    async fn query_at(
+        limiter: &Limiter,
+        cost: u64,
+        turn: Option<&HeavyTurn>,
+        busy: Duration,
+    ) -> (Response, tokio::time::Instant) {
+        let began = std::sync::Mutex::new(None);
+        let admitted = Some(Admitted {
+            kind: OperationType::Query,
+            cost,
+        });
+        let response = limiter
+            .execute(admitted, turn, async {
+                *began.lock().unwrap() = Some(tokio::time::Instant::now());
+                tokio::time::sleep(busy).await;
+                Response::new(Value::Null)
+            })
+            .await;
+        let began = began.into_inner().unwrap().expect("the query ran");
+        (response, began)
+    }
+
+    #[tokio::test]
+    async fn heavy_queries_back_to_back_take_only_their_share_of_a_worker() {
+        let limits = Limits {
+            heavy_share_percent: 25,
+            ..Limits::default()
+        };
+        let heavy = limits.heavy_cost + 1;
+        let limiter = Limiter::new(limits, None);
+        let busy = Duration::from_millis(80);
+
+        // Executed in 80 ms, its answer written in another 80 ms: the turn held 160 ms.
+        let turn = HeavyTurn::default();
+        let (response, _) = query_at(&limiter, heavy, Some(&turn), busy).await;
+        assert!(response.errors.is_empty(), "{:?}", response.errors);
+        tokio::time::sleep(busy).await;
+        drop(turn);
+        let freed = tokio::time::Instant::now();
+
+        // A light query does not wait for the heavy turn.
+        let (_, light_began) = query_at(&limiter, 1, None, Duration::ZERO).await;
+        assert!(light_began - freed < Duration::from_millis(100));
+
+        // The next heavy one starts after the turn rested three times its 160 ms.
+        let (response, next_began) = query_at(&limiter, heavy, None, Duration::ZERO).await;
+        assert!(response.errors.is_empty(), "{:?}", response.errors);
+        let waited = next_began - freed;
+        assert!(
+            waited >= Duration::from_millis(470),
+            "the next heavy query began {waited:?} after the last one's answer"
+        );
     }
 
     #[test]

@@ -44,6 +44,7 @@ impl EdgeConfig {
             max_response_bytes: parse(get, "GRAPHQL_MAX_RESPONSE_BYTES", Some(d.max_response_bytes))?,
             heavy_cost: parse(get, "GRAPHQL_HEAVY_COST", Some(d.heavy_cost))?,
             heavy_concurrency: parse(get, "GRAPHQL_HEAVY_CONCURRENCY", Some(d.heavy_concurrency))?,
+            heavy_share_percent: parse(get, "GRAPHQL_HEAVY_SHARE_PERCENT", Some(d.heavy_share_percent))?,
         };
         let edge = Self {
             limits,
@@ -81,6 +82,9 @@ impl EdgeConfig {
             if zero {
                 return Err(err(var, "must be positive"));
             }
+        }
+        if !(1..=100).contains(&edge.limits.heavy_share_percent) {
+            return Err(err("GRAPHQL_HEAVY_SHARE_PERCENT", "must be between 1 and 100"));
         }
         Ok(edge)
     }

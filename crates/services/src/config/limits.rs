@@ -26,6 +26,11 @@ pub struct Limits {
     /// at most that many runtime workers away from everyone else.
     pub heavy_cost: u64,
     pub heavy_concurrency: usize,
+    /// The share of one runtime worker's time, in percent, that one permit's heavy queries
+    /// may take: after a heavy query's answer is written, its permit rests for as long again
+    /// as the query took times `100 / share - 1` before the next heavy query may start. One
+    /// permit always busy would take a whole core of a two-core machine away from a sale.
+    pub heavy_share_percent: u32,
 }
 
 impl Default for Limits {
@@ -45,6 +50,7 @@ impl Default for Limits {
             // The compact seat map with its availability (about 1,000) stays light.
             heavy_cost: 2_000,
             heavy_concurrency: 1,
+            heavy_share_percent: 25,
         }
     }
 }
