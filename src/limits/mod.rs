@@ -360,38 +360,44 @@ impl HeavyTurn {
     }
 }
 
+/// The part of a heavy turn that never rests: the estimate calls some everyday pages heavy
+/// (the web app's concert list, 2,064 against 2,000) that take a few milliseconds, and they
+/// should not wait three times that for each other.
+const FREE_TURN: Duration = Duration::from_millis(50);
+
 /// One of the heavy permits, taken at `started`. When dropped it rests before it frees the
-/// permit: the time the query held it times `100 / share - 1` (at most the query deadline),
-/// so heavy queries sent back to back, from however many accounts, take at most
-/// `GRAPHQL_HEAVY_SHARE_PERCENT` of a worker per permit. A cap on how many run at once
-/// alone still let one costly query after another keep a whole core busy: half of this
-/// machine, during a sale.
+/// permit: the time the query held it beyond [`FREE_TURN`], times `100 / share - 1` (at most
+/// the query deadline), so costly queries sent back to back, from however many accounts,
+/// take at most `GRAPHQL_HEAVY_SHARE_PERCENT` of a worker per permit. A cap on how many run
+/// at once alone still let one costly query after another keep a whole core busy: half of
+/// this machine, during a sale.
 struct HeavyPermit {
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
     started: std::time::Instant,
-    rest_factor: f64,
-    max_rest: Duration,
+    limits: Arc<Limits>,
 }
 
 impl HeavyPermit {
-    fn new(permit: tokio::sync::OwnedSemaphorePermit, limits: &Limits) -> Self {
-        let share = f64::from(limits.heavy_share_percent.clamp(1, 100));
+    fn new(permit: tokio::sync::OwnedSemaphorePermit, limits: &Arc<Limits>) -> Self {
         Self {
             permit: Some(permit),
             started: std::time::Instant::now(),
-            rest_factor: 100.0 / share - 1.0,
-            max_rest: limits.query_timeout,
+            limits: limits.clone(),
         }
     }
 }
 
+/// How long a heavy turn that `held` its permit rests before freeing it.
+fn rest(held: Duration, limits: &Limits) -> Duration {
+    let share = u128::from(limits.heavy_share_percent.clamp(1, 100));
+    let beyond = held.saturating_sub(FREE_TURN).as_micros();
+    let rest = u64::try_from(beyond * (100 - share) / share).unwrap_or(u64::MAX);
+    Duration::from_micros(rest).min(limits.query_timeout)
+}
+
 impl Drop for HeavyPermit {
     fn drop(&mut self) {
-        let rest = self
-            .started
-            .elapsed()
-            .mul_f64(self.rest_factor)
-            .min(self.max_rest);
+        let rest = rest(self.started.elapsed(), &self.limits);
         let permit = self.permit.take();
         if rest.is_zero() {
             return;

@@ -49,7 +49,7 @@
 //! | `GRAPHQL_MAX_RESPONSE_BYTES` | `16777216` | largest response `data` |
 //! | `GRAPHQL_HEAVY_COST` | `2000` | a query costing more is heavy |
 //! | `GRAPHQL_HEAVY_CONCURRENCY` | `1` | heavy queries running at once per instance (the others wait, within their deadline) |
-//! | `GRAPHQL_HEAVY_SHARE_PERCENT` | `25` | share of one worker's time each of those permits may spend on heavy queries (1-100): after each, the permit rests in proportion |
+//! | `GRAPHQL_HEAVY_SHARE_PERCENT` | `25` | share of one worker's time each of those permits may spend on costly queries (1-100): after each, the permit rests in proportion to what it took beyond 50 ms |
 //! | `HTTP_HEADER_TIMEOUT_SECONDS` | `10` | time to send a request's headers; also the idle keep-alive timeout |
 //! | `HTTP_BODY_TIMEOUT_SECONDS` | `10` | time to send a request's body |
 //! | `HTTP_MAX_CONNECTIONS` | `10000` | open HTTP connections (WebSockets not counted) |

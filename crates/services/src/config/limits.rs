@@ -27,9 +27,10 @@ pub struct Limits {
     pub heavy_cost: u64,
     pub heavy_concurrency: usize,
     /// The share of one runtime worker's time, in percent, that one permit's heavy queries
-    /// may take: after a heavy query's answer is written, its permit rests for as long again
-    /// as the query took times `100 / share - 1` before the next heavy query may start. One
-    /// permit always busy would take a whole core of a two-core machine away from a sale.
+    /// may take: after a heavy query's answer is written, its permit rests for what the
+    /// query took beyond its first 50 ms, times `100 / share - 1`, before the next heavy
+    /// query may start. One permit always busy would take a whole core of a two-core machine
+    /// away from a sale.
     pub heavy_share_percent: u32,
 }
 
