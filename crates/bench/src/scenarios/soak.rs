@@ -1,5 +1,5 @@
 //! soak: `--minutes` (20) of mixed traffic at `--rate` operations per second (set it to
-//! about half of what flash-sale says the server takes), with figures every
+//! about half of what this mix does flat out: `scripts/bench soak` measures that first), with figures every
 //! `--window-seconds` (60) and pass/fail against issue 28's bounds.
 //!
 //! The traffic, per operation drawn (weights in [`MIX`]): browsing concerts, a schedule's
