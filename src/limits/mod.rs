@@ -506,14 +506,32 @@ mod tests {
         let (_, light_began) = query_at(&limiter, 1, None, Duration::ZERO).await;
         assert!(light_began - freed < Duration::from_millis(100));
 
-        // The next heavy one starts after the turn rested three times its 160 ms.
+        // The next heavy one starts after the turn rested three times what it held beyond
+        // the free 50 ms: 3 × 110 ms (90 ms, had the turn ended with the execution).
         let (response, next_began) = query_at(&limiter, heavy, None, Duration::ZERO).await;
         assert!(response.errors.is_empty(), "{:?}", response.errors);
         let waited = next_began - freed;
         assert!(
-            waited >= Duration::from_millis(470),
+            waited >= Duration::from_millis(320),
             "the next heavy query began {waited:?} after the last one's answer"
         );
+    }
+
+    #[test]
+    fn a_turn_rests_for_what_it_held_beyond_the_free_part_times_its_share() {
+        let at = |share: u32| Limits {
+            heavy_share_percent: share,
+            ..Limits::default()
+        };
+        let ms = Duration::from_millis;
+        assert_eq!(rest(ms(30), &at(25)), Duration::ZERO);
+        assert_eq!(rest(ms(50), &at(25)), Duration::ZERO);
+        assert_eq!(rest(ms(150), &at(25)), ms(300));
+        assert_eq!(rest(ms(150), &at(50)), ms(100));
+        assert_eq!(rest(ms(150), &at(100)), Duration::ZERO);
+        // Never longer than a query's deadline: a turn stalled by a slow database does not
+        // shut heavy queries out for minutes.
+        assert_eq!(rest(Duration::from_secs(60), &at(1)), at(1).query_timeout);
     }
 
     #[test]
