@@ -352,11 +352,12 @@ impl Limiter {
 /// query (megabytes of seats) costs about as much as executing it. Without one (a query over
 /// a WebSocket) the turn ends with the execution.
 #[derive(Default)]
-pub struct HeavyTurn(std::sync::Mutex<Option<HeavyPermit>>);
+pub struct HeavyTurn(std::sync::OnceLock<HeavyPermit>);
 
 impl HeavyTurn {
+    /// A request runs one operation, so it keeps at most one permit.
     fn keep(&self, permit: HeavyPermit) {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(permit);
+        let _ = self.0.set(permit);
     }
 }
 
