@@ -14,8 +14,11 @@
 //! other than business refusals, PostgreSQL's dead tuples (`pg_stat_user_tables`) and
 //! Redis's `used_memory`. After a warm-up of two windows: RSS grows at most 10 %, the p99
 //! of the last third of windows is at most 1.2x the first third's, no error other than a
-//! business refusal, dead tuples stay under 2x the warm-up's (or 10,000), Redis memory
-//! grows at most 20 %.
+//! business refusal, dead tuples stay under 2x the warm-up's (or 10,000), and Redis memory
+//! is bounded: it has stopped growing (at most 10 % over the last third of the windows).
+//! Redis memory does grow at first, and by design: the `events` stream keeps the newest
+//! `EVENTS_STREAM_MAX_LEN` events (per window: `events_stream_len`), so it grows until that
+//! cap and stays there; its growth against the warm-up is reported, not judged.
 
 use std::{
     collections::BTreeMap,
@@ -161,6 +164,7 @@ struct Window {
     errors: u64,
     dead_tuples: i64,
     redis_used_mb: Option<f64>,
+    events_stream_len: Option<i64>,
 }
 
 pub async fn soak(ctx: &mut Ctx) -> anyhow::Result<Report> {
@@ -240,6 +244,11 @@ pub async fn soak(ctx: &mut Ctx) -> anyhow::Result<Report> {
             )
             .await?,
             redis_used_mb: redis_used_mb(&mut kv).await,
+            events_stream_len: redis::cmd("XLEN")
+                .arg(format!("{}events", ctx.redis_prefix))
+                .query_async(&mut kv)
+                .await
+                .ok(),
         };
         let row = json!({
             "window": windows.len() + 1,
@@ -252,6 +261,7 @@ pub async fn soak(ctx: &mut Ctx) -> anyhow::Result<Report> {
             "refusals": acc.refusals.values().sum::<u64>(),
             "dead_tuples": w.dead_tuples,
             "redis_used_mb": w.redis_used_mb.map(report::round2),
+            "events_stream_len": w.events_stream_len,
             "ws_events": ws_events.events.swap(0, Ordering::Relaxed),
         });
         eprintln!("bench: soak: {row}");
@@ -328,10 +338,23 @@ fn judge(report: &mut Report, windows: &[Window]) {
         .iter()
         .filter_map(|w| w.redis_used_mb)
         .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+    report.set(
+        "redis_memory_growth_since_warm_up",
+        growth(max_redis, base.redis_used_mb).map(report::round2),
+    );
+    // Bounded: the last third of the run grows no more, whatever it took to get there.
+    let last_third = &after[after.len().saturating_sub(third)..];
+    let redis_span = last_third
+        .iter()
+        .filter_map(|w| w.redis_used_mb)
+        .fold(None, |m, x| match m {
+            None => Some((x, x)),
+            Some((lo, hi)) => Some((f64::min(lo, x), f64::max(hi, x))),
+        });
     report.target(
-        "redis_memory_growth",
-        growth(max_redis, base.redis_used_mb),
-        1.20,
+        "redis_memory_growth_last_third",
+        redis_span.and_then(|(lo, hi)| growth(Some(hi), Some(lo))),
+        1.10,
         true,
     );
     let hold_p99: Vec<f64> = windows.iter().filter_map(|w| w.hold_p99_ms).collect();
