@@ -10,15 +10,17 @@
 //! `--subscribers` (500) `seatChanges` sockets over the schedules, each reconnecting after
 //! 30 to 90 s.
 //!
-//! Per window: the server's RSS, operations/s, p99 of all operations and of holds, errors
-//! other than business refusals, PostgreSQL's dead tuples (`pg_stat_user_tables`) and
-//! Redis's `used_memory`. After a warm-up of two windows: RSS grows at most 10 %, the p99
-//! of the last third of windows is at most 1.2x the first third's, no error other than a
-//! business refusal, dead tuples stay under 2x the warm-up's (or 10,000), and Redis memory
-//! is bounded: it has stopped growing (at most 10 % over the last third of the windows).
-//! Redis memory does grow at first, and by design: the `events` stream keeps the newest
-//! `EVENTS_STREAM_MAX_LEN` events (per window: `events_stream_len`), so it grows until that
-//! cap and stays there; its growth against the warm-up is reported, not judged.
+//! Per window: the server's RSS (the median of a reading every 5 s, and the highest),
+//! operations/s, p99 of all operations and of holds, errors other than business refusals,
+//! PostgreSQL's dead tuples (`pg_stat_user_tables`) and Redis's `used_memory`. After a
+//! warm-up of two windows: RSS grows at most 10 %, the p99 of the last third of windows is
+//! at most 1.2x the first third's, no error other than a business refusal, dead tuples at
+//! the end under the point where autovacuum starts (summed over the tables: autovacuum
+//! keeps up), and Redis memory is bounded: it has stopped growing (at most 10 %
+//! over the last third of the windows). Redis memory does grow at first, and by design: the
+//! `events` stream keeps the newest `EVENTS_STREAM_MAX_LEN` events (per window:
+//! `events_stream_len`), so it grows until that cap and stays there; its growth against the
+//! warm-up is reported, not judged.
 
 use std::{
     collections::BTreeMap,
@@ -40,6 +42,16 @@ use crate::{
     report::{self, Report},
     server, setup, ws,
 };
+
+/// How often the server's RSS is read; a window reports the median of its readings.
+const RSS_EVERY: Duration = Duration::from_secs(5);
+
+/// Dead tuples at which autovacuum starts, per table (`autovacuum_vacuum_threshold` plus
+/// `autovacuum_vacuum_scale_factor` times its live rows; no table of ours sets its own),
+/// summed over the tables.
+const VACUUM_TRIGGER: &str = "SELECT coalesce(sum(current_setting('autovacuum_vacuum_threshold')::bigint
+    + current_setting('autovacuum_vacuum_scale_factor')::float8 * n_live_tup), 0)::bigint AS n
+  FROM pg_stat_user_tables";
 
 /// Schedules on sale without a queue; one more is behind a queue.
 const SCHEDULES: usize = 4;
@@ -163,6 +175,8 @@ struct Window {
     hold_p99_ms: Option<f64>,
     errors: u64,
     dead_tuples: i64,
+    /// Dead tuples at which autovacuum would have started on every table, summed.
+    vacuum_trigger: i64,
     redis_used_mb: Option<f64>,
     events_stream_len: Option<i64>,
 }
@@ -224,7 +238,19 @@ pub async fn soak(ctx: &mut Ctx) -> anyhow::Result<Report> {
     let mut table: Vec<Value> = Vec::new();
     while started.elapsed() + Duration::from_millis(100) < length {
         let until = (started + window * (windows.len() as u32 + 1)).min(started + length);
-        tokio::time::sleep_until(until.into()).await;
+        // RSS every few seconds, the window's median reported: one reading at the window's
+        // end catches whatever burst is in flight (sockets reconnecting, a stall's queue),
+        // and one high reading would then count as growth.
+        let mut rss = Vec::new();
+        loop {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            tokio::time::sleep_until((now + RSS_EVERY).min(until).into()).await;
+            rss.extend(server.and_then(server::rss_mb));
+        }
+        report::sort(&mut rss);
         let acc = std::mem::take(&mut *shared.acc());
         let secs = window.as_secs_f64();
         let mut lat = acc.latencies_ms;
@@ -233,7 +259,7 @@ pub async fn soak(ctx: &mut Ctx) -> anyhow::Result<Report> {
         report::sort(&mut holds);
         let errors: u64 = acc.errors.values().sum();
         let w = Window {
-            rss_mb: server.and_then(server::rss_mb),
+            rss_mb: report::percentile(&rss, 50.0),
             ops_per_s: acc.ops as f64 / secs,
             p99_ms: report::percentile(&lat, 99.0),
             hold_p99_ms: report::percentile(&holds, 99.0),
@@ -243,6 +269,7 @@ pub async fn soak(ctx: &mut Ctx) -> anyhow::Result<Report> {
                 "SELECT coalesce(sum(n_dead_tup), 0)::bigint AS n FROM pg_stat_user_tables",
             )
             .await?,
+            vacuum_trigger: setup::count(&mut ctx.db, VACUUM_TRIGGER).await?,
             redis_used_mb: redis_used_mb(&mut kv).await,
             events_stream_len: redis::cmd("XLEN")
                 .arg(format!("{}events", ctx.redis_prefix))
@@ -254,12 +281,14 @@ pub async fn soak(ctx: &mut Ctx) -> anyhow::Result<Report> {
             "window": windows.len() + 1,
             "at_s": report::round2(started.elapsed().as_secs_f64()),
             "rss_mb": w.rss_mb.map(report::round2),
+            "rss_max_mb": rss.last().copied().map(report::round2),
             "ops_per_s": report::round2(w.ops_per_s),
             "p99_ms": w.p99_ms.map(report::round2),
             "hold_p99_ms": w.hold_p99_ms.map(report::round2),
             "errors": acc.errors,
             "refusals": acc.refusals.values().sum::<u64>(),
             "dead_tuples": w.dead_tuples,
+            "vacuum_trigger": w.vacuum_trigger,
             "redis_used_mb": w.redis_used_mb.map(report::round2),
             "events_stream_len": w.events_stream_len,
             "ws_events": ws_events.events.swap(0, Ordering::Relaxed),
@@ -331,9 +360,14 @@ fn judge(report: &mut Report, windows: &[Window]) {
     report.target("p99_drift", growth(last, first), 1.20, true);
     let errors: u64 = windows.iter().map(|w| w.errors).sum();
     report.target("errors_other_than_refusals", Some(errors as f64), 0.0, true);
-    let dead_bound = (2 * base.dead_tuples).max(10_000);
+    // Autovacuum keeps up when the tables' dead tuples stay under the point where it starts
+    // on each (its threshold plus its scale factor times the live rows): that point grows
+    // with the tables, so a bound fixed at minute 2 judged the reservations the soak adds,
+    // not the vacuum. Summed over the tables, which do not all peak at once.
     let dead_last = after.last().map(|w| w.dead_tuples as f64);
+    let dead_bound = after.last().map_or(10_000, |w| w.vacuum_trigger.max(10_000));
     report.target("dead_tuples_last", dead_last, dead_bound as f64, true);
+    report.set("dead_tuples_twice_warm_up", (2 * base.dead_tuples).max(10_000));
     let max_redis = after
         .iter()
         .filter_map(|w| w.redis_used_mb)
