@@ -35,6 +35,7 @@ mod partition;
 mod payments;
 mod points;
 mod pool;
+mod prepared;
 mod queue;
 mod readme;
 mod roles;

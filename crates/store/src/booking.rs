@@ -48,6 +48,17 @@ pub struct ReservationRow {
     pub note: Option<String>,
 }
 
+/// The columns of [`ReservationRow`] as `<table>.<column>, …`, for raw statements that read
+/// a reservation by name: a statement kept prepared ([`crate::db::Prepared`]) must not say
+/// `r.*`. Kept equal to the struct by the test below.
+#[macro_export]
+macro_rules! reservation_columns {
+    ($t:literal) => {
+        $crate::columns!($t: id, schedule_id, user_id, status, seat_count, total_price,
+            idempotency_key, expires_at, paid_at, cancelled_at, created_at, complimentary, note)
+    };
+}
+
 /// A seat of a reservation with the grade and price it was held at.
 #[derive(QueryableByName, Clone, Debug)]
 pub struct ReservedSeatRow {
@@ -126,4 +137,17 @@ pub async fn complimentary_seats(conn: &mut AsyncPgConnection, schedule_id: i64)
     .get_result(conn)
     .await?;
     Ok(row.n)
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::SelectableHelper as _;
+
+    use super::*;
+
+    #[test]
+    fn reservation_columns_are_the_rows_fields() {
+        let select = crate::db::selected_columns(reservations::table.select(ReservationRow::as_select()));
+        assert_eq!(crate::db::listed_columns(reservation_columns!("r")), select);
+    }
 }

@@ -53,6 +53,18 @@ pub struct ConcertChanges {
     pub poster_url: Option<Option<String>>,
 }
 
+/// The columns of [`ScheduleRow`] as `<table>.<column>, …`, for raw statements that read a
+/// schedule by name: a statement kept prepared ([`crate::db::Prepared`]) must not say `s.*`.
+/// Kept equal to the struct by the test below.
+#[macro_export]
+macro_rules! schedule_columns {
+    ($t:literal) => {
+        $crate::columns!($t: id, concert_id, starts_at, sales_open_at, sales_close_at,
+            per_user_limit, hold_seconds, queue_enabled, admit_per_second, max_active,
+            admission_seconds, status, capacity, booked_count, version, created_at)
+    };
+}
+
 #[derive(Queryable, Selectable, QueryableByName, Clone, Debug)]
 #[diesel(table_name = schedules)]
 pub struct ScheduleRow {
@@ -248,4 +260,17 @@ pub async fn set_schedule_cancelled(conn: &mut AsyncPgConnection, id: i64) -> Qu
         .returning(ScheduleRow::as_returning())
         .get_result(conn)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::SelectableHelper as _;
+
+    use super::*;
+
+    #[test]
+    fn schedule_columns_are_the_rows_fields() {
+        let select = crate::db::selected_columns(schedules::table.select(ScheduleRow::as_select()));
+        assert_eq!(crate::db::listed_columns(schedule_columns!("s")), select);
+    }
 }

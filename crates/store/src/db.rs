@@ -1,4 +1,5 @@
-//! PostgreSQL: the connection pool, database creation and embedded migrations.
+//! PostgreSQL: the connection pool, database creation, embedded migrations, and
+//! [`Prepared`], raw SQL kept as a prepared statement.
 //!
 //! Query functions elsewhere take `&mut AsyncPgConnection` so that they compose inside one
 //! `conn.transaction(...)`; this module only hands out connections, and maps closed Rust
@@ -12,6 +13,11 @@ use diesel_async::{
     pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod, bb8},
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+mod prepared;
+pub use prepared::Prepared;
+#[cfg(test)]
+pub(crate) use prepared::{listed_columns, selected_columns};
 
 pub type Pool = bb8::Pool<AsyncPgConnection>;
 pub type PooledConn<'a> = bb8::PooledConnection<'a, AsyncPgConnection>;

@@ -59,6 +59,7 @@ use crate::{
     booking::ReservationRow,
     claims::ClaimRow,
     concerts::{ConcertRow, ConcertStatus, ScheduleRow},
+    db::Prepared,
     schema::{account_claims, concerts, refresh_tokens, reservations, schedules},
     waitlist::EntryRow,
 };
@@ -138,13 +139,17 @@ async fn read_schedule_for_batch(
     id: i64,
     lock: &'static str,
 ) -> QueryResult<Option<LockedSchedule>> {
-    diesel::sql_query(format!(
-        "SELECT s.*, c.status AS concert_status, c.host_id AS concert_host_id, now() AS db_now,
-                txid_current() AS txid
-         FROM schedules s JOIN concerts c ON c.id = s.concert_id
-         WHERE s.id = $1 {lock}"
-    ))
-    .bind::<BigInt, _>(id)
+    // Kept prepared (one statement for each `lock`): it is a batch's first statement.
+    Prepared(
+        diesel::sql_query(format!(
+            "SELECT {}, c.status AS concert_status, c.host_id AS concert_host_id, now() AS db_now,
+                    txid_current() AS txid
+             FROM schedules s JOIN concerts c ON c.id = s.concert_id
+             WHERE s.id = $1 {lock}",
+            crate::schedule_columns!("s")
+        ))
+        .bind::<BigInt, _>(id),
+    )
     .get_result(&mut conn)
     .await
     .optional()
@@ -159,13 +164,15 @@ pub async fn hold_keys(mut conn: &AsyncPgConnection, keys: &[(i64, String)]) -> 
     }
     let users: Vec<i64> = keys.iter().map(|k| k.0).collect();
     let names: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
-    diesel::sql_query(
-        "SELECT count(pg_advisory_xact_lock(1651470187, h)) AS id FROM (
-           SELECT DISTINCT hashtext(u::text || ':' || k) AS h
-           FROM unnest($1::bigint[], $2::text[]) AS t(u, k) ORDER BY h) x",
+    Prepared(
+        diesel::sql_query(
+            "SELECT count(pg_advisory_xact_lock(1651470187, h)) AS id FROM (
+               SELECT DISTINCT hashtext(u::text || ':' || k) AS h
+               FROM unnest($1::bigint[], $2::text[]) AS t(u, k) ORDER BY h) x",
+        )
+        .bind::<Array<BigInt>, _>(users)
+        .bind::<Array<Text>, _>(names),
     )
-    .bind::<Array<BigInt>, _>(users)
-    .bind::<Array<Text>, _>(names)
     .execute(&mut conn)
     .await
     .map(drop)

@@ -172,12 +172,14 @@ pub(super) async fn load(
 /// The requested seats with their grades and prices (a seat detached from its schedule by a
 /// layout replacement has schedule 0: the decision refuses it as another schedule's).
 pub(super) async fn read_seats(mut conn: &AsyncPgConnection, seat_ids: &[i64]) -> QueryResult<Vec<SeatRow>> {
-    diesel::sql_query(
-        "SELECT s.id, coalesce(s.schedule_id, 0) AS schedule_id, s.status, g.name AS grade, g.price
-         FROM seats s JOIN seat_grades g ON g.id = s.grade_id
-         WHERE s.id = ANY($1)",
+    Prepared(
+        diesel::sql_query(
+            "SELECT s.id, coalesce(s.schedule_id, 0) AS schedule_id, s.status, g.name AS grade, g.price
+             FROM seats s JOIN seat_grades g ON g.id = s.grade_id
+             WHERE s.id = ANY($1)",
+        )
+        .bind::<Array<BigInt>, _>(seat_ids),
     )
-    .bind::<Array<BigInt>, _>(seat_ids)
     .load(&mut conn)
     .await
 }
@@ -190,23 +192,39 @@ pub(super) async fn read_users(
     schedule_id: i64,
     user_ids: &[i64],
 ) -> QueryResult<Vec<UserHolds>> {
-    diesel::sql_query(
-        // A subquery per user, not a join: it always looks up (schedule, user) in
-        // `reservations_live`. As a join, stale statistics in a sale's first minute (the
-        // table was empty at the last ANALYZE) made PostgreSQL scan every live reservation
-        // of the schedule once per user: 61 ms instead of 0.2 ms at 8,000 reservations.
-        "SELECT u.id AS user_id, u.role,
-           (SELECT coalesce(sum(r.seat_count), 0) FROM reservations r
-            WHERE r.schedule_id = $1 AND r.user_id = u.id AND r.status IN ('held', 'confirmed')
-              AND NOT r.complimentary)::bigint AS seats
-         FROM users u
-         WHERE u.id = ANY($2)",
+    Prepared(
+        diesel::sql_query(
+            // A subquery per user, not a join: it always looks up (schedule, user) in
+            // `reservations_live`. As a join, stale statistics in a sale's first minute (the
+            // table was empty at the last ANALYZE) made PostgreSQL scan every live
+            // reservation of the schedule once per user: 61 ms instead of 0.2 ms at 8,000
+            // reservations.
+            "SELECT u.id AS user_id, u.role,
+               (SELECT coalesce(sum(r.seat_count), 0) FROM reservations r
+                WHERE r.schedule_id = $1 AND r.user_id = u.id AND r.status IN ('held', 'confirmed')
+                  AND NOT r.complimentary)::bigint AS seats
+             FROM users u
+             WHERE u.id = ANY($2)",
+        )
+        .bind::<BigInt, _>(schedule_id)
+        .bind::<Array<BigInt>, _>(user_ids),
     )
-    .bind::<BigInt, _>(schedule_id)
-    .bind::<Array<BigInt>, _>(user_ids)
     .load(&mut conn)
     .await
 }
+
+const READ_KEYED: &str = concat!(
+    "SELECT ",
+    boxoffice_store::reservation_columns!("r"),
+    ", r.request_hash,
+       coalesce(array_agg(rs.seat_id ORDER BY rs.seat_id) FILTER (WHERE rs.seat_id IS NOT NULL), '{}') AS seat_ids,
+       coalesce(array_agg(DISTINCT rs.grade_name) FILTER (WHERE rs.grade_name IS NOT NULL), '{}') AS grades
+     FROM reservations r
+     JOIN unnest($1::bigint[], $2::text[]) AS k(user_id, key)
+       ON r.user_id = k.user_id AND r.idempotency_key = k.key
+     LEFT JOIN reservation_seats rs ON rs.reservation_id = r.id
+     GROUP BY r.id"
+);
 
 /// The reservations already made with the batch's keys (any schedule: a key is the
 /// user's), each with its seats and their grades.
@@ -217,18 +235,11 @@ pub(super) async fn read_keyed(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    diesel::sql_query(
-        "SELECT r.*,
-           coalesce(array_agg(rs.seat_id ORDER BY rs.seat_id) FILTER (WHERE rs.seat_id IS NOT NULL), '{}') AS seat_ids,
-           coalesce(array_agg(DISTINCT rs.grade_name) FILTER (WHERE rs.grade_name IS NOT NULL), '{}') AS grades
-         FROM reservations r
-         JOIN unnest($1::bigint[], $2::text[]) AS k(user_id, key)
-           ON r.user_id = k.user_id AND r.idempotency_key = k.key
-         LEFT JOIN reservation_seats rs ON rs.reservation_id = r.id
-         GROUP BY r.id",
+    Prepared(
+        diesel::sql_query(READ_KEYED)
+            .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(keys.iter().map(|k| k.1.as_str()).collect::<Vec<_>>()),
     )
-    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(keys.iter().map(|k| k.1.as_str()).collect::<Vec<_>>())
     .load(&mut conn)
     .await
 }

@@ -34,6 +34,7 @@ use super::{SeatChange, sale, store::ReservationRow};
 use crate::{
     auth::{Actor, Role},
     concerts::{ConcertStatus, service::visible_to, store::ScheduleRow},
+    db::Prepared,
     error::{AppError, AppResult},
     locks::{self, LockedSchedule},
     seats::{SeatStatus, best_available::SeatLayout},
@@ -355,7 +356,8 @@ struct Written {
 /// carrier row (`boxoffice_outbox::append::BATCH_SUBJECT`) holding only the reservations'
 /// ids: the relay makes each event from its reservation later, off this lock (issue 25: the
 /// events' JSON built here cost the sale about 10 % of its holds/s).
-const WRITE: &str = "
+const WRITE: &str = concat!(
+    "
 WITH t AS (
   SELECT nextval('reservations_id_seq') AS id, u.*
   FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[], $12::bigint[]) WITH ORDINALITY AS u(user_id, seat_count, total, key, fp, ord)
@@ -380,8 +382,11 @@ WITH t AS (
   SELECT 'reservation.held', 'batch', $13::bigint, jsonb_build_object('reservationIds', jsonb_agg(made.id ORDER BY made.id))
   FROM made HAVING count(*) > 0
 )
-SELECT t.ord, made.*, (SELECT count(*) FROM claimed) AS claimed, (SELECT version FROM counted) AS version
-FROM made JOIN t ON t.id = made.id";
+SELECT t.ord, ",
+    boxoffice_store::reservation_columns!("made"),
+    ", (SELECT count(*) FROM claimed) AS claimed, (SELECT version FROM counted) AS version
+FROM made JOIN t ON t.id = made.id"
+);
 
 /// Writes the reservations of the claims (requests naming the seats they get, picked ones
 /// included) and their seats, claims the seats and counts them. Returns the reservations in
@@ -426,22 +431,24 @@ async fn write(
     // Written as the value read under the lock, not `booked_count + n`: the same under the
     // lock, and what lets the negative-control test see a lost update without it.
     let booked = i64::from(schedule.booked_count) + seat_ids.len() as i64;
-    let written: Vec<Written> = diesel::sql_query(WRITE)
-        .bind::<Array<BigInt>, _>(users)
-        .bind::<Array<Int4>, _>(counts)
-        .bind::<Array<BigInt>, _>(totals)
-        .bind::<Array<Nullable<Text>>, _>(keys)
-        .bind::<BigInt, _>(schedule.id)
-        .bind::<Timestamptz, _>(expires_at)
-        .bind::<Array<BigInt>, _>(owners)
-        .bind::<Array<BigInt>, _>(&seat_ids)
-        .bind::<Array<Text>, _>(grades)
-        .bind::<Array<BigInt>, _>(prices)
-        .bind::<Int4, _>(i32::try_from(booked).map_err(AppError::internal)?)
-        .bind::<Array<Nullable<BigInt>>, _>(fingerprints)
-        .bind::<BigInt, _>(schedule.concert_id)
-        .load(conn)
-        .await?;
+    let written: Vec<Written> = Prepared(
+        diesel::sql_query(WRITE)
+            .bind::<Array<BigInt>, _>(users)
+            .bind::<Array<Int4>, _>(counts)
+            .bind::<Array<BigInt>, _>(totals)
+            .bind::<Array<Nullable<Text>>, _>(keys)
+            .bind::<BigInt, _>(schedule.id)
+            .bind::<Timestamptz, _>(expires_at)
+            .bind::<Array<BigInt>, _>(owners)
+            .bind::<Array<BigInt>, _>(&seat_ids)
+            .bind::<Array<Text>, _>(grades)
+            .bind::<Array<BigInt>, _>(prices)
+            .bind::<Int4, _>(i32::try_from(booked).map_err(AppError::internal)?)
+            .bind::<Array<Nullable<BigInt>>, _>(fingerprints)
+            .bind::<BigInt, _>(schedule.concert_id),
+    )
+    .load(conn)
+    .await?;
     let (updated, version) = <[Written]>::first(&written).map_or((0, 0), |w| (w.claimed, w.version));
     if usize::try_from(updated).ok() != Some(seat_ids.len()) {
         // Only possible if a writer changed seats without the booking-count lock.
