@@ -50,7 +50,7 @@ pub struct ReservationRow {
 
 /// The columns of [`ReservationRow`] as `<table>.<column>, …`, for raw statements that read
 /// a reservation by name: a statement kept prepared ([`crate::db::Prepared`]) must not say
-/// `r.*`. Kept equal to the struct by the test below.
+/// `r.*`. Kept equal to the struct by a test in `db::prepared`.
 #[macro_export]
 macro_rules! reservation_columns {
     ($t:literal) => {
@@ -137,17 +137,4 @@ pub async fn complimentary_seats(conn: &mut AsyncPgConnection, schedule_id: i64)
     .get_result(conn)
     .await?;
     Ok(row.n)
-}
-
-#[cfg(test)]
-mod tests {
-    use diesel::SelectableHelper as _;
-
-    use super::*;
-
-    #[test]
-    fn reservation_columns_are_the_rows_fields() {
-        let select = crate::db::selected_columns(reservations::table.select(ReservationRow::as_select()));
-        assert_eq!(crate::db::listed_columns(reservation_columns!("r")), select);
-    }
 }

@@ -55,7 +55,7 @@ pub struct ConcertChanges {
 
 /// The columns of [`ScheduleRow`] as `<table>.<column>, …`, for raw statements that read a
 /// schedule by name: a statement kept prepared ([`crate::db::Prepared`]) must not say `s.*`.
-/// Kept equal to the struct by the test below.
+/// Kept equal to the struct by a test in `db::prepared`.
 #[macro_export]
 macro_rules! schedule_columns {
     ($t:literal) => {
@@ -260,17 +260,4 @@ pub async fn set_schedule_cancelled(conn: &mut AsyncPgConnection, id: i64) -> Qu
         .returning(ScheduleRow::as_returning())
         .get_result(conn)
         .await
-}
-
-#[cfg(test)]
-mod tests {
-    use diesel::SelectableHelper as _;
-
-    use super::*;
-
-    #[test]
-    fn schedule_columns_are_the_rows_fields() {
-        let select = crate::db::selected_columns(schedules::table.select(ScheduleRow::as_select()));
-        assert_eq!(crate::db::listed_columns(schedule_columns!("s")), select);
-    }
 }

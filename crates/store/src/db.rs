@@ -16,8 +16,6 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 mod prepared;
 pub use prepared::Prepared;
-#[cfg(test)]
-pub(crate) use prepared::{listed_columns, selected_columns};
 
 pub type Pool = bb8::Pool<AsyncPgConnection>;
 pub type PooledConn<'a> = bb8::PooledConnection<'a, AsyncPgConnection>;

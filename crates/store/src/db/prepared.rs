@@ -59,24 +59,50 @@ impl<Q: Query> Query for Prepared<Q> {
     type SqlType = Q::SqlType;
 }
 
-/// The column names a query builder select reads, in order (`"t"."c", …` → `c`), to check
-/// a hand-written column list against the row type it fills.
 #[cfg(test)]
-pub(crate) fn selected_columns(query: impl QueryFragment<Pg>) -> Vec<String> {
-    let sql = diesel::debug_query::<Pg, _>(&query).to_string();
-    let list = sql
-        .strip_prefix("SELECT ")
-        .and_then(|s| s.split(" FROM ").next())
-        .unwrap_or_else(|| panic!("not a select: {sql}"));
-    list.split(", ")
-        .map(|c| c.rsplit('.').next().unwrap_or(c).trim_matches('"').to_owned())
-        .collect()
-}
+mod tests {
+    use diesel::{QueryDsl as _, SelectableHelper as _};
 
-/// The column names of a list such as `reservation_columns!("r")` (`r.c, …` → `c`).
-#[cfg(test)]
-pub(crate) fn listed_columns(list: &str) -> Vec<String> {
-    list.split(", ")
-        .map(|c| c.rsplit('.').next().unwrap_or(c).to_owned())
-        .collect()
+    use super::*;
+    use crate::{
+        booking::ReservationRow,
+        concerts::ScheduleRow,
+        schema::{reservations, schedules},
+    };
+
+    /// The column names a query builder select reads, in order (`"t"."c", …` → `c`).
+    fn selected(query: impl QueryFragment<Pg>) -> Vec<String> {
+        let sql = diesel::debug_query::<Pg, _>(&query).to_string();
+        let list = sql
+            .strip_prefix("SELECT ")
+            .and_then(|s| s.split(" FROM ").next())
+            .unwrap_or_else(|| panic!("not a select: {sql}"));
+        list.split(", ")
+            .map(|c| c.rsplit('.').next().unwrap_or(c).trim_matches('"').to_owned())
+            .collect()
+    }
+
+    /// The column names of a hand-written list (`r.c, …` → `c`).
+    fn listed(list: &str) -> Vec<String> {
+        list.split(", ")
+            .map(|c| c.rsplit('.').next().unwrap_or(c).to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn columns_lists_each_column_with_its_table() {
+        assert_eq!(crate::columns!("r": id, name), "r.id, r.name");
+    }
+
+    #[test]
+    fn the_column_lists_are_their_rows_fields() {
+        assert_eq!(
+            listed(crate::reservation_columns!("r")),
+            selected(reservations::table.select(ReservationRow::as_select()))
+        );
+        assert_eq!(
+            listed(crate::schedule_columns!("s")),
+            selected(schedules::table.select(ScheduleRow::as_select()))
+        );
+    }
 }
