@@ -6,8 +6,9 @@
 //! PostgreSQL's work in a sale of small batches: planning 19.5 % and parsing 9.5 % of both
 //! cores, against 20.8 % running the statements (docs/performance.md, "where a small
 //! batch's time goes"). [`Prepared`] marks a statement whose text is fixed as safe to
-//! cache: diesel-async then keeps it per connection, keyed by its text and bind types, and
-//! PostgreSQL may settle on a generic plan after five executions.
+//! cache: diesel-async then keeps it per connection, keyed by its text and bind types.
+//! PostgreSQL still plans it at every execution (for arrays of a few ids a custom plan always
+//! looks cheaper than the generic one); forcing generic plans was measured and not kept.
 //!
 //! Rules for a statement wrapped here:
 //! - Its text is one of a few fixed strings, never built from data: each distinct text is a
