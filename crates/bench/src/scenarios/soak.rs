@@ -272,7 +272,7 @@ pub async fn soak(ctx: &mut Ctx) -> anyhow::Result<Report> {
             vacuum_trigger: setup::count(&mut ctx.db, VACUUM_TRIGGER).await?,
             redis_used_mb: redis_used_mb(&mut kv).await,
             events_stream_len: redis::cmd("XLEN")
-                .arg(format!("{}events", ctx.redis_prefix))
+                .arg(format!("{}{}", ctx.redis_prefix, boxoffice::events::STREAM))
                 .query_async(&mut kv)
                 .await
                 .ok(),

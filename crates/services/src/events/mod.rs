@@ -20,8 +20,11 @@ use crate::{config::EventsConfig, kv::Kv, state::Services};
 /// hangs holds none, since a delivery holds no connection while it waits).
 const RELAY_POOL_SIZE: u32 = 2;
 
-/// The Redis stream `events` (under the deployment's key prefix), capped to its newest
-/// entries: consumers inside the deployment read it with XREAD or a consumer group.
+/// The Redis stream the relay publishes every event to (under the deployment's key
+/// prefix): consumers inside the deployment read it with XREAD or a consumer group.
+pub const STREAM: &str = "events";
+
+/// The Redis stream [`STREAM`], capped to its newest entries.
 struct RedisEvents {
     kv: Kv,
     key: String,
@@ -77,7 +80,7 @@ pub async fn spawn_relay(state: &Services, stop: watch::Receiver<bool>) -> anyho
     let stream: Option<Arc<dyn EventStream>> = state.redis.as_ref().map(|kv| {
         Arc::new(RedisEvents {
             kv: kv.clone(),
-            key: kv.key("events"),
+            key: kv.key(STREAM),
             max_len: config.stream_max_len,
         }) as Arc<dyn EventStream>
     });
