@@ -23,6 +23,7 @@ mod docs;
 mod exports;
 mod failover;
 mod faults;
+mod groups;
 mod host_orders;
 mod http;
 mod introspection;

@@ -37,7 +37,7 @@ const BATCH: [&str; 6] = [
     "txid_current() AS txid",
     "pg_advisory_xact_lock(1651470187",
     "FROM seats s JOIN seat_grades g",
-    "FROM users u",
+    "AS p(schedule_id, user_id)",
     "AS k(user_id, key)",
     "nextval('reservations_id_seq')",
 ];

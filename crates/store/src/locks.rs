@@ -8,11 +8,11 @@
 //!
 //! 1. the concert row ([`concert`]): publishing, updating and cancelling a concert, adding a
 //!    schedule, cancelling a schedule (its concert first, for the ownership check);
-//! 2. schedule rows ([`schedule`], [`schedule_for_batch`]): the booking-count lock. Every
+//! 2. schedule rows ([`schedule`], [`schedules_for_batch`]): the booking-count lock. Every
 //!    writer that can make a seat of the schedule available or unavailable holds it (a hold
 //!    batch, cancel, expiry, cancelling the schedule, replacing the layout), so a batch holding
 //!    it decides all its requests from one read of the seats. Several schedules (cancelling a
-//!    concert) in ascending id;
+//!    concert, a group of hold batches) in ascending id, all before any lock further down;
 //! 3. idempotency keys of hold requests ([`hold_keys`], transaction-scoped advisory locks in
 //!    ascending hash): one user's key sent to two schedules at once is claimed by one batch,
 //!    and the other batch reads the first one's committed reservation (it waits at most for
@@ -121,38 +121,46 @@ pub struct LockedSchedule {
 /// reads in one pipeline: PostgreSQL runs a connection's statements in order, so the reads
 /// start only once the locks are held, and each reads a snapshot taken after that.
 pub async fn schedule_for_batch(conn: &AsyncPgConnection, id: i64) -> QueryResult<Option<LockedSchedule>> {
-    read_schedule_for_batch(conn, id, "FOR UPDATE OF s").await
+    Ok(schedules_for_batch(conn, &[id]).await?.pop())
+}
+
+/// Lock order step 2, several schedules: the schedule rows of a group of hold batches (one
+/// transaction for the waiting batches of several schedules), locked in ascending id by
+/// one statement (`ORDER BY` under `FOR UPDATE` locks rows in the order they come out), so
+/// two groups sharing schedules wait for each other and never close a cycle. The rows come
+/// back in ascending id; schedules that do not exist are left out.
+pub async fn schedules_for_batch(conn: &AsyncPgConnection, ids: &[i64]) -> QueryResult<Vec<LockedSchedule>> {
+    read_schedules_for_batch(conn, ids, "FOR UPDATE OF s").await
 }
 
 /// The same read without the lock: only for the negative control of the concurrency tests
 /// (the `negative-control` feature, which a release build does not have).
 #[cfg(feature = "negative-control")]
-pub async fn schedule_for_batch_unlocked(
+pub async fn schedules_for_batch_unlocked(
     conn: &AsyncPgConnection,
-    id: i64,
-) -> QueryResult<Option<LockedSchedule>> {
-    read_schedule_for_batch(conn, id, "").await
+    ids: &[i64],
+) -> QueryResult<Vec<LockedSchedule>> {
+    read_schedules_for_batch(conn, ids, "").await
 }
 
-async fn read_schedule_for_batch(
+async fn read_schedules_for_batch(
     mut conn: &AsyncPgConnection,
-    id: i64,
+    ids: &[i64],
     lock: &'static str,
-) -> QueryResult<Option<LockedSchedule>> {
+) -> QueryResult<Vec<LockedSchedule>> {
     // Kept prepared (one statement for each `lock`): it is a batch's first statement.
     Prepared(
         diesel::sql_query(format!(
             "SELECT {}, c.status AS concert_status, c.host_id AS concert_host_id, now() AS db_now,
                     txid_current() AS txid
              FROM schedules s JOIN concerts c ON c.id = s.concert_id
-             WHERE s.id = $1 {lock}",
+             WHERE s.id = ANY($1) ORDER BY s.id {lock}",
             crate::schedule_columns!("s")
         ))
-        .bind::<BigInt, _>(id),
+        .bind::<Array<BigInt>, _>(ids),
     )
-    .get_result(&mut conn)
+    .load(&mut conn)
     .await
-    .optional()
 }
 
 /// Lock order step 3: The (user, key) pairs of a batch's hold requests, as transaction-scoped advisory locks

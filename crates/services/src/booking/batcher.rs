@@ -1,9 +1,17 @@
-//! Group commit: one in-process queue and worker per schedule.
+//! Group commit: one in-process queue and worker per schedule, and groups of schedules.
 //!
 //! Requests for a schedule wait in its queue; the worker takes everything waiting (up to
-//! `MAX_BATCH`) and applies it in one transaction (`reserve::reserve_batch`). While one
-//! batch is in the database the next one fills up, so the busier a schedule, the bigger
-//! its batches and the fewer commits per booking. An idle worker exits.
+//! `MAX_BATCH`) as the schedule's next batch. While one batch is in the database the next
+//! one fills up, so the busier a schedule, the bigger its batches and the fewer commits per
+//! booking. An idle worker exits.
+//!
+//! Batches of different schedules then meet: a few group committers (`COMMITTERS`) each
+//! take every batch waiting for them (up to `MAX_GROUP` requests) and apply them in one
+//! transaction (`reserve::reserve_group`). One big sale makes one batch at a time, as before;
+//! twenty small sales at once, each with a batch of three requests, no longer pay twenty
+//! transactions for sixty requests (issue 28: a transaction's fixed cost is most of a small
+//! batch's). A group that fails for a reason other than the database runs again batch by
+//! batch, so one schedule's failure stays its own.
 //!
 //! Several instances: the batcher knows nothing of them. `leader` routes each request
 //! either here or to the instance leading the schedule's bookings, which runs it here, in
@@ -20,9 +28,9 @@
 //! batch waits for that batch's real outcome.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet, VecDeque},
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, OnceLock, Weak,
         atomic::{AtomicU8, AtomicU64, Ordering},
     },
     time::Duration,
@@ -43,6 +51,13 @@ use crate::{
 
 /// Requests in one transaction at most: bounds the time the schedule lock is held.
 pub const MAX_BATCH: usize = 128;
+/// Requests in one group transaction at most (of several schedules' batches).
+pub const MAX_GROUP: usize = 256;
+/// Group transactions in flight at once: batches of different schedules still run in
+/// parallel, each transaction with as many of them as were waiting. Two, measured against
+/// four (docs/performance.md): larger groups cost PostgreSQL less per seat (200-217 µs
+/// against 243-284 in a sale of 20 schedules) and gave more holds/s.
+const COMMITTERS: usize = 2;
 /// Requests waiting for one schedule at most, beyond which callers get UNAVAILABLE.
 const QUEUE_DEPTH: usize = 8192;
 /// A worker with nothing to do for this long exits.
@@ -60,6 +75,26 @@ struct Job {
     state: Arc<AtomicU8>,
 }
 
+/// A schedule's batch on its way to a group, and how its worker learns it was answered.
+struct Batch {
+    schedule_id: i64,
+    jobs: Vec<Job>,
+    done: oneshot::Sender<()>,
+}
+
+impl Batch {
+    /// The (user, key) pairs of its requests: one pair in two batches of a group would be
+    /// decided twice from one snapshot (see `reserve::reserve_group`).
+    fn keys(&self) -> impl Iterator<Item = (i64, &str)> {
+        self.jobs.iter().filter_map(|j| {
+            j.request
+                .idempotency_key
+                .as_deref()
+                .map(|k| (j.request.user_id, k))
+        })
+    }
+}
+
 /// The batcher holds what its batches need, handed to it by the composition root
 /// (`state::Services::connect`): the pool, the answer timeout, and the live feeds where
 /// committed seat changes are announced. It knows nothing above booking.
@@ -67,6 +102,8 @@ pub struct Batcher {
     /// Per schedule: the queue of its worker, and that worker's number.
     queues: Mutex<HashMap<i64, (u64, mpsc::Sender<Job>)>>,
     next_worker: AtomicU64,
+    /// Where workers hand their batches to the group committers, started with the first.
+    groups: OnceLock<mpsc::UnboundedSender<Batch>>,
     stats: Stats,
     /// Layouts the best-available picks of this instance's batches read and left.
     layouts: reserve::Layouts,
@@ -89,6 +126,13 @@ pub struct Stats {
     pub retries: AtomicU64,
     /// Requests withdrawn by callers that stopped waiting before their batch started.
     pub withdrawn: AtomicU64,
+    /// Transactions that applied the batches of several schedules, and the most batches
+    /// one of them held.
+    pub groups: AtomicU64,
+    pub largest_group: AtomicU64,
+    /// Such transactions that failed for a reason other than the database being down,
+    /// whose batches then ran one by one.
+    pub group_failures: AtomicU64,
 }
 
 impl Batcher {
@@ -96,6 +140,7 @@ impl Batcher {
         Self {
             queues: Mutex::default(),
             next_worker: AtomicU64::default(),
+            groups: OnceLock::new(),
             stats: Stats::default(),
             layouts: reserve::Layouts::default(),
             db,
@@ -134,6 +179,19 @@ impl Batcher {
         queues.insert(schedule_id, (worker, tx.clone()));
         tokio::spawn(work(self.clone(), schedule_id, worker, rx));
         tx
+    }
+
+    /// The group committers' queue, starting them on first use. They hold the batcher
+    /// weakly: once it is dropped, its queue closes and they end.
+    fn groups(self: &Arc<Self>) -> &mpsc::UnboundedSender<Batch> {
+        self.groups.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let rx = Arc::new(tokio::sync::Mutex::new(rx));
+            for _ in 0..COMMITTERS {
+                tokio::spawn(commit_groups(Arc::downgrade(self), rx.clone()));
+            }
+            tx
+        })
     }
 
     /// Removes a worker's queue, unless another worker has replaced it already.
@@ -236,7 +294,7 @@ async fn work(batcher: Arc<Batcher>, schedule_id: i64, worker: u64, mut rx: mpsc
                 }
                 while !rest.is_empty() {
                     let chunk: Vec<Job> = rest.drain(..rest.len().min(MAX_BATCH)).collect();
-                    run(&batcher, schedule_id, chunk).await;
+                    commit(&batcher, schedule_id, chunk).await;
                 }
                 return;
             }
@@ -249,19 +307,198 @@ async fn work(batcher: Arc<Batcher>, schedule_id: i64, worker: u64, mut rx: mpsc
             }
         }
         if !jobs.is_empty() {
-            run(&batcher, schedule_id, jobs).await;
+            commit(&batcher, schedule_id, jobs).await;
         }
+    }
+}
+
+/// Hands a schedule's batch to the group committers and waits until it is answered, so a
+/// schedule has one batch in the database at a time and the next one fills up meanwhile.
+async fn commit(batcher: &Arc<Batcher>, schedule_id: i64, jobs: Vec<Job>) {
+    let (done, answered) = oneshot::channel();
+    let batch = Batch {
+        schedule_id,
+        jobs,
+        done,
+    };
+    if let Err(mpsc::error::SendError(batch)) = batcher.groups().send(batch) {
+        // Only once every committer is gone (their runtime shutting down): run it here.
+        run(batcher, batch.schedule_id, batch.jobs).await;
+        return;
+    }
+    let _ = answered.await;
+}
+
+/// A group committer: takes the batches waiting (those a previous group had to leave
+/// first), as many as fit in one group, and applies them in one transaction.
+async fn commit_groups(batcher: Weak<Batcher>, rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Batch>>>) {
+    let mut left: VecDeque<Batch> = VecDeque::new();
+    loop {
+        let mut group = Group::default();
+        let mut later = VecDeque::new();
+        for batch in left.drain(..) {
+            group.add_or_leave(batch, &mut later);
+        }
+        // A group begun with batches left over must not wait for the queue: another
+        // committer may be holding it while it waits for work, and those batches would
+        // wait with it for traffic that may never come.
+        let queue = if group.batches.is_empty() {
+            Some(rx.lock().await)
+        } else {
+            rx.try_lock().ok()
+        };
+        if let Some(mut rx) = queue {
+            if group.batches.is_empty() {
+                match rx.recv().await {
+                    Some(batch) => group.add_or_leave(batch, &mut later),
+                    None => return,
+                }
+            }
+            while group.requests < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(batch) => group.add_or_leave(batch, &mut later),
+                    Err(_) => break,
+                }
+            }
+        }
+        left = later;
+        let Some(batcher) = batcher.upgrade() else {
+            return;
+        };
+        run_group(&batcher, group.batches).await;
+    }
+}
+
+/// A group being formed.
+#[derive(Default)]
+struct Group {
+    batches: Vec<Batch>,
+    requests: usize,
+    keys: HashSet<(i64, String)>,
+}
+
+impl Group {
+    /// Adds `batch` unless the group is full, or holds one of its keys or a batch of its
+    /// schedule already (a worker that went idle may still have one on its way while its
+    /// successor sends the next); then it waits in `later` for the next group.
+    fn add_or_leave(&mut self, batch: Batch, later: &mut VecDeque<Batch>) {
+        let fits = self.batches.is_empty()
+            || (self.requests + batch.jobs.len() <= MAX_GROUP
+                && self.batches.iter().all(|b| b.schedule_id != batch.schedule_id)
+                && !batch.keys().any(|(u, k)| self.keys.contains(&(u, k.to_owned()))));
+        if !fits {
+            later.push_back(batch);
+            return;
+        }
+        self.keys.extend(batch.keys().map(|(u, k)| (u, k.to_owned())));
+        self.requests += batch.jobs.len();
+        self.batches.push(batch);
+    }
+}
+
+/// Applies a group's batches in one transaction and answers them; a group of one is a
+/// batch (`run`). If the transaction fails for a reason other than an unavailable
+/// database, each batch runs again on its own.
+async fn run_group(batcher: &Batcher, mut batches: Vec<Batch>) {
+    if batches.len() == 1
+        && let Some(Batch {
+            schedule_id,
+            jobs,
+            done,
+        }) = batches.pop()
+    {
+        run(batcher, schedule_id, jobs).await;
+        let _ = done.send(());
+        return;
+    }
+    let stats = &batcher.stats;
+    stats.groups.fetch_add(1, Ordering::Relaxed);
+    stats
+        .largest_group
+        .fetch_max(batches.len() as u64, Ordering::Relaxed);
+    metrics::histogram!("booking_group_batches").record(batches.len() as f64);
+    for b in &batches {
+        record_batch(stats, b.jobs.len());
+    }
+    let requests: Vec<Vec<HoldRequest>> = batches
+        .iter()
+        .map(|b| b.jobs.iter().map(|j| j.request.clone()).collect())
+        .collect();
+    let parts: Vec<reserve::Part<'_>> = batches
+        .iter()
+        .zip(&requests)
+        .map(|(b, r)| (b.schedule_id, r.as_slice()))
+        .collect();
+    let started = std::time::Instant::now();
+    let outcome = match batcher.db.get().await {
+        Ok(mut conn) => {
+            match reserve::reserve_group(&mut conn, &parts, Lock::Take, Some(&batcher.layouts)).await {
+                Ok(Applied::Committed(outcome)) => Ok(outcome),
+                Ok(Applied::InDoubt { outcome, cause }) => {
+                    drop(conn);
+                    outcome.settle(&batcher.db, cause).await
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(AppError::from(e)),
+    };
+    metrics::histogram!("booking_batch_seconds").record(started.elapsed().as_secs_f64());
+    match outcome {
+        Ok(outcome) => {
+            for (batch, outcome) in batches.into_iter().zip(outcome.batches) {
+                answer(batcher, batch.jobs, outcome);
+                let _ = batch.done.send(());
+            }
+        }
+        Err(e @ AppError::Unavailable(_)) => {
+            tracing::warn!(group.batches = batches.len(), error.cause = ?e, "booking group: database unavailable");
+            for batch in batches {
+                for job in batch.jobs {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+                let _ = batch.done.send(());
+            }
+        }
+        Err(e) => {
+            stats.group_failures.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("booking_group_failures_total").increment(1);
+            tracing::warn!(group.batches = batches.len(), error.cause = ?e, "booking group failed; running its batches one by one");
+            for batch in batches {
+                run_batch(batcher, batch.schedule_id, batch.jobs).await;
+                let _ = batch.done.send(());
+            }
+        }
+    }
+}
+
+fn record_batch(stats: &Stats, size: usize) {
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    stats.requests.fetch_add(size as u64, Ordering::Relaxed);
+    stats.largest.fetch_max(size as u64, Ordering::Relaxed);
+    metrics::histogram!("booking_batch_size").record(size as f64);
+}
+
+/// Announces a committed batch's change and answers its callers.
+fn answer(batcher: &Batcher, jobs: Vec<Job>, outcome: reserve::BatchOutcome) {
+    if let Some(change) = outcome.change {
+        super::announce(&batcher.live, change);
+    }
+    for (job, result) in jobs.into_iter().zip(outcome.results) {
+        let _ = job.reply.send(result);
     }
 }
 
 /// Runs a batch; if its transaction fails for a reason other than an unavailable
 /// database, runs it again in halves, down to single requests.
 async fn run(batcher: &Batcher, schedule_id: i64, jobs: Vec<Job>) {
+    record_batch(&batcher.stats, jobs.len());
+    run_batch(batcher, schedule_id, jobs).await;
+}
+
+/// `run` without counting the batch again (a group's batch, run alone after its group failed).
+async fn run_batch(batcher: &Batcher, schedule_id: i64, jobs: Vec<Job>) {
     let stats = &batcher.stats;
-    stats.batches.fetch_add(1, Ordering::Relaxed);
-    stats.requests.fetch_add(jobs.len() as u64, Ordering::Relaxed);
-    stats.largest.fetch_max(jobs.len() as u64, Ordering::Relaxed);
-    metrics::histogram!("booking_batch_size").record(jobs.len() as f64);
     // Groups still to run, last first.
     let mut groups = vec![jobs];
     while let Some(jobs) = groups.pop() {
@@ -269,19 +506,12 @@ async fn run(batcher: &Batcher, schedule_id: i64, jobs: Vec<Job>) {
         let started = std::time::Instant::now();
         let outcome = match batcher.db.get().await {
             Ok(mut conn) => {
-                match reserve::reserve_batch(
-                    &mut conn,
-                    schedule_id,
-                    &requests,
-                    Lock::Take,
-                    Some(&batcher.layouts),
-                )
-                .await
-                {
+                let parts = [(schedule_id, requests.as_slice())];
+                match reserve::reserve_group(&mut conn, &parts, Lock::Take, Some(&batcher.layouts)).await {
                     Ok(Applied::Committed(outcome)) => Ok(outcome),
                     Ok(Applied::InDoubt { outcome, cause }) => {
                         drop(conn);
-                        reserve::settle(&batcher.db, outcome, cause).await
+                        outcome.settle(&batcher.db, cause).await
                     }
                     Err(e) => Err(e),
                 }
@@ -289,15 +519,12 @@ async fn run(batcher: &Batcher, schedule_id: i64, jobs: Vec<Job>) {
             Err(e) => Err(AppError::from(e)),
         };
         metrics::histogram!("booking_batch_seconds").record(started.elapsed().as_secs_f64());
-        match outcome {
-            Ok(outcome) => {
-                if let Some(change) = outcome.change {
-                    super::announce(&batcher.live, change);
-                }
-                for (job, result) in jobs.into_iter().zip(outcome.results) {
-                    let _ = job.reply.send(result);
-                }
-            }
+        match outcome.and_then(|mut o| {
+            o.batches
+                .pop()
+                .ok_or_else(|| AppError::internal(anyhow::anyhow!("a batch left no outcome")))
+        }) {
+            Ok(outcome) => answer(batcher, jobs, outcome),
             // Nothing was written for anyone. The database is down: everyone may retry.
             Err(e @ AppError::Unavailable(_)) => {
                 tracing::warn!(schedule.id = schedule_id, batch.size = jobs.len(), error.cause = ?e, "booking batch: database unavailable");

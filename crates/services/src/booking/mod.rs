@@ -431,9 +431,7 @@ pub mod negative_control {
         witness: Option<(i64, chrono::DateTime<chrono::Utc>)>,
     ) -> bool {
         let cause = crate::error::AppError::unavailable(anyhow::anyhow!("the COMMIT went unanswered"));
-        reserve::settle(db, reserve::BatchOutcome::in_doubt(txid, witness), cause)
-            .await
-            .is_ok()
+        reserve::settle(db, Some(txid), witness, cause).await.is_ok()
     }
 
     async fn one(
@@ -442,13 +440,14 @@ pub mod negative_control {
         request: HoldRequest,
         lock: reserve::Lock,
     ) -> AppResult<AppResult<ReservationRow>> {
-        let outcome = match reserve::reserve_batch(conn, schedule_id, &[request], lock, None).await? {
+        let outcome = match reserve::reserve_group(conn, &[(schedule_id, &[request])], lock, None).await? {
             reserve::Applied::Committed(outcome) => outcome,
             reserve::Applied::InDoubt { cause, .. } => return Err(cause),
         };
         Ok(outcome
-            .results
+            .batches
             .into_iter()
+            .flat_map(|b| b.results)
             .next()
             .unwrap_or_else(|| Err(crate::error::AppError::internal(anyhow::anyhow!("no result")))))
     }

@@ -1,5 +1,5 @@
-//! The batch's load step: the requested seats, the users with their holdings, and the keys
-//! already used, read under the schedule lock.
+//! The group's load step: the requested seats, the users with their holdings, and the keys
+//! already used, read under the schedule locks.
 
 use super::*;
 
@@ -20,6 +20,8 @@ pub(super) struct SeatRow {
 
 #[derive(QueryableByName)]
 pub(super) struct UserHolds {
+    #[diesel(sql_type = BigInt)]
+    pub(super) schedule_id: i64,
     #[diesel(sql_type = BigInt)]
     pub(super) user_id: i64,
     #[diesel(sql_type = BigInt)]
@@ -42,34 +44,58 @@ pub(super) struct Keyed {
     pub(super) request_hash: Option<i64>,
 }
 
-/// What a batch reads under its locks.
-pub(super) type Load = (
-    LockedSchedule,
-    Loaded,
-    HashMap<i64, SeatRow>,
-    HashMap<i64, ReservationRow>,
-);
+/// One schedule's batch of a group as read under the group's locks.
+pub(super) struct PartLoad {
+    pub(super) locked: LockedSchedule,
+    pub(super) loaded: Loaded,
+}
 
-/// Takes the batch's locks and reads everything the decision needs, in one round trip: the
-/// statements are pipelined on the connection, and PostgreSQL runs them in order, so every
-/// read starts after the locks are held (see `locks::schedule_for_batch`). None if the
-/// schedule does not exist.
+/// What a group reads under its locks: each part's load (None if its schedule does not
+/// exist), in the parts' order, with every seat its requests name and every reservation
+/// made with one of its keys.
+pub(super) struct GroupLoad {
+    pub(super) parts: Vec<Option<PartLoad>>,
+    pub(super) seats: HashMap<i64, SeatRow>,
+    pub(super) replays: HashMap<i64, ReservationRow>,
+    /// The transaction's id, once a schedule row was locked (see `settle`).
+    pub(super) txid: Option<i64>,
+}
+
+/// The (user, key) pairs of some requests, ascending and distinct (a double-click sends one
+/// key several times in a batch).
+pub(super) fn keys_of<'a>(requests: impl IntoIterator<Item = &'a HoldRequest>) -> Vec<(i64, String)> {
+    let mut keys: Vec<(i64, String)> = requests
+        .into_iter()
+        .filter_map(|r| r.idempotency_key.clone().map(|k| (r.user_id, k)))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// Takes the group's locks and reads everything its decisions need, in one round trip
+/// whatever the number of schedules: the statements are pipelined on the connection, and
+/// PostgreSQL runs them in order, so every read starts after the locks are held (see
+/// `locks::schedules_for_batch`): the schedule rows in ascending id, then the keys (I6).
 pub(super) async fn load(
     conn: &mut AsyncPgConnection,
-    schedule_id: i64,
-    keys: &[(i64, String)],
-    requests: &[HoldRequest],
+    parts: &[Part<'_>],
     lock: Lock,
-) -> AppResult<Option<Load>> {
-    let mut seat_ids: Vec<i64> = requests
-        .iter()
-        .flat_map(|r| r.seat_ids().iter().copied())
-        .collect();
+) -> AppResult<GroupLoad> {
+    let requests = || parts.iter().flat_map(|p| p.1.iter());
+    let mut schedule_ids: Vec<i64> = parts.iter().map(|p| p.0).collect();
+    schedule_ids.sort_unstable();
+    schedule_ids.dedup();
+    let mut seat_ids: Vec<i64> = requests().flat_map(|r| r.seat_ids().iter().copied()).collect();
     seat_ids.sort_unstable();
     seat_ids.dedup();
-    let mut user_ids: Vec<i64> = requests.iter().map(|r| r.user_id).collect();
-    user_ids.sort_unstable();
-    user_ids.dedup();
+    let mut pairs: Vec<(i64, i64)> = parts
+        .iter()
+        .flat_map(|(schedule_id, requests)| requests.iter().map(|r| (*schedule_id, r.user_id)))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let keys = keys_of(requests());
     // Key locks make two batches that carry one key for different schedules meet. A key
     // generated for a forwarded request is only ever used for its one schedule, whose
     // batches the schedule lock already runs one at a time: it needs no lock of its own
@@ -81,45 +107,32 @@ pub(super) async fn load(
         .cloned()
         .collect();
     let conn: &AsyncPgConnection = conn;
-    let lock_schedule = async {
+    let lock_schedules = async {
         match lock {
-            Lock::Take => locks::schedule_for_batch(conn, schedule_id).await,
+            Lock::Take => locks::schedules_for_batch(conn, &schedule_ids).await,
             #[cfg(feature = "negative-control")]
-            Lock::Skip => locks::schedule_for_batch_unlocked(conn, schedule_id).await,
+            Lock::Skip => locks::schedules_for_batch_unlocked(conn, &schedule_ids).await,
         }
     };
     let (locked, key_locks, seats, users, keyed) = futures_util::join!(
-        lock_schedule,
+        lock_schedules,
         locks::hold_keys(conn, &client_keys),
         read_seats(conn, &seat_ids),
-        read_users(conn, schedule_id, &user_ids),
-        read_keyed(conn, keys),
+        read_users(conn, &pairs),
+        read_keyed(conn, &keys),
     );
     // In pipeline order: after a failed statement the rest fail only because the
     // transaction is aborted, so the first error is the one that says why.
     let locked = locked?;
     key_locks?;
     let (seats, users, keyed) = (seats?, users?, keyed?);
-    let Some(locked) = locked else {
-        return Ok(None);
-    };
-    let schedule = &locked.schedule;
+    let txid = <[LockedSchedule]>::first(&locked).map(|l| l.txid);
+    let mut locked: HashMap<i64, LockedSchedule> = locked.into_iter().map(|l| (l.schedule.id, l)).collect();
     let seats: HashMap<i64, SeatRow> = seats.into_iter().map(|s| (s.id, s)).collect();
-    // A draft's schedule exists only for those who may see its concert: the one rule of
-    // `concerts::service::visible_to`, with the roles as they are now.
-    let seen_by = (locked.concert_status == ConcertStatus::Draft).then(|| {
-        users
-            .iter()
-            .filter(|u| {
-                let actor = Role::parse(&u.role)
-                    .ok()
-                    .map(|role| Actor { id: u.user_id, role });
-                visible_to(locked.concert_status, locked.concert_host_id, actor)
-            })
-            .map(|u| u.user_id)
-            .collect()
-    });
-    let users: HashMap<i64, i64> = users.into_iter().map(|u| (u.user_id, u.seats)).collect();
+    let mut holds: HashMap<i64, Vec<UserHolds>> = HashMap::new();
+    for u in users {
+        holds.entry(u.schedule_id).or_default().push(u);
+    }
     let mut replays: HashMap<i64, ReservationRow> = HashMap::new();
     let mut used: HashMap<(i64, String), KeyUse> = HashMap::new();
     for Keyed {
@@ -145,28 +158,73 @@ pub(super) async fn load(
         );
         replays.insert(row.id, row);
     }
+    let parts = parts
+        .iter()
+        .map(|(schedule_id, requests)| {
+            let locked = locked.remove(schedule_id)?;
+            let users = holds.remove(schedule_id).unwrap_or_default();
+            let keys = keys_of(requests.iter())
+                .into_iter()
+                .filter_map(|k| used.get(&k).cloned().map(|u| (k, u)))
+                .collect();
+            let seats = requests
+                .iter()
+                .flat_map(|r| r.seat_ids().iter())
+                .filter_map(|id| seats.get(id))
+                .map(|s| {
+                    let state = SeatState {
+                        schedule_id: s.schedule_id,
+                        available: s.status == SeatStatus::Available,
+                    };
+                    (s.id, state)
+                })
+                .collect();
+            Some(part_load(locked, users, seats, keys))
+        })
+        .collect();
+    Ok(GroupLoad {
+        parts,
+        seats,
+        replays,
+        txid,
+    })
+}
+
+/// One part's load from the group's rows of its schedule.
+fn part_load(
+    locked: LockedSchedule,
+    users: Vec<UserHolds>,
+    seats: HashMap<i64, SeatState>,
+    keys: HashMap<(i64, String), KeyUse>,
+) -> PartLoad {
+    let schedule = &locked.schedule;
+    // A draft's schedule exists only for those who may see its concert: the one rule of
+    // `concerts::service::visible_to`, with the roles as they are now.
+    let seen_by = (locked.concert_status == ConcertStatus::Draft).then(|| {
+        users
+            .iter()
+            .filter(|u| {
+                let actor = Role::parse(&u.role)
+                    .ok()
+                    .map(|role| Actor { id: u.user_id, role });
+                visible_to(locked.concert_status, locked.concert_host_id, actor)
+            })
+            .map(|u| u.user_id)
+            .collect()
+    });
     let loaded = Loaded {
         schedule_id: schedule.id,
         per_user_limit: i64::from(schedule.per_user_limit),
         remaining: i64::from(schedule.capacity - schedule.booked_count),
         closed: None,
         seen_by,
-        seats: seats
-            .values()
-            .map(|s| {
-                let state = SeatState {
-                    schedule_id: s.schedule_id,
-                    available: s.status == SeatStatus::Available,
-                };
-                (s.id, state)
-            })
-            .collect(),
-        users,
-        keys: used,
+        seats,
+        users: users.into_iter().map(|u| (u.user_id, u.seats)).collect(),
+        keys,
         layout: None,
         grades: Vec::new(),
     };
-    Ok(Some((locked, loaded, seats, replays)))
+    PartLoad { locked, loaded }
 }
 
 /// The requested seats with their grades and prices (a seat detached from its schedule by a
@@ -184,13 +242,13 @@ pub(super) async fn read_seats(mut conn: &AsyncPgConnection, seat_ids: &[i64]) -
     .await
 }
 
-/// Users that exist, with the seats each holds or owns here: a missing user is refused by
-/// the decision instead of failing the batch's INSERT on the foreign key. Complimentary
-/// seats are the host's gift and do not count towards the per-user limit.
+/// Users that exist, each with the seats they hold or own of the schedule they ask for
+/// (`pairs`: schedule, user): a missing user is refused by the decision instead of failing
+/// the batch's INSERT on the foreign key. Complimentary seats are the host's gift and do
+/// not count towards the per-user limit.
 pub(super) async fn read_users(
     mut conn: &AsyncPgConnection,
-    schedule_id: i64,
-    user_ids: &[i64],
+    pairs: &[(i64, i64)],
 ) -> QueryResult<Vec<UserHolds>> {
     Prepared(
         diesel::sql_query(
@@ -199,15 +257,15 @@ pub(super) async fn read_users(
             // table was empty at the last ANALYZE) made PostgreSQL scan every live
             // reservation of the schedule once per user: 61 ms instead of 0.2 ms at 8,000
             // reservations.
-            "SELECT u.id AS user_id, u.role,
+            "SELECT p.schedule_id, u.id AS user_id, u.role,
                (SELECT coalesce(sum(r.seat_count), 0) FROM reservations r
-                WHERE r.schedule_id = $1 AND r.user_id = u.id AND r.status IN ('held', 'confirmed')
+                WHERE r.schedule_id = p.schedule_id AND r.user_id = u.id AND r.status IN ('held', 'confirmed')
                   AND NOT r.complimentary)::bigint AS seats
-             FROM users u
-             WHERE u.id = ANY($2)",
+             FROM unnest($1::bigint[], $2::bigint[]) AS p(schedule_id, user_id)
+             JOIN users u ON u.id = p.user_id",
         )
-        .bind::<BigInt, _>(schedule_id)
-        .bind::<Array<BigInt>, _>(user_ids),
+        .bind::<Array<BigInt>, _>(pairs.iter().map(|p| p.0).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(pairs.iter().map(|p| p.1).collect::<Vec<_>>()),
     )
     .load(&mut conn)
     .await

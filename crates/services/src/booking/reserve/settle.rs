@@ -9,7 +9,6 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::BatchOutcome;
 use crate::{
     db::Pool,
     error::{AppError, AppResult},
@@ -30,24 +29,23 @@ const SETTLE_FOR: Duration = Duration::from_secs(30);
 /// the batch's witness, a reservation it wrote with its transaction's `now()`, is there.
 pub(in crate::booking) async fn settle(
     db: &Pool,
-    outcome: BatchOutcome,
+    txid: Option<i64>,
+    witness: Option<(i64, DateTime<Utc>)>,
     cause: AppError,
-) -> AppResult<BatchOutcome> {
-    let Some(txid) = outcome.txid else {
+) -> AppResult<()> {
+    let Some(txid) = txid else {
         return Err(cause);
     };
     let deadline = Instant::now() + SETTLE_FOR;
     loop {
         let status = match db.get().await {
-            Ok(mut conn) => lookup(&mut conn, txid, outcome.witness)
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(mut conn) => lookup(&mut conn, txid, witness).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         match status {
             Ok(InDoubt::Committed) => {
                 tracing::warn!(txid, "booking batch: COMMIT went unanswered but took effect");
-                return Ok(outcome);
+                return Ok(());
             }
             Ok(InDoubt::InProgress) => {}
             Ok(InDoubt::Reused) => {

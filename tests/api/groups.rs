@@ -1,0 +1,197 @@
+//! Many sales at once: the waiting batches of several schedules applied in one transaction
+//! (`booking::batcher`'s groups, issue 28), with every answer and invariant as if each
+//! schedule's batch had run alone.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
+use boxoffice::{
+    booking::{self, HoldRequest},
+    error::ErrorCode,
+};
+use diesel_async::SimpleAsyncConnection as _;
+
+use crate::common::{Show, TestApp, layout};
+
+fn schedule(show: &Show) -> i64 {
+    show.schedule_id.parse().unwrap()
+}
+
+fn seat(show: &Show, i: usize) -> i64 {
+    show.seats[i].parse().unwrap()
+}
+
+fn load(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+/// Sends every request at once (after a barrier) and returns the answers in order.
+async fn all_at_once(
+    app: &TestApp,
+    requests: Vec<(i64, HoldRequest)>,
+) -> Vec<Result<booking::ReservationRow, boxoffice::error::AppError>> {
+    let barrier = Arc::new(tokio::sync::Barrier::new(requests.len()));
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|(schedule, request)| {
+            let state = app.state.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                booking::hold_order(&state, schedule, request).await
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    answers
+}
+
+/// Keeps both group committers busy: each is given a batch of a schedule whose row this
+/// test holds locked, so batches sent meanwhile wait, and the first committer freed takes
+/// them all into one group (`release` lets go). Without this, which batches meet in a group
+/// depends on timing.
+struct Busy<'a> {
+    conn: boxoffice::db::PooledConn<'a>,
+    holds: Vec<tokio::task::JoinHandle<Result<booking::ReservationRow, boxoffice::error::AppError>>>,
+}
+
+async fn keep_committers_busy(app: &TestApp) -> Busy<'_> {
+    let mut conn = app.state.db.get().await.unwrap();
+    let mut holds = Vec::new();
+    let fans = app.bulk_users(2).await;
+    let mut locked = Vec::new();
+    for fan in &fans {
+        let show = app.show(layout(1, 2), 4).await;
+        locked.push((fan.id, schedule(&show), seat(&show, 0)));
+    }
+    let ids: Vec<String> = locked.iter().map(|l| l.1.to_string()).collect();
+    conn.batch_execute(&format!(
+        "BEGIN; SELECT 1 FROM schedules WHERE id IN ({}) FOR UPDATE",
+        ids.join(",")
+    ))
+    .await
+    .unwrap();
+    for (user, schedule, seat) in locked {
+        let state = app.state.clone();
+        holds.push(tokio::spawn(async move {
+            booking::hold_order(&state, schedule, HoldRequest::seats(user, vec![seat], None)).await
+        }));
+        // One batch per committer: the first takes its batch before the second is sent.
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    Busy { conn, holds }
+}
+
+impl Busy<'_> {
+    /// Lets the committers go once the batches sent meanwhile wait for them.
+    async fn release(mut self) {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        self.conn.batch_execute("COMMIT").await.unwrap();
+        for hold in self.holds {
+            assert!(hold.await.unwrap().is_ok());
+        }
+    }
+}
+
+/// Sends every request at once and lets the busy committers go once they wait.
+async fn grouped(
+    app: &TestApp,
+    requests: Vec<(i64, HoldRequest)>,
+) -> Vec<Result<booking::ReservationRow, boxoffice::error::AppError>> {
+    let busy = keep_committers_busy(app).await;
+    // A batch left for a later group once waited for traffic that never came: a hang is
+    // a failure here, not a stuck suite.
+    let both = async { tokio::join!(all_at_once(app, requests), busy.release()) };
+    let (answers, ()) = tokio::time::timeout(std::time::Duration::from_secs(30), both)
+        .await
+        .expect("every hold answered");
+    answers
+}
+
+/// Twelve sales at once, each with a few buyers: their batches share transactions, every
+/// buyer gets the seat asked for, of the schedule asked for, and every invariant holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_sales_at_once_share_transactions_and_keep_every_invariant() {
+    let app = TestApp::spawn().await;
+    let mut shows = Vec::new();
+    for _ in 0..12 {
+        shows.push(app.show(layout(1, 10), 4).await);
+    }
+    let fans = app.bulk_users(120).await;
+    let requests: Vec<(i64, HoldRequest)> = fans
+        .iter()
+        .enumerate()
+        .map(|(i, fan)| {
+            let show = &shows[i % shows.len()];
+            (
+                schedule(show),
+                HoldRequest::seats(fan.id, vec![seat(show, i / shows.len())], None),
+            )
+        })
+        .collect();
+    let asked = requests.clone();
+    let answers = grouped(&app, requests).await;
+    for ((schedule, request), answer) in asked.iter().zip(&answers) {
+        let row = answer
+            .as_ref()
+            .unwrap_or_else(|e| panic!("user {}: {e:?}", request.user_id));
+        assert_eq!((row.schedule_id, row.user_id), (*schedule, request.user_id));
+    }
+    let stats = app.state.batcher.stats();
+    assert_eq!(load(&stats.requests), 122);
+    assert!(
+        load(&stats.groups) >= 1,
+        "no transaction held two schedules' batches"
+    );
+    assert!(load(&stats.largest_group) >= 2);
+    assert_eq!(load(&stats.group_failures), 0);
+    app.assert_invariants().await;
+}
+
+/// One user's key sent to two schedules at the same time, while other sales run: one of
+/// the two holds, the other is told the key was used, and no group fails over it (a group
+/// never carries one key twice: both parts would claim it from one snapshot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_key_sent_to_two_schedules_at_once_holds_once() {
+    let app = TestApp::spawn().await;
+    let mut shows = Vec::new();
+    for _ in 0..6 {
+        shows.push(app.show(layout(1, 20), 4).await);
+    }
+    let fans = app.bulk_users(40).await;
+    let (a, b) = (&shows[0], &shows[1]);
+    let mut requests = Vec::new();
+    for (i, fan) in fans.iter().enumerate().take(20) {
+        let key = Some(format!("both-{i}"));
+        requests.push((
+            schedule(a),
+            HoldRequest::seats(fan.id, vec![seat(a, i)], key.clone()),
+        ));
+        requests.push((schedule(b), HoldRequest::seats(fan.id, vec![seat(b, i)], key)));
+    }
+    // Other sales, so that groups form around the two.
+    for (i, fan) in fans.iter().enumerate().skip(20) {
+        let show = &shows[2 + i % 4];
+        requests.push((
+            schedule(show),
+            HoldRequest::seats(fan.id, vec![seat(show, i - 20)], None),
+        ));
+    }
+    let answers = grouped(&app, requests).await;
+    for i in 0..20 {
+        let (first, second) = (&answers[2 * i], &answers[2 * i + 1]);
+        let held = usize::from(first.is_ok()) + usize::from(second.is_ok());
+        assert_eq!(held, 1, "user {i}: {first:?} / {second:?}");
+        let refused = if first.is_err() { first } else { second };
+        let e = refused.as_ref().unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Conflict, "user {i}: {e:?}");
+    }
+    assert!(answers[40..].iter().all(Result::is_ok));
+    assert_eq!(load(&app.state.batcher.stats().group_failures), 0);
+    app.assert_invariants().await;
+}
