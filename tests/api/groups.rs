@@ -113,15 +113,21 @@ async fn grouped(
     answers
 }
 
+/// `n` shows of one row of `seats` seats each, four seats per user.
+async fn sales(app: &TestApp, n: usize, seats: i32) -> Vec<Show> {
+    let mut shows = Vec::new();
+    for _ in 0..n {
+        shows.push(app.show(layout(1, seats), 4).await);
+    }
+    shows
+}
+
 /// Twelve sales at once, each with a few buyers: their batches share transactions, every
 /// buyer gets the seat asked for, of the schedule asked for, and every invariant holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_sales_at_once_share_transactions_and_keep_every_invariant() {
     let app = TestApp::spawn().await;
-    let mut shows = Vec::new();
-    for _ in 0..12 {
-        shows.push(app.show(layout(1, 10), 4).await);
-    }
+    let shows = sales(&app, 12, 10).await;
     let fans = app.bulk_users(120).await;
     let requests: Vec<(i64, HoldRequest)> = fans
         .iter()
@@ -159,10 +165,7 @@ async fn many_sales_at_once_share_transactions_and_keep_every_invariant() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_key_sent_to_two_schedules_at_once_holds_once() {
     let app = TestApp::spawn().await;
-    let mut shows = Vec::new();
-    for _ in 0..6 {
-        shows.push(app.show(layout(1, 20), 4).await);
-    }
+    let shows = sales(&app, 6, 20).await;
     let fans = app.bulk_users(40).await;
     let (a, b) = (&shows[0], &shows[1]);
     let mut requests = Vec::new();

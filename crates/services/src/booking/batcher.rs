@@ -429,22 +429,7 @@ async fn run_group(batcher: &Batcher, mut batches: Vec<Batch>) {
         .zip(&requests)
         .map(|(b, r)| (b.schedule_id, r.as_slice()))
         .collect();
-    let started = std::time::Instant::now();
-    let outcome = match batcher.db.get().await {
-        Ok(mut conn) => {
-            match reserve::reserve_group(&mut conn, &parts, Lock::Take, Some(&batcher.layouts)).await {
-                Ok(Applied::Committed(outcome)) => Ok(outcome),
-                Ok(Applied::InDoubt { outcome, cause }) => {
-                    drop(conn);
-                    outcome.settle(&batcher.db, cause).await
-                }
-                Err(e) => Err(e),
-            }
-        }
-        Err(e) => Err(AppError::from(e)),
-    };
-    metrics::histogram!("booking_batch_seconds").record(started.elapsed().as_secs_f64());
-    match outcome {
+    match apply(batcher, &parts).await {
         Ok(outcome) => {
             for (batch, outcome) in batches.into_iter().zip(outcome.batches) {
                 answer(batcher, batch.jobs, outcome);
@@ -470,6 +455,27 @@ async fn run_group(batcher: &Batcher, mut batches: Vec<Batch>) {
             }
         }
     }
+}
+
+/// One transaction for `parts` on a pooled connection, its outcome settled if its COMMIT
+/// went unanswered.
+async fn apply(batcher: &Batcher, parts: &[reserve::Part<'_>]) -> AppResult<reserve::GroupOutcome> {
+    let started = std::time::Instant::now();
+    let outcome = match batcher.db.get().await {
+        Ok(mut conn) => {
+            match reserve::reserve_group(&mut conn, parts, Lock::Take, Some(&batcher.layouts)).await {
+                Ok(Applied::Committed(outcome)) => Ok(outcome),
+                Ok(Applied::InDoubt { outcome, cause }) => {
+                    drop(conn);
+                    outcome.settle(&batcher.db, cause).await
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(AppError::from(e)),
+    };
+    metrics::histogram!("booking_batch_seconds").record(started.elapsed().as_secs_f64());
+    outcome
 }
 
 fn record_batch(stats: &Stats, size: usize) {
@@ -503,22 +509,7 @@ async fn run_batch(batcher: &Batcher, schedule_id: i64, jobs: Vec<Job>) {
     let mut groups = vec![jobs];
     while let Some(jobs) = groups.pop() {
         let requests: Vec<HoldRequest> = jobs.iter().map(|j| j.request.clone()).collect();
-        let started = std::time::Instant::now();
-        let outcome = match batcher.db.get().await {
-            Ok(mut conn) => {
-                let parts = [(schedule_id, requests.as_slice())];
-                match reserve::reserve_group(&mut conn, &parts, Lock::Take, Some(&batcher.layouts)).await {
-                    Ok(Applied::Committed(outcome)) => Ok(outcome),
-                    Ok(Applied::InDoubt { outcome, cause }) => {
-                        drop(conn);
-                        outcome.settle(&batcher.db, cause).await
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            Err(e) => Err(AppError::from(e)),
-        };
-        metrics::histogram!("booking_batch_seconds").record(started.elapsed().as_secs_f64());
+        let outcome = apply(batcher, &[(schedule_id, requests.as_slice())]).await;
         match outcome.and_then(|mut o| {
             o.batches
                 .pop()
