@@ -198,3 +198,45 @@ async fn one_key_sent_to_two_schedules_at_once_holds_once() {
     assert_eq!(load(&app.state.batcher.stats().group_failures), 0);
     app.assert_invariants().await;
 }
+
+/// A group that fails past the decisions (here a trigger refusing one user's reservation)
+/// runs again batch by batch, and those in halves: only the poisoned request fails, and the
+/// other schedules of its group hold all their seats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_poisoned_group_runs_again_batch_by_batch() {
+    let app = TestApp::spawn().await;
+    let shows = sales(&app, 4, 10).await;
+    let fans = app.bulk_users(40).await;
+    let poisoned = fans[5].id;
+    let mut conn = app.state.db.get().await.unwrap();
+    conn.batch_execute(&format!(
+        "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.user_id = {poisoned} THEN RAISE EXCEPTION 'poisoned row'; END IF; RETURN NEW; END $$;
+         CREATE TRIGGER poison BEFORE INSERT ON reservations FOR EACH ROW EXECUTE FUNCTION poison()"
+    ))
+    .await
+    .unwrap();
+    drop(conn);
+    let requests: Vec<(i64, HoldRequest)> = fans
+        .iter()
+        .enumerate()
+        .map(|(i, fan)| {
+            let show = &shows[i % shows.len()];
+            (
+                schedule(show),
+                HoldRequest::seats(fan.id, vec![seat(show, i / shows.len())], None),
+            )
+        })
+        .collect();
+    let users: Vec<i64> = requests.iter().map(|r| r.1.user_id).collect();
+    let answers = grouped(&app, requests).await;
+    for (user, answer) in users.iter().zip(&answers) {
+        if *user == poisoned {
+            assert_eq!(answer.as_ref().unwrap_err().code(), ErrorCode::Internal);
+        } else {
+            assert!(answer.is_ok(), "user {user}: {answer:?}");
+        }
+    }
+    assert!(load(&app.state.batcher.stats().group_failures) >= 1);
+    app.assert_invariants().await;
+}

@@ -52,7 +52,7 @@ use crate::{
 /// Requests in one transaction at most: bounds the time the schedule lock is held.
 pub const MAX_BATCH: usize = 128;
 /// Requests in one group transaction at most (of several schedules' batches).
-pub const MAX_GROUP: usize = 256;
+const MAX_GROUP: usize = 256;
 /// Group transactions in flight at once: batches of different schedules still run in
 /// parallel, each transaction with as many of them as were waiting. Two, measured against
 /// four (docs/performance.md): larger groups cost PostgreSQL less per seat (200-217 µs
