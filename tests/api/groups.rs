@@ -2,10 +2,7 @@
 //! (`booking::batcher`'s groups, issue 28), with every answer and invariant as if each
 //! schedule's batch had run alone.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
-};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use boxoffice::{
     booking::{self, HoldRequest},
@@ -27,28 +24,24 @@ fn load(counter: &AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
 }
 
-/// Sends every request at once (after a barrier) and returns the answers in order.
-async fn all_at_once(
-    app: &TestApp,
-    requests: Vec<(i64, HoldRequest)>,
-) -> Vec<Result<booking::ReservationRow, boxoffice::error::AppError>> {
-    let barrier = Arc::new(tokio::sync::Barrier::new(requests.len()));
-    let tasks: Vec<_> = requests
-        .into_iter()
-        .map(|(schedule, request)| {
-            let state = app.state.clone();
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
-                booking::hold_order(&state, schedule, request).await
-            })
-        })
-        .collect();
-    let mut answers = Vec::new();
-    for t in tasks {
-        answers.push(t.await.unwrap());
+type Answer = Result<booking::ReservationRow, boxoffice::error::AppError>;
+
+/// Polls `done` until it holds; a condition never met fails the test instead of hanging it.
+async fn until<F: std::future::Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done().await {
+        assert!(tokio::time::Instant::now() < deadline, "waited 30 s for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    answers
+}
+
+/// Transactions of this test's database waiting for a row lock.
+async fn lock_waiters(app: &TestApp) -> i64 {
+    app.count(
+        "SELECT count(*) AS n FROM pg_stat_activity
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    .await
 }
 
 /// Keeps both group committers busy: each is given a batch of a schedule whose row this
@@ -57,7 +50,7 @@ async fn all_at_once(
 /// depends on timing.
 struct Busy<'a> {
     conn: boxoffice::db::PooledConn<'a>,
-    holds: Vec<tokio::task::JoinHandle<Result<booking::ReservationRow, boxoffice::error::AppError>>>,
+    holds: Vec<tokio::task::JoinHandle<Answer>>,
 }
 
 async fn keep_committers_busy(app: &TestApp) -> Busy<'_> {
@@ -76,21 +69,23 @@ async fn keep_committers_busy(app: &TestApp) -> Busy<'_> {
     ))
     .await
     .unwrap();
-    for (user, schedule, seat) in locked {
+    for (n, (user, schedule, seat)) in (1..).zip(locked) {
         let state = app.state.clone();
         holds.push(tokio::spawn(async move {
             booking::hold_order(&state, schedule, HoldRequest::seats(user, vec![seat], None)).await
         }));
-        // One batch per committer: the first takes its batch before the second is sent.
-        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        // One batch per committer: the first waits on its lock before the second is sent,
+        // or both would go to the first committer as one group.
+        until("a committer to wait on its locked schedule", || async {
+            lock_waiters(app).await >= n
+        })
+        .await;
     }
     Busy { conn, holds }
 }
 
 impl Busy<'_> {
-    /// Lets the committers go once the batches sent meanwhile wait for them.
     async fn release(mut self) {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         self.conn.batch_execute("COMMIT").await.unwrap();
         for hold in self.holds {
             assert!(hold.await.unwrap().is_ok());
@@ -98,19 +93,39 @@ impl Busy<'_> {
     }
 }
 
-/// Sends every request at once and lets the busy committers go once they wait.
-async fn grouped(
-    app: &TestApp,
-    requests: Vec<(i64, HoldRequest)>,
-) -> Vec<Result<booking::ReservationRow, boxoffice::error::AppError>> {
+/// Sends every request at once while both committers are busy, and lets them go once every
+/// request waits in the batcher: each schedule's first batch then waits for a committer
+/// (the rest of its requests queue behind it), and the first committer freed takes all
+/// those batches into one group. Returns the answers in order.
+async fn grouped(app: &TestApp, requests: Vec<(i64, HoldRequest)>) -> Vec<Answer> {
     let busy = keep_committers_busy(app).await;
+    let waiting = |app: &TestApp| app.state.batcher.stats().waiting.load(Ordering::Relaxed);
+    assert_eq!(waiting(app), 0);
+    let sent = requests.len() as u64;
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|(schedule, request)| {
+            let state = app.state.clone();
+            tokio::spawn(async move { booking::hold_order(&state, schedule, request).await })
+        })
+        .collect();
+    until("every request to wait in the batcher", || async {
+        waiting(app) == sent
+    })
+    .await;
+    busy.release().await;
     // A batch left for a later group once waited for traffic that never came: a hang is
     // a failure here, not a stuck suite.
-    let both = async { tokio::join!(all_at_once(app, requests), busy.release()) };
-    let (answers, ()) = tokio::time::timeout(std::time::Duration::from_secs(30), both)
+    let answers = async {
+        let mut answers = Vec::new();
+        for t in tasks {
+            answers.push(t.await.unwrap());
+        }
+        answers
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), answers)
         .await
-        .expect("every hold answered");
-    answers
+        .expect("every hold answered")
 }
 
 /// `n` shows of one row of `seats` seats each, four seats per user.
@@ -154,7 +169,7 @@ async fn many_sales_at_once_share_transactions_and_keep_every_invariant() {
         load(&stats.groups) >= 1,
         "no transaction held two schedules' batches"
     );
-    assert!(load(&stats.largest_group) >= 2);
+    assert_eq!(load(&stats.largest_group), 12, "every first batch in one group");
     assert_eq!(load(&stats.group_failures), 0);
     app.assert_invariants().await;
 }
@@ -200,13 +215,15 @@ async fn one_key_sent_to_two_schedules_at_once_holds_once() {
 }
 
 /// A group that fails past the decisions (here a trigger refusing one user's reservation)
-/// runs again batch by batch, and those in halves: only the poisoned request fails, and the
-/// other schedules of its group hold all their seats.
+/// runs again batch by batch: only the poisoned request fails, and the other schedules of
+/// its group hold their seats. One request per schedule, so each is its schedule's first
+/// batch and all meet in the first group (a batch run again in halves is
+/// `faults::a_batch_poisoned_past_the_decision_fails_only_the_poisoned_request`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_poisoned_group_runs_again_batch_by_batch() {
     let app = TestApp::spawn().await;
-    let shows = sales(&app, 4, 10).await;
-    let fans = app.bulk_users(40).await;
+    let shows = sales(&app, 8, 4).await;
+    let fans = app.bulk_users(8).await;
     let poisoned = fans[5].id;
     let mut conn = app.state.db.get().await.unwrap();
     conn.batch_execute(&format!(
@@ -221,10 +238,10 @@ async fn a_poisoned_group_runs_again_batch_by_batch() {
         .iter()
         .enumerate()
         .map(|(i, fan)| {
-            let show = &shows[i % shows.len()];
+            let show = &shows[i];
             (
                 schedule(show),
-                HoldRequest::seats(fan.id, vec![seat(show, i / shows.len())], None),
+                HoldRequest::seats(fan.id, vec![seat(show, 0), seat(show, 3)], None),
             )
         })
         .collect();
@@ -237,6 +254,8 @@ async fn a_poisoned_group_runs_again_batch_by_batch() {
             assert!(answer.is_ok(), "user {user}: {answer:?}");
         }
     }
-    assert!(load(&app.state.batcher.stats().group_failures) >= 1);
+    let stats = app.state.batcher.stats();
+    assert_eq!(load(&stats.group_failures), 1);
+    assert_eq!(load(&stats.largest_group), 8);
     app.assert_invariants().await;
 }

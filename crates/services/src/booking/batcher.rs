@@ -133,6 +133,23 @@ pub struct Stats {
     /// Such transactions that failed for a reason other than the database being down,
     /// whose batches then ran one by one.
     pub group_failures: AtomicU64,
+    /// Requests accepted and not yet in a transaction: queued for their schedule's worker,
+    /// or in a batch waiting for a committer. Rising while sales run means the committers
+    /// (or the database behind them) are the bottleneck.
+    pub waiting: AtomicU64,
+}
+
+impl Stats {
+    fn enter(&self) {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        metrics::gauge!("booking_requests_waiting").increment(1.0);
+    }
+
+    /// `n` waiting requests started (or were withdrawn).
+    fn leave(&self, n: usize) {
+        self.waiting.fetch_sub(n as u64, Ordering::Relaxed);
+        metrics::gauge!("booking_requests_waiting").decrement(n as f64);
+    }
 }
 
 impl Batcher {
@@ -237,6 +254,7 @@ pub(super) async fn submit(
         let tx = batcher.queue(schedule_id);
         match tx.try_send(job) {
             Ok(()) => {
+                batcher.stats.enter();
                 if wait == Wait::Patient {
                     return answer.await.unwrap_or_else(|_| Err(dropped()));
                 }
@@ -248,6 +266,7 @@ pub(super) async fn submit(
                     .is_ok()
                 {
                     batcher.stats.withdrawn.fetch_add(1, Ordering::Relaxed);
+                    batcher.stats.leave(1);
                     return Err(AppError::unavailable(anyhow::anyhow!(
                         "booking timed out before its batch started; nothing was held"
                     )));
@@ -323,6 +342,7 @@ async fn commit(batcher: &Arc<Batcher>, schedule_id: i64, jobs: Vec<Job>) {
     };
     if let Err(mpsc::error::SendError(batch)) = batcher.groups().send(batch) {
         // Only once every committer is gone (their runtime shutting down): run it here.
+        batcher.stats.leave(batch.jobs.len());
         run(batcher, batch.schedule_id, batch.jobs).await;
         return;
     }
@@ -400,6 +420,7 @@ impl Group {
 /// batch (`run`). If the transaction fails for a reason other than an unavailable
 /// database, each batch runs again on its own.
 async fn run_group(batcher: &Batcher, mut batches: Vec<Batch>) {
+    batcher.stats.leave(batches.iter().map(|b| b.jobs.len()).sum());
     if batches.len() == 1
         && let Some(Batch {
             schedule_id,
