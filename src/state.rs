@@ -105,6 +105,7 @@ impl AppState {
         let batcher = Arc::new(Batcher::new(
             db.clone(),
             config.booking_answer_timeout,
+            config.booking_reply_timeout,
             live.clone(),
         ));
         let leadership: Arc<crate::booking::leader::Leadership> = Arc::default();

@@ -541,3 +541,92 @@ async fn a_job_failed_by_a_transient_error_is_placed_again_with_its_key() {
     );
     app.assert_invariants().await;
 }
+
+/// A partition between an instance and PostgreSQL that holds the bytes (the connection
+/// stays open, nothing comes back) catches a batch mid-transaction: PostgreSQL's own
+/// timeouts never see it and keepalive is answered, so only the instance's reply timeout
+/// (`BOOKING_REPLY_TIMEOUT_MS`) stands between the caller and the partition's length. The
+/// batch gives up before its COMMIT: UNAVAILABLE while the partition still holds, nothing
+/// written, and the same request with its key holds once the network is back (issue 26).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_caught_by_a_database_partition_answers_within_its_reply_timeout() {
+    let app = TestApp::spawn().await;
+    let show = app.show(layout(1, 4), 4).await;
+    let fan = &app.bulk_users(1).await[0];
+    let schedule: i64 = show.schedule_id.parse().unwrap();
+    let seat: i64 = show.seats[0].parse().unwrap();
+    // A second instance reaching PostgreSQL through a proxy that can hold its bytes.
+    let proxy = crate::common::TcpProxy::start("127.0.0.1:5432").await;
+    let db = app.db.shared();
+    let url = format!("postgres://postgres@{}/{}", proxy.addr, db.name);
+    let settings = [
+        ("DATABASE_URL", url.as_str()),
+        ("DATABASE_LOCK_TIMEOUT_MS", "1500"),
+        ("BOOKING_REPLY_TIMEOUT_MS", "2000"),
+    ];
+    let state = boxoffice::state::AppState::connect(crate::common::test_config(&db, &settings))
+        .await
+        .unwrap();
+    let far = TestApp::serve(db, state).await;
+    let request =
+        || boxoffice::booking::HoldRequest::seats(fan.id, vec![seat], Some("through-the-partition".into()));
+
+    // Its batch waits for the schedule's lock (held here, directly), and then the network
+    // goes: the lock timeout's error never reaches the instance.
+    let mut peer = frozen_peer(&app, &show.schedule_id).await;
+    let started = Instant::now();
+    let caught = {
+        let state = far.state.clone();
+        let request = request();
+        tokio::spawn(async move { boxoffice::booking::hold_order(&state, schedule, request).await })
+    };
+    let waiting = Instant::now();
+    while app
+        .count("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+        .await
+        == 0
+    {
+        assert!(waiting.elapsed() < Duration::from_secs(10), "the batch never waited for the lock");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    proxy.partition();
+    let answer = tokio::time::timeout(Duration::from_secs(8), caught)
+        .await
+        .expect("the batch waited out the partition instead of its reply timeout")
+        .unwrap();
+    let took = started.elapsed();
+    let e = answer.expect_err("a hold through a partition");
+    assert_eq!(e.code(), boxoffice::error::ErrorCode::Unavailable, "{e:?}");
+    assert!(
+        took >= Duration::from_millis(1900),
+        "answered after {took:?}, before the reply timeout"
+    );
+    diesel::sql_query("COMMIT").execute(&mut peer).await.unwrap();
+
+    // Nothing of it was written: once the network is back, the same key holds, once.
+    proxy.restore();
+    let back = Instant::now();
+    let held = loop {
+        match boxoffice::booking::hold_order(&far.state, schedule, request()).await {
+            Ok(row) => break row,
+            Err(e) => {
+                assert_eq!(e.code(), boxoffice::error::ErrorCode::Unavailable, "{e:?}");
+                assert!(
+                    back.elapsed() < Duration::from_secs(10),
+                    "no hold after the partition: {e:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(held.user_id, fan.id);
+    let fan_id = fan.id;
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM reservations WHERE user_id = {fan_id}"
+        ))
+        .await,
+        1
+    );
+    app.assert_invariants().await;
+}

@@ -32,6 +32,7 @@
 //! | `GRAPHQL_INTROSPECTION` | `true` in dev, `false` in prod | allow introspection queries |
 //! | `CORS_ALLOWED_ORIGINS` | empty | browser origins (`https://app.example.com`, comma-separated, or `*`) that may call the API from another origin; empty: none |
 //! | `BOOKING_ANSWER_TIMEOUT_MS` | `15000` | a hold request whose batch has not started after this long is withdrawn and answered UNAVAILABLE (one already in a running batch gets that batch's real outcome) |
+//! | `BOOKING_REPLY_TIMEOUT_MS` | `5000` | the longest a hold batch's transaction waits for PostgreSQL's replies before this instance gives up on the connection (a partition holding the bytes, which the server's own timeouts never see): given up before its COMMIT, the batch answers UNAVAILABLE and nothing is written; at its COMMIT, the outcome is looked up first. Longer than `DATABASE_LOCK_TIMEOUT_MS` |
 //! | `BOOKING_FORWARD_MIN_PER_SECOND` | `50` | with Redis, a schedule this busy on an instance (hold requests per second) is booked by one leading instance, the others forwarding their requests to it; below it each instance batches its own |
 //! | `HOLD_SWEEP_INTERVAL_MS` | `1000` | how often expired holds are released |
 //! | `QUEUE_ABANDON_SECONDS` | `30` | a waiting user silent this long (no poll, no subscription) drops out |
@@ -156,6 +157,7 @@ pub struct Config {
     pub playground: bool,
     pub introspection: bool,
     pub booking_answer_timeout: Duration,
+    pub booking_reply_timeout: Duration,
     pub booking_forward_min_per_second: u64,
     pub cors_allowed_origins: AllowedOrigins,
     pub hold_sweep_interval: Duration,
@@ -297,6 +299,11 @@ impl Config {
                 "BOOKING_ANSWER_TIMEOUT_MS",
                 Some(15_000),
             )?),
+            booking_reply_timeout: Duration::from_millis(parse(
+                &get,
+                "BOOKING_REPLY_TIMEOUT_MS",
+                Some(5000),
+            )?),
             booking_forward_min_per_second: parse(&get, "BOOKING_FORWARD_MIN_PER_SECOND", Some(50))?,
             hold_sweep_interval: Duration::from_millis(parse(&get, "HOLD_SWEEP_INTERVAL_MS", Some(1000))?),
             queue_abandon: Duration::from_secs(parse(&get, "QUEUE_ABANDON_SECONDS", Some(30))?),
@@ -359,6 +366,13 @@ impl Config {
         }
         if config.booking_answer_timeout.is_zero() {
             return Err(err("BOOKING_ANSWER_TIMEOUT_MS", "must be positive"));
+        }
+        // A lock wait must end as the lock timeout it is, not as a lost reply.
+        if config.booking_reply_timeout <= t.lock {
+            return Err(err(
+                "BOOKING_REPLY_TIMEOUT_MS",
+                "must be longer than DATABASE_LOCK_TIMEOUT_MS",
+            ));
         }
         if config.hold_sweep_interval.is_zero() {
             return Err(err("HOLD_SWEEP_INTERVAL_MS", "must be positive"));

@@ -110,6 +110,8 @@ pub struct Batcher {
     db: Pool,
     /// How long a caller waits for its batch to start before withdrawing its request.
     answer_timeout: Duration,
+    /// How long a batch's transaction waits for the database's replies (`reserve_group`).
+    reply_timeout: Duration,
     live: Live,
 }
 
@@ -153,7 +155,7 @@ impl Stats {
 }
 
 impl Batcher {
-    pub fn new(db: Pool, answer_timeout: Duration, live: Live) -> Self {
+    pub fn new(db: Pool, answer_timeout: Duration, reply_timeout: Duration, live: Live) -> Self {
         Self {
             queues: Mutex::default(),
             next_worker: AtomicU64::default(),
@@ -162,6 +164,7 @@ impl Batcher {
             layouts: reserve::Layouts::default(),
             db,
             answer_timeout,
+            reply_timeout,
             live,
         }
     }
@@ -484,7 +487,15 @@ async fn apply(batcher: &Batcher, parts: &[reserve::Part<'_>]) -> AppResult<rese
     let started = std::time::Instant::now();
     let outcome = match batcher.db.get().await {
         Ok(mut conn) => {
-            match reserve::reserve_group(&mut conn, parts, Lock::Take, Some(&batcher.layouts)).await {
+            match reserve::reserve_group(
+                &mut conn,
+                parts,
+                Lock::Take,
+                Some(&batcher.layouts),
+                Some(batcher.reply_timeout),
+            )
+            .await
+            {
                 Ok(Applied::Committed(outcome)) => Ok(outcome),
                 Ok(Applied::InDoubt { outcome, cause }) => {
                     drop(conn);

@@ -440,10 +440,11 @@ pub mod negative_control {
         request: HoldRequest,
         lock: reserve::Lock,
     ) -> AppResult<AppResult<ReservationRow>> {
-        let outcome = match reserve::reserve_group(conn, &[(schedule_id, &[request])], lock, None).await? {
-            reserve::Applied::Committed(outcome) => outcome,
-            reserve::Applied::InDoubt { cause, .. } => return Err(cause),
-        };
+        let outcome =
+            match reserve::reserve_group(conn, &[(schedule_id, &[request])], lock, None, None).await? {
+                reserve::Applied::Committed(outcome) => outcome,
+                reserve::Applied::InDoubt { cause, .. } => return Err(cause),
+            };
         Ok(outcome
             .batches
             .into_iter()

@@ -159,11 +159,20 @@ pub(super) enum Lock {
 /// transaction, or one batch. The caller keeps one user's key out of two parts of a group:
 /// both would decide from a snapshot where it is unused (the key's unique index then fails
 /// the whole group, which the batcher runs again batch by batch).
+///
+/// `reply` bounds the whole transaction on this side of the network. PostgreSQL's own
+/// timeouts never see bytes a partition holds, and keepalive only ends a connection whose
+/// peer's kernel stopped answering: without it, a batch caught by a partition that holds
+/// the bytes waits as long as the partition. Given up before COMMIT was sent, nothing can
+/// commit (the connection is dropped, and the server rolls back when it sees that or when
+/// its idle-in-transaction timeout ends the session): UNAVAILABLE. Given up at COMMIT, the
+/// outcome is in doubt and settled like a lost COMMIT.
 pub(super) async fn reserve_group(
     conn: &mut AsyncPgConnection,
     parts: &[Part<'_>],
     lock: Lock,
     layouts: Option<&Layouts>,
+    reply: Option<std::time::Duration>,
 ) -> AppResult<Applied> {
     let mut ids: Vec<i64> = parts.iter().map(|p| p.0).collect();
     ids.sort_unstable();
@@ -177,22 +186,35 @@ pub(super) async fn reserve_group(
     let began = Instant::now();
     let mut body_ended = None;
     let mut applied = None;
-    let committed = conn
-        .transaction(async |conn| {
-            phase("begin", began);
-            applied = Some(apply(conn, parts, lock, layouts).await?);
-            body_ended = Some(Instant::now());
-            Ok::<_, AppError>(())
-        })
-        .await;
+    let transaction = conn.transaction(async |conn| {
+        phase("begin", began);
+        applied = Some(apply(conn, parts, lock, layouts).await?);
+        body_ended = Some(Instant::now());
+        Ok::<_, AppError>(())
+    });
+    let committed = match reply {
+        // The connection is left inside its transaction, which the pool takes for broken
+        // and discards: it is never used again.
+        Some(reply) => tokio::time::timeout(reply, transaction)
+            .await
+            .unwrap_or_else(|_| {
+                metrics::counter!("booking_reply_timeouts_total").increment(1);
+                Err(AppError::unavailable(anyhow::anyhow!(
+                    "the database did not answer the booking transaction within {reply:?}"
+                )))
+            }),
+        None => transaction.await,
+    };
     let mut outcome = match (committed, applied) {
         (Ok(()), Some(outcome)) => outcome,
-        // The server refused the COMMIT itself (it answered): nothing was written.
+        // The body ran and COMMIT got no answer (a lost connection, or none within `reply`).
         (Err(cause), Some(outcome))
             if matches!(cause, AppError::Unavailable(_)) && outcome.txid.is_some() =>
         {
             return Ok(Applied::InDoubt { outcome, cause });
         }
+        // The body failed, or the server refused the COMMIT itself (it answered): nothing
+        // was written.
         (Err(e), _) => return Err(e),
         (Ok(()), None) => return Err(AppError::internal(anyhow::anyhow!("batch body left no outcome"))),
     };
