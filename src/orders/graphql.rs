@@ -180,8 +180,12 @@ impl OrdersSubscription {
         validate_job_id(&job_id)?;
         let user_id = viewer(ctx)?.user()?.id;
         let state = state(ctx)?.clone();
-        // Listen first, then read: an outcome stored in between is in one or the other.
+        // Listen first, then read: an outcome stored in between is in one or the other. The
+        // listening starts when Redis confirms the subscription, not when it is asked for:
+        // an outcome published before that was lost, and the e2e client test then waited
+        // for the 5-s re-read below (seen in CI: 5.4 s).
         let sub = state.live.hub.subscribe(&jobs::topic(&job_id));
+        sub.ready().wait().await;
         let current = own_job(&state, user_id, &job_id).await?;
         Ok(futures_util::stream::unfold(
             Follow {

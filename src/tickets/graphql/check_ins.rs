@@ -103,6 +103,9 @@ impl TicketsSubscription {
         may_watch(ctx, schedule_id).await?;
         let st = state(ctx)?.clone();
         let sub = st.live.hub.subscribe(&topic(schedule_id));
+        // Read once Redis confirmed the subscription: an admission in between is then in
+        // the counts or in the feed.
+        sub.ready().wait().await;
         let counts = read_counts(&st.db, schedule_id).await?;
         let first = counts_of(schedule_id, &counts, None);
         let pool = st.db.clone();
