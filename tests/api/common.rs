@@ -687,6 +687,16 @@ impl TestApp {
         row.n
     }
 
+    /// Sessions of this test's database waiting for a lock: how a test knows a batch it
+    /// started is now blocked on a row it holds.
+    pub async fn lock_waiters(&self) -> i64 {
+        self.count(
+            "SELECT count(*) AS n FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .await
+    }
+
     /// Asserts I1-I7 over the whole database.
     pub async fn assert_invariants(&self) {
         let checks: Vec<_> = boxoffice::invariants::all().copied().collect();

@@ -581,12 +581,11 @@ async fn a_batch_caught_by_a_database_partition_answers_within_its_reply_timeout
         tokio::spawn(async move { boxoffice::booking::hold_order(&state, schedule, request).await })
     };
     let waiting = Instant::now();
-    while app
-        .count("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
-        .await
-        == 0
-    {
-        assert!(waiting.elapsed() < Duration::from_secs(10), "the batch never waited for the lock");
+    while app.lock_waiters().await == 0 {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(10),
+            "the batch never waited for the lock"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     proxy.partition();

@@ -35,15 +35,6 @@ async fn until<F: std::future::Future<Output = bool>>(what: &str, mut done: impl
     }
 }
 
-/// Transactions of this test's database waiting for a row lock.
-async fn lock_waiters(app: &TestApp) -> i64 {
-    app.count(
-        "SELECT count(*) AS n FROM pg_stat_activity
-         WHERE datname = current_database() AND wait_event_type = 'Lock'",
-    )
-    .await
-}
-
 /// Keeps both group committers busy: each is given a batch of a schedule whose row this
 /// test holds locked, so batches sent meanwhile wait, and the first committer freed takes
 /// them all into one group (`release` lets go). Without this, which batches meet in a group
@@ -77,7 +68,7 @@ async fn keep_committers_busy(app: &TestApp) -> Busy<'_> {
         // One batch per committer: the first waits on its lock before the second is sent,
         // or both would go to the first committer as one group.
         until("a committer to wait on its locked schedule", || async {
-            lock_waiters(app).await >= n
+            app.lock_waiters().await >= n
         })
         .await;
     }
