@@ -526,6 +526,24 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_timeout_must_outlast_the_lock_timeout() {
+        assert_eq!(config(&[]).unwrap().booking_reply_timeout, Duration::from_secs(5));
+        // A lock wait would otherwise end as a lost reply, its connection thrown away.
+        for reply in ["3000", "1000", "0"] {
+            assert_eq!(
+                config(&[("BOOKING_REPLY_TIMEOUT_MS", reply)]).unwrap_err().var,
+                "BOOKING_REPLY_TIMEOUT_MS"
+            );
+        }
+        let c = config(&[
+            ("DATABASE_LOCK_TIMEOUT_MS", "800"),
+            ("BOOKING_REPLY_TIMEOUT_MS", "1000"),
+        ])
+        .unwrap();
+        assert_eq!(c.booking_reply_timeout, Duration::from_secs(1));
+    }
+
+    #[test]
     fn errors_name_the_variable() {
         assert_eq!(config(&[("PORT", "eighty")]).unwrap_err().var, "PORT");
         assert_eq!(config(&[("JWT_SECRET", "short")]).unwrap_err().var, "JWT_SECRET");
