@@ -106,6 +106,20 @@ struct Attempt {
     error: Option<String>,
 }
 
+impl Attempt {
+    fn describe(&self) -> Value {
+        json!({
+            "kind": format!("{:?}", self.kind),
+            "error": self.error,
+            "endpoint": self.endpoint,
+            "user_id": self.user_id,
+            "key": self.key,
+            "started_s": self.started.as_secs_f64(),
+            "ended_s": self.ended.as_secs_f64(),
+        })
+    }
+}
+
 /// Codes the bench gives requests that never got an answer (see `client`): the connection
 /// failed or closed, so the client knows nothing and may retry with the same key. Every
 /// other code, an HTTP status included, is a failure the client was told.
@@ -250,10 +264,11 @@ pub async fn faults(ctx: &mut Ctx) -> anyhow::Result<Report> {
             })
             .count()
     };
-    let unknown_all = attempts
+    let unknown: Vec<&Attempt> = attempts
         .iter()
         .filter(|a| a.error.as_deref().is_some_and(no_answer) && applied.took(a))
-        .count();
+        .collect();
+    let unknown_all = unknown.len();
     let (hold_lies, pay_lies, order_lies) =
         (lies_all(Kind::Hold), lies_all(Kind::Pay), lies_all(Kind::Order));
     report.set("attempts", holds.len());
@@ -265,6 +280,11 @@ pub async fn faults(ctx: &mut Ctx) -> anyhow::Result<Report> {
     report.set("told_failure_then_paid", pay_lies);
     report.set("told_failure_then_ordered", order_lies);
     report.set("no_answer_then_applied", unknown_all);
+    // Which ones, to find where an answer stayed away (the first few are enough).
+    report.set(
+        "no_answer_then_applied_examples",
+        Value::Array(unknown.iter().take(5).map(|a| a.describe()).collect()),
+    );
     let count = |kind: Kind, ok: bool| {
         attempts
             .iter()
