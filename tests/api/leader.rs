@@ -260,3 +260,55 @@ async fn without_redis_both_instances_book_alone() {
         12
     );
 }
+
+/// A forwarded request's outcome lost although the leader ran it and still leads: a
+/// blocking pop whose reader timed out (an instance frozen past its connection's response
+/// timeout, as in the fault runs' SIGSTOP) took the reply off its list and dropped it. The
+/// follower waited for it until its client gave up, and the hold existed. It now asks again
+/// with the request's key once the outcome is overdue, and gets the replay: one hold,
+/// answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_forwarded_hold_whose_outcome_is_lost_is_asked_again_and_answered() {
+    let settings = [ALWAYS[0], ("BOOKING_ANSWER_TIMEOUT_MS", "1000")];
+    let leader = TestApp::spawn_with(&settings).await;
+    let follower = leader.second_instance(&settings).await;
+    let show = leader.show(layout(1, 4), 4).await;
+    let fans = leader.bulk_users(2).await;
+    let first = hold(&leader, &fans[0].access, &show, 0).await;
+    assert!(first["errors"].is_null(), "{first}");
+    assert!(leader.state.leadership.leads(schedule_id(&show)));
+
+    leader.state.leadership.lose_replies();
+    let started = Instant::now();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(25),
+        hold(&follower, &fans[1].access, &show, 1),
+    )
+    .await
+    .expect("the follower never answered: it waited for an outcome that was lost");
+    let took = started.elapsed();
+    assert!(answer["errors"].is_null(), "{answer}");
+    assert_eq!(answer["data"]["reserveSeats"]["seatCount"], 1, "{answer}");
+    // Overdue after the answer timeout (1 s) plus the reply timeout (5 s by default).
+    assert!(took < Duration::from_secs(10), "answered after {took:?}");
+    assert_eq!(forwarded(&follower), 1);
+    assert_eq!(served(&leader), 1, "the leader ran it");
+    assert_eq!(
+        follower
+            .state
+            .leadership
+            .stats()
+            .resubmitted
+            .load(Ordering::Relaxed),
+        1,
+        "the follower asked again"
+    );
+    let held = leader
+        .count(&format!(
+            "SELECT count(*) AS n FROM reservations WHERE user_id = {}",
+            fans[1].id
+        ))
+        .await;
+    assert_eq!(held, 1, "the request was applied twice, or not at all");
+    leader.assert_invariants().await;
+}

@@ -99,7 +99,7 @@ async fn serve(state: Holds, schedule_id: i64, envelope: Envelope) {
     let result = batcher::submit(&state.batcher, schedule_id, envelope.request, Wait::Patient).await;
     l.stats.served.fetch_add(1, Ordering::Relaxed);
     metrics::counter!("booking_forward_served_total").increment(1);
-    if l.crashed.load(Ordering::Acquire) {
+    if l.crashed.load(Ordering::Acquire) || l.losing_replies.load(Ordering::Acquire) {
         return;
     }
     let Some(kv) = state.redis.as_ref() else { return };
@@ -120,7 +120,8 @@ async fn serve(state: Holds, schedule_id: i64, envelope: Envelope) {
     )
     .await;
     if let Err(e) = sent {
-        // The follower sees no answer, asks again with the key, and gets the replay.
+        // The follower sees no answer, asks again with the key (when the lease moves, or
+        // when the outcome is overdue), and gets the replay.
         tracing::warn!(schedule.id = schedule_id, error = %e, "could not send a forwarded booking's outcome");
     }
 }

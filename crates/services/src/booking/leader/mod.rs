@@ -27,7 +27,11 @@
 //!   withdraws it, and answers "nothing was held" truthfully.
 //! - A popped request gets its real outcome from the leader. If the leader loses its lease
 //!   (died, stalled, cut from Redis) before answering, the follower asks again with the
-//!   same key in its own batch and waits for that outcome, without withdrawing.
+//!   same key in its own batch and waits for that outcome, without withdrawing. It does the
+//!   same when no outcome has come a reply timeout after its answer timeout although the
+//!   leader still leads: a blocking pop (BLPOP) whose reader gave up on its connection, an
+//!   instance frozen or starved past the response timeout, took the request or its reply
+//!   off the list and dropped it, and nothing else would ever answer.
 //!
 //! Generated keys are stored in `reservations.idempotency_key` like a client's; the API
 //! never shows a reservation's key, and a key is scoped to its user, so no client meets one.
@@ -129,6 +133,8 @@ pub struct Leadership {
     stopped: AtomicBool,
     /// Tests only: behave as a process that died (no lease release, no replies).
     crashed: AtomicBool,
+    /// Tests only: lead on, but send no replies (as if each were lost on the way).
+    losing_replies: AtomicBool,
     stats: LeaderStats,
 }
 
@@ -141,6 +147,7 @@ impl Default for Leadership {
             listening: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             crashed: AtomicBool::new(false),
+            losing_replies: AtomicBool::new(false),
             stats: LeaderStats::default(),
         }
     }
@@ -230,6 +237,14 @@ impl Leadership {
     pub fn simulate_crash(&self) {
         self.crashed.store(true, Ordering::Release);
         self.stopped.store(true, Ordering::Release);
+    }
+
+    /// Tests only: go on leading and running forwarded requests, but let every outcome go
+    /// astray, as when a blocking pop that took it (or the request) timed out on its
+    /// reader's side and dropped it.
+    #[cfg(feature = "negative-control")]
+    pub fn lose_replies(&self) {
+        self.losing_replies.store(true, Ordering::Release);
     }
 
     fn schedule(&self, schedule_id: i64) -> Arc<Schedule> {
@@ -373,7 +388,6 @@ async fn forward(
     mut request: HoldRequest,
 ) -> AppResult<ReservationRow> {
     let l = &state.leadership;
-    l.ensure_listener(state);
     if request.idempotency_key.is_none() {
         request.idempotency_key = Some(format!("{GENERATED_KEY_PREFIX}{}", uuid::Uuid::new_v4().simple()));
     }
@@ -390,6 +404,11 @@ async fn forward(
         .unwrap_or_else(PoisonError::into_inner)
         .insert(id.clone(), tx);
     let _waiting = Waiting(l, id);
+    // After registering: a listener idle for `LISTEN_IDLE` exits only if it then finds
+    // nobody waiting, so one that saw this waiter stays, or this call starts a new one.
+    // (Before it, a listener could exit between this call and the registration, and the
+    // outcome would lie unread in the reply list.)
+    l.ensure_listener(state);
     let inbox = inbox_key(kv, schedule_id);
     let started = Instant::now();
     if let Err(e) = bounded(kv.conn().rpush::<_, _, i64>(&inbox, &envelope)).await {
@@ -401,11 +420,12 @@ async fn forward(
     l.stats.forwarded.fetch_add(1, Ordering::Relaxed);
     metrics::counter!("booking_forwarded_total").increment(1);
     let deadline = started + state.batcher.answer_timeout();
-    // Whether a leader popped the request: then only its outcome (or a replay) answers.
-    let mut popped = false;
+    // Once a leader is known to have popped the request, only its outcome (or a replay)
+    // answers; if none has come by this time, the request is asked again (below).
+    let mut popped: Option<Instant> = None;
     loop {
         let now = Instant::now();
-        let wait = if popped {
+        let wait = if popped.is_some() {
             CHECK_EVERY
         } else {
             CHECK_EVERY.min(deadline.saturating_duration_since(now))
@@ -419,16 +439,24 @@ async fn forward(
             Ok(Err(_)) => return resubmit(state, schedule_id, request, "lost_reply").await,
             Err(_) => {}
         }
-        let late = Instant::now() >= deadline;
+        let now = Instant::now();
+        let late = now >= deadline;
         let current = holder(kv, schedule_id).await;
         let leads = matches!(&current, Ok(Some(h)) if *h == leader);
-        if leads && (popped || !late) {
-            continue;
+        match popped {
+            _ if leads && !late => continue,
+            Some(ask_again) if leads && now < ask_again => continue,
+            // Popped by a leader that still leads, and no outcome: a blocking pop whose
+            // reader gave up on its connection (an instance frozen or starved past the
+            // response timeout) took the request or its reply off the list and dropped
+            // it, and nothing would ever answer. Asking again with the key is safe.
+            Some(_) if leads => return resubmit(state, schedule_id, request, "no_reply").await,
+            _ => {}
         }
         if current.is_err() {
             return resubmit(state, schedule_id, request, "redis").await;
         }
-        if !popped {
+        if popped.is_none() {
             match bounded(kv.conn().lrem::<_, _, i64>(&inbox, 1, &envelope)).await {
                 Ok(1) => {
                     // Taken back before any leader saw it: nobody will run it.
@@ -445,7 +473,9 @@ async fn forward(
                         .increment(1);
                     return Box::pin(submit(state, schedule_id, request)).await;
                 }
-                Ok(_) => popped = true,
+                // A running batch's database time is bounded by the reply timeout: that
+                // long after the pop was seen, the outcome is overdue.
+                Ok(_) => popped = Some(now.max(deadline) + state.batcher.reply_timeout()),
                 Err(_) => return resubmit(state, schedule_id, request, "redis").await,
             }
             if leads {
