@@ -1,11 +1,13 @@
-//! A hold batch whose COMMIT gets no answer (I9 through a failover): the connection drops
-//! after PostgreSQL received the COMMIT, or before. Seen in the Patroni switchover runs: the
-//! batch answered UNAVAILABLE for a hold that existed. The answer must be the real outcome.
+//! A write whose COMMIT gets no answer (I9 through a failover): the connection drops after
+//! PostgreSQL received the COMMIT, or before. Seen in the Patroni switchover runs: a hold
+//! batch answered UNAVAILABLE for a hold that existed. The answer must be the real outcome,
+//! for a hold batch and for the writes after it (payment, cancellation, refund).
 //!
 //! A proxy between the server and PostgreSQL plays the failover: it watches what the server
-//! sends and, on the COMMIT of the first hold batch (the transaction that locked the
-//! schedule row `FOR UPDATE OF s`), closes the server's side of the connection either just
-//! after passing the COMMIT on (committed, answer lost) or instead of passing it (aborted).
+//! sends and, on the COMMIT of the first transaction of the kind under test (one that sent
+//! a statement containing its marker, e.g. the hold batch's schedule lock
+//! `FOR UPDATE OF s`), closes the server's side of the connection either just after passing
+//! the COMMIT on (committed, answer lost) or instead of passing it (aborted).
 
 use std::sync::{
     Arc,
@@ -47,21 +49,27 @@ impl Trap {
 /// How long the database stays out of reach after the cut (a Patroni failover took 9-10 s).
 const DOWN_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Starts the proxy to PostgreSQL; once armed it cuts one hold batch's COMMIT.
-async fn proxy(cut: Cut) -> (std::net::SocketAddr, Trap) {
+/// What marks each kind of transaction under test: a piece of one of its statements.
+const HOLD_BATCH: &[u8] = b"FOR UPDATE OF s";
+const PAYMENT: &[u8] = b"SET status = 'sold'";
+const RELEASE: &[u8] = b"SET status = 'available', reservation_id = NULL";
+
+/// Starts the proxy to PostgreSQL; once armed it cuts the COMMIT of one transaction that
+/// sent `marker`.
+async fn proxy(cut: Cut, marker: &'static [u8]) -> (std::net::SocketAddr, Trap) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let trap = Trap::default();
     let shared = trap.clone();
     tokio::spawn(async move {
         while let Ok((inbound, _)) = listener.accept().await {
-            tokio::spawn(connection(inbound, cut, shared.clone()));
+            tokio::spawn(connection(inbound, cut, marker, shared.clone()));
         }
     });
     (addr, trap)
 }
 
-async fn connection(inbound: tokio::net::TcpStream, cut: Cut, trap: Trap) {
+async fn connection(inbound: tokio::net::TcpStream, cut: Cut, marker: &'static [u8], trap: Trap) {
     if trap.down.load(Ordering::SeqCst) {
         return;
     }
@@ -86,7 +94,7 @@ async fn connection(inbound: tokio::net::TcpStream, cut: Cut, trap: Trap) {
             }
         }
     });
-    let mut reader = Messages::default();
+    let mut reader = Messages::new(marker);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match from_client.read(&mut buf).await {
@@ -123,10 +131,10 @@ async fn connection(inbound: tokio::net::TcpStream, cut: Cut, trap: Trap) {
 
 /// Reads the frontend messages of one connection (PostgreSQL's wire protocol: after the
 /// untyped start-up message, a type byte and a length) and tells when a COMMIT ends a
-/// transaction that locked a schedule row for a hold batch, by its text or by a prepared
-/// statement whose text did.
-#[derive(Default)]
+/// transaction that sent the marker, in a statement's text or through a prepared
+/// statement whose text held it.
 struct Messages {
+    marker: &'static [u8],
     pending: Vec<u8>,
     started: bool,
     locking_statements: std::collections::HashSet<Vec<u8>>,
@@ -134,7 +142,17 @@ struct Messages {
 }
 
 impl Messages {
-    /// Whether `chunk` holds a COMMIT of a locking transaction.
+    fn new(marker: &'static [u8]) -> Self {
+        Self {
+            marker,
+            pending: Vec::new(),
+            started: false,
+            locking_statements: std::collections::HashSet::new(),
+            locked: false,
+        }
+    }
+
+    /// Whether `chunk` holds a COMMIT of a marked transaction.
     fn feed(&mut self, chunk: &[u8]) -> bool {
         self.pending.extend_from_slice(chunk);
         let mut commit = false;
@@ -157,7 +175,8 @@ impl Messages {
                 self.started = true;
                 continue;
             }
-            let locks = |text: &[u8]| contains(text, b"FOR UPDATE OF s");
+            let marker = self.marker;
+            let locks = |text: &[u8]| contains(text, marker);
             match kind {
                 // Parse: statement name, then its text.
                 Some(b'P') => {
@@ -195,8 +214,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-async fn app_behind(cut: Cut) -> (TestApp, Trap) {
-    let (addr, trap) = proxy(cut).await;
+async fn app_behind(cut: Cut, marker: &'static [u8]) -> (TestApp, Trap) {
+    let (addr, trap) = proxy(cut, marker).await;
     let db = TestDb::new().await;
     let url = db.url.replace(PG, &format!("postgres://postgres@{addr}"));
     let config = test_config(&db, &[("DATABASE_URL", &url)]);
@@ -209,7 +228,7 @@ const RESERVE: &str = "mutation($i: ReserveSeatsInput!) { reserveSeats(input: $i
 /// A server behind the proxy, a show and a fan; the fan's first hold meets the cut, and
 /// this returns its answer once the database is in reach again.
 async fn hold_through(cut: Cut, email: &str) -> (TestApp, Show, Session, Value) {
-    let (app, trap) = app_behind(cut).await;
+    let (app, trap) = app_behind(cut, HOLD_BATCH).await;
     let show = app.show(layout(1, 4), 4).await;
     let fan = app.sign_up(email).await;
     trap.armed.store(true, Ordering::SeqCst);
@@ -306,4 +325,94 @@ async fn a_transaction_id_reused_after_a_failover_is_not_taken_for_the_batchs_co
     assert!(!settles_as_committed(db, committed, Some((id + 1_000_000, created_at))).await);
     // An id past the server's history: the commit never reached it.
     assert!(!settles_as_committed(db, committed + 1_000_000, Some((id, created_at))).await);
+}
+
+const CHARGE: &str =
+    "mutation($a: Int!, $k: String!) { chargePoints(amount: $a, idempotencyKey: $k) { balanceAfter } }";
+const PAY: &str =
+    "mutation($r: ID!, $k: String!) { payReservation(reservationId: $r, idempotencyKey: $k) { id status } }";
+const CANCEL: &str = "mutation($r: ID!) { cancelReservation(reservationId: $r) { id status } }";
+
+/// A server behind a proxy that cuts a transaction sending `marker`, and a fan with points
+/// holding one seat: the hold went through before the proxy was armed.
+async fn held_behind(cut: Cut, marker: &'static [u8], email: &str) -> (TestApp, Trap, Session, String) {
+    let (app, trap) = app_behind(cut, marker).await;
+    let show = app.show(layout(1, 4), 4).await;
+    let fan = app.sign_up(email).await;
+    app.ok(Some(&fan.access), CHARGE, json!({ "a": 1000, "k": "charge-1" }))
+        .await;
+    let body = hold(&app, &fan, &show).await;
+    let id = body["data"]["reserveSeats"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+    (app, trap, fan, id)
+}
+
+/// Sends `query` with the trap armed and returns its answer once the database is back.
+async fn through_the_cut(app: &TestApp, trap: &Trap, fan: &Session, query: &str, vars: Value) -> Value {
+    trap.armed.store(true, Ordering::SeqCst);
+    let body = app.gql(Some(&fan.access), query, vars).await;
+    assert!(
+        trap.fired.load(Ordering::SeqCst),
+        "the proxy never cut a COMMIT: {body}"
+    );
+    trap.back().await;
+    body
+}
+
+/// Whether the reservation is in `status` in the database.
+async fn is(app: &TestApp, reservation: &str, status: &str) -> bool {
+    let id: i64 = reservation.parse().unwrap();
+    app.count(&format!(
+        "SELECT count(*) AS n FROM reservations WHERE id = {id} AND status = '{status}'"
+    ))
+    .await
+        == 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payment_whose_commit_answer_is_lost_is_answered_as_paid() {
+    let (app, trap, fan, id) = held_behind(Cut::AfterCommit, PAYMENT, "lost-payment@example.com").await;
+    let body = through_the_cut(&app, &trap, &fan, PAY, json!({ "r": id, "k": "pay-1" })).await;
+    assert!(
+        is(&app, &id, "confirmed").await,
+        "PostgreSQL committed the payment: {body}"
+    );
+    assert!(
+        body["errors"].is_null(),
+        "a committed payment answered as an error (I9): {body}"
+    );
+    assert_eq!(body["data"]["payReservation"]["status"], "CONFIRMED", "{body}");
+    app.assert_invariants().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payment_whose_commit_never_arrived_is_unavailable_and_nothing_is_paid() {
+    let (app, trap, fan, id) = held_behind(Cut::BeforeCommit, PAYMENT, "unsent-payment@example.com").await;
+    let body = through_the_cut(&app, &trap, &fan, PAY, json!({ "r": id, "k": "pay-1" })).await;
+    assert_eq!(code(&body), "UNAVAILABLE", "{body}");
+    assert!(is(&app, &id, "held").await, "nothing was paid: {body}");
+    // The retry with the same key pays, once.
+    let again = app
+        .ok(Some(&fan.access), PAY, json!({ "r": id, "k": "pay-1" }))
+        .await;
+    assert_eq!(again["payReservation"]["status"], "CONFIRMED");
+    app.assert_invariants().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancellation_whose_commit_answer_is_lost_is_answered_as_cancelled() {
+    let (app, trap, fan, id) = held_behind(Cut::AfterCommit, RELEASE, "lost-cancel@example.com").await;
+    let body = through_the_cut(&app, &trap, &fan, CANCEL, json!({ "r": id })).await;
+    assert!(
+        is(&app, &id, "cancelled").await,
+        "PostgreSQL committed the cancellation: {body}"
+    );
+    assert!(
+        body["errors"].is_null(),
+        "a committed cancellation answered as an error (I9): {body}"
+    );
+    assert_eq!(body["data"]["cancelReservation"]["status"], "CANCELLED", "{body}");
+    app.assert_invariants().await;
 }

@@ -169,6 +169,12 @@ impl Batcher {
         }
     }
 
+    /// How long a booking transaction waits for the database's reply
+    /// (`BOOKING_REPLY_TIMEOUT_MS`).
+    pub(super) fn reply_timeout(&self) -> Duration {
+        self.reply_timeout
+    }
+
     pub(super) fn answer_timeout(&self) -> Duration {
         self.answer_timeout
     }

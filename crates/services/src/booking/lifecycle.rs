@@ -10,7 +10,9 @@ use diesel::{
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 
 use super::{
-    ReservationStatus, SeatChange, sale,
+    ReservationStatus, SeatChange,
+    in_doubt::{self, Witness, Writes},
+    sale,
     store::{self, ReservationRow},
 };
 use crate::{
@@ -68,85 +70,109 @@ pub(super) enum Paid {
 /// reservation answers it unchanged; a key already used for another payment is a CONFLICT.
 /// Racing the sweeper for the same hold, exactly one wins: both lock the reservation row,
 /// and whoever comes second finds it confirmed (sweeper skips it) or expired (HOLD_EXPIRED).
+/// A COMMIT without an answer is settled before the answer (`in_doubt`).
 pub(super) async fn pay(
+    conn: &mut AsyncPgConnection,
+    writes: Writes<'_>,
+    user_id: i64,
+    reservation_id: i64,
+    idempotency_key: &str,
+    signer: &boxoffice_ticket_codes::TicketSigner,
+) -> AppResult<Paid> {
+    let mut done = None;
+    let committed = in_doubt::within(
+        writes.reply,
+        conn.transaction(async |conn| {
+            let paid = pay_in(conn, user_id, reservation_id, idempotency_key, signer).await?;
+            let mark = match &paid {
+                Paid::Now(r, _) => Some(in_doubt::mark(conn, Witness::Paid(r.id)).await?),
+                Paid::Already(_) => None,
+            };
+            done = Some((paid, mark));
+            Ok(())
+        }),
+    )
+    .await;
+    in_doubt::answer(writes.db, committed, done).await
+}
+
+/// The payment's transaction body.
+async fn pay_in(
     conn: &mut AsyncPgConnection,
     user_id: i64,
     reservation_id: i64,
     idempotency_key: &str,
     signer: &boxoffice_ticket_codes::TicketSigner,
 ) -> AppResult<Paid> {
-    conn.transaction(async |conn| {
-        let r = locks::reservation(conn, reservation_id)
-            .await?
-            .filter(|r| r.user_id == user_id)
-            .ok_or(AppError::NotFound("reservation"))?;
-        if let Some(other) = points::store::payment_with_key(conn, user_id, idempotency_key).await?
-            && other != Some(reservation_id)
-        {
-            return Err(AppError::Conflict(
-                "this idempotency key was used for another payment".into(),
-            ));
-        }
-        match r.status {
-            ReservationStatus::Confirmed => return Ok(Paid::Already(r)),
-            ReservationStatus::Expired => {
-                return Err(AppError::rule(ErrorCode::HoldExpired, "the hold has expired"));
-            }
-            ReservationStatus::Cancelled => {
-                return Err(AppError::Conflict("the reservation is cancelled".into()));
-            }
-            ReservationStatus::Held => {}
-        }
-        if r.expires_at <= sale::db_now(conn).await? {
+    let r = locks::reservation(conn, reservation_id)
+        .await?
+        .filter(|r| r.user_id == user_id)
+        .ok_or(AppError::NotFound("reservation"))?;
+    if let Some(other) = points::store::payment_with_key(conn, user_id, idempotency_key).await?
+        && other != Some(reservation_id)
+    {
+        return Err(AppError::Conflict(
+            "this idempotency key was used for another payment".into(),
+        ));
+    }
+    match r.status {
+        ReservationStatus::Confirmed => return Ok(Paid::Already(r)),
+        ReservationStatus::Expired => {
             return Err(AppError::rule(ErrorCode::HoldExpired, "the hold has expired"));
         }
-        let seats = locks::seats_of(conn, &[r.id]).await?;
-        diesel::sql_query("UPDATE seats SET status = 'sold' WHERE id = ANY($1)")
-            .bind::<Array<BigInt>, _>(&seats)
-            .execute(conn)
-            .await?;
-        if r.total_price > 0 {
-            points::store::apply(
-                conn,
-                &points::store::Entry {
-                    user_id,
-                    kind: "payment",
-                    amount: -r.total_price,
-                    reservation_id: Some(r.id),
-                    idempotency_key: Some(idempotency_key),
-                    reason: None,
-                    actor_id: None,
-                    top_up_id: None,
-                },
-            )
-            .await?
-            .ok_or_else(|| {
-                AppError::rule(
-                    ErrorCode::InsufficientPoints,
-                    "not enough points for this reservation",
-                )
-            })?;
+        ReservationStatus::Cancelled => {
+            return Err(AppError::Conflict("the reservation is cancelled".into()));
         }
-        let r: ReservationRow = diesel::sql_query(
-            "UPDATE reservations SET status = 'confirmed', paid_at = now(), updated_at = now()
-             WHERE id = $1 RETURNING *",
-        )
-        .bind::<BigInt, _>(r.id)
-        .get_result(conn)
+        ReservationStatus::Held => {}
+    }
+    if r.expires_at <= sale::db_now(conn).await? {
+        return Err(AppError::rule(ErrorCode::HoldExpired, "the hold has expired"));
+    }
+    let seats = locks::seats_of(conn, &[r.id]).await?;
+    diesel::sql_query("UPDATE seats SET status = 'sold' WHERE id = ANY($1)")
+        .bind::<Array<BigInt>, _>(&seats)
+        .execute(conn)
         .await?;
-        let issued_at = r.paid_at.unwrap_or_else(chrono::Utc::now);
-        crate::tickets::store::issue(conn, signer, r.id, r.schedule_id, &seats, issued_at).await?;
-        append::reservations(conn, EventType::ReservationConfirmed, &[r.id]).await?;
-        let change = SeatChange {
-            schedule_id: r.schedule_id,
-            // Filled in by `bump_version` after commit: payment does not take the
-            // schedule row lock (it would serialize every payment with every booking).
-            version: 0,
-            seats: seats.into_iter().map(|id| (id, SeatStatus::Sold)).collect(),
-        };
-        Ok(Paid::Now(r, change))
-    })
-    .await
+    if r.total_price > 0 {
+        points::store::apply(
+            conn,
+            &points::store::Entry {
+                user_id,
+                kind: "payment",
+                amount: -r.total_price,
+                reservation_id: Some(r.id),
+                idempotency_key: Some(idempotency_key),
+                reason: None,
+                actor_id: None,
+                top_up_id: None,
+            },
+        )
+        .await?
+        .ok_or_else(|| {
+            AppError::rule(
+                ErrorCode::InsufficientPoints,
+                "not enough points for this reservation",
+            )
+        })?;
+    }
+    let r: ReservationRow = diesel::sql_query(
+        "UPDATE reservations SET status = 'confirmed', paid_at = now(), updated_at = now()
+         WHERE id = $1 RETURNING *",
+    )
+    .bind::<BigInt, _>(r.id)
+    .get_result(conn)
+    .await?;
+    let issued_at = r.paid_at.unwrap_or_else(chrono::Utc::now);
+    crate::tickets::store::issue(conn, signer, r.id, r.schedule_id, &seats, issued_at).await?;
+    append::reservations(conn, EventType::ReservationConfirmed, &[r.id]).await?;
+    let change = SeatChange {
+        schedule_id: r.schedule_id,
+        // Filled in by `bump_version` after commit: payment does not take the
+        // schedule row lock (it would serialize every payment with every booking).
+        version: 0,
+        seats: seats.into_iter().map(|id| (id, SeatStatus::Sold)).collect(),
+    };
+    Ok(Paid::Now(r, change))
 }
 
 /// Gives a committed change its schedule version (for changes made without the schedule
@@ -169,6 +195,7 @@ pub(super) async fn bump_version(
 /// `by_admin` lets an admin cancel anyone's reservation.
 pub(super) async fn cancel(
     conn: &mut AsyncPgConnection,
+    writes: Writes<'_>,
     user_id: i64,
     by_admin: bool,
     reservation_id: i64,
@@ -177,38 +204,64 @@ pub(super) async fn cancel(
         .await?
         .filter(|r| r.user_id == user_id || by_admin)
         .ok_or(AppError::NotFound("reservation"))?;
-    conn.transaction(async |conn| {
-        let schedule = locks::schedule(conn, r.schedule_id)
-            .await?
-            .ok_or(AppError::NotFound("schedule"))?;
-        let r = locks::reservation(conn, reservation_id)
-            .await?
-            .ok_or(AppError::NotFound("reservation"))?;
-        match r.status {
-            ReservationStatus::Cancelled => return Ok((r, Freed::default())),
-            ReservationStatus::Expired => {
-                return Err(AppError::rule(
-                    ErrorCode::HoldExpired,
-                    "the hold has already expired",
-                ));
-            }
-            ReservationStatus::Confirmed if sale::db_now(conn).await? >= schedule.starts_at => {
-                return Err(AppError::Conflict(
-                    "the show has started; it can no longer be cancelled".into(),
-                ));
-            }
-            ReservationStatus::Confirmed | ReservationStatus::Held => {}
+    let mut done = None;
+    let committed = in_doubt::within(
+        writes.reply,
+        conn.transaction(async |conn| {
+            let cancelled = cancel_in(conn, &r).await?;
+            done = Some(released(conn, cancelled).await?);
+            Ok(())
+        }),
+    )
+    .await;
+    in_doubt::answer(writes.db, committed, done).await
+}
+
+/// A release's answer and, if it changed anything, its mark: the reservation's
+/// `cancelled_at` witnesses it.
+async fn released(
+    conn: &mut AsyncPgConnection,
+    (r, freed): (ReservationRow, Freed),
+) -> AppResult<((ReservationRow, Freed), Option<in_doubt::Mark>)> {
+    let mark = match freed.released {
+        0 => None,
+        _ => Some(in_doubt::mark(conn, Witness::Cancelled(r.id)).await?),
+    };
+    Ok(((r, freed), mark))
+}
+
+/// The cancellation's transaction body (`r` as read before it).
+async fn cancel_in(conn: &mut AsyncPgConnection, r: &ReservationRow) -> AppResult<(ReservationRow, Freed)> {
+    let reservation_id = r.id;
+    let schedule = locks::schedule(conn, r.schedule_id)
+        .await?
+        .ok_or(AppError::NotFound("schedule"))?;
+    let r = locks::reservation(conn, reservation_id)
+        .await?
+        .ok_or(AppError::NotFound("reservation"))?;
+    match r.status {
+        ReservationStatus::Cancelled => return Ok((r, Freed::default())),
+        ReservationStatus::Expired => {
+            return Err(AppError::rule(
+                ErrorCode::HoldExpired,
+                "the hold has already expired",
+            ));
         }
-        let refunded = r.status == ReservationStatus::Confirmed;
-        let (rows, change) = release(conn, schedule.id, &[r.id], ReservationStatus::Cancelled).await?;
-        if refunded {
-            refund(conn, &rows).await?;
+        ReservationStatus::Confirmed if sale::db_now(conn).await? >= schedule.starts_at => {
+            return Err(AppError::Conflict(
+                "the show has started; it can no longer be cancelled".into(),
+            ));
         }
-        let r = rows.into_iter().next().ok_or(AppError::NotFound("reservation"))?;
-        let freed = Freed::serving(conn, schedule.id, change).await?;
-        Ok((r, freed))
-    })
-    .await
+        ReservationStatus::Confirmed | ReservationStatus::Held => {}
+    }
+    let refunded = r.status == ReservationStatus::Confirmed;
+    let (rows, change) = release(conn, schedule.id, &[r.id], ReservationStatus::Cancelled).await?;
+    if refunded {
+        refund(conn, &rows).await?;
+    }
+    let r = rows.into_iter().next().ok_or(AppError::NotFound("reservation"))?;
+    let freed = Freed::serving(conn, schedule.id, change).await?;
+    Ok((r, freed))
 }
 
 /// Refunds a paid reservation for its concert's host or an admin (`refundReservation`): the
@@ -220,6 +273,7 @@ pub(super) async fn cancel(
 /// paid has nothing to refund (CONFLICT). The caller checked that `actor_id` manages it.
 pub(super) async fn refund_paid(
     conn: &mut AsyncPgConnection,
+    writes: Writes<'_>,
     actor_id: i64,
     reservation_id: i64,
     reason: &str,
@@ -227,49 +281,67 @@ pub(super) async fn refund_paid(
     let r = store::reservation(conn, reservation_id)
         .await?
         .ok_or(AppError::NotFound("reservation"))?;
-    conn.transaction(async |conn| {
-        let schedule = locks::schedule(conn, r.schedule_id)
-            .await?
-            .ok_or(AppError::NotFound("schedule"))?;
-        let r = locks::reservation(conn, reservation_id)
-            .await?
-            .ok_or(AppError::NotFound("reservation"))?;
-        match (r.status, r.paid_at) {
-            (ReservationStatus::Cancelled, Some(_)) => return Ok((r, Freed::default())),
-            (ReservationStatus::Confirmed, _) => {}
-            (ReservationStatus::Held, _) => {
-                return Err(AppError::Conflict(
-                    "the reservation is not paid yet: there is nothing to refund (the hold lapses by itself)"
-                        .into(),
-                ));
-            }
-            (ReservationStatus::Cancelled, None) | (ReservationStatus::Expired, _) => {
-                return Err(AppError::Conflict(
-                    "the reservation was never paid: there is nothing to refund".into(),
-                ));
-            }
+    let mut done = None;
+    let committed = in_doubt::within(
+        writes.reply,
+        conn.transaction(async |conn| {
+            let refunded = refund_in(conn, &r, actor_id, reason).await?;
+            done = Some(released(conn, refunded).await?);
+            Ok(())
+        }),
+    )
+    .await;
+    in_doubt::answer(writes.db, committed, done).await
+}
+
+/// The refund's transaction body (`r` as read before it).
+async fn refund_in(
+    conn: &mut AsyncPgConnection,
+    r: &ReservationRow,
+    actor_id: i64,
+    reason: &str,
+) -> AppResult<(ReservationRow, Freed)> {
+    let reservation_id = r.id;
+    let schedule = locks::schedule(conn, r.schedule_id)
+        .await?
+        .ok_or(AppError::NotFound("schedule"))?;
+    let r = locks::reservation(conn, reservation_id)
+        .await?
+        .ok_or(AppError::NotFound("reservation"))?;
+    match (r.status, r.paid_at) {
+        (ReservationStatus::Cancelled, Some(_)) => return Ok((r, Freed::default())),
+        (ReservationStatus::Confirmed, _) => {}
+        (ReservationStatus::Held, _) => {
+            return Err(AppError::Conflict(
+                "the reservation is not paid yet: there is nothing to refund (the hold lapses by itself)"
+                    .into(),
+            ));
         }
-        let (rows, change) = release(conn, schedule.id, &[r.id], ReservationStatus::Cancelled).await?;
-        refund(conn, &rows).await?;
-        let r = rows.into_iter().next().ok_or(AppError::NotFound("reservation"))?;
-        crate::admin::audit::record(
-            conn,
-            actor_id,
-            "refund_reservation",
-            "reservation",
-            Some(r.id),
-            serde_json::json!({
-                "schedule": r.schedule_id,
-                "buyer": r.user_id,
-                "amount": r.total_price,
-                "reason": reason,
-            }),
-        )
-        .await?;
-        let freed = Freed::serving(conn, schedule.id, change).await?;
-        Ok((r, freed))
-    })
-    .await
+        (ReservationStatus::Cancelled, None) | (ReservationStatus::Expired, _) => {
+            return Err(AppError::Conflict(
+                "the reservation was never paid: there is nothing to refund".into(),
+            ));
+        }
+    }
+    let (rows, change) = release(conn, schedule.id, &[r.id], ReservationStatus::Cancelled).await?;
+    refund(conn, &rows).await?;
+    let r = rows.into_iter().next().ok_or(AppError::NotFound("reservation"))?;
+    crate::admin::audit::record(
+        conn,
+        actor_id,
+        "refund_reservation",
+        "reservation",
+        Some(r.id),
+        serde_json::json!({
+            "schedule": r.schedule_id,
+            "buyer": r.user_id,
+            "amount": r.total_price,
+            "reason": reason,
+        }),
+    )
+    .await?;
+    let freed = Freed::serving(conn, schedule.id, change).await?;
+    Ok((r, freed))
 }
 
 /// Sets `status` on the given live reservations of one schedule, frees their seats, revokes

@@ -19,6 +19,9 @@
 //! - `sale`: the sale rules (on sale, sales window, published, not cancelled) on the
 //!   database clock, for every place that asks.
 //! - `lifecycle`: pay, cancel, expire, cancel a schedule.
+//! - `in_doubt`: a write whose COMMIT went unanswered (a failover, a partition past the
+//!   reply deadline) is looked up before it is answered, so an error is never a change
+//!   that took effect (I9). Used by the hold batch and by payment, cancellation and refund.
 //! - `sweeper`: the background task that expires overdue holds.
 //! - `keep`: seats a host keeps back (block, unblock) or gives away (complimentary
 //!   tickets), under the same schedule lock as the hold batches.
@@ -29,6 +32,7 @@
 
 pub mod batcher;
 pub mod change;
+mod in_doubt;
 mod keep;
 pub mod leader;
 mod lifecycle;
@@ -179,6 +183,14 @@ pub async fn hold_order(
     leader::submit(&state.holds, schedule_id, request).await
 }
 
+/// How this instance's booking writes settle an unanswered COMMIT, and their reply deadline.
+fn writes(state: &Services) -> in_doubt::Writes<'_> {
+    in_doubt::Writes {
+        db: &state.db,
+        reply: Some(state.batcher.reply_timeout()),
+    }
+}
+
 /// Pays a hold with the user's points and sells its seats.
 pub async fn pay(
     state: &Services,
@@ -188,7 +200,17 @@ pub async fn pay(
 ) -> AppResult<ReservationRow> {
     let key = validate_key(key, "idempotencyKey")?;
     let mut conn = state.db.get().await?;
-    match lifecycle::pay(&mut conn, user_id, reservation_id, &key, state.tickets.signer()).await? {
+    let writes = writes(state);
+    match lifecycle::pay(
+        &mut conn,
+        writes,
+        user_id,
+        reservation_id,
+        &key,
+        state.tickets.signer(),
+    )
+    .await?
+    {
         lifecycle::Paid::Already(r) => Ok(r),
         lifecycle::Paid::Now(r, change) => {
             // Payment does not take the schedule lock; its version bump is a short
@@ -207,8 +229,14 @@ pub async fn pay(
 /// Releases a hold or refunds a paid reservation (its owner, or an admin).
 pub async fn cancel(state: &Services, actor: Actor, reservation_id: i64) -> AppResult<ReservationRow> {
     let mut conn = state.db.get().await?;
-    let (r, freed) =
-        lifecycle::cancel(&mut conn, actor.id, actor.role == Role::Admin, reservation_id).await?;
+    let (r, freed) = lifecycle::cancel(
+        &mut conn,
+        writes(state),
+        actor.id,
+        actor.role == Role::Admin,
+        reservation_id,
+    )
+    .await?;
     if let Some(change) = freed.change {
         announce(&state.live, change);
     }
@@ -225,7 +253,8 @@ pub async fn refund(
     reason: &str,
 ) -> AppResult<ReservationRow> {
     let mut conn = state.db.get().await?;
-    let (r, freed) = lifecycle::refund_paid(&mut conn, actor.id, reservation_id, reason).await?;
+    let (r, freed) =
+        lifecycle::refund_paid(&mut conn, writes(state), actor.id, reservation_id, reason).await?;
     if let Some(change) = freed.change {
         announce(&state.live, change);
     }
@@ -422,7 +451,7 @@ pub mod negative_control {
     }
 
     /// Whether a hold batch whose COMMIT went unanswered is taken for committed, given its
-    /// transaction id and the reservation it wrote (`reserve::settle`): what a standby
+    /// transaction id and the reservation it wrote (`in_doubt::settle`): what a standby
     /// promoted without the batch's WAL, which gave that id to a transaction of its own,
     /// must not make it say.
     pub async fn settles_as_committed(
@@ -431,7 +460,10 @@ pub mod negative_control {
         witness: Option<(i64, chrono::DateTime<chrono::Utc>)>,
     ) -> bool {
         let cause = crate::error::AppError::unavailable(anyhow::anyhow!("the COMMIT went unanswered"));
-        reserve::settle(db, Some(txid), witness, cause).await.is_ok()
+        let witness = witness.map(|(id, at)| (super::in_doubt::Witness::Held(id), at));
+        super::in_doubt::settle(db, Some(txid), witness, cause)
+            .await
+            .is_ok()
     }
 
     async fn one(

@@ -33,7 +33,12 @@ use diesel::{
 };
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 
-use super::{SeatChange, sale, store::ReservationRow};
+use super::{
+    SeatChange,
+    in_doubt::{Witness, settle, within},
+    sale,
+    store::ReservationRow,
+};
 use crate::{
     auth::{Actor, Role},
     concerts::{ConcertStatus, service::visible_to, store::ScheduleRow},
@@ -44,7 +49,6 @@ use crate::{
 };
 
 mod load;
-mod settle;
 mod write;
 
 use boxoffice_core::{
@@ -52,7 +56,6 @@ use boxoffice_core::{
     request::HoldRequest,
 };
 use load::*;
-pub(super) use settle::settle;
 use write::{Claims, write};
 
 /// What one schedule's batch of a group came to.
@@ -72,7 +75,7 @@ pub struct GroupOutcome {
     txid: Option<i64>,
     /// A reservation this transaction wrote, if it wrote any: its id and `created_at` (the
     /// transaction's own `now()`), what `settle` finds to know the commit is this one.
-    witness: Option<(i64, DateTime<Utc>)>,
+    witness: Option<(Witness, DateTime<Utc>)>,
 }
 
 impl GroupOutcome {
@@ -192,19 +195,7 @@ pub(super) async fn reserve_group(
         body_ended = Some(Instant::now());
         Ok::<_, AppError>(())
     });
-    let committed = match reply {
-        // The connection is left inside its transaction, which the pool takes for broken
-        // and discards: it is never used again.
-        Some(reply) => tokio::time::timeout(reply, transaction)
-            .await
-            .unwrap_or_else(|_| {
-                metrics::counter!("booking_reply_timeouts_total").increment(1);
-                Err(AppError::unavailable(anyhow::anyhow!(
-                    "the database did not answer the booking transaction within {reply:?}"
-                )))
-            }),
-        None => transaction.await,
-    };
+    let committed = within(reply, transaction).await;
     let mut outcome = match (committed, applied) {
         (Ok(()), Some(outcome)) => outcome,
         // The body ran and COMMIT got no answer (a lost connection, or none within `reply`).
@@ -343,7 +334,7 @@ async fn apply(
         witness = written
             .iter()
             .flat_map(|(rows, _)| <[ReservationRow]>::first(rows))
-            .map(|r| (r.id, r.created_at))
+            .map(|r| (Witness::Held(r.id), r.created_at))
             .next();
     }
     drop(claims);
