@@ -23,15 +23,18 @@ async fn hold(app: &TestApp, token: &str, schedule: &str, seat: &str) -> Value {
 /// A peer instance gone quiet mid-batch: a session with the server's own settings, in a
 /// transaction holding the schedule lock.
 async fn frozen_peer(app: &TestApp, schedule_id: &str) -> AsyncPgConnection {
+    frozen_peer_locking(app, "schedules", schedule_id).await
+}
+
+/// A session holding one row of `table` locked in an open transaction.
+async fn frozen_peer_locking(app: &TestApp, table: &str, id: &str) -> AsyncPgConnection {
     let url = boxoffice::db::session_url(&app.db.url, &app.state.config.database_timeouts).unwrap();
     let mut peer = AsyncPgConnection::establish(&url).await.unwrap();
     diesel::sql_query("BEGIN").execute(&mut peer).await.unwrap();
-    diesel::sql_query(format!(
-        "SELECT id FROM schedules WHERE id = {schedule_id} FOR UPDATE"
-    ))
-    .execute(&mut peer)
-    .await
-    .unwrap();
+    diesel::sql_query(format!("SELECT id FROM {table} WHERE id = {id} FOR UPDATE"))
+        .execute(&mut peer)
+        .await
+        .unwrap();
     peer
 }
 
@@ -542,6 +545,23 @@ async fn a_job_failed_by_a_transient_error_is_placed_again_with_its_key() {
     app.assert_invariants().await;
 }
 
+/// A second instance of `app` reaching PostgreSQL through a proxy that can hold its bytes,
+/// with a reply timeout of 2 s (lock timeout 1.5 s).
+async fn behind_a_proxy(app: &TestApp) -> (crate::common::TcpProxy, TestApp) {
+    let proxy = crate::common::TcpProxy::start("127.0.0.1:5432").await;
+    let db = app.db.shared();
+    let url = format!("postgres://postgres@{}/{}", proxy.addr, db.name);
+    let settings = [
+        ("DATABASE_URL", url.as_str()),
+        ("DATABASE_LOCK_TIMEOUT_MS", "1500"),
+        ("BOOKING_REPLY_TIMEOUT_MS", "2000"),
+    ];
+    let state = boxoffice::state::AppState::connect(crate::common::test_config(&db, &settings))
+        .await
+        .unwrap();
+    (proxy, TestApp::serve(db, state).await)
+}
+
 /// A partition between an instance and PostgreSQL that holds the bytes (the connection
 /// stays open, nothing comes back) catches a batch mid-transaction: PostgreSQL's own
 /// timeouts never see it and keepalive is answered, so only the instance's reply timeout
@@ -555,19 +575,7 @@ async fn a_batch_caught_by_a_database_partition_answers_within_its_reply_timeout
     let fan = &app.bulk_users(1).await[0];
     let schedule: i64 = show.schedule_id.parse().unwrap();
     let seat: i64 = show.seats[0].parse().unwrap();
-    // A second instance reaching PostgreSQL through a proxy that can hold its bytes.
-    let proxy = crate::common::TcpProxy::start("127.0.0.1:5432").await;
-    let db = app.db.shared();
-    let url = format!("postgres://postgres@{}/{}", proxy.addr, db.name);
-    let settings = [
-        ("DATABASE_URL", url.as_str()),
-        ("DATABASE_LOCK_TIMEOUT_MS", "1500"),
-        ("BOOKING_REPLY_TIMEOUT_MS", "2000"),
-    ];
-    let state = boxoffice::state::AppState::connect(crate::common::test_config(&db, &settings))
-        .await
-        .unwrap();
-    let far = TestApp::serve(db, state).await;
+    let (proxy, far) = behind_a_proxy(&app).await;
     let request =
         || boxoffice::booking::HoldRequest::seats(fan.id, vec![seat], Some("through-the-partition".into()));
 
@@ -626,6 +634,95 @@ async fn a_batch_caught_by_a_database_partition_answers_within_its_reply_timeout
         ))
         .await,
         1
+    );
+    app.assert_invariants().await;
+}
+
+/// The same partition catching a payment (its own transaction, not a batch) while it waits
+/// for its reservation's row lock: it answers UNAVAILABLE within the reply timeout instead
+/// of the partition's length (a payment waited a whole 25-s partition in the HA runs),
+/// nothing is paid, and the same key pays once, after the network is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payment_caught_by_a_database_partition_answers_within_its_reply_timeout() {
+    let app = TestApp::spawn().await;
+    let show = app.show(layout(1, 4), 4).await;
+    let fan = &app.bulk_users(1).await[0];
+    app.ok(
+        Some(&fan.access),
+        "mutation { chargePoints(amount: 1000, idempotencyKey: \"c1\") { balanceAfter } }",
+        json!({}),
+    )
+    .await;
+    let held = hold(&app, &fan.access, &show.schedule_id, &show.seats[0]).await;
+    let reservation = held["data"]["reserveSeats"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{held}"))
+        .to_owned();
+    let id: i64 = reservation.parse().unwrap();
+    let (proxy, far) = behind_a_proxy(&app).await;
+
+    let mut peer = frozen_peer_locking(&app, "reservations", &reservation).await;
+    let started = Instant::now();
+    let caught = {
+        let state = far.state.clone();
+        let fan_id = fan.id;
+        tokio::spawn(
+            async move { boxoffice::booking::pay(&state, fan_id, id, "through-the-partition").await },
+        )
+    };
+    let waiting = Instant::now();
+    while app.lock_waiters().await == 0 {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(10),
+            "the payment never waited for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    proxy.partition();
+    let answer = tokio::time::timeout(Duration::from_secs(8), caught)
+        .await
+        .expect("the payment waited out the partition instead of its reply timeout")
+        .unwrap();
+    let took = started.elapsed();
+    let e = answer.expect_err("a payment through a partition");
+    assert_eq!(e.code(), boxoffice::error::ErrorCode::Unavailable, "{e:?}");
+    assert!(
+        took >= Duration::from_millis(1900),
+        "answered after {took:?}, before the reply timeout"
+    );
+    diesel::sql_query("COMMIT").execute(&mut peer).await.unwrap();
+    let paid = async |status: &str| {
+        app.count(&format!(
+            "SELECT count(*) AS n FROM reservations WHERE id = {id} AND status = '{status}'"
+        ))
+        .await
+    };
+    assert_eq!(paid("held").await, 1, "nothing was paid");
+
+    proxy.restore();
+    let back = Instant::now();
+    loop {
+        match boxoffice::booking::pay(&far.state, fan.id, id, "through-the-partition").await {
+            Ok(row) => break assert_eq!(row.id, id),
+            Err(e) => {
+                assert_eq!(e.code(), boxoffice::error::ErrorCode::Unavailable, "{e:?}");
+                assert!(
+                    back.elapsed() < Duration::from_secs(10),
+                    "no payment after the partition: {e:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert_eq!(paid("confirmed").await, 1);
+    let fan_id = fan.id;
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM point_ledger WHERE user_id = {fan_id} AND kind = 'payment'"
+        ))
+        .await,
+        1,
+        "paid once"
     );
     app.assert_invariants().await;
 }

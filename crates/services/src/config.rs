@@ -32,7 +32,7 @@
 //! | `GRAPHQL_INTROSPECTION` | `true` in dev, `false` in prod | allow introspection queries |
 //! | `CORS_ALLOWED_ORIGINS` | empty | browser origins (`https://app.example.com`, comma-separated, or `*`) that may call the API from another origin; empty: none |
 //! | `BOOKING_ANSWER_TIMEOUT_MS` | `15000` | a hold request whose batch has not started after this long is withdrawn and answered UNAVAILABLE (one already in a running batch gets that batch's real outcome) |
-//! | `BOOKING_REPLY_TIMEOUT_MS` | `5000` | the longest a hold batch's transaction waits for PostgreSQL's replies before this instance gives up on the connection (a partition holding the bytes, which the server's own timeouts never see): given up before its COMMIT, the batch answers UNAVAILABLE and nothing is written; at its COMMIT, the outcome is looked up first. Longer than `DATABASE_LOCK_TIMEOUT_MS` |
+//! | `BOOKING_REPLY_TIMEOUT_MS` | `5000` | the longest a booking write's transaction (a hold batch, a payment, a cancellation, a refund) waits for PostgreSQL's replies before this instance gives up on the connection (a partition holding the bytes, which the server's own timeouts never see): given up before its COMMIT, the write answers UNAVAILABLE and nothing is written; at its COMMIT, the outcome is looked up first. Longer than `DATABASE_LOCK_TIMEOUT_MS` |
 //! | `BOOKING_FORWARD_MIN_PER_SECOND` | `50` | with Redis, a schedule this busy on an instance (hold requests per second) is booked by one leading instance, the others forwarding their requests to it; below it each instance batches its own |
 //! | `HOLD_SWEEP_INTERVAL_MS` | `1000` | how often expired holds are released |
 //! | `QUEUE_ABANDON_SECONDS` | `30` | a waiting user silent this long (no poll, no subscription) drops out |

@@ -450,7 +450,13 @@ async fn forward(
             // reader gave up on its connection (an instance frozen or starved past the
             // response timeout) took the request or its reply off the list and dropped
             // it, and nothing would ever answer. Asking again with the key is safe.
-            Some(_) if leads => return resubmit(state, schedule_id, request, "no_reply").await,
+            Some(_) if leads => {
+                tracing::warn!(
+                    schedule.id = schedule_id,
+                    "a forwarded booking's outcome is overdue although its leader leads; asking again with its key"
+                );
+                return resubmit(state, schedule_id, request, "no_reply").await;
+            }
             _ => {}
         }
         if current.is_err() {
