@@ -24,7 +24,7 @@ use crate::{
     error::{AppError, AppResult},
 };
 
-/// How long a batch in doubt keeps asking before it gives up: longer than a failover
+/// How long a write in doubt keeps asking before it gives up: longer than a failover
 /// (Patroni's ttl plus the pool's connect timeout, docs/operations.md).
 const SETTLE_FOR: Duration = Duration::from_secs(30);
 
