@@ -204,30 +204,42 @@ pub(super) async fn cancel(
         .await?
         .filter(|r| r.user_id == user_id || by_admin)
         .ok_or(AppError::NotFound("reservation"))?;
+    release_settled(conn, writes, &r, Release::Cancel).await
+}
+
+/// Which release of a reservation: its owner's (or an admin's) cancellation, or the refund
+/// its host or an admin gives.
+enum Release<'a> {
+    Cancel,
+    Refund { actor_id: i64, reason: &'a str },
+}
+
+/// Runs a release in its transaction under the reply deadline and settles an unanswered
+/// COMMIT (`in_doubt`): a release that freed seats is witnessed by its `cancelled_at`.
+async fn release_settled(
+    conn: &mut AsyncPgConnection,
+    writes: Writes<'_>,
+    r: &ReservationRow,
+    how: Release<'_>,
+) -> AppResult<(ReservationRow, Freed)> {
     let mut done = None;
     let committed = in_doubt::within(
         writes.reply,
         conn.transaction(async |conn| {
-            let cancelled = cancel_in(conn, &r).await?;
-            done = Some(released(conn, cancelled).await?);
+            let (r, freed) = match how {
+                Release::Cancel => cancel_in(conn, r).await?,
+                Release::Refund { actor_id, reason } => refund_in(conn, r, actor_id, reason).await?,
+            };
+            let mark = match freed.released {
+                0 => None,
+                _ => Some(in_doubt::mark(conn, Witness::Cancelled(r.id)).await?),
+            };
+            done = Some(((r, freed), mark));
             Ok(())
         }),
     )
     .await;
     in_doubt::answer(writes.db, committed, done).await
-}
-
-/// A release's answer and, if it changed anything, its mark: the reservation's
-/// `cancelled_at` witnesses it.
-async fn released(
-    conn: &mut AsyncPgConnection,
-    (r, freed): (ReservationRow, Freed),
-) -> AppResult<((ReservationRow, Freed), Option<in_doubt::Mark>)> {
-    let mark = match freed.released {
-        0 => None,
-        _ => Some(in_doubt::mark(conn, Witness::Cancelled(r.id)).await?),
-    };
-    Ok(((r, freed), mark))
 }
 
 /// The cancellation's transaction body (`r` as read before it).
@@ -281,17 +293,7 @@ pub(super) async fn refund_paid(
     let r = store::reservation(conn, reservation_id)
         .await?
         .ok_or(AppError::NotFound("reservation"))?;
-    let mut done = None;
-    let committed = in_doubt::within(
-        writes.reply,
-        conn.transaction(async |conn| {
-            let refunded = refund_in(conn, &r, actor_id, reason).await?;
-            done = Some(released(conn, refunded).await?);
-            Ok(())
-        }),
-    )
-    .await;
-    in_doubt::answer(writes.db, committed, done).await
+    release_settled(conn, writes, &r, Release::Refund { actor_id, reason }).await
 }
 
 /// The refund's transaction body (`r` as read before it).
