@@ -416,3 +416,32 @@ async fn a_cancellation_whose_commit_answer_is_lost_is_answered_as_cancelled() {
     assert_eq!(body["data"]["cancelReservation"]["status"], "CANCELLED", "{body}");
     app.assert_invariants().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refund_whose_commit_answer_is_lost_is_answered_as_refunded() {
+    let (app, trap, fan, id) = held_behind(Cut::AfterCommit, RELEASE, "lost-refund@example.com").await;
+    app.ok(Some(&fan.access), PAY, json!({ "r": id, "k": "pay-1" }))
+        .await;
+    let admin = app.user_with_role("refunds@example.com", "admin").await;
+    let body = through_the_cut(
+        &app,
+        &trap,
+        &admin,
+        "mutation($id: ID!, $why: String!) { refundReservation(id: $id, reason: $why) { id status } }",
+        json!({ "id": id, "why": "the artist is ill" }),
+    )
+    .await;
+    assert!(
+        is(&app, &id, "cancelled").await,
+        "PostgreSQL committed the refund: {body}"
+    );
+    assert!(
+        body["errors"].is_null(),
+        "a committed refund answered as an error (I9): {body}"
+    );
+    assert_eq!(body["data"]["refundReservation"]["status"], "CANCELLED", "{body}");
+    // Refunded once: the fan's points are whole again.
+    let me = app.ok(Some(&fan.access), "{ me { points } }", json!({})).await;
+    assert_eq!(me["me"]["points"], 1000, "{me}");
+    app.assert_invariants().await;
+}
