@@ -16,7 +16,7 @@ use super::{
     store::{self, ReservationRow},
 };
 use crate::{
-    concerts::ScheduleStatus,
+    concerts::{ScheduleStatus, store::ScheduleRow},
     error::{AppError, AppResult, ErrorCode},
     locks, points,
     seats::SeatStatus,
@@ -226,9 +226,18 @@ async fn release_settled(
     let committed = in_doubt::within(
         writes.reply,
         conn.transaction(async |conn| {
+            // Lock order: the schedule, then the reservation (as it is now).
+            let schedule = locks::schedule(conn, r.schedule_id)
+                .await?
+                .ok_or(AppError::NotFound("schedule"))?;
+            let r = locks::reservation(conn, r.id)
+                .await?
+                .ok_or(AppError::NotFound("reservation"))?;
             let (r, freed) = match how {
-                Release::Cancel => cancel_in(conn, r).await?,
-                Release::Refund { actor_id, reason } => refund_in(conn, r, actor_id, reason).await?,
+                Release::Cancel => cancel_in(conn, &schedule, r).await?,
+                Release::Refund { actor_id, reason } => {
+                    refund_in(conn, &schedule, r, actor_id, reason).await?
+                }
             };
             let mark = match freed.released {
                 0 => None,
@@ -242,15 +251,12 @@ async fn release_settled(
     in_doubt::answer(writes.db, committed, done).await
 }
 
-/// The cancellation's transaction body (`r` as read before it).
-async fn cancel_in(conn: &mut AsyncPgConnection, r: &ReservationRow) -> AppResult<(ReservationRow, Freed)> {
-    let reservation_id = r.id;
-    let schedule = locks::schedule(conn, r.schedule_id)
-        .await?
-        .ok_or(AppError::NotFound("schedule"))?;
-    let r = locks::reservation(conn, reservation_id)
-        .await?
-        .ok_or(AppError::NotFound("reservation"))?;
+/// The cancellation's transaction body, the schedule and the reservation locked.
+async fn cancel_in(
+    conn: &mut AsyncPgConnection,
+    schedule: &ScheduleRow,
+    r: ReservationRow,
+) -> AppResult<(ReservationRow, Freed)> {
     match r.status {
         ReservationStatus::Cancelled => return Ok((r, Freed::default())),
         ReservationStatus::Expired => {
@@ -296,20 +302,14 @@ pub(super) async fn refund_paid(
     release_settled(conn, writes, &r, Release::Refund { actor_id, reason }).await
 }
 
-/// The refund's transaction body (`r` as read before it).
+/// The refund's transaction body, the schedule and the reservation locked.
 async fn refund_in(
     conn: &mut AsyncPgConnection,
-    r: &ReservationRow,
+    schedule: &ScheduleRow,
+    r: ReservationRow,
     actor_id: i64,
     reason: &str,
 ) -> AppResult<(ReservationRow, Freed)> {
-    let reservation_id = r.id;
-    let schedule = locks::schedule(conn, r.schedule_id)
-        .await?
-        .ok_or(AppError::NotFound("schedule"))?;
-    let r = locks::reservation(conn, reservation_id)
-        .await?
-        .ok_or(AppError::NotFound("reservation"))?;
     match (r.status, r.paid_at) {
         (ReservationStatus::Cancelled, Some(_)) => return Ok((r, Freed::default())),
         (ReservationStatus::Confirmed, _) => {}
