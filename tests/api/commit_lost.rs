@@ -374,6 +374,8 @@ async fn is(app: &TestApp, reservation: &str, status: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_payment_whose_commit_answer_is_lost_is_answered_as_paid() {
     let (app, trap, fan, id) = held_behind(Cut::AfterCommit, PAYMENT, "lost-payment@example.com").await;
+    let version = "SELECT max(version) AS n FROM schedules";
+    let before = app.count(version).await;
     let body = through_the_cut(&app, &trap, &fan, PAY, json!({ "r": id, "k": "pay-1" })).await;
     assert!(
         is(&app, &id, "confirmed").await,
@@ -384,6 +386,12 @@ async fn a_payment_whose_commit_answer_is_lost_is_answered_as_paid() {
         "a committed payment answered as an error (I9): {body}"
     );
     assert_eq!(body["data"]["payReservation"]["status"], "CONFIRMED", "{body}");
+    // The sale's version moved on (on a fresh connection: the payment's own was left
+    // inside its transaction), so live subscribers hear of it.
+    assert!(
+        app.count(version).await > before,
+        "the settled payment's seat change got no version"
+    );
     app.assert_invariants().await;
 }
 
