@@ -22,6 +22,7 @@ mod receiver;
 mod report;
 mod sale;
 mod scenarios;
+mod scrape;
 mod server;
 mod setup;
 mod workers;

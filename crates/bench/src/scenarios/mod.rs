@@ -23,7 +23,7 @@ use crate::{
     receiver::Receiver,
     report::{self, Report, Tally},
     sale::{self, Sale, SaleResult},
-    server,
+    scrape, server,
     setup::{self, Minter, Show, ShowSpec, User},
     workers,
 };
