@@ -12,6 +12,7 @@ mod health;
 mod rate;
 mod seat_map;
 pub mod serve;
+mod sockets_per_user;
 mod websocket;
 
 // The client address is request data that auth reads (rate limits); auth defines it, so
@@ -53,7 +54,7 @@ struct Http {
     /// One permit per open WebSocket (`WS_MAX_SOCKETS`).
     sockets: Arc<Semaphore>,
     /// Open WebSockets per account (`WS_MAX_SOCKETS_PER_USER`).
-    sockets_per_user: Arc<websocket::SocketsPerUser>,
+    sockets_per_user: Arc<sockets_per_user::SocketsPerUser>,
     /// Parsed documents of accepted requests, by text.
     documents: Arc<crate::graphql::documents::Documents>,
 }

@@ -25,12 +25,7 @@
 //! The close reason always says why. A client that wants to go on after 4403 reconnects
 //! with a fresh token.
 
-use std::{
-    collections::HashMap,
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, WebSocketProtocols};
 use axum::{
@@ -48,52 +43,11 @@ use futures_util::{
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
-use super::{ClientAddr, Http, KEEPALIVE, client_ip};
+use super::{ClientAddr, Http, KEEPALIVE, client_ip, sockets_per_user::UserSlot};
 use crate::{
     auth::{REVOKED_TOPIC, Viewer},
     live::groups::{EventProbe, FirstIsResync, GroupKey, Out},
 };
-
-/// Open sockets per account on this instance.
-#[derive(Default)]
-pub struct SocketsPerUser(Mutex<HashMap<i64, usize>>);
-
-/// One account's place in [`SocketsPerUser`], given back when the socket ends.
-struct UserSlot {
-    registry: Arc<SocketsPerUser>,
-    user: i64,
-}
-
-impl SocketsPerUser {
-    fn take(self: &Arc<Self>, user: i64, max: usize) -> Option<UserSlot> {
-        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = map.entry(user).or_default();
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(UserSlot {
-            registry: self.clone(),
-            user,
-        })
-    }
-}
-
-impl Drop for UserSlot {
-    fn drop(&mut self) {
-        let mut map = self
-            .registry
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = map.get_mut(&self.user) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.user);
-            }
-        }
-    }
-}
 
 /// The socket's protocol, from `Sec-WebSocket-Protocol` (the first one we speak).
 fn protocol(parts: &axum::http::request::Parts) -> Option<WebSocketProtocols> {
