@@ -37,7 +37,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures_util::{
-    FutureExt as _, SinkExt as _, StreamExt as _,
+    FutureExt as _, Sink, SinkExt as _, StreamExt as _,
     stream::{AbortHandle, Abortable, BoxStream, SelectAll},
 };
 use serde::Deserialize;
@@ -103,6 +103,28 @@ pub(super) async fn websocket(
             let _permit = permit;
             Session::new(http, protocol, client).run(socket).await;
         })
+}
+
+/// Writes `first` and the messages `ready` has at once, up to [`WRITE_BUFFER`] bytes (a
+/// message more at most), with one flush: how many it wrote. At 15,000 sockets a system
+/// call per frame was most of the server's CPU (issue 28); a socket that fell behind a busy
+/// sale catches up in fewer of them.
+async fn write_batch<S: Sink<Message> + Unpin>(
+    out: &mut S,
+    first: Message,
+    mut ready: impl FnMut() -> Option<Message>,
+) -> Result<u32, S::Error> {
+    let mut bytes = msg_len(&first);
+    out.feed(first).await?;
+    let mut frames = 1;
+    while bytes < WRITE_BUFFER {
+        let Some(msg) = ready() else { break };
+        bytes += msg_len(&msg);
+        out.feed(msg).await?;
+        frames += 1;
+    }
+    out.flush().await?;
+    Ok(frames)
 }
 
 /// A message's length as it goes out, near enough (its frame header aside).
@@ -360,31 +382,18 @@ impl Session {
                 _ = idle.tick() => Some(Message::Ping(Default::default())),
             };
             if let Some(msg) = outgoing {
-                // Events already waiting for this socket go out in the same write. At 15,000
-                // sockets a system call per frame was most of the server's CPU (issue 28); a
-                // socket that fell behind a busy sale now catches up in fewer of them.
-                let mut frames = 1_u32;
-                let mut bytes = msg_len(&msg);
-                let mut failed = false;
-                if out.feed(msg).await.is_err() {
-                    break None;
-                }
-                while bytes < WRITE_BUFFER {
+                // What else is ready for this socket goes out in the same write.
+                let ready = || loop {
                     let Some(Some(item)) = operations.next().now_or_never() else {
-                        break;
+                        return None;
                     };
                     if let Some(msg) = self.on_operation(item, &mut delivering) {
-                        bytes += msg_len(&msg);
-                        if out.feed(msg).await.is_err() {
-                            failed = true;
-                            break;
-                        }
-                        frames += 1;
+                        return Some(msg);
                     }
-                }
-                if failed || out.flush().await.is_err() {
+                };
+                let Ok(frames) = write_batch(&mut out, msg, ready).await else {
                     break None;
-                }
+                };
                 self.frames_per_write.record(f64::from(frames));
                 // Shared events are written: the server's share of their delivery, from
                 // their first change reaching this instance (coalescing window included).
@@ -554,4 +563,71 @@ fn fit_close_reason(reason: &str) -> &str {
 
 fn text_message(value: Json) -> Message {
     Message::Text(value.to_string().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        pin::Pin,
+        task::{Context, Poll},
+    };
+
+    use super::*;
+
+    /// A socket's sink that records what it was asked: `feed <len>` and `flush`.
+    #[derive(Default)]
+    struct Recorder(Vec<String>);
+
+    impl Sink<Message> for Recorder {
+        type Error = std::convert::Infallible;
+
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn start_send(mut self: Pin<&mut Self>, msg: Message) -> Result<(), Self::Error> {
+            self.0.push(format!("feed {}", msg_len(&msg)));
+            Ok(())
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            self.0.push("flush".into());
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn text(len: usize) -> Message {
+        Message::Text("x".repeat(len).into())
+    }
+
+    #[tokio::test]
+    async fn the_messages_ready_for_a_socket_go_out_with_one_flush() {
+        let mut out = Recorder::default();
+        let mut waiting = vec![text(300), text(200)];
+        let frames = write_batch(&mut out, text(100), || waiting.pop()).await;
+        assert_eq!(frames, Ok(3));
+        assert_eq!(out.0, ["feed 100", "feed 200", "feed 300", "flush"]);
+    }
+
+    #[tokio::test]
+    async fn a_lone_message_is_written_and_flushed_at_once() {
+        let mut out = Recorder::default();
+        assert_eq!(write_batch(&mut out, text(10), || None).await, Ok(1));
+        assert_eq!(out.0, ["feed 10", "flush"]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_stops_at_the_write_buffer_and_leaves_the_rest_waiting() {
+        let mut out = Recorder::default();
+        let mut waiting: Vec<Message> = (0..10).map(|_| text(1500)).collect();
+        let frames = write_batch(&mut out, text(1500), || waiting.pop()).await;
+        // 1,500 x 3 = 4,500 bytes reach the 4 KiB buffer: that write ends there.
+        assert_eq!(frames, Ok(3));
+        assert_eq!(out.0.iter().filter(|c| *c == "flush").count(), 1);
+        assert_eq!(waiting.len(), 8);
+    }
 }
