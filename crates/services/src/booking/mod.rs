@@ -45,7 +45,7 @@ mod sweeper;
 
 use std::collections::HashSet;
 
-use diesel_async::{AsyncConnection as _, AsyncPgConnection, pooled_connection::PoolableConnection};
+use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 
 pub use batcher::{Batcher, MAX_BATCH, Stats};
 // The pure decision and the request it decides live in the core crate (no I/O there).
@@ -213,18 +213,13 @@ pub async fn pay(
         lifecycle::Paid::Already(r) => Ok(r),
         lifecycle::Paid::Now(r, change) => {
             // Payment does not take the schedule lock; its version bump is a short
-            // transaction of its own after the commit. A payment settled after its COMMIT
-            // went unanswered left its connection inside that transaction: the bump would
-            // run in it (and be rolled back with it) or wait on the cut network, so it
-            // takes a fresh connection then.
-            let bumped = if PoolableConnection::is_broken(&mut *conn) {
-                drop(conn);
-                match state.db.get().await {
-                    Ok(mut fresh) => lifecycle::bump_version(&mut fresh, change).await,
-                    Err(e) => Err(e.into()),
-                }
-            } else {
-                lifecycle::bump_version(&mut conn, change).await
+            // transaction of its own after the commit, on a connection from the pool: a
+            // payment settled after its COMMIT went unanswered left its own inside that
+            // transaction, and the pool discards such a connection when it comes back.
+            drop(conn);
+            let bumped = match state.db.get().await {
+                Ok(mut conn) => lifecycle::bump_version(&mut conn, change).await,
+                Err(e) => Err(e.into()),
             };
             match bumped {
                 Ok(change) => announce(&state.live, change),
