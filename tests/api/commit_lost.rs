@@ -371,21 +371,34 @@ async fn is(app: &TestApp, reservation: &str, status: &str) -> bool {
         == 1
 }
 
+/// A write whose COMMIT answer was lost, as it must come out (I9): PostgreSQL committed
+/// it, the reservation is `status`, and the client was told so in `field`, not an error.
+async fn answered_as_committed(
+    app: &TestApp,
+    id: &str,
+    body: &Value,
+    write: &str,
+    status: &str,
+    field: &str,
+) {
+    assert!(
+        is(app, id, status).await,
+        "PostgreSQL committed the {write}: {body}"
+    );
+    assert!(
+        body["errors"].is_null(),
+        "a committed {write} answered as an error (I9): {body}"
+    );
+    assert_eq!(body["data"][field]["status"], status.to_uppercase(), "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_payment_whose_commit_answer_is_lost_is_answered_as_paid() {
     let (app, trap, fan, id) = held_behind(Cut::AfterCommit, PAYMENT, "lost-payment@example.com").await;
     let version = "SELECT max(version) AS n FROM schedules";
     let before = app.count(version).await;
     let body = through_the_cut(&app, &trap, &fan, PAY, json!({ "r": id, "k": "pay-1" })).await;
-    assert!(
-        is(&app, &id, "confirmed").await,
-        "PostgreSQL committed the payment: {body}"
-    );
-    assert!(
-        body["errors"].is_null(),
-        "a committed payment answered as an error (I9): {body}"
-    );
-    assert_eq!(body["data"]["payReservation"]["status"], "CONFIRMED", "{body}");
+    answered_as_committed(&app, &id, &body, "payment", "confirmed", "payReservation").await;
     // The sale's version moved on (on a fresh connection: the payment's own was left
     // inside its transaction), so live subscribers hear of it.
     assert!(
@@ -413,15 +426,7 @@ async fn a_payment_whose_commit_never_arrived_is_unavailable_and_nothing_is_paid
 async fn a_cancellation_whose_commit_answer_is_lost_is_answered_as_cancelled() {
     let (app, trap, fan, id) = held_behind(Cut::AfterCommit, RELEASE, "lost-cancel@example.com").await;
     let body = through_the_cut(&app, &trap, &fan, CANCEL, json!({ "r": id })).await;
-    assert!(
-        is(&app, &id, "cancelled").await,
-        "PostgreSQL committed the cancellation: {body}"
-    );
-    assert!(
-        body["errors"].is_null(),
-        "a committed cancellation answered as an error (I9): {body}"
-    );
-    assert_eq!(body["data"]["cancelReservation"]["status"], "CANCELLED", "{body}");
+    answered_as_committed(&app, &id, &body, "cancellation", "cancelled", "cancelReservation").await;
     app.assert_invariants().await;
 }
 
@@ -439,15 +444,7 @@ async fn a_refund_whose_commit_answer_is_lost_is_answered_as_refunded() {
         json!({ "id": id, "why": "the artist is ill" }),
     )
     .await;
-    assert!(
-        is(&app, &id, "cancelled").await,
-        "PostgreSQL committed the refund: {body}"
-    );
-    assert!(
-        body["errors"].is_null(),
-        "a committed refund answered as an error (I9): {body}"
-    );
-    assert_eq!(body["data"]["refundReservation"]["status"], "CANCELLED", "{body}");
+    answered_as_committed(&app, &id, &body, "refund", "cancelled", "refundReservation").await;
     // Refunded once: the fan's points are whole again.
     let me = app.ok(Some(&fan.access), "{ me { points } }", json!({})).await;
     assert_eq!(me["me"]["points"], 1000, "{me}");
