@@ -620,6 +620,38 @@ mod tests {
         assert_eq!(out.0, ["feed 10", "flush"]);
     }
 
+    /// A socket whose peer is gone: every feed fails.
+    struct Gone;
+
+    impl Sink<Message> for Gone {
+        type Error = &'static str;
+
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn start_send(self: Pin<&mut Self>, _: Message) -> Result<(), Self::Error> {
+            Err("connection reset")
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            unreachable!("nothing to flush on a socket whose first write failed")
+        }
+
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lost_connection_ends_the_batch_with_its_error_and_takes_nothing_more() {
+        let mut waiting = vec![text(10), text(10)];
+        let ended = write_batch(&mut Gone, text(10), || waiting.pop()).await;
+        assert_eq!(ended, Err("connection reset"));
+        // The session ends on this error: what was waiting stays unread.
+        assert_eq!(waiting.len(), 2);
+    }
+
     #[tokio::test]
     async fn a_batch_stops_at_the_write_buffer_and_leaves_the_rest_waiting() {
         let mut out = Recorder::default();
