@@ -1,6 +1,6 @@
 //! The order stream and the job hashes in Redis.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::LazyLock};
 
 use redis::AsyncCommands as _;
 use serde::{Deserialize, Serialize};
@@ -193,6 +193,9 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'order', ARGV[5])
 return ARGV[1]
 ";
+// Built once: `Script::new` hashes its source (SHA-1) each time, a cost per call on the
+// hot path for a value that never changes.
+static ENQUEUE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(ENQUEUE));
 
 const SETTLE: &str = r"
 -- KEYS: job hash. ARGV: user id, ttl seconds, message.
@@ -208,6 +211,7 @@ redis.call('HSET', KEYS[1], 'status', 'FAILED', 'error_code', 'UNAVAILABLE', 'er
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 0
 ";
+static SETTLE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(SETTLE));
 
 /// Failures that say nothing about the order itself: a job that ended with one of these is
 /// placed again when its key comes again. UNAVAILABLE is what a transient failure is now
@@ -225,7 +229,7 @@ const PLACE_AGAIN_AFTER: [ErrorCode; 2] = [ErrorCode::Unavailable, ErrorCode::In
 /// a CONFLICT. Returns the job id.
 pub async fn enqueue(kv: &Kv, order: &Order, fingerprint: i64, ttl_s: u64) -> AppResult<String> {
     let payload = serde_json::to_string(order).map_err(crate::error::AppError::internal)?;
-    let script = redis::Script::new(ENQUEUE);
+    let script = &*ENQUEUE_SCRIPT;
     let mut invocation = script.prepare_invoke();
     invocation.key(job_key(kv, &order.job_id)).key(stream_key(kv));
     if let Some(k) = &order.key {
@@ -239,7 +243,7 @@ pub async fn enqueue(kv: &Kv, order: &Order, fingerprint: i64, ttl_s: u64) -> Ap
         .arg(payload)
         .arg(job_prefix(kv))
         .arg(fingerprint);
-    let settle = redis::Script::new(SETTLE);
+    let settle = &*SETTLE_SCRIPT;
     let (job_id, not_replicated) = kv
         .write_replicated(
             &stream_key(kv),
@@ -292,11 +296,12 @@ if redis.call('HGET', KEYS[1], 'status') ~= 'QUEUED' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'FAILED', 'error_code', ARGV[1], 'error_message', ARGV[2])
 return 1
 ";
+static WITHDRAW_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(WITHDRAW));
 
 /// Fails a job no worker has taken yet (UNAVAILABLE: its key places it again); false if a
 /// worker took it first.
 async fn withdraw(kv: &Kv, job_id: &str, why: &str) -> AppResult<bool> {
-    let withdrawn: i64 = redis::Script::new(WITHDRAW)
+    let withdrawn: i64 = WITHDRAW_SCRIPT
         .key(job_key(kv, job_id))
         .arg(ErrorCode::Unavailable.as_str())
         .arg(format!("not replicated: {why}"))
@@ -333,12 +338,13 @@ redis.call('HSET', KEYS[1], 'status', 'PROCESSING', 'user_id', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2], 'NX')
 return 1
 ";
+static SET_PROCESSING_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(SET_PROCESSING));
 
 /// Marks the job as being processed, unless it was decided meanwhile (withdrawn because
 /// it did not reach a replica): false then, and the job must not run. Writes its owner and
 /// an expiry too: if Redis lost the job hash, the one re-created here still has both.
 pub async fn set_processing(kv: &Kv, order: &Order, ttl_s: u64) -> AppResult<bool> {
-    let taken: i64 = redis::Script::new(SET_PROCESSING)
+    let taken: i64 = SET_PROCESSING_SCRIPT
         .key(job_key(kv, &order.job_id))
         .arg(order.user_id)
         .arg(ttl_s)

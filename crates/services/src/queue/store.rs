@@ -1,6 +1,8 @@
 //! Redis scripts and reads of the queue.
 
 use chrono::{DateTime, Utc};
+use std::sync::LazyLock;
+
 use redis::Script;
 
 use crate::{error::AppResult, kv::Kv, state::Services};
@@ -77,6 +79,9 @@ local n = redis.call('INCR', seq)
 redis.call('ZADD', waiting, n, user)
 return {'waiting', redis.call('ZRANK', waiting, user)}
 ";
+// Built once: `Script::new` hashes its source (SHA-1) each time, a cost per call on the
+// hot path for a value that never changes.
+static ENTER_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(ENTER));
 
 /// Enters the queue (or reports the place already held: entering again keeps it), or with
 /// `enter = false` only reports. Either way it counts as a sign of life.
@@ -89,7 +94,7 @@ pub async fn enter(
 ) -> AppResult<Place> {
     let kv = state.kv()?;
     let k = keys(kv, schedule_id);
-    let script = Script::new(ENTER);
+    let script = &*ENTER_SCRIPT;
     let call = || {
         let mut call = script.prepare_invoke();
         call.key(&k.waiting)
@@ -183,6 +188,7 @@ redis.call('HSET', bucket, 'tokens', tostring(tokens), 'at', now)
 redis.call('PEXPIRE', bucket, 3600000)
 return admitted
 ";
+static TICK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TICK));
 
 pub struct GateSettings {
     pub admit_per_second: i32,
@@ -194,7 +200,7 @@ pub struct GateSettings {
 /// Returns how many were admitted.
 pub async fn tick(kv: &Kv, schedule_id: i64, s: &GateSettings, abandon_ms: i64) -> AppResult<i64> {
     let k = keys(kv, schedule_id);
-    let admitted: i64 = Script::new(TICK)
+    let admitted: i64 = TICK_SCRIPT
         .key(&k.waiting)
         .key(&k.early)
         .key(&k.seen)
