@@ -115,6 +115,7 @@ impl AppState {
             redis: redis.clone(),
             forward_min_per_second: config.booking_forward_min_per_second,
         };
+        let db_for_roles = db.clone();
         let locked = Arc::new(crate::auth::locked::LockedAccounts::load(&db, config.access_token_ttl).await);
         let webhook_policy = boxoffice_outbox::webhooks::UrlPolicy {
             allow_private: config.events.allow_private,
@@ -137,6 +138,7 @@ impl AppState {
                 tickets,
                 webhook_policy,
                 locked,
+                roles: Arc::new(crate::auth::roles::CurrentRoles::start(db_for_roles)),
             },
             persisted_queries: Default::default(),
             subscriptions: Default::default(),

@@ -42,6 +42,12 @@ pub fn metrics() -> PrometheusHandle {
                         &[1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0],
                     )
                 })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("role_read_accounts".into()),
+                        &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+                    )
+                })
                 .map(PrometheusBuilder::build_recorder)
                 .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
             let handle = recorder.handle();

@@ -22,14 +22,16 @@ pub fn state<'a>(ctx: &'a Context<'_>) -> AppResult<&'a AppState> {
 
 const ROLE_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The signed-in user with their current role (one query per request at most).
+/// The signed-in user with their current role: read once per request at most, in a batch
+/// with the other requests' of the moment (`auth::roles`).
 pub async fn actor(ctx: &Context<'_>) -> AppResult<Actor> {
     let user = viewer(ctx)?.user()?;
     if let Some(role) = user.fresh_role(ROLE_FRESH) {
         return Ok(Actor { id: user.id, role });
     }
-    let mut conn = state(ctx)?.db.get().await?;
-    let role = store::current_role(&mut conn, user.id)
+    let role = state(ctx)?
+        .roles
+        .of(user.id)
         .await?
         .ok_or(AppError::Unauthenticated("this account no longer exists"))?;
     user.remember_role(role);

@@ -39,6 +39,7 @@ mod pool;
 mod prepared;
 mod queue;
 mod readme;
+mod role_reads;
 mod roles;
 mod schema;
 mod search;

@@ -58,6 +58,9 @@ pub struct Services {
     /// Locked accounts, screened out of every request (`auth::lock`): kept in memory so
     /// that refusing a locked account's tokens costs no query per request.
     pub locked: Arc<crate::auth::locked::LockedAccounts>,
+    /// Accounts' current roles, read for all of this instance's requests in batches (every
+    /// guarded mutation asks: a token outlives a deleted or demoted account).
+    pub roles: Arc<crate::auth::roles::CurrentRoles>,
 }
 
 impl Services {

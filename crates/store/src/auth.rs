@@ -148,6 +148,19 @@ pub async fn current_role(conn: &mut AsyncPgConnection, id: i64) -> AppResult<Op
     role.as_deref().map(Role::parse).transpose()
 }
 
+/// The current roles of the accounts among `ids` that exist (one statement of a fixed
+/// shape, `id = ANY($1)`, however many ids: prepared once per connection).
+pub async fn current_roles(conn: &mut AsyncPgConnection, ids: &[i64]) -> AppResult<Vec<(i64, Role)>> {
+    let rows: Vec<(i64, String)> = users::table
+        .filter(users::id.eq_any(ids))
+        .select((users::id, users::role))
+        .load(conn)
+        .await?;
+    rows.into_iter()
+        .map(|(id, role)| Ok((id, Role::parse(&role)?)))
+        .collect()
+}
+
 pub async fn set_role(conn: &mut AsyncPgConnection, id: i64, role: Role) -> QueryResult<Option<UserRow>> {
     diesel::update(users::table.find(id))
         .set((

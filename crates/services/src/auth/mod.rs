@@ -22,6 +22,7 @@ pub mod lock;
 pub mod locked;
 pub mod password;
 pub mod rate_limit;
+pub mod roles;
 pub mod service;
 pub use boxoffice_store::auth as store;
 pub use boxoffice_store::auth::Role;
