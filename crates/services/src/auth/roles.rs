@@ -6,9 +6,9 @@
 //! read one by one, each cost a pooled checkout (itself a round trip: the pool checks the
 //! server still takes writes) and a query, and entering the queue went from 17,900 to
 //! 6,700 a second. Here the accounts asked about while a read is under way are read
-//! together by the next one (`id = ANY($1)`), with a few reads at a time at most, so the
-//! busier it gets the larger the reads, never the more. Each answer is read after its
-//! request was made: as fresh as a read of its own.
+//! together by the next one (`id = ANY($1)`), one read at a time on a connection kept while
+//! asks keep coming, so the busier it gets the larger the reads, never the more. Each
+//! answer is read after its request was made: as fresh as a read of its own.
 
 use std::{
     collections::HashMap,
@@ -18,16 +18,14 @@ use std::{
     },
 };
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{Role, store};
 use crate::{
-    db::Pool,
+    db::{Pool, PooledConn},
     error::{AppError, AppResult},
 };
 
-/// Reads under way at once: while they all are, new asks wait and join the next one.
-const READS_AT_ONCE: usize = 4;
 /// Accounts in one read at most.
 const MOST_PER_READ: usize = 512;
 
@@ -68,37 +66,46 @@ impl CurrentRoles {
 }
 
 async fn read_in_batches(db: Pool, mut rx: mpsc::UnboundedReceiver<Ask>, reads_made: Arc<AtomicU64>) {
-    let reads = Arc::new(Semaphore::new(READS_AT_ONCE));
-    loop {
-        // A free read first, then whatever is waiting by then: while all reads are busy,
-        // asks pile up here and go out together.
-        let Ok(permit) = reads.clone().acquire_owned().await else {
-            return;
-        };
-        let Some(first) = rx.recv().await else { return };
+    while let Some(first) = rx.recv().await {
+        // Kept while asks keep coming, so a rush pays one checkout (itself a round trip),
+        // not one per read; back to the pool as soon as nobody is waiting.
+        let mut conn: Option<PooledConn<'_>> = None;
         let mut asks = vec![first];
-        while asks.len() < MOST_PER_READ
-            && let Ok(ask) = rx.try_recv()
-        {
-            asks.push(ask);
+        loop {
+            // Whatever waits by now goes in this read: while one is under way, asks pile up
+            // in the channel for the next.
+            while asks.len() < MOST_PER_READ
+                && let Ok(ask) = rx.try_recv()
+            {
+                asks.push(ask);
+            }
+            reads_made.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = answer(&db, &mut conn, std::mem::take(&mut asks)).await {
+                // The connection's state is unknown: the pool checks it before lending it
+                // again, and the next read takes whichever it lends.
+                tracing::debug!(error = %e, "reading accounts' roles failed");
+                conn = None;
+            }
+            match rx.try_recv() {
+                Ok(ask) => asks.push(ask),
+                Err(_) => break,
+            }
         }
-        let db = db.clone();
-        reads_made.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(async move {
-            answer(&db, asks).await;
-            drop(permit);
-        });
     }
 }
 
-async fn answer(db: &Pool, asks: Vec<Ask>) {
+/// Answers every ask from one read; the error, if any, is what each of them was told.
+async fn answer<'p>(db: &'p Pool, conn: &mut Option<PooledConn<'p>>, asks: Vec<Ask>) -> AppResult<()> {
     let mut ids: Vec<i64> = asks.iter().map(|(id, _)| *id).collect();
     ids.sort_unstable();
     ids.dedup();
     metrics::histogram!("role_read_accounts").record(ids.len() as f64);
     let read = async {
-        let mut conn = db.get().await?;
-        store::current_roles(&mut conn, &ids).await
+        let conn = match conn {
+            Some(c) => c,
+            None => conn.insert(db.get().await?),
+        };
+        store::current_roles(conn, &ids).await
     };
     match read.await {
         Ok(rows) => {
@@ -106,11 +113,13 @@ async fn answer(db: &Pool, asks: Vec<Ask>) {
             for (id, reply) in asks {
                 let _ = reply.send(Ok(roles.get(&id).copied()));
             }
+            Ok(())
         }
         Err(e) => {
             for (_, reply) in asks {
                 let _ = reply.send(Err(e.clone()));
             }
+            Err(e)
         }
     }
 }
