@@ -11,14 +11,15 @@ use diesel_async::RunQueryDsl;
 
 use crate::common::TestDb;
 
-const TIMEOUTS: DatabaseTimeouts = DatabaseTimeouts {
+pub(crate) const TIMEOUTS: DatabaseTimeouts = DatabaseTimeouts {
     lock: Duration::from_secs(3),
     statement: Duration::from_secs(30),
     idle_in_transaction: Duration::from_secs(5),
     keepalive_idle: Duration::from_secs(10),
 };
 
-async fn pool(db: &TestDb) -> db::Pool {
+/// A pool of one connection on the test database (`role_reads` uses it too).
+pub(crate) async fn pool(db: &TestDb) -> db::Pool {
     db::connect_pool(
         &db.url,
         db::PoolSettings {

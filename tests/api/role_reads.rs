@@ -6,28 +6,12 @@
 
 use std::time::Duration;
 
-use boxoffice::{auth::Role, auth::roles::CurrentRoles, config::DatabaseTimeouts, db};
+use boxoffice::{auth::Role, auth::roles::CurrentRoles, db};
 
-use crate::common::{TestApp, TestDb};
-
-const TIMEOUTS: DatabaseTimeouts = DatabaseTimeouts {
-    lock: Duration::from_secs(3),
-    statement: Duration::from_secs(30),
-    idle_in_transaction: Duration::from_secs(5),
-    keepalive_idle: Duration::from_secs(10),
+use crate::{
+    common::TestApp,
+    pool::{TIMEOUTS, pool as pool_of_one},
 };
-
-async fn one_connection(db: &TestDb) -> db::Pool {
-    db::connect_pool(
-        &db.url,
-        db::PoolSettings {
-            size: 1,
-            timeouts: &TIMEOUTS,
-        },
-    )
-    .await
-    .unwrap()
-}
 
 #[tokio::test]
 async fn roles_asked_while_a_read_waits_go_out_together_each_with_its_own_answer() {
@@ -48,7 +32,7 @@ async fn roles_asked_while_a_read_waits_go_out_together_each_with_its_own_answer
         (gone.id, None),
     ];
 
-    let pool = one_connection(&app.db).await;
+    let pool = pool_of_one(&app.db).await;
     let roles = std::sync::Arc::new(CurrentRoles::start(pool.clone()));
     // The pool's one connection is busy: the first reads wait for it, and every ask made
     // meanwhile waits for the next read.
