@@ -64,6 +64,25 @@ async fn roles_asked_while_a_read_waits_go_out_together_each_with_its_own_answer
 }
 
 #[tokio::test]
+async fn a_reader_whose_connection_was_closed_answers_the_next_ask_on_another() {
+    let app = TestApp::spawn().await;
+    let fan = app.sign_up("fan@example.com").await;
+    let roles = CurrentRoles::start(pool_of_one(&app.db).await);
+    assert_eq!(roles.of(fan.id).await.unwrap(), Some(Role::User));
+    // Every other session of the database closed, the reader's included, as a primary
+    // shutting down does (57P01).
+    let closed = app
+        .count(
+            "SELECT count(*) AS n FROM pg_stat_activity, pg_terminate_backend(pid) \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .await;
+    assert!(closed >= 1, "the reader's connection was not found");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(roles.of(fan.id).await.unwrap(), Some(Role::User));
+}
+
+#[tokio::test]
 async fn when_the_database_cannot_be_reached_every_ask_waiting_is_told_unavailable() {
     // Nothing listens on port 1: the pool's checkout fails after its timeout (5 s).
     let pool = db::connect_pool(
