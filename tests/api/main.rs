@@ -24,6 +24,7 @@ mod exports;
 mod failover;
 mod faults;
 mod groups;
+mod hold_pointers;
 mod host_orders;
 mod http;
 mod introspection;

@@ -74,6 +74,20 @@ pub const MORE: &[Check] = &[
         sql: "SELECT count(*) AS n FROM seats s WHERE s.status IN ('held', 'sold') AND NOT EXISTS
               (SELECT 1 FROM reservations r WHERE r.id = s.reservation_id AND r.status IN ('held', 'confirmed'))",
     },
+    // The hold write's pointers carry no foreign key (migration `hold_pointers`): these two
+    // and the check above (a seat's `reservation_id` is set exactly when it is held or sold)
+    // count what a key would have refused.
+    Check {
+        name: "I7: a reservation's seat row names a reservation or seat that does not exist",
+        sql: "SELECT count(*) AS n FROM reservation_seats rs
+              WHERE NOT EXISTS (SELECT 1 FROM reservations r WHERE r.id = rs.reservation_id)
+                 OR NOT EXISTS (SELECT 1 FROM seats s WHERE s.id = rs.seat_id)",
+    },
+    Check {
+        name: "I7: a reservation of a schedule that does not exist",
+        sql: "SELECT count(*) AS n FROM reservations r
+              WHERE NOT EXISTS (SELECT 1 FROM schedules sc WHERE sc.id = r.schedule_id)",
+    },
 ];
 
 /// I11 for seats kept back and given away: a BLOCKED seat is in no live reservation and

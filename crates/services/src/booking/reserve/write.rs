@@ -27,8 +27,12 @@ struct Written {
 /// The whole write of a group in one statement, so one round trip whatever its size and
 /// however many schedules it holds. Each claiming request gets a reservation id from the
 /// sequence (`t`, evaluated once because it is volatile); its seats find that id through
-/// the request's number. Each schedule is counted once (`counted`). The foreign keys are
-/// checked at the end of the statement, when every part of it is done. `evented` writes the
+/// the request's number. Each schedule is counted once (`counted`). Only the user's foreign
+/// key is checked, row by row at the end of the statement; the other pointers carry no key
+/// (migration `hold_pointers`) because the statement can only write them to rows it wrote
+/// or updated itself: a reservation joins its counted schedule, a seat row joins its made
+/// reservation and its claimed seat, and the caller fails the whole write unless every
+/// request got its reservation and every seat was claimed. `evented` writes the
 /// group's `reservation.held` events to the outbox in the same statement (I12), one carrier
 /// row per concert (`boxoffice_outbox::append::BATCH_SUBJECT`) holding only the
 /// reservations' ids: the relay makes each event from its reservation later, off these locks
@@ -39,23 +43,25 @@ WITH t AS (
   SELECT nextval('reservations_id_seq') AS id, u.*
   FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::bigint[], $5::text[], $6::bigint[], $7::timestamptz[])
     WITH ORDINALITY AS u(schedule_id, user_id, seat_count, total, key, fp, expires_at, ord)
-), made AS (
-  INSERT INTO reservations (id, schedule_id, user_id, status, seat_count, total_price, idempotency_key, expires_at, request_hash)
-  SELECT t.id, t.schedule_id, t.user_id, 'held', t.seat_count, t.total, t.key, t.expires_at, t.fp FROM t
-  RETURNING *
-), s AS (
-  SELECT t.id AS reservation_id, x.seat_id, x.grade, x.price
-  FROM unnest($8::bigint[], $9::bigint[], $10::text[], $11::bigint[]) AS x(req, seat_id, grade, price)
-  JOIN t ON t.ord = x.req
-), kept AS (
-  INSERT INTO reservation_seats (reservation_id, seat_id, grade_name, price) SELECT * FROM s
-), claimed AS (
-  UPDATE seats SET status = 'held', reservation_id = s.reservation_id FROM s
-  WHERE seats.id = s.seat_id AND seats.status = 'available' RETURNING seats.id
 ), counted AS (
   UPDATE schedules SET booked_count = b.booked, version = version + 1, updated_at = now()
   FROM unnest($12::bigint[], $13::int[]) AS b(id, booked)
   WHERE schedules.id = b.id RETURNING schedules.id, schedules.version
+), made AS (
+  INSERT INTO reservations (id, schedule_id, user_id, status, seat_count, total_price, idempotency_key, expires_at, request_hash)
+  SELECT t.id, t.schedule_id, t.user_id, 'held', t.seat_count, t.total, t.key, t.expires_at, t.fp
+  FROM t JOIN counted ON counted.id = t.schedule_id
+  RETURNING *
+), s AS (
+  SELECT made.id AS reservation_id, x.seat_id, x.grade, x.price
+  FROM unnest($8::bigint[], $9::bigint[], $10::text[], $11::bigint[]) AS x(req, seat_id, grade, price)
+  JOIN t ON t.ord = x.req JOIN made ON made.id = t.id
+), claimed AS (
+  UPDATE seats SET status = 'held', reservation_id = s.reservation_id FROM s
+  WHERE seats.id = s.seat_id AND seats.status = 'available' RETURNING seats.id
+), kept AS (
+  INSERT INTO reservation_seats (reservation_id, seat_id, grade_name, price)
+  SELECT s.* FROM s JOIN claimed ON claimed.id = s.seat_id
 ), evented AS (
   INSERT INTO outbox (event_type, subject, concert_id, data)
   SELECT 'reservation.held', 'batch', c.concert_id, jsonb_build_object('reservationIds', jsonb_agg(made.id ORDER BY made.id))

@@ -1,0 +1,62 @@
+-- The hold write's pointers without a foreign key each (issue 28: flash-sale's 10x). Each of
+-- these keys ran a lookup and a row lock per row the hold batch writes, about 240 per batch
+-- of 32 requests: a quarter of PostgreSQL's work per seat held (docs/performance.md). What
+-- PostgreSQL enforces in their place, each half of a key:
+-- * Writing a pointer: the hold statement (`booking::reserve::write`) can only point at rows
+--   it wrote or updated itself (a reservation joins its counted schedule row, a seat row
+--   its made reservation and its claimed seat), and fails whole unless every request got
+--   its reservation and every seat was claimed. The one other writer, a complimentary ticket
+--   (`booking::keep`), locks its schedule, writes its reservation, and fails unless it
+--   updated every seat it names.
+-- * Removing what a pointer names: the triggers below refuse to delete a schedule, a
+--   reservation or a seat while anything of these points at it, as the keys did. A layout
+--   replacement deletes seats no reservation names (and keeps the others' rows).
+-- reservations.user_id keeps its key: an operator can delete an account at any moment, and
+-- the key's lock on the user row is what orders that against a hold written in its name.
+-- Ids are never updated, so no trigger watches them (a row trigger on UPDATE would lock
+-- every seat a hold claims); TRUNCATE is an operator's tool outside these rules. The
+-- invariant checks (`boxoffice_store::invariants`, I7) count any pointer to nothing.
+ALTER TABLE reservation_seats
+    DROP CONSTRAINT reservation_seats_reservation_id_fkey,
+    DROP CONSTRAINT reservation_seats_seat_id_fkey;
+ALTER TABLE seats DROP CONSTRAINT seats_reservation_fk;
+ALTER TABLE reservations DROP CONSTRAINT reservations_schedule_id_fkey;
+
+-- Statement triggers with the deleted rows as a table: one check per DELETE, however many
+-- rows (a layout replacement deletes thousands of seats), and nothing on any other write.
+CREATE FUNCTION refuse_deleting_named_reservations() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM gone JOIN reservation_seats rs ON rs.reservation_id = gone.id)
+       OR EXISTS (SELECT 1 FROM gone JOIN seats s ON s.reservation_id = gone.id) THEN
+        RAISE EXCEPTION 'a reservation its seats name cannot be deleted'
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER reservations_named AFTER DELETE ON reservations
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT
+    EXECUTE FUNCTION refuse_deleting_named_reservations();
+
+CREATE FUNCTION refuse_deleting_named_seats() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM gone JOIN reservation_seats rs ON rs.seat_id = gone.id) THEN
+        RAISE EXCEPTION 'a seat a reservation names cannot be deleted'
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER seats_named AFTER DELETE ON seats
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT
+    EXECUTE FUNCTION refuse_deleting_named_seats();
+
+CREATE FUNCTION refuse_deleting_named_schedules() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM gone JOIN reservations r ON r.schedule_id = gone.id) THEN
+        RAISE EXCEPTION 'a schedule with reservations cannot be deleted'
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER schedules_named AFTER DELETE ON schedules
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT
+    EXECUTE FUNCTION refuse_deleting_named_schedules();

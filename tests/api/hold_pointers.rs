@@ -1,0 +1,164 @@
+//! The hold write's pointers (a reservation's schedule, its seat rows' reservation and seat,
+//! a seat's reservation) carry no foreign key since migration `hold_pointers`: the write
+//! checks them itself, and the invariant checks count any that points nowhere. Each pointer
+//! is broken here by hand, as a writer that forgot the rules would, and must be counted;
+//! with the keys in place PostgreSQL refused these writes (this test failed on them).
+//! The writers that could leave such rows (a layout replaced after dead reservations, a
+//! seat asked for that does not exist) are covered in `show_edit` and `booking`.
+
+use serde_json::json;
+
+use crate::common::{TestApp, layout};
+
+const HOLD: &str = "mutation($i: ReserveSeatsInput!) { reserveSeats(input: $i) { id } }";
+
+/// Runs `sql` (one UPDATE or INSERT of one row, with `RETURNING 1`) and checks it wrote it.
+async fn write_one(app: &TestApp, sql: &str) {
+    let n = app
+        .count(&format!("WITH w AS ({sql} RETURNING 1) SELECT count(*) AS n FROM w"))
+        .await;
+    assert_eq!(n, 1, "{sql}");
+}
+
+#[tokio::test]
+async fn a_hold_pointer_that_points_nowhere_is_a_violation() {
+    let app = TestApp::spawn().await;
+    let show = app.show(layout(1, 4), 4).await;
+    let fan = app.sign_up("fan@example.com").await;
+    let held = app
+        .ok(
+            Some(&fan.access),
+            HOLD,
+            json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[0], show.seats[1]] } }),
+        )
+        .await;
+    let rid = held["reserveSeats"]["id"].as_str().unwrap().to_owned();
+    let (seat, free) = (&show.seats[0], &show.seats[2]);
+    app.assert_invariants().await;
+    let nowhere = app
+        .count("SELECT greatest((SELECT max(id) FROM reservations), (SELECT max(id) FROM seats), (SELECT max(id) FROM schedules)) + 1000 AS n")
+        .await;
+    let more = boxoffice::invariants::MORE;
+
+    // A seat row of a reservation that does not exist.
+    write_one(
+        &app,
+        &format!("INSERT INTO reservation_seats (reservation_id, seat_id, grade_name, price) VALUES ({nowhere}, {free}, 'A', 0)"),
+    )
+    .await;
+    assert!(
+        app.violations_of(more)
+            .await
+            .contains(&"I7: a reservation's seat row names a reservation or seat that does not exist")
+    );
+    write_one(&app, &format!("DELETE FROM reservation_seats WHERE reservation_id = {nowhere}")).await;
+    app.assert_invariants().await;
+
+    // A reservation's seat row naming a seat that does not exist.
+    write_one(
+        &app,
+        &format!("UPDATE reservation_seats SET seat_id = {nowhere} WHERE reservation_id = {rid} AND seat_id = {seat}"),
+    )
+    .await;
+    assert!(
+        app.violations_of(more)
+            .await
+            .contains(&"I7: a reservation's seat row names a reservation or seat that does not exist")
+    );
+    write_one(
+        &app,
+        &format!("UPDATE reservation_seats SET seat_id = {seat} WHERE reservation_id = {rid} AND seat_id = {nowhere}"),
+    )
+    .await;
+    app.assert_invariants().await;
+
+    // A held seat whose reservation does not exist.
+    write_one(&app, &format!("UPDATE seats SET reservation_id = {nowhere} WHERE id = {seat}")).await;
+    assert!(
+        app.violations_of(more)
+            .await
+            .contains(&"I7: a held seat without a live reservation")
+    );
+    write_one(&app, &format!("UPDATE seats SET reservation_id = {rid} WHERE id = {seat}")).await;
+    app.assert_invariants().await;
+
+    // A reservation of a schedule that does not exist.
+    write_one(&app, &format!("UPDATE reservations SET schedule_id = {nowhere} WHERE id = {rid}")).await;
+    assert!(
+        app.violations_of(more)
+            .await
+            .contains(&"I7: a reservation of a schedule that does not exist")
+    );
+    write_one(
+        &app,
+        &format!("UPDATE reservations SET schedule_id = {} WHERE id = {rid}", show.schedule_id),
+    )
+    .await;
+    app.assert_invariants().await;
+}
+
+/// Runs `sql` and returns PostgreSQL's refusal.
+async fn refused(app: &TestApp, sql: &str) -> String {
+    let mut conn = app.state.db.get().await.unwrap();
+    diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut *conn)
+        .await
+        .expect_err(sql)
+        .to_string()
+}
+
+/// The other half of each key: what a hold names cannot be deleted (the triggers of
+/// migration `hold_pointers`), while what nothing names still can.
+#[tokio::test]
+async fn what_a_hold_names_cannot_be_deleted() {
+    let app = TestApp::spawn().await;
+    let show = app.show(layout(1, 4), 4).await;
+    let fan = app.sign_up("fan@example.com").await;
+    let held = app
+        .ok(
+            Some(&fan.access),
+            HOLD,
+            json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[0]] } }),
+        )
+        .await;
+    let rid = held["reserveSeats"]["id"].as_str().unwrap().to_owned();
+    let (seat, free) = (&show.seats[0], &show.seats[3]);
+
+    let e = refused(&app, &format!("DELETE FROM seats WHERE id IN ({seat}, {free})")).await;
+    assert!(e.contains("a seat a reservation names cannot be deleted"), "{e}");
+    let e = refused(&app, &format!("DELETE FROM reservations WHERE id = {rid}")).await;
+    assert!(e.contains("a reservation its seats name cannot be deleted"), "{e}");
+    let e = refused(&app, &format!("DELETE FROM schedules WHERE id = {}", show.schedule_id)).await;
+    // The schedule's seats go first (their key cascades) and are refused on their own.
+    assert!(e.contains("cannot be deleted"), "{e}");
+    app.assert_invariants().await;
+
+    // A seat nobody names goes, as before.
+    write_one(&app, &format!("DELETE FROM seats WHERE id = {free}")).await;
+    // A reservation whose seat rows went (by hand, breaking I7) is still refused while a
+    // seat points at it.
+    write_one(&app, &format!("DELETE FROM reservation_seats WHERE reservation_id = {rid}")).await;
+    let e = refused(&app, &format!("DELETE FROM reservations WHERE id = {rid}")).await;
+    assert!(e.contains("a reservation its seats name cannot be deleted"), "{e}");
+    // Its seats may go now, the schedule still not: a reservation names it.
+    let e = refused(&app, &format!("DELETE FROM schedules WHERE id = {}", show.schedule_id)).await;
+    assert!(e.contains("a schedule with reservations cannot be deleted"), "{e}");
+}
+
+/// The one pointer of the hold write that keeps its key: an account can be deleted by an
+/// operator at any moment, and only the key's lock on the user row orders that against a
+/// batch writing a hold in its name.
+#[tokio::test]
+async fn an_account_with_a_reservation_cannot_be_deleted() {
+    let app = TestApp::spawn().await;
+    let show = app.show(layout(1, 2), 2).await;
+    let fan = app.sign_up("fan@example.com").await;
+    app.ok(
+        Some(&fan.access),
+        HOLD,
+        json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[0]] } }),
+    )
+    .await;
+    let e = refused(&app, &format!("DELETE FROM users WHERE id = {}", fan.id)).await;
+    assert!(e.contains("foreign key"), "{e}");
+    app.assert_invariants().await;
+}
