@@ -3,9 +3,9 @@
 -- of 32 requests: a quarter of PostgreSQL's work per seat held (docs/performance.md). What
 -- PostgreSQL enforces in their place, each half of a key:
 -- * Writing a pointer: the hold statement (`booking::reserve::write`) can only point at rows
---   it wrote or updated itself (a reservation joins its counted schedule row, a seat row
---   its made reservation and its claimed seat), and fails whole unless every request got
---   its reservation and every seat was claimed. The one other writer, a complimentary ticket
+--   it wrote or updated itself (a reservation joins its counted schedule row, a claimed
+--   seat its made reservation, a reservation's seat row is what a claim returned), and
+--   fails whole unless every request got its reservation and every seat was claimed. The one other writer, a complimentary ticket
 --   (`booking::keep`), locks its schedule, writes its reservation, and fails unless it
 --   updated every seat it names.
 -- * Removing what a pointer names: the triggers below refuse to delete a schedule, a
