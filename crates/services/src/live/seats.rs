@@ -81,7 +81,7 @@ struct Feed {
     /// The updates sent lately, oldest first: what a subscriber starting from a version
     /// (`sinceVersion`) missed. Every change with a version above `covered_from` is in
     /// them or in an update still to come.
-    history: VecDeque<Arc<SeatUpdate>>,
+    history: VecDeque<Delta>,
     /// Seats in `history`, for its bound.
     history_seats: usize,
     /// None until a state read after the feed's topic subscription is known (`remember`).
@@ -96,8 +96,18 @@ struct Feed {
 const HISTORY_UPDATES: usize = 1_200;
 const HISTORY_SEATS: usize = 200_000;
 
+/// A sent update as the history keeps it: what a subscriber starting from a version needs
+/// (the seats it changed), not the counts, schedule row and packed text it was sent with.
+/// Whole updates were about 1 KB each, 5 MB for the soak's four feeds once their histories
+/// filled: the RSS step of issue 28's soak.
+#[derive(Clone, Debug)]
+pub struct Delta {
+    pub version: i64,
+    pub seats: Arc<[(i64, SeatStatus)]>,
+}
+
 impl Feed {
-    /// Sends `update` and keeps it in the history.
+    /// Sends `update` and keeps its seats in the history.
     fn send(&mut self, update: Arc<SeatUpdate>) {
         self.last = Some(update.clone());
         if update.resync {
@@ -108,7 +118,10 @@ impl Feed {
             self.covered_from = Some(now.max(update.version));
         } else {
             self.history_seats += update.seats.len();
-            self.history.push_back(update.clone());
+            self.history.push_back(Delta {
+                version: update.version,
+                seats: update.seats.as_slice().into(),
+            });
             while self.history.len() > HISTORY_UPDATES || self.history_seats > HISTORY_SEATS {
                 let Some(dropped) = self.history.pop_front() else {
                     break;
@@ -124,10 +137,10 @@ impl Feed {
     /// subscriber at `since` is at once it has them: the newest of them, or `since`. (Not
     /// `last`, which may be a state read and remembered: changes up to it may still be on
     /// their way to this feed, and come in updates the subscriber must not skip.)
-    fn since(&self, since: i64) -> Option<(Vec<Arc<SeatUpdate>>, i64)> {
+    fn since(&self, since: i64) -> Option<(Vec<Delta>, i64)> {
         let covered = self.covered_from.is_some_and(|c| since >= c);
         covered.then(|| {
-            let missed: Vec<Arc<SeatUpdate>> = self
+            let missed: Vec<Delta> = self
                 .history
                 .iter()
                 .filter(|u| u.version > since)
@@ -172,14 +185,14 @@ pub struct Joined {
     /// With `since`: the updates sent after that version and the version they bring the
     /// subscriber to, if the feed's history covers them (else the caller must find out
     /// what the subscriber missed).
-    pub missed: Option<(Vec<Arc<SeatUpdate>>, i64)>,
+    pub missed: Option<(Vec<Delta>, i64)>,
     /// Whether the feed's topic subscription receives what is published now: read the
     /// current state only after `ready.wait()` (true), or it may miss a change.
     pub ready: super::hub::Ready,
 }
 
 /// Merges `missed` updates (oldest first) into one list of seats: per seat the latest.
-pub fn merged(missed: &[Arc<SeatUpdate>]) -> (Vec<(i64, SeatStatus)>, Arc<str>) {
+pub fn merged(missed: &[Delta]) -> (Vec<(i64, SeatStatus)>, Arc<str>) {
     let mut seats: BTreeMap<i64, SeatStatus> = BTreeMap::new();
     for u in missed {
         seats.extend(u.seats.iter().copied());
@@ -416,8 +429,16 @@ mod tests {
         ));
         let (missed, at) = feed.since(12).unwrap();
         assert_eq!((missed.len(), at), (1, 15));
+        // Only the seats are kept: an update the feed has moved past is no longer held.
+        let first = update(16, &[(2, SeatStatus::Available)], false);
+        feed.send(first.clone());
+        feed.send(update(17, &[(2, SeatStatus::Held)], false));
+        assert_eq!(Arc::strong_count(&first), 1, "the history holds a sent update");
+        let (missed, _) = feed.since(15).unwrap();
+        assert_eq!(missed.len(), 2);
+        assert_eq!(&*missed[0].seats, &[(2, SeatStatus::Available)]);
         let (missed, at) = feed.since(10).unwrap();
-        assert_eq!(at, 15);
+        assert_eq!(at, 17);
         let (seats, packed) = merged(&missed);
         assert_eq!(seats, vec![(1, SeatStatus::Available), (2, SeatStatus::Held)]);
         assert_eq!(&*packed, "1A,2H");
@@ -431,9 +452,9 @@ mod tests {
             feed.send(update(100 + v, &[(3, SeatStatus::Held)], false));
         }
         assert_eq!(feed.history.len(), HISTORY_UPDATES);
-        // Versions 12 and 15 went: a reader at 15 still has all it needs, one at 14 not.
-        assert!(feed.since(14).is_none());
-        assert!(feed.since(15).is_some());
+        // Versions 12 to 17 went: a reader at 17 still has all it needs, one at 16 not.
+        assert!(feed.since(16).is_none());
+        assert!(feed.since(17).is_some());
 
         // A resync (changes may be lost before it) starts the history afresh.
         feed.send(update(5_000, &[], true));
