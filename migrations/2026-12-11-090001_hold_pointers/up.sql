@@ -1,6 +1,6 @@
 -- The hold write's pointers without a foreign key each (issue 28: flash-sale's 10x). Each of
 -- these keys ran a lookup and a row lock per row the hold batch writes, about 240 per batch
--- of 32 requests: a quarter of PostgreSQL's work per seat held (docs/performance.md). What
+-- of 32 requests: a sixth of PostgreSQL's work per seat held (docs/performance.md). What
 -- PostgreSQL enforces in their place, each half of a key:
 -- * Writing a pointer: the hold statement (`booking::reserve::write`) can only point at rows
 --   it wrote or updated itself (a reservation joins its counted schedule row, a claimed

@@ -15,7 +15,9 @@ const HOLD: &str = "mutation($i: ReserveSeatsInput!) { reserveSeats(input: $i) {
 /// Runs `sql` (one UPDATE or INSERT of one row, with `RETURNING 1`) and checks it wrote it.
 async fn write_one(app: &TestApp, sql: &str) {
     let n = app
-        .count(&format!("WITH w AS ({sql} RETURNING 1) SELECT count(*) AS n FROM w"))
+        .count(&format!(
+            "WITH w AS ({sql} RETURNING 1) SELECT count(*) AS n FROM w"
+        ))
         .await;
     assert_eq!(n, 1, "{sql}");
 }
@@ -51,7 +53,11 @@ async fn a_hold_pointer_that_points_nowhere_is_a_violation() {
             .await
             .contains(&"I7: a reservation's seat row names a reservation or seat that does not exist")
     );
-    write_one(&app, &format!("DELETE FROM reservation_seats WHERE reservation_id = {nowhere}")).await;
+    write_one(
+        &app,
+        &format!("DELETE FROM reservation_seats WHERE reservation_id = {nowhere}"),
+    )
+    .await;
     app.assert_invariants().await;
 
     // A reservation's seat row naming a seat that does not exist.
@@ -73,17 +79,29 @@ async fn a_hold_pointer_that_points_nowhere_is_a_violation() {
     app.assert_invariants().await;
 
     // A held seat whose reservation does not exist.
-    write_one(&app, &format!("UPDATE seats SET reservation_id = {nowhere} WHERE id = {seat}")).await;
+    write_one(
+        &app,
+        &format!("UPDATE seats SET reservation_id = {nowhere} WHERE id = {seat}"),
+    )
+    .await;
     assert!(
         app.violations_of(more)
             .await
             .contains(&"I7: a held seat without a live reservation")
     );
-    write_one(&app, &format!("UPDATE seats SET reservation_id = {rid} WHERE id = {seat}")).await;
+    write_one(
+        &app,
+        &format!("UPDATE seats SET reservation_id = {rid} WHERE id = {seat}"),
+    )
+    .await;
     app.assert_invariants().await;
 
     // A reservation of a schedule that does not exist.
-    write_one(&app, &format!("UPDATE reservations SET schedule_id = {nowhere} WHERE id = {rid}")).await;
+    write_one(
+        &app,
+        &format!("UPDATE reservations SET schedule_id = {nowhere} WHERE id = {rid}"),
+    )
+    .await;
     assert!(
         app.violations_of(more)
             .await
@@ -91,7 +109,10 @@ async fn a_hold_pointer_that_points_nowhere_is_a_violation() {
     );
     write_one(
         &app,
-        &format!("UPDATE reservations SET schedule_id = {} WHERE id = {rid}", show.schedule_id),
+        &format!(
+            "UPDATE reservations SET schedule_id = {} WHERE id = {rid}",
+            show.schedule_id
+        ),
     )
     .await;
     app.assert_invariants().await;
@@ -126,8 +147,15 @@ async fn what_a_hold_names_cannot_be_deleted() {
     let e = refused(&app, &format!("DELETE FROM seats WHERE id IN ({seat}, {free})")).await;
     assert!(e.contains("a seat a reservation names cannot be deleted"), "{e}");
     let e = refused(&app, &format!("DELETE FROM reservations WHERE id = {rid}")).await;
-    assert!(e.contains("a reservation its seats name cannot be deleted"), "{e}");
-    let e = refused(&app, &format!("DELETE FROM schedules WHERE id = {}", show.schedule_id)).await;
+    assert!(
+        e.contains("a reservation its seats name cannot be deleted"),
+        "{e}"
+    );
+    let e = refused(
+        &app,
+        &format!("DELETE FROM schedules WHERE id = {}", show.schedule_id),
+    )
+    .await;
     // The schedule's seats go first (their key cascades) and are refused on their own.
     assert!(e.contains("cannot be deleted"), "{e}");
     app.assert_invariants().await;
@@ -136,12 +164,26 @@ async fn what_a_hold_names_cannot_be_deleted() {
     write_one(&app, &format!("DELETE FROM seats WHERE id = {free}")).await;
     // A reservation whose seat rows went (by hand, breaking I7) is still refused while a
     // seat points at it.
-    write_one(&app, &format!("DELETE FROM reservation_seats WHERE reservation_id = {rid}")).await;
+    write_one(
+        &app,
+        &format!("DELETE FROM reservation_seats WHERE reservation_id = {rid}"),
+    )
+    .await;
     let e = refused(&app, &format!("DELETE FROM reservations WHERE id = {rid}")).await;
-    assert!(e.contains("a reservation its seats name cannot be deleted"), "{e}");
+    assert!(
+        e.contains("a reservation its seats name cannot be deleted"),
+        "{e}"
+    );
     // Its seats may go now, the schedule still not: a reservation names it.
-    let e = refused(&app, &format!("DELETE FROM schedules WHERE id = {}", show.schedule_id)).await;
-    assert!(e.contains("a schedule with reservations cannot be deleted"), "{e}");
+    let e = refused(
+        &app,
+        &format!("DELETE FROM schedules WHERE id = {}", show.schedule_id),
+    )
+    .await;
+    assert!(
+        e.contains("a schedule with reservations cannot be deleted"),
+        "{e}"
+    );
 }
 
 /// The one pointer of the hold write that keeps its key: an account can be deleted by an

@@ -98,8 +98,8 @@ const HISTORY_SEATS: usize = 200_000;
 
 /// A sent update as the history keeps it: what a subscriber starting from a version needs
 /// (the seats it changed), not the counts, schedule row and packed text it was sent with.
-/// Whole updates were about 1 KB each, 5 MB for the soak's four feeds once their histories
-/// filled: the RSS step of issue 28's soak.
+/// Whole updates in four feeds' full histories were most of the soak's RSS step (issue 28,
+/// docs/performance.md).
 #[derive(Clone, Debug)]
 pub struct Delta {
     pub version: i64,
