@@ -1,9 +1,7 @@
 DROP TRIGGER schedules_named ON schedules;
-DROP FUNCTION refuse_deleting_named_schedules();
 DROP TRIGGER seats_named ON seats;
-DROP FUNCTION refuse_deleting_named_seats();
 DROP TRIGGER reservations_named ON reservations;
-DROP FUNCTION refuse_deleting_named_reservations();
+DROP FUNCTION refuse_deleting_named();
 ALTER TABLE reservations
     ADD CONSTRAINT reservations_schedule_id_fkey FOREIGN KEY (schedule_id) REFERENCES schedules (id);
 ALTER TABLE seats

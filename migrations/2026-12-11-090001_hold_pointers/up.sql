@@ -24,39 +24,29 @@ ALTER TABLE reservations DROP CONSTRAINT reservations_schedule_id_fkey;
 
 -- Statement triggers with the deleted rows as a table: one check per DELETE, however many
 -- rows (a layout replacement deletes thousands of seats), and nothing on any other write.
-CREATE FUNCTION refuse_deleting_named_reservations() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Arguments: pairs of (table, column) that point at the deleted table's id.
+CREATE FUNCTION refuse_deleting_named() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    i int := 0;
+    named boolean;
 BEGIN
-    IF EXISTS (SELECT 1 FROM gone JOIN reservation_seats rs ON rs.reservation_id = gone.id)
-       OR EXISTS (SELECT 1 FROM gone JOIN seats s ON s.reservation_id = gone.id) THEN
-        RAISE EXCEPTION 'a reservation its seats name cannot be deleted'
-            USING ERRCODE = 'foreign_key_violation';
-    END IF;
+    WHILE i < TG_NARGS LOOP
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM gone JOIN %I x ON x.%I = gone.id)', TG_ARGV[i], TG_ARGV[i + 1])
+            INTO named;
+        IF named THEN
+            RAISE EXCEPTION 'a row of % that %.% names cannot be deleted', TG_TABLE_NAME, TG_ARGV[i], TG_ARGV[i + 1]
+                USING ERRCODE = 'foreign_key_violation';
+        END IF;
+        i := i + 2;
+    END LOOP;
     RETURN NULL;
 END $$;
 CREATE TRIGGER reservations_named AFTER DELETE ON reservations
     REFERENCING OLD TABLE AS gone FOR EACH STATEMENT
-    EXECUTE FUNCTION refuse_deleting_named_reservations();
-
-CREATE FUNCTION refuse_deleting_named_seats() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM gone JOIN reservation_seats rs ON rs.seat_id = gone.id) THEN
-        RAISE EXCEPTION 'a seat a reservation names cannot be deleted'
-            USING ERRCODE = 'foreign_key_violation';
-    END IF;
-    RETURN NULL;
-END $$;
+    EXECUTE FUNCTION refuse_deleting_named('reservation_seats', 'reservation_id', 'seats', 'reservation_id');
 CREATE TRIGGER seats_named AFTER DELETE ON seats
     REFERENCING OLD TABLE AS gone FOR EACH STATEMENT
-    EXECUTE FUNCTION refuse_deleting_named_seats();
-
-CREATE FUNCTION refuse_deleting_named_schedules() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM gone JOIN reservations r ON r.schedule_id = gone.id) THEN
-        RAISE EXCEPTION 'a schedule with reservations cannot be deleted'
-            USING ERRCODE = 'foreign_key_violation';
-    END IF;
-    RETURN NULL;
-END $$;
+    EXECUTE FUNCTION refuse_deleting_named('reservation_seats', 'seat_id');
 CREATE TRIGGER schedules_named AFTER DELETE ON schedules
     REFERENCING OLD TABLE AS gone FOR EACH STATEMENT
-    EXECUTE FUNCTION refuse_deleting_named_schedules();
+    EXECUTE FUNCTION refuse_deleting_named('reservations', 'schedule_id');

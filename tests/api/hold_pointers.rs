@@ -11,6 +11,7 @@ use serde_json::json;
 use crate::common::{TestApp, layout};
 
 const HOLD: &str = "mutation($i: ReserveSeatsInput!) { reserveSeats(input: $i) { id } }";
+const SEAT_ROW: &str = "I7: a reservation's seat row names a reservation or seat that does not exist";
 
 /// Runs `sql` (one UPDATE or INSERT of one row, with `RETURNING 1`) and checks it wrote it.
 async fn write_one(app: &TestApp, sql: &str) {
@@ -40,82 +41,43 @@ async fn a_hold_pointer_that_points_nowhere_is_a_violation() {
     let nowhere = app
         .count("SELECT greatest((SELECT max(id) FROM reservations), (SELECT max(id) FROM seats), (SELECT max(id) FROM schedules)) + 1000 AS n")
         .await;
-    let more = boxoffice::invariants::MORE;
-
-    // A seat row of a reservation that does not exist.
-    write_one(
-        &app,
-        &format!("INSERT INTO reservation_seats (reservation_id, seat_id, grade_name, price) VALUES ({nowhere}, {free}, 'A', 0)"),
-    )
-    .await;
-    assert!(
-        app.violations_of(more)
-            .await
-            .contains(&"I7: a reservation's seat row names a reservation or seat that does not exist")
-    );
-    write_one(
-        &app,
-        &format!("DELETE FROM reservation_seats WHERE reservation_id = {nowhere}"),
-    )
-    .await;
-    app.assert_invariants().await;
-
-    // A reservation's seat row naming a seat that does not exist.
-    write_one(
-        &app,
-        &format!("UPDATE reservation_seats SET seat_id = {nowhere} WHERE reservation_id = {rid} AND seat_id = {seat}"),
-    )
-    .await;
-    assert!(
-        app.violations_of(more)
-            .await
-            .contains(&"I7: a reservation's seat row names a reservation or seat that does not exist")
-    );
-    write_one(
-        &app,
-        &format!("UPDATE reservation_seats SET seat_id = {seat} WHERE reservation_id = {rid} AND seat_id = {nowhere}"),
-    )
-    .await;
-    app.assert_invariants().await;
-
-    // A held seat whose reservation does not exist.
-    write_one(
-        &app,
-        &format!("UPDATE seats SET reservation_id = {nowhere} WHERE id = {seat}"),
-    )
-    .await;
-    assert!(
-        app.violations_of(more)
-            .await
-            .contains(&"I7: a held seat without a live reservation")
-    );
-    write_one(
-        &app,
-        &format!("UPDATE seats SET reservation_id = {rid} WHERE id = {seat}"),
-    )
-    .await;
-    app.assert_invariants().await;
-
-    // A reservation of a schedule that does not exist.
-    write_one(
-        &app,
-        &format!("UPDATE reservations SET schedule_id = {nowhere} WHERE id = {rid}"),
-    )
-    .await;
-    assert!(
-        app.violations_of(more)
-            .await
-            .contains(&"I7: a reservation of a schedule that does not exist")
-    );
-    write_one(
-        &app,
-        &format!(
-            "UPDATE reservations SET schedule_id = {} WHERE id = {rid}",
-            show.schedule_id
+    let (schedule, rid) = (&show.schedule_id, &rid);
+    // (what breaks a pointer, the check that must count it, what mends it)
+    let breaks = [
+        (
+            format!(
+                "INSERT INTO reservation_seats (reservation_id, seat_id, grade_name, price) VALUES ({nowhere}, {free}, 'A', 0)"
+            ),
+            SEAT_ROW,
+            format!("DELETE FROM reservation_seats WHERE reservation_id = {nowhere}"),
         ),
-    )
-    .await;
-    app.assert_invariants().await;
+        (
+            format!(
+                "UPDATE reservation_seats SET seat_id = {nowhere} WHERE reservation_id = {rid} AND seat_id = {seat}"
+            ),
+            SEAT_ROW,
+            format!(
+                "UPDATE reservation_seats SET seat_id = {seat} WHERE reservation_id = {rid} AND seat_id = {nowhere}"
+            ),
+        ),
+        (
+            format!("UPDATE seats SET reservation_id = {nowhere} WHERE id = {seat}"),
+            "I7: a held seat without a live reservation",
+            format!("UPDATE seats SET reservation_id = {rid} WHERE id = {seat}"),
+        ),
+        (
+            format!("UPDATE reservations SET schedule_id = {nowhere} WHERE id = {rid}"),
+            "I7: a reservation of a schedule that does not exist",
+            format!("UPDATE reservations SET schedule_id = {schedule} WHERE id = {rid}"),
+        ),
+    ];
+    for (breaking, check, mending) in &breaks {
+        write_one(&app, breaking).await;
+        let found = app.violations_of(boxoffice::invariants::MORE).await;
+        assert!(found.contains(check), "{breaking}: {found:?}");
+        write_one(&app, mending).await;
+        app.assert_invariants().await;
+    }
 }
 
 /// Runs `sql` and returns PostgreSQL's refusal.
@@ -145,10 +107,13 @@ async fn what_a_hold_names_cannot_be_deleted() {
     let (seat, free) = (&show.seats[0], &show.seats[3]);
 
     let e = refused(&app, &format!("DELETE FROM seats WHERE id IN ({seat}, {free})")).await;
-    assert!(e.contains("a seat a reservation names cannot be deleted"), "{e}");
+    assert!(
+        e.contains("a row of seats that reservation_seats.seat_id names cannot be deleted"),
+        "{e}"
+    );
     let e = refused(&app, &format!("DELETE FROM reservations WHERE id = {rid}")).await;
     assert!(
-        e.contains("a reservation its seats name cannot be deleted"),
+        e.contains("a row of reservations that reservation_seats.reservation_id names cannot be deleted"),
         "{e}"
     );
     let e = refused(
@@ -171,7 +136,7 @@ async fn what_a_hold_names_cannot_be_deleted() {
     .await;
     let e = refused(&app, &format!("DELETE FROM reservations WHERE id = {rid}")).await;
     assert!(
-        e.contains("a reservation its seats name cannot be deleted"),
+        e.contains("a row of reservations that seats.reservation_id names cannot be deleted"),
         "{e}"
     );
     // Its seats may go now, the schedule still not: a reservation names it.
@@ -181,7 +146,7 @@ async fn what_a_hold_names_cannot_be_deleted() {
     )
     .await;
     assert!(
-        e.contains("a schedule with reservations cannot be deleted"),
+        e.contains("a row of schedules that reservations.schedule_id names cannot be deleted"),
         "{e}"
     );
 }
