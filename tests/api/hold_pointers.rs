@@ -80,13 +80,14 @@ async fn a_hold_pointer_that_points_nowhere_is_a_violation() {
     }
 }
 
-/// Runs `sql` and returns PostgreSQL's refusal.
-async fn refused(app: &TestApp, sql: &str) -> String {
+/// Runs `sql` and checks that PostgreSQL refused it saying `why`.
+async fn refused(app: &TestApp, sql: &str, why: &str) {
     let mut conn = app.state.db.get().await.unwrap();
-    diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut *conn)
+    let e = diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut *conn)
         .await
         .expect_err(sql)
-        .to_string()
+        .to_string();
+    assert!(e.contains(why), "{sql}: {e}");
 }
 
 /// The other half of each key: what a hold names cannot be deleted (the triggers of
@@ -106,23 +107,25 @@ async fn what_a_hold_names_cannot_be_deleted() {
     let rid = held["reserveSeats"]["id"].as_str().unwrap().to_owned();
     let (seat, free) = (&show.seats[0], &show.seats[3]);
 
-    let e = refused(&app, &format!("DELETE FROM seats WHERE id IN ({seat}, {free})")).await;
-    assert!(
-        e.contains("a row of seats that reservation_seats.seat_id names cannot be deleted"),
-        "{e}"
-    );
-    let e = refused(&app, &format!("DELETE FROM reservations WHERE id = {rid}")).await;
-    assert!(
-        e.contains("a row of reservations that reservation_seats.reservation_id names cannot be deleted"),
-        "{e}"
-    );
-    let e = refused(
+    refused(
         &app,
-        &format!("DELETE FROM schedules WHERE id = {}", show.schedule_id),
+        &format!("DELETE FROM seats WHERE id IN ({seat}, {free})"),
+        "a row of seats that reservation_seats.seat_id names cannot be deleted",
+    )
+    .await;
+    refused(
+        &app,
+        &format!("DELETE FROM reservations WHERE id = {rid}"),
+        "a row of reservations that reservation_seats.reservation_id names cannot be deleted",
     )
     .await;
     // The schedule's seats go first (their key cascades) and are refused on their own.
-    assert!(e.contains("cannot be deleted"), "{e}");
+    refused(
+        &app,
+        &format!("DELETE FROM schedules WHERE id = {}", show.schedule_id),
+        "cannot be deleted",
+    )
+    .await;
     app.assert_invariants().await;
 
     // A seat nobody names goes, as before.
@@ -134,21 +137,19 @@ async fn what_a_hold_names_cannot_be_deleted() {
         &format!("DELETE FROM reservation_seats WHERE reservation_id = {rid}"),
     )
     .await;
-    let e = refused(&app, &format!("DELETE FROM reservations WHERE id = {rid}")).await;
-    assert!(
-        e.contains("a row of reservations that seats.reservation_id names cannot be deleted"),
-        "{e}"
-    );
-    // Its seats may go now, the schedule still not: a reservation names it.
-    let e = refused(
+    refused(
         &app,
-        &format!("DELETE FROM schedules WHERE id = {}", show.schedule_id),
+        &format!("DELETE FROM reservations WHERE id = {rid}"),
+        "a row of reservations that seats.reservation_id names cannot be deleted",
     )
     .await;
-    assert!(
-        e.contains("a row of schedules that reservations.schedule_id names cannot be deleted"),
-        "{e}"
-    );
+    // Its seats may go now, the schedule still not: a reservation names it.
+    refused(
+        &app,
+        &format!("DELETE FROM schedules WHERE id = {}", show.schedule_id),
+        "a row of schedules that reservations.schedule_id names cannot be deleted",
+    )
+    .await;
 }
 
 /// The one pointer of the hold write that keeps its key: an account can be deleted by an
@@ -165,7 +166,11 @@ async fn an_account_with_a_reservation_cannot_be_deleted() {
         json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[0]] } }),
     )
     .await;
-    let e = refused(&app, &format!("DELETE FROM users WHERE id = {}", fan.id)).await;
-    assert!(e.contains("foreign key"), "{e}");
+    refused(
+        &app,
+        &format!("DELETE FROM users WHERE id = {}", fan.id),
+        "foreign key",
+    )
+    .await;
     app.assert_invariants().await;
 }
