@@ -174,3 +174,67 @@ async fn an_account_with_a_reservation_cannot_be_deleted() {
     .await;
     app.assert_invariants().await;
 }
+
+/// A second request at once: a seat deleted while a hold naming it is still in flight. The
+/// trigger runs after the DELETE, so it is the hold's row lock on the seat (its claim)
+/// that makes the DELETE wait; once the hold commits, the trigger's fresh read sees the
+/// seat row and refuses.
+#[tokio::test]
+async fn a_delete_waiting_on_a_hold_in_flight_is_refused_once_it_commits() {
+    let app = TestApp::spawn().await;
+    let show = app.show(layout(1, 4), 4).await;
+    let fan = app.sign_up("fan@example.com").await;
+    let held = app
+        .ok(
+            Some(&fan.access),
+            HOLD,
+            json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[0]] } }),
+        )
+        .await;
+    let rid = held["reserveSeats"]["id"].as_str().unwrap().to_owned();
+    let (free, schedule) = (&show.seats[3], &show.schedule_id);
+
+    // The hold's writes, as its statement makes them, in a transaction left open.
+    let mut writer = app.state.db.get().await.unwrap();
+    for sql in [
+        "BEGIN".to_owned(),
+        format!("UPDATE seats SET status = 'held', reservation_id = {rid} WHERE id = {free}"),
+        format!(
+            "INSERT INTO reservation_seats (reservation_id, seat_id, grade_name, price) VALUES ({rid}, {free}, 'A', 0)"
+        ),
+        format!("UPDATE reservations SET seat_count = seat_count + 1 WHERE id = {rid}"),
+        format!("UPDATE schedules SET booked_count = booked_count + 1 WHERE id = {schedule}"),
+    ] {
+        diesel_async::RunQueryDsl::execute(diesel::sql_query(&sql), &mut *writer)
+            .await
+            .unwrap();
+    }
+    let pool = app.state.db.clone();
+    let delete = format!("DELETE FROM seats WHERE id = {free}");
+    let deleting = tokio::spawn(async move {
+        let mut conn = pool.get().await.unwrap();
+        diesel_async::RunQueryDsl::execute(diesel::sql_query(&delete), &mut *conn)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while app.lock_waiters().await == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the DELETE did not wait for the hold");
+    diesel_async::RunQueryDsl::execute(diesel::sql_query("COMMIT"), &mut *writer)
+        .await
+        .unwrap();
+    drop(writer);
+    let e = deleting
+        .await
+        .unwrap()
+        .expect_err("a seat a committed hold names was deleted");
+    assert!(
+        e.contains("a row of seats that reservation_seats.seat_id names cannot be deleted"),
+        "{e}"
+    );
+    app.assert_invariants().await;
+}
