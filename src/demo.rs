@@ -29,6 +29,7 @@ use crate::{
     },
     config::PaymentsConfig,
     error::{AppError, AppResult},
+    in_doubt::Writes,
     seats::layout::{self, SeatGradeInput, SeatLayoutInput, SeatRowInput, SeatSectionInput},
 };
 
@@ -108,9 +109,11 @@ impl Report {
 
 /// Seeds the demo (see the module). `bounds` are the deployment's point bounds, which the
 /// fan's welcome grant obeys like any admin grant; `fixed_password` gives every new account
-/// that password instead of a random one (tests and scripted set-ups).
+/// that password instead of a random one (tests and scripted set-ups). `writes`: how its
+/// writes end (`Writes::by_hand` from the command line).
 pub async fn seed(
     conn: &mut AsyncPgConnection,
+    writes: Writes<'_>,
     bounds: &PaymentsConfig,
     fixed_password: Option<&str>,
 ) -> AppResult<Report> {
@@ -118,7 +121,7 @@ pub async fn seed(
         .bind::<diesel::sql_types::BigInt, _>(LOCK_KEY)
         .execute(conn)
         .await?;
-    let result = seed_locked(conn, bounds, fixed_password).await;
+    let result = seed_locked(conn, writes, bounds, fixed_password).await;
     diesel::sql_query("SELECT pg_advisory_unlock($1)")
         .bind::<diesel::sql_types::BigInt, _>(LOCK_KEY)
         .execute(conn)
@@ -128,6 +131,7 @@ pub async fn seed(
 
 async fn seed_locked(
     conn: &mut AsyncPgConnection,
+    writes: Writes<'_>,
     bounds: &PaymentsConfig,
     fixed_password: Option<&str>,
 ) -> AppResult<Report> {
@@ -155,7 +159,7 @@ async fn seed_locked(
     )
     .await?;
     if users::current_role(conn, host.id).await? != Some(Role::Host) {
-        crate::admin::store::set_role(conn, admin_actor, host.id, Role::Host).await?;
+        crate::admin::store::set_role(conn, writes, admin_actor, host.id, Role::Host).await?;
     }
     let fan = account(
         conn,
@@ -169,8 +173,16 @@ async fn seed_locked(
     let points_given = if welcomed(conn, fan.id).await? {
         false
     } else {
-        crate::points::service::adjust(conn, bounds, admin_actor, fan.id, WELCOME_POINTS, WELCOME_REASON)
-            .await?;
+        crate::points::service::adjust(
+            conn,
+            writes,
+            bounds,
+            admin_actor,
+            fan.id,
+            WELCOME_POINTS,
+            WELCOME_REASON,
+        )
+        .await?;
         true
     };
     let host_actor = Actor {
@@ -178,8 +190,8 @@ async fn seed_locked(
         role: Role::Host,
     };
     let shows = vec![
-        show(conn, host_actor, &korean()).await?,
-        show(conn, host_actor, &english()).await?,
+        show(conn, writes, host_actor, &korean()).await?,
+        show(conn, writes, host_actor, &english()).await?,
     ];
     Ok(Report {
         accounts: vec![admin, host, fan],
@@ -296,7 +308,7 @@ struct Plan {
 
 /// Finds or makes the concert, its schedule (on sale from a minute ago for 30 days), its
 /// seats, and publishes it: only the steps an earlier run did not finish.
-async fn show(conn: &mut AsyncPgConnection, host: Actor, plan: &Plan) -> AppResult<Show> {
+async fn show(conn: &mut AsyncPgConnection, writes: Writes<'_>, host: Actor, plan: &Plan) -> AppResult<Show> {
     use crate::schema::concerts as c;
     let existing = c::table
         .filter(c::host_id.eq(host.id))
@@ -311,7 +323,9 @@ async fn show(conn: &mut AsyncPgConnection, host: Actor, plan: &Plan) -> AppResu
         Some(id) => id,
         None => {
             created = true;
-            concerts::create_concert(conn, host, &plan.concert).await?.id
+            concerts::create_concert(conn, writes, host, &plan.concert)
+                .await?
+                .id
         }
     };
     let schedule = match concerts_store::schedules_of_concerts(conn, &[concert_id])
@@ -334,7 +348,7 @@ async fn show(conn: &mut AsyncPgConnection, host: Actor, plan: &Plan) -> AppResu
                 max_active: 1000,
                 admission_seconds: 900,
             };
-            concerts::add_schedule(conn, host, concert_id, &input).await?
+            concerts::add_schedule(conn, writes, host, concert_id, &input).await?
         }
     };
     let mut capacity = schedule.capacity;
@@ -342,7 +356,7 @@ async fn show(conn: &mut AsyncPgConnection, host: Actor, plan: &Plan) -> AppResu
         created = true;
         let seats = layout::plan(&plan.layout)?;
         // A new schedule has no waiting list, so generating serves no one.
-        layout::generate(conn, host, schedule.id, &seats).await?;
+        layout::generate(conn, writes, host, schedule.id, &seats).await?;
         capacity = i32::try_from(seats.total).map_err(AppError::internal)?;
     }
     let concert = concerts_store::concert(conn, concert_id)
@@ -350,7 +364,7 @@ async fn show(conn: &mut AsyncPgConnection, host: Actor, plan: &Plan) -> AppResu
         .ok_or(AppError::NotFound("concert"))?;
     if concert.status == ConcertStatus::Draft {
         created = true;
-        concerts::publish_concert(conn, host, concert_id).await?;
+        concerts::publish_concert(conn, writes, host, concert_id).await?;
     }
     Ok(Show {
         title: plan.concert.title.clone(),

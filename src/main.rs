@@ -114,7 +114,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let pool = db::connect_pool(config.database_url(), settings).await?;
             let report = {
                 let mut conn = pool.get().await?;
-                match boxoffice::demo::seed(&mut conn, &config.payments, password.as_deref()).await {
+                match boxoffice::demo::seed(
+                    &mut conn,
+                    boxoffice::in_doubt::Writes::by_hand(&pool),
+                    &config.payments,
+                    password.as_deref(),
+                )
+                .await
+                {
                     Ok(report) => report,
                     Err(e) => {
                         eprintln!("demo: {e}");

@@ -231,8 +231,9 @@ impl AdminMutation {
     async fn set_user_role(&self, ctx: &Context<'_>, user_id: ID, role: Role) -> Result<User, AppError> {
         let user_id = ids::parse(&user_id, "userId")?;
         let actor = actor(ctx).await?;
-        let mut conn = state(ctx)?.db.get().await?;
-        let row = super::store::set_role(&mut conn, actor, user_id, role).await?;
+        let state = state(ctx)?;
+        let mut conn = state.db.get().await?;
+        let row = super::store::set_role(&mut conn, state.writes(), actor, user_id, role).await?;
         User::try_from(row)
     }
 

@@ -500,8 +500,11 @@ impl ConcertsMutation {
     #[graphql(guard = "RoleGuard(Role::Host)")]
     async fn create_concert(&self, ctx: &Context<'_>, input: ConcertInput) -> Result<Concert, AppError> {
         let actor = actor(ctx).await?;
-        let mut conn = state(ctx)?.db.get().await?;
-        Ok(Concert(service::create_concert(&mut conn, actor, &input).await?))
+        let state = state(ctx)?;
+        let mut conn = state.db.get().await?;
+        Ok(Concert(
+            service::create_concert(&mut conn, state.writes(), actor, &input).await?,
+        ))
     }
 
     #[graphql(guard = "RoleGuard(Role::Host)")]
@@ -513,9 +516,10 @@ impl ConcertsMutation {
     ) -> Result<Concert, AppError> {
         let id = ids::parse(&id, "id")?;
         let actor = actor(ctx).await?;
-        let mut conn = state(ctx)?.db.get().await?;
+        let state = state(ctx)?;
+        let mut conn = state.db.get().await?;
         Ok(Concert(
-            service::update_concert(&mut conn, actor, id, &input).await?,
+            service::update_concert(&mut conn, state.writes(), actor, id, &input).await?,
         ))
     }
 
@@ -524,8 +528,11 @@ impl ConcertsMutation {
     async fn publish_concert(&self, ctx: &Context<'_>, id: ID) -> Result<Concert, AppError> {
         let id = ids::parse(&id, "id")?;
         let actor = actor(ctx).await?;
-        let mut conn = state(ctx)?.db.get().await?;
-        Ok(Concert(service::publish_concert(&mut conn, actor, id).await?))
+        let state = state(ctx)?;
+        let mut conn = state.db.get().await?;
+        Ok(Concert(
+            service::publish_concert(&mut conn, state.writes(), actor, id).await?,
+        ))
     }
 
     /// Cancels the concert and all its schedules: every hold is released and every paid
@@ -548,9 +555,10 @@ impl ConcertsMutation {
     ) -> Result<Schedule, AppError> {
         let concert_id = ids::parse(&concert_id, "concertId")?;
         let actor = actor(ctx).await?;
-        let mut conn = state(ctx)?.db.get().await?;
+        let state = state(ctx)?;
+        let mut conn = state.db.get().await?;
         Ok(Schedule::new(
-            service::add_schedule(&mut conn, actor, concert_id, &input).await?,
+            service::add_schedule(&mut conn, state.writes(), actor, concert_id, &input).await?,
         ))
     }
 

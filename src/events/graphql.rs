@@ -184,6 +184,7 @@ impl WebhooksMutation {
         let mut conn = state.db.get().await?;
         let (row, secret) = service::create(
             &mut conn,
+            state.writes(),
             actor,
             state.webhook_policy,
             &service::NewSubscription {
@@ -205,8 +206,11 @@ impl WebhooksMutation {
     async fn delete_webhook(&self, ctx: &Context<'_>, id: ID) -> Result<Webhook, AppError> {
         let id = ids::parse(&id, "id")?;
         let actor = actor(ctx).await?;
-        let mut conn = state(ctx)?.db.get().await?;
-        Ok(service::delete(&mut conn, actor, id).await?.into())
+        let state = state(ctx)?;
+        let mut conn = state.db.get().await?;
+        Ok(service::delete(&mut conn, state.writes(), actor, id)
+            .await?
+            .into())
     }
 
     /// A new signing secret; the old one keeps signing beside it for 24 hours.
@@ -214,8 +218,9 @@ impl WebhooksMutation {
     async fn rotate_webhook_secret(&self, ctx: &Context<'_>, id: ID) -> Result<WebhookWithSecret, AppError> {
         let id = ids::parse(&id, "id")?;
         let actor = actor(ctx).await?;
-        let mut conn = state(ctx)?.db.get().await?;
-        let (row, secret) = service::rotate_secret(&mut conn, actor, id).await?;
+        let state = state(ctx)?;
+        let mut conn = state.db.get().await?;
+        let (row, secret) = service::rotate_secret(&mut conn, state.writes(), actor, id).await?;
         Ok(WebhookWithSecret {
             id: ids::to_id(row.id),
             secret: secret.expose(),
@@ -232,8 +237,9 @@ impl WebhooksMutation {
         event_id: ID,
     ) -> Result<Vec<WebhookDelivery>, AppError> {
         let actor = actor(ctx).await?;
-        let mut conn = state(ctx)?.db.get().await?;
-        let rows = service::redeliver(&mut conn, actor, &event_id).await?;
+        let state = state(ctx)?;
+        let mut conn = state.db.get().await?;
+        let rows = service::redeliver(&mut conn, state.writes(), actor, &event_id).await?;
         let mut none = Vec::new();
         Ok(rows.into_iter().map(|r| delivery(r, &mut none)).collect())
     }

@@ -191,7 +191,7 @@ impl PaymentsMutation {
         let user_id = viewer(ctx)?.user()?.id;
         let state = state(ctx)?;
         Ok(
-            service::start(&state.db, &state.payments, user_id, amount, &idempotency_key)
+            service::start(state.writes(), &state.payments, user_id, amount, &idempotency_key)
                 .await?
                 .into(),
         )
@@ -225,7 +225,7 @@ impl PaymentsMutation {
             }
         }
         Ok(service::confirm(
-            &state.db,
+            state.writes(),
             &state.payments,
             user_id,
             &order_id,
@@ -244,7 +244,7 @@ impl PaymentsMutation {
         let id = ids::parse(&top_up_id, "topUpId")?;
         let actor = actor(ctx).await?;
         let state = state(ctx)?;
-        Ok(service::refund(&state.db, &state.payments, actor, id)
+        Ok(service::refund(state.writes(), &state.payments, actor, id)
             .await?
             .into())
     }

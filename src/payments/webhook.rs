@@ -99,7 +99,7 @@ async fn toss(State(state): State<AppState>, body: Bytes) -> (StatusCode, Json<V
         return answer(StatusCode::BAD_REQUEST, "the payment belongs to another order");
     }
     let settled = match state.db.get().await {
-        Ok(mut conn) => service::settle(&mut conn, payments, top_up.id, &payment).await,
+        Ok(mut conn) => service::settle(&mut conn, state.writes(), payments, top_up.id, &payment).await,
         Err(e) => Err(e.into()),
     };
     match settled {

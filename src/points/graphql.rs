@@ -148,7 +148,7 @@ impl PointsMutation {
         let user_id = viewer(ctx)?.user()?.id;
         let state = state(ctx)?;
         Ok(crate::payments::service::charge_sandbox(
-            &state.db,
+            state.writes(),
             &state.payments,
             user_id,
             amount,
@@ -172,11 +172,17 @@ impl PointsMutation {
         let actor = actor(ctx).await?;
         let state = state(ctx)?;
         let mut conn = state.db.get().await?;
-        Ok(
-            service::adjust(&mut conn, &state.payments.config, actor, user_id, amount, &reason)
-                .await?
-                .into(),
+        Ok(service::adjust(
+            &mut conn,
+            state.writes(),
+            &state.payments.config,
+            actor,
+            user_id,
+            amount,
+            &reason,
         )
+        .await?
+        .into())
     }
 }
 

@@ -33,7 +33,7 @@ impl SeatsMutation {
         let actor = actor(ctx).await?;
         let state = state(ctx)?;
         let mut conn = state.db.get().await?;
-        let served = layout::generate(&mut conn, actor, schedule_id, &plan).await?;
+        let served = layout::generate(&mut conn, state.bulk_writes(), actor, schedule_id, &plan).await?;
         if let Some(change) = served.change {
             state.live.publish_seats(change);
         }

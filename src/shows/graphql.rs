@@ -66,7 +66,7 @@ impl ShowsMutation {
         let actor = actor(ctx).await?;
         let state = state(ctx)?;
         let mut conn = state.db.get().await?;
-        let edited = edit::update_schedule(&mut conn, actor, id, &input).await?;
+        let edited = edit::update_schedule(&mut conn, state.writes(), actor, id, &input).await?;
         if edited.changed {
             booking::announce_schedule(state, id, edited.schedule.version);
         }
@@ -85,7 +85,8 @@ impl ShowsMutation {
         let actor = actor(ctx).await?;
         let state = state(ctx)?;
         let mut conn = state.db.get().await?;
-        let edited = edit::update_grade_prices(&mut conn, actor, schedule_id, &prices).await?;
+        let edited =
+            edit::update_grade_prices(&mut conn, state.bulk_writes(), actor, schedule_id, &prices).await?;
         if edited.changed {
             booking::announce_schedule(state, schedule_id, edited.schedule.version);
         }

@@ -432,8 +432,9 @@ impl TicketsMutation {
     ) -> Result<ScannerCredentials, AppError> {
         let schedule_id = ids::parse(&schedule_id, "scheduleId")?;
         let actor = actor(ctx).await?;
-        let mut conn = state(ctx)?.db.get().await?;
-        let (row, token) = scanners::create(&mut conn, actor, schedule_id, &name).await?;
+        let state = state(ctx)?;
+        let mut conn = state.db.get().await?;
+        let (row, token) = scanners::create(&mut conn, state.writes(), actor, schedule_id, &name).await?;
         Ok(ScannerCredentials {
             scanner: Scanner(row),
             token,
@@ -445,8 +446,11 @@ impl TicketsMutation {
     async fn revoke_scanner(&self, ctx: &Context<'_>, id: ID) -> Result<Scanner, AppError> {
         let id = ids::parse(&id, "id")?;
         let actor = actor(ctx).await?;
-        let mut conn = state(ctx)?.db.get().await?;
-        Ok(Scanner(scanners::revoke(&mut conn, actor, id).await?))
+        let state = state(ctx)?;
+        let mut conn = state.db.get().await?;
+        Ok(Scanner(
+            scanners::revoke(&mut conn, state.writes(), actor, id).await?,
+        ))
     }
 
     /// Checks a ticket in (a scanner token of that performance). Admits a ticket once
@@ -471,7 +475,7 @@ impl TicketsMutation {
         for_schedule(&scanner, &input.schedule_id)?;
         let mut conn = st.db.get().await?;
         let gate = scan.gate.trim().to_owned();
-        let answer = door::check_in(&mut conn, &st.tickets, &scanner, scan).await?;
+        let answer = door::check_in(&mut conn, st.writes(), &st.tickets, &scanner, scan).await?;
         announce(ctx, scanner.schedule_id, &[&answer], |_| gate.clone());
         Ok(CheckInResult(answer))
     }
@@ -497,6 +501,7 @@ impl TicketsMutation {
             .collect();
         let answers = door::check_in_batch(
             &mut conn,
+            st.writes(),
             &st.tickets,
             &scanner,
             scans

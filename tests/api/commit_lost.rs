@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use crate::common::{PG, Session, Show, TestApp, TestDb, code, layout, test_config};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Cut {
+pub(crate) enum Cut {
     /// Pass the COMMIT on, then drop the answer: PostgreSQL commits, the server never hears.
     AfterCommit,
     /// Drop the connection instead of passing the COMMIT: PostgreSQL rolls back.
@@ -31,9 +31,9 @@ enum Cut {
 /// the database is still out of reach: as in a failover, every connection goes and new
 /// ones fail for a while, so a second attempt cannot find out either.
 #[derive(Clone, Default)]
-struct Trap {
+pub(crate) struct Trap {
     armed: Arc<AtomicBool>,
-    fired: Arc<AtomicBool>,
+    pub(crate) fired: Arc<AtomicBool>,
     down: Arc<AtomicBool>,
 }
 
@@ -214,7 +214,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-async fn app_behind(cut: Cut, marker: &'static [u8]) -> (TestApp, Trap) {
+pub(crate) async fn app_behind(cut: Cut, marker: &'static [u8]) -> (TestApp, Trap) {
     let (addr, trap) = proxy(cut, marker).await;
     let db = TestDb::new().await;
     let url = db.url.replace(PG, &format!("postgres://postgres@{addr}"));
@@ -327,7 +327,7 @@ async fn a_transaction_id_reused_after_a_failover_is_not_taken_for_the_batchs_co
     assert!(!settles_as_committed(db, committed + 1_000_000, Some((id, created_at))).await);
 }
 
-const CHARGE: &str =
+pub(crate) const CHARGE: &str =
     "mutation($a: Int!, $k: String!) { chargePoints(amount: $a, idempotencyKey: $k) { balanceAfter } }";
 const PAY: &str =
     "mutation($r: ID!, $k: String!) { payReservation(reservationId: $r, idempotencyKey: $k) { id status } }";
@@ -350,7 +350,13 @@ async fn held_behind(cut: Cut, marker: &'static [u8], email: &str) -> (TestApp, 
 }
 
 /// Sends `query` with the trap armed and returns its answer once the database is back.
-async fn through_the_cut(app: &TestApp, trap: &Trap, fan: &Session, query: &str, vars: Value) -> Value {
+pub(crate) async fn through_the_cut(
+    app: &TestApp,
+    trap: &Trap,
+    fan: &Session,
+    query: &str,
+    vars: Value,
+) -> Value {
     trap.armed.store(true, Ordering::SeqCst);
     let body = app.gql(Some(&fan.access), query, vars).await;
     assert!(

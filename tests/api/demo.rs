@@ -26,9 +26,14 @@ async fn counts(app: &TestApp) -> Vec<i64> {
 
 async fn seed(app: &TestApp) -> boxoffice::demo::Report {
     let mut conn = app.state.db.get().await.unwrap();
-    boxoffice::demo::seed(&mut conn, &app.state.config.payments, Some(PASSWORD))
-        .await
-        .unwrap()
+    boxoffice::demo::seed(
+        &mut conn,
+        app.state.writes(),
+        &app.state.config.payments,
+        Some(PASSWORD),
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -151,7 +156,14 @@ async fn an_account_someone_else_signed_up_is_not_promoted() {
     // A stranger took the host's address first (and chose its password).
     app.sign_up(boxoffice::demo::HOST_EMAIL).await;
     let mut conn = app.state.db.get().await.unwrap();
-    let Err(e) = boxoffice::demo::seed(&mut conn, &app.state.config.payments, Some(PASSWORD)).await else {
+    let Err(e) = boxoffice::demo::seed(
+        &mut conn,
+        app.state.writes(),
+        &app.state.config.payments,
+        Some(PASSWORD),
+    )
+    .await
+    else {
         panic!("the demo promoted a stranger's account");
     };
     drop(conn);

@@ -27,7 +27,7 @@ async fn frozen_peer(app: &TestApp, schedule_id: &str) -> AsyncPgConnection {
 }
 
 /// A session holding one row of `table` locked in an open transaction.
-async fn frozen_peer_locking(app: &TestApp, table: &str, id: &str) -> AsyncPgConnection {
+pub(crate) async fn frozen_peer_locking(app: &TestApp, table: &str, id: &str) -> AsyncPgConnection {
     let url = boxoffice::db::session_url(&app.db.url, &app.state.config.database_timeouts).unwrap();
     let mut peer = AsyncPgConnection::establish(&url).await.unwrap();
     diesel::sql_query("BEGIN").execute(&mut peer).await.unwrap();
@@ -547,7 +547,7 @@ async fn a_job_failed_by_a_transient_error_is_placed_again_with_its_key() {
 
 /// A second instance of `app` reaching PostgreSQL through a proxy that can hold its bytes,
 /// with a reply timeout of 2 s (lock timeout 1.5 s).
-async fn behind_a_proxy(app: &TestApp) -> (crate::common::TcpProxy, TestApp) {
+pub(crate) async fn behind_a_proxy(app: &TestApp) -> (crate::common::TcpProxy, TestApp) {
     let proxy = crate::common::TcpProxy::start("127.0.0.1:5432").await;
     let db = app.db.shared();
     let url = format!("postgres://postgres@{}/{}", proxy.addr, db.name);

@@ -58,3 +58,4 @@ mod waitlist;
 mod web;
 mod webhooks;
 mod websocket;
+mod writes_in_doubt;

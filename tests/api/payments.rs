@@ -206,7 +206,7 @@ async fn a_provider_timeout_leaves_the_top_up_pending_until_a_confirm_the_webhoo
             "webhook" => assert_eq!(fake.webhook(&app.url(""), &key, &order, "DONE").await, 200),
             _ => {
                 let n = boxoffice::payments::reconcile::run_once(
-                    &app.state.db,
+                    app.state.writes(),
                     &app.state.payments,
                     Duration::ZERO,
                 )
@@ -227,7 +227,7 @@ async fn a_provider_timeout_leaves_the_top_up_pending_until_a_confirm_the_webhoo
         confirm(&app, &fan, key, order, 1_000).await;
         assert_eq!(fake.webhook(&app.url(""), key, order, "DONE").await, 200);
     }
-    boxoffice::payments::reconcile::run_once(&app.state.db, &app.state.payments, Duration::ZERO)
+    boxoffice::payments::reconcile::run_once(app.state.writes(), &app.state.payments, Duration::ZERO)
         .await
         .unwrap();
     for (id, _, _) in &settled {
@@ -397,7 +397,7 @@ async fn an_unspent_top_up_goes_back_to_the_card_at_most_once() {
     fake.set_cancel_delay(None);
     assert_eq!(r["refundTopUp"]["status"], "REFUNDING");
     assert_eq!(points(&app, &fan).await, 500);
-    boxoffice::payments::reconcile::run_once(&app.state.db, &app.state.payments, Duration::ZERO)
+    boxoffice::payments::reconcile::run_once(app.state.writes(), &app.state.payments, Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(fake.payment(b_key).unwrap().status, "CANCELED");
@@ -589,7 +589,7 @@ async fn a_top_up_storm_over_two_instances_credits_every_captured_payment_exactl
                             2 => drop(fake.webhook(&second.url(""), &key, &order, "DONE").await),
                             _ => drop(
                                 boxoffice::payments::reconcile::run_once(
-                                    &app.state.db,
+                                    app.state.writes(),
                                     &app.state.payments,
                                     Duration::ZERO,
                                 )

@@ -32,7 +32,8 @@
 //! | `GRAPHQL_INTROSPECTION` | `true` in dev, `false` in prod | allow introspection queries |
 //! | `CORS_ALLOWED_ORIGINS` | empty | browser origins (`https://app.example.com`, comma-separated, or `*`) that may call the API from another origin; empty: none |
 //! | `BOOKING_ANSWER_TIMEOUT_MS` | `15000` | a hold request whose batch has not started after this long is withdrawn and answered UNAVAILABLE (one already in a running batch gets that batch's real outcome) |
-//! | `BOOKING_REPLY_TIMEOUT_MS` | `5000` | the longest a booking write's transaction (a hold batch, a payment, a cancellation, a refund) waits for PostgreSQL's replies before this instance gives up on the connection (a partition holding the bytes, which the server's own timeouts never see): given up before its COMMIT, the write answers UNAVAILABLE and nothing is written; at its COMMIT, the outcome is looked up first. Longer than `DATABASE_LOCK_TIMEOUT_MS` |
+//! | `BOOKING_REPLY_TIMEOUT_MS` | `5000` | the longest a write's transaction (a hold batch, a payment, a cancellation, a refund, a top-up, a scan at the door, an edit) waits for PostgreSQL's replies before this instance gives up on the connection (a partition holding the bytes, which the server's own timeouts never see): given up before its COMMIT, the write answers UNAVAILABLE and nothing is written; at its COMMIT, the outcome is looked up first. Longer than `DATABASE_LOCK_TIMEOUT_MS` |
+//! | `BULK_WRITE_REPLY_TIMEOUT_MS` | `60000` | the same for a host's or an admin's write over a whole show (cancelling a schedule or a concert, generating a layout, repricing a grade), which may take longer than one booking. Longer than `DATABASE_LOCK_TIMEOUT_MS` |
 //! | `BOOKING_FORWARD_MIN_PER_SECOND` | `50` | with Redis, a schedule this busy on an instance (hold requests per second) is booked by one leading instance, the others forwarding their requests to it; below it each instance batches its own |
 //! | `HOLD_SWEEP_INTERVAL_MS` | `1000` | how often expired holds are released |
 //! | `QUEUE_ABANDON_SECONDS` | `30` | a waiting user silent this long (no poll, no subscription) drops out |
@@ -158,6 +159,7 @@ pub struct Config {
     pub introspection: bool,
     pub booking_answer_timeout: Duration,
     pub booking_reply_timeout: Duration,
+    pub bulk_write_reply_timeout: Duration,
     pub booking_forward_min_per_second: u64,
     pub cors_allowed_origins: AllowedOrigins,
     pub hold_sweep_interval: Duration,
@@ -304,6 +306,11 @@ impl Config {
                 "BOOKING_REPLY_TIMEOUT_MS",
                 Some(5000),
             )?),
+            bulk_write_reply_timeout: Duration::from_millis(parse(
+                &get,
+                "BULK_WRITE_REPLY_TIMEOUT_MS",
+                Some(60_000),
+            )?),
             booking_forward_min_per_second: parse(&get, "BOOKING_FORWARD_MIN_PER_SECOND", Some(50))?,
             hold_sweep_interval: Duration::from_millis(parse(&get, "HOLD_SWEEP_INTERVAL_MS", Some(1000))?),
             queue_abandon: Duration::from_secs(parse(&get, "QUEUE_ABANDON_SECONDS", Some(30))?),
@@ -371,6 +378,12 @@ impl Config {
         if config.booking_reply_timeout <= t.lock {
             return Err(err(
                 "BOOKING_REPLY_TIMEOUT_MS",
+                "must be longer than DATABASE_LOCK_TIMEOUT_MS",
+            ));
+        }
+        if config.bulk_write_reply_timeout <= t.lock {
+            return Err(err(
+                "BULK_WRITE_REPLY_TIMEOUT_MS",
                 "must be longer than DATABASE_LOCK_TIMEOUT_MS",
             ));
         }
@@ -541,6 +554,16 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.booking_reply_timeout, Duration::from_secs(1));
+        assert_eq!(
+            config(&[]).unwrap().bulk_write_reply_timeout,
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            config(&[("BULK_WRITE_REPLY_TIMEOUT_MS", "3000")])
+                .unwrap_err()
+                .var,
+            "BULK_WRITE_REPLY_TIMEOUT_MS"
+        );
     }
 
     #[test]

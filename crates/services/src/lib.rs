@@ -28,6 +28,7 @@ pub mod exports;
 pub use boxoffice_store::error;
 pub mod host_orders;
 pub mod ids;
+pub mod in_doubt;
 pub use boxoffice_store::invariants;
 pub use boxoffice_store::kv;
 pub mod live;

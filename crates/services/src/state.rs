@@ -64,6 +64,25 @@ pub struct Services {
 }
 
 impl Services {
+    /// How a write settles an unanswered COMMIT and how long it waits for PostgreSQL
+    /// (`in_doubt::write`, `BOOKING_REPLY_TIMEOUT_MS`).
+    pub fn writes(&self) -> crate::in_doubt::Writes<'_> {
+        crate::in_doubt::Writes {
+            db: &self.db,
+            settle: true,
+            reply: Some(self.config.booking_reply_timeout),
+        }
+    }
+
+    /// The same for a write over a whole show (`BULK_WRITE_REPLY_TIMEOUT_MS`).
+    pub fn bulk_writes(&self) -> crate::in_doubt::Writes<'_> {
+        crate::in_doubt::Writes {
+            db: &self.db,
+            settle: true,
+            reply: Some(self.config.bulk_write_reply_timeout),
+        }
+    }
+
     /// Redis, or UNAVAILABLE for the features that cannot run without it.
     pub fn kv(&self) -> crate::error::AppResult<&Kv> {
         self.redis.as_ref().ok_or_else(|| {

@@ -338,6 +338,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// The witnesses of writes whose COMMIT may go unanswered (services' `in_doubt::write`).
+    write_marks (txid, at) {
+        txid -> Int8,
+        at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(account_claims -> users (user_id));
 diesel::joinable!(audit_log -> users (actor_id));

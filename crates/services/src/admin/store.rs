@@ -1,7 +1,7 @@
 //! Admin queries and role changes.
 
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::audit;
 use crate::{
@@ -49,6 +49,7 @@ fn escape_like(term: &str) -> String {
 /// own role (that is how the last admin would lock everyone out).
 pub async fn set_role(
     conn: &mut AsyncPgConnection,
+    writes: crate::in_doubt::Writes<'_>,
     actor: Actor,
     user_id: i64,
     role: Role,
@@ -57,7 +58,7 @@ pub async fn set_role(
     if actor.id == user_id {
         return Err(AppError::Conflict("admins cannot change their own role".into()));
     }
-    conn.transaction(async |conn| -> AppResult<UserRow> {
+    crate::in_doubt::write(conn, writes, async |conn| -> AppResult<UserRow> {
         let before = users_store::current_role(conn, user_id)
             .await?
             .ok_or(AppError::NotFound("user"))?;

@@ -14,7 +14,6 @@
 use std::net::IpAddr;
 
 use chrono::Utc;
-use diesel_async::AsyncConnection as _;
 use rand::RngCore as _;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -138,33 +137,37 @@ pub async fn claim(
         .map(|n| service::normalize_display_name(n, "displayName"))
         .transpose()?;
     let hash = password::hash(new_password).await?;
-    conn.transaction(async |conn| -> AppResult<service::Session> {
-        // Again under the row's lock: a claim racing this one, or a new comp replacing the
-        // token, has been decided by now.
-        let row = crate::locks::account_claim(conn, selector)
-            .await?
-            .ok_or(INVALID)?;
-        if let Some(refused) = refusal(&row, &presented) {
-            return Err(refused);
-        }
-        store::set_password(conn, row.user_id, &hash).await?;
-        if let Some(name) = &display_name {
-            store::set_display_name(conn, row.user_id, name).await?;
-        }
-        crate::admin::audit::record(
-            conn,
-            row.user_id,
-            "claim_account",
-            "user",
-            Some(row.user_id),
-            serde_json::json!({ "display_name_changed": display_name.is_some() }),
-        )
-        .await?;
-        let user = store::user_by_id(conn, row.user_id)
-            .await?
-            .ok_or(AppError::NotFound("user"))?;
-        service::start_session(state, conn, user, Uuid::new_v4()).await
-    })
+    crate::in_doubt::write(
+        &mut conn,
+        state.writes(),
+        async |conn| -> AppResult<service::Session> {
+            // Again under the row's lock: a claim racing this one, or a new comp replacing the
+            // token, has been decided by now.
+            let row = crate::locks::account_claim(conn, selector)
+                .await?
+                .ok_or(INVALID)?;
+            if let Some(refused) = refusal(&row, &presented) {
+                return Err(refused);
+            }
+            store::set_password(conn, row.user_id, &hash).await?;
+            if let Some(name) = &display_name {
+                store::set_display_name(conn, row.user_id, name).await?;
+            }
+            crate::admin::audit::record(
+                conn,
+                row.user_id,
+                "claim_account",
+                "user",
+                Some(row.user_id),
+                serde_json::json!({ "display_name_changed": display_name.is_some() }),
+            )
+            .await?;
+            let user = store::user_by_id(conn, row.user_id)
+                .await?
+                .ok_or(AppError::NotFound("user"))?;
+            service::start_session(state, conn, user, Uuid::new_v4()).await
+        },
+    )
     .await
 }
 

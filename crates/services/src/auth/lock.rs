@@ -12,8 +12,6 @@
 
 use std::time::Duration;
 
-use diesel_async::AsyncConnection as _;
-
 use super::{Actor, Role, store::UserRow};
 use crate::{
     error::{AppError, AppResult},
@@ -82,28 +80,27 @@ async fn set_locked(
     reason: Option<String>,
 ) -> AppResult<UserRow> {
     let mut conn = state.db.get().await?;
-    let row = conn
-        .transaction(async |conn| -> AppResult<UserRow> {
-            let (row, changed) = super::store::set_locked(conn, user_id, reason.as_deref())
-                .await?
-                .ok_or(AppError::NotFound("user"))?;
-            if !changed {
-                return Ok(row);
+    let row = crate::in_doubt::write(&mut conn, state.writes(), async |conn| -> AppResult<UserRow> {
+        let (row, changed) = super::store::set_locked(conn, user_id, reason.as_deref())
+            .await?
+            .ok_or(AppError::NotFound("user"))?;
+        if !changed {
+            return Ok(row);
+        }
+        let (action, details) = match &reason {
+            Some(reason) => {
+                let sessions = super::store::revoke_user_sessions(conn, user_id).await?;
+                (
+                    "lock_account",
+                    serde_json::json!({ "reason": reason, "sessions_revoked": sessions }),
+                )
             }
-            let (action, details) = match &reason {
-                Some(reason) => {
-                    let sessions = super::store::revoke_user_sessions(conn, user_id).await?;
-                    (
-                        "lock_account",
-                        serde_json::json!({ "reason": reason, "sessions_revoked": sessions }),
-                    )
-                }
-                None => ("unlock_account", serde_json::json!({})),
-            };
-            crate::admin::audit::record(conn, actor.id, action, "user", Some(user_id), details).await?;
-            Ok(row)
-        })
-        .await?;
+            None => ("unlock_account", serde_json::json!({})),
+        };
+        crate::admin::audit::record(conn, actor.id, action, "user", Some(user_id), details).await?;
+        Ok(row)
+    })
+    .await?;
     announce(state, &row);
     Ok(row)
 }

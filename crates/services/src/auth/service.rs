@@ -122,39 +122,38 @@ enum Rotation {
 pub async fn refresh(state: &Services, presented: &str) -> AppResult<Session> {
     let hash = tokens::hash_refresh_token(presented.trim());
     let mut conn = state.db.get().await?;
-    let outcome = conn
-        .transaction(async |conn| -> AppResult<Rotation> {
-            let Some(row) = crate::locks::refresh_token(conn, &hash).await? else {
-                return Ok(Rotation::Invalid);
-            };
-            if row.revoked_at.is_some() {
-                return Ok(Rotation::Invalid);
-            }
-            if row.used_at.is_some() {
-                store::revoke_family(conn, row.family_id).await?;
-                revoke_sockets(state, row.user_id);
-                return Ok(Rotation::Reused {
-                    user_id: row.user_id,
-                    family_id: row.family_id,
-                });
-            }
-            if row.expires_at <= Utc::now() {
-                return Ok(Rotation::Invalid);
-            }
-            store::mark_refresh_token_used(conn, row.id).await?;
-            // A lock revokes the account's tokens; a refresh racing the lock (its new token
-            // written after the lock's revocation read the table) is caught here next time.
-            let Some(user) = store::user_by_id(conn, row.user_id)
-                .await?
-                .filter(|u| u.locked_at.is_none())
-            else {
-                return Ok(Rotation::Invalid);
-            };
-            Ok(Rotation::Rotated(
-                start_session(state, conn, user, row.family_id).await?,
-            ))
-        })
-        .await?;
+    let outcome = crate::in_doubt::write(&mut conn, state.writes(), async |conn| -> AppResult<Rotation> {
+        let Some(row) = crate::locks::refresh_token(conn, &hash).await? else {
+            return Ok(Rotation::Invalid);
+        };
+        if row.revoked_at.is_some() {
+            return Ok(Rotation::Invalid);
+        }
+        if row.used_at.is_some() {
+            store::revoke_family(conn, row.family_id).await?;
+            revoke_sockets(state, row.user_id);
+            return Ok(Rotation::Reused {
+                user_id: row.user_id,
+                family_id: row.family_id,
+            });
+        }
+        if row.expires_at <= Utc::now() {
+            return Ok(Rotation::Invalid);
+        }
+        store::mark_refresh_token_used(conn, row.id).await?;
+        // A lock revokes the account's tokens; a refresh racing the lock (its new token
+        // written after the lock's revocation read the table) is caught here next time.
+        let Some(user) = store::user_by_id(conn, row.user_id)
+            .await?
+            .filter(|u| u.locked_at.is_none())
+        else {
+            return Ok(Rotation::Invalid);
+        };
+        Ok(Rotation::Rotated(
+            start_session(state, conn, user, row.family_id).await?,
+        ))
+    })
+    .await?;
     match outcome {
         Rotation::Rotated(session) => Ok(session),
         Rotation::Invalid => Err(AppError::Unauthenticated("invalid or expired refresh token")),

@@ -11,13 +11,14 @@ use diesel::{
     QueryableByName,
     sql_types::{Array, BigInt, Int4, Nullable, Text},
 };
-use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::{SeatChange, store::ReservationRow};
 use crate::{
     auth::Actor,
     concerts::{service::managed_schedule, store::ScheduleRow},
     error::{AppError, AppResult},
+    in_doubt::{self, Writes},
     seats::SeatStatus,
 };
 
@@ -100,12 +101,13 @@ pub(super) struct Kept {
 /// available, so the booking count (I2) includes it.
 pub(super) async fn block(
     conn: &mut AsyncPgConnection,
+    writes: Writes<'_>,
     actor: Actor,
     schedule_id: i64,
     seat_ids: &[i64],
     reason: &str,
 ) -> AppResult<Kept> {
-    conn.transaction(async |conn| {
+    in_doubt::write(conn, writes, async |conn| {
         let (schedule, _) = managed_schedule(conn, actor, schedule_id).await?;
         let found = load(conn, seat_ids).await?;
         let blocked = decide(Keep::Block, schedule_id, seat_ids, &found)?;
@@ -153,11 +155,12 @@ pub(super) async fn block(
 /// first, in the same transaction, as any release does.
 pub(super) async fn unblock(
     conn: &mut AsyncPgConnection,
+    writes: Writes<'_>,
     actor: Actor,
     schedule_id: i64,
     seat_ids: &[i64],
 ) -> AppResult<Kept> {
-    conn.transaction(async |conn| {
+    in_doubt::write(conn, writes, async |conn| {
         let (schedule, _) = managed_schedule(conn, actor, schedule_id).await?;
         let found = load(conn, seat_ids).await?;
         let freed = decide(Keep::Unblock, schedule_id, seat_ids, &found)?;
@@ -226,6 +229,7 @@ pub struct Guest<'a> {
 /// whether the guest's claim link was stored (the guest cannot log in yet).
 pub(super) async fn comp(
     conn: &mut AsyncPgConnection,
+    writes: Writes<'_>,
     actor: Actor,
     schedule_id: i64,
     seat_ids: &[i64],
@@ -233,7 +237,7 @@ pub(super) async fn comp(
     note: Option<&str>,
     signer: &boxoffice_ticket_codes::TicketSigner,
 ) -> AppResult<(ReservationRow, SeatChange, bool)> {
-    conn.transaction(async |conn| {
+    in_doubt::write(conn, writes, async |conn| {
         let (schedule, _) = managed_schedule(conn, actor, schedule_id).await?;
         let now = super::sale::db_now(conn).await?;
         if schedule.starts_at <= now {

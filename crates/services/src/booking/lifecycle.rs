@@ -10,14 +10,13 @@ use diesel::{
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 
 use super::{
-    ReservationStatus, SeatChange,
-    in_doubt::{self, Witness, Writes},
-    sale,
+    ReservationStatus, SeatChange, sale,
     store::{self, ReservationRow},
 };
 use crate::{
     concerts::{ScheduleStatus, store::ScheduleRow},
     error::{AppError, AppResult, ErrorCode},
+    in_doubt::{self, Witness, Writes},
     locks, points,
     seats::SeatStatus,
 };
@@ -93,7 +92,7 @@ pub(super) async fn pay(
         }),
     )
     .await;
-    in_doubt::answer(writes.db, committed, done).await
+    in_doubt::answer(writes, committed, done).await
 }
 
 /// The payment's transaction body.
@@ -248,7 +247,7 @@ async fn release_settled(
         }),
     )
     .await;
-    in_doubt::answer(writes.db, committed, done).await
+    in_doubt::answer(writes, committed, done).await
 }
 
 /// The cancellation's transaction body, the schedule and the reservation locked.

@@ -19,9 +19,10 @@
 //! - `sale`: the sale rules (on sale, sales window, published, not cancelled) on the
 //!   database clock, for every place that asks.
 //! - `lifecycle`: pay, cancel, expire, cancel a schedule.
-//! - `in_doubt`: a write whose COMMIT went unanswered (a failover, a partition past the
-//!   reply deadline) is looked up before it is answered, so an error is never a change
-//!   that took effect (I9). Used by the hold batch and by payment, cancellation and refund.
+//! - `crate::in_doubt`: a write whose COMMIT went unanswered (a failover, a partition past
+//!   the reply deadline) is looked up before it is answered, so an error is never a change
+//!   that took effect (I9). The hold batch, payment, cancellation and refund name their own
+//!   witnesses there.
 //! - `sweeper`: the background task that expires overdue holds.
 //! - `keep`: seats a host keeps back (block, unblock) or gives away (complimentary
 //!   tickets), under the same schedule lock as the hold batches.
@@ -32,7 +33,6 @@
 
 pub mod batcher;
 pub mod change;
-mod in_doubt;
 mod keep;
 pub mod leader;
 mod lifecycle;
@@ -45,7 +45,7 @@ mod sweeper;
 
 use std::collections::HashSet;
 
-use diesel_async::{AsyncConnection as _, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 
 pub use batcher::{Batcher, MAX_BATCH, Stats};
 // The pure decision and the request it decides live in the core crate (no I/O there).
@@ -65,6 +65,7 @@ use crate::{
         store::{ConcertRow, ScheduleRow},
     },
     error::{AppError, AppResult},
+    in_doubt,
     points::service::validate_key,
     state::Services,
 };
@@ -183,14 +184,6 @@ pub async fn hold_order(
     leader::submit(&state.holds, schedule_id, request).await
 }
 
-/// How this instance's booking writes settle an unanswered COMMIT, and their reply deadline.
-fn writes(state: &Services) -> in_doubt::Writes<'_> {
-    in_doubt::Writes {
-        db: &state.db,
-        reply: Some(state.batcher.reply_timeout()),
-    }
-}
-
 /// Pays a hold with the user's points and sells its seats.
 pub async fn pay(
     state: &Services,
@@ -202,7 +195,7 @@ pub async fn pay(
     let mut conn = state.db.get().await?;
     match lifecycle::pay(
         &mut conn,
-        writes(state),
+        state.writes(),
         user_id,
         reservation_id,
         &key,
@@ -237,7 +230,7 @@ pub async fn cancel(state: &Services, actor: Actor, reservation_id: i64) -> AppR
     let mut conn = state.db.get().await?;
     let (r, freed) = lifecycle::cancel(
         &mut conn,
-        writes(state),
+        state.writes(),
         actor.id,
         actor.role == Role::Admin,
         reservation_id,
@@ -260,7 +253,7 @@ pub async fn refund(
 ) -> AppResult<ReservationRow> {
     let mut conn = state.db.get().await?;
     let (r, freed) =
-        lifecycle::refund_paid(&mut conn, writes(state), actor.id, reservation_id, reason).await?;
+        lifecycle::refund_paid(&mut conn, state.writes(), actor.id, reservation_id, reason).await?;
     if let Some(change) = freed.change {
         announce(&state.live, change);
     }
@@ -272,30 +265,29 @@ pub async fn refund(
 /// paid ones refunded, in one transaction.
 pub async fn cancel_schedule(state: &Services, actor: Actor, schedule_id: i64) -> AppResult<ScheduleRow> {
     let mut conn = state.db.get().await?;
-    let (schedule, change) = conn
-        .transaction(async |conn| {
-            let schedule = concerts::check_cancel_schedule(conn, actor, schedule_id).await?;
-            if schedule.status == ScheduleStatus::Cancelled {
-                return Ok((schedule, None));
-            }
-            let change = lifecycle::cancel_schedule(conn, schedule_id).await?;
-            // Cancelling refunds everyone holding or owning a seat: audited like
-            // cancelConcert.
-            crate::admin::audit::record(
-                conn,
-                actor.id,
-                "cancel_schedule",
-                "schedule",
-                Some(schedule_id),
-                serde_json::json!({ "concert": schedule.concert_id }),
-            )
-            .await?;
-            let schedule = crate::concerts::store::schedule(conn, schedule_id)
-                .await?
-                .ok_or(AppError::NotFound("schedule"))?;
-            Ok::<_, AppError>((schedule, change))
-        })
+    let (schedule, change) = in_doubt::write(&mut conn, state.bulk_writes(), async |conn| {
+        let schedule = concerts::check_cancel_schedule(conn, actor, schedule_id).await?;
+        if schedule.status == ScheduleStatus::Cancelled {
+            return Ok((schedule, None));
+        }
+        let change = lifecycle::cancel_schedule(conn, schedule_id).await?;
+        // Cancelling refunds everyone holding or owning a seat: audited like
+        // cancelConcert.
+        crate::admin::audit::record(
+            conn,
+            actor.id,
+            "cancel_schedule",
+            "schedule",
+            Some(schedule_id),
+            serde_json::json!({ "concert": schedule.concert_id }),
+        )
         .await?;
+        let schedule = crate::concerts::store::schedule(conn, schedule_id)
+            .await?
+            .ok_or(AppError::NotFound("schedule"))?;
+        Ok::<_, AppError>((schedule, change))
+    })
+    .await?;
     if let Some(change) = change {
         announce(&state.live, change);
     }
@@ -312,18 +304,17 @@ pub async fn cancel_concert(
 ) -> AppResult<ConcertRow> {
     let reason = concerts::cancel_reason(reason)?;
     let mut conn = state.db.get().await?;
-    let (concert, changes) = conn
-        .transaction(async |conn| {
-            let schedules = concerts::check_cancel_concert(conn, actor, concert_id).await?;
-            let mut changes = Vec::new();
-            for schedule_id in schedules {
-                changes.extend(lifecycle::cancel_schedule(conn, schedule_id).await?);
-            }
-            let concert =
-                concerts::mark_concert_cancelled(conn, actor, concert_id, &reason, changes.len()).await?;
-            Ok::<_, AppError>((concert, changes))
-        })
-        .await?;
+    let (concert, changes) = in_doubt::write(&mut conn, state.bulk_writes(), async |conn| {
+        let schedules = concerts::check_cancel_concert(conn, actor, concert_id).await?;
+        let mut changes = Vec::new();
+        for schedule_id in schedules {
+            changes.extend(lifecycle::cancel_schedule(conn, schedule_id).await?);
+        }
+        let concert =
+            concerts::mark_concert_cancelled(conn, actor, concert_id, &reason, changes.len()).await?;
+        Ok::<_, AppError>((concert, changes))
+    })
+    .await?;
     for change in changes {
         announce(&state.live, change);
     }
@@ -340,7 +331,7 @@ pub async fn block(
     reason: &str,
 ) -> AppResult<ScheduleRow> {
     let mut conn = state.db.get().await?;
-    let kept = keep::block(&mut conn, actor, schedule_id, seat_ids, reason).await?;
+    let kept = keep::block(&mut conn, state.writes(), actor, schedule_id, seat_ids, reason).await?;
     if let Some(change) = kept.change {
         announce(&state.live, change);
     }
@@ -355,7 +346,7 @@ pub async fn unblock(
     seat_ids: &[i64],
 ) -> AppResult<ScheduleRow> {
     let mut conn = state.db.get().await?;
-    let kept = keep::unblock(&mut conn, actor, schedule_id, seat_ids).await?;
+    let kept = keep::unblock(&mut conn, state.writes(), actor, schedule_id, seat_ids).await?;
     if let Some(change) = kept.change {
         announce(&state.live, change);
     }
@@ -376,6 +367,7 @@ pub async fn comp(
     let mut conn = state.db.get().await?;
     let (reservation, change, claim_issued) = keep::comp(
         &mut conn,
+        state.writes(),
         actor,
         schedule_id,
         seat_ids,
@@ -466,8 +458,8 @@ pub mod negative_control {
         witness: Option<(i64, chrono::DateTime<chrono::Utc>)>,
     ) -> bool {
         let cause = crate::error::AppError::unavailable(anyhow::anyhow!("the COMMIT went unanswered"));
-        let witness = witness.map(|(id, at)| (super::in_doubt::Witness::Held(id), at));
-        super::in_doubt::settle(db, Some(txid), witness, cause)
+        let witness = witness.map(|(id, at)| (crate::in_doubt::Witness::Held(id), at));
+        crate::in_doubt::settle(db, Some(txid), witness, cause)
             .await
             .is_ok()
     }

@@ -3,7 +3,7 @@
 use async_graphql::InputObject;
 use boxoffice_outbox::{append, webhooks::EventType};
 use chrono::{DateTime, Utc};
-use diesel_async::{AsyncConnection as _, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 
 use super::{
     ConcertStatus,
@@ -142,12 +142,16 @@ fn changes_for_update(i: &ConcertUpdateInput) -> AppResult<ConcertChanges> {
 
 pub async fn create_concert(
     conn: &mut AsyncPgConnection,
+    writes: crate::in_doubt::Writes<'_>,
     actor: Actor,
     input: &ConcertInput,
 ) -> AppResult<ConcertRow> {
     actor.ensure_role(Role::Host)?;
     let changes = changes_for_create(input)?;
-    Ok(store::insert_concert(conn, actor.id, &changes).await?)
+    crate::in_doubt::write(conn, writes, async |conn| {
+        Ok(store::insert_concert(conn, actor.id, &changes).await?)
+    })
+    .await
 }
 
 /// Loads a concert for a change by `actor`: it must exist, be theirs (or they an admin),
@@ -165,12 +169,13 @@ async fn managed_concert(conn: &mut AsyncPgConnection, actor: Actor, id: i64) ->
 
 pub async fn update_concert(
     conn: &mut AsyncPgConnection,
+    writes: crate::in_doubt::Writes<'_>,
     actor: Actor,
     id: i64,
     input: &ConcertUpdateInput,
 ) -> AppResult<ConcertRow> {
     let changes = changes_for_update(input)?;
-    conn.transaction(async |conn| {
+    crate::in_doubt::write(conn, writes, async |conn| {
         let concert = managed_concert(conn, actor, id).await?;
         let nothing = changes.title.is_none()
             && changes.artist.is_none()
@@ -191,8 +196,13 @@ pub async fn update_concert(
 }
 
 /// Makes a draft visible to everyone. Needs at least one schedule with seats.
-pub async fn publish_concert(conn: &mut AsyncPgConnection, actor: Actor, id: i64) -> AppResult<ConcertRow> {
-    conn.transaction(async |conn| {
+pub async fn publish_concert(
+    conn: &mut AsyncPgConnection,
+    writes: crate::in_doubt::Writes<'_>,
+    actor: Actor,
+    id: i64,
+) -> AppResult<ConcertRow> {
+    crate::in_doubt::write(conn, writes, async |conn| {
         let concert = managed_concert(conn, actor, id).await?;
         if concert.status == ConcertStatus::Published {
             return Ok(concert);
@@ -344,12 +354,13 @@ pub fn validate_schedule(concert_id: i64, i: &ScheduleInput, now: DateTime<Utc>)
 
 pub async fn add_schedule(
     conn: &mut AsyncPgConnection,
+    writes: crate::in_doubt::Writes<'_>,
     actor: Actor,
     concert_id: i64,
     input: &ScheduleInput,
 ) -> AppResult<ScheduleRow> {
     let new = validate_schedule(concert_id, input, Utc::now())?;
-    conn.transaction(async |conn| {
+    crate::in_doubt::write(conn, writes, async |conn| {
         let concert = managed_concert(conn, actor, concert_id).await?;
         let schedule = store::insert_schedule(conn, &new).await?;
         if concert.status == ConcertStatus::Published {

@@ -61,6 +61,7 @@ pub fn event_types(names: &[String]) -> AppResult<Vec<EventType>> {
 
 pub async fn create(
     conn: &mut AsyncPgConnection,
+    writes: crate::in_doubt::Writes<'_>,
     actor: Actor,
     policy: UrlPolicy,
     input: &NewSubscription<'_>,
@@ -71,39 +72,39 @@ pub async fn create(
         .check(input.url)
         .await
         .map_err(|refusal| AppError::bad_input("url", refusal.to_string()))?;
-    match input.concert_id {
-        None if actor.role != Role::Admin => {
-            return Err(AppError::Forbidden(
-                "only an admin may subscribe to every concert; name a concertId",
-            ));
-        }
-        None => {}
-        Some(id) => {
+    if input.concert_id.is_none() && actor.role != Role::Admin {
+        return Err(AppError::Forbidden(
+            "only an admin may subscribe to every concert; name a concertId",
+        ));
+    }
+    crate::in_doubt::write(conn, writes, async |conn| {
+        if let Some(id) = input.concert_id {
             let concert = crate::concerts::store::concert(conn, id)
                 .await?
                 .ok_or(AppError::NotFound("concert"))?;
             actor.ensure_manages_concert(concert.host_id, &concert.status)?;
         }
-    }
-    subscriptions::create(
-        conn,
-        &NewWebhook {
-            owner_id: actor.id,
-            concert_id: input.concert_id,
-            url: url.as_str(),
-            event_types: &events,
-        },
-    )
-    .await?
-    .ok_or_else(|| {
-        AppError::rule(
-            crate::error::ErrorCode::LimitExceeded,
-            format!(
-                "an account may have at most {} webhooks",
-                subscriptions::MAX_WEBHOOKS_PER_OWNER
-            ),
+        subscriptions::create(
+            conn,
+            &NewWebhook {
+                owner_id: actor.id,
+                concert_id: input.concert_id,
+                url: url.as_str(),
+                event_types: &events,
+            },
         )
+        .await?
+        .ok_or_else(|| {
+            AppError::rule(
+                crate::error::ErrorCode::LimitExceeded,
+                format!(
+                    "an account may have at most {} webhooks",
+                    subscriptions::MAX_WEBHOOKS_PER_OWNER
+                ),
+            )
+        })
     })
+    .await
 }
 
 pub async fn list(conn: &mut AsyncPgConnection, actor: Actor) -> AppResult<Vec<WebhookRow>> {
@@ -118,22 +119,34 @@ pub async fn get(conn: &mut AsyncPgConnection, actor: Actor, id: i64) -> AppResu
         .ok_or(AppError::NotFound("webhook"))
 }
 
-pub async fn delete(conn: &mut AsyncPgConnection, actor: Actor, id: i64) -> AppResult<WebhookRow> {
+pub async fn delete(
+    conn: &mut AsyncPgConnection,
+    writes: crate::in_doubt::Writes<'_>,
+    actor: Actor,
+    id: i64,
+) -> AppResult<WebhookRow> {
     actor.ensure_role(Role::Host)?;
-    subscriptions::delete(conn, owner(actor), id)
-        .await?
-        .ok_or(AppError::NotFound("webhook"))
+    crate::in_doubt::write(conn, writes, async |conn| {
+        subscriptions::delete(conn, owner(actor), id)
+            .await?
+            .ok_or(AppError::NotFound("webhook"))
+    })
+    .await
 }
 
 pub async fn rotate_secret(
     conn: &mut AsyncPgConnection,
+    writes: crate::in_doubt::Writes<'_>,
     actor: Actor,
     id: i64,
 ) -> AppResult<(WebhookRow, Secret)> {
     actor.ensure_role(Role::Host)?;
-    subscriptions::rotate_secret(conn, owner(actor), id)
-        .await?
-        .ok_or(AppError::NotFound("webhook"))
+    crate::in_doubt::write(conn, writes, async |conn| {
+        subscriptions::rotate_secret(conn, owner(actor), id)
+            .await?
+            .ok_or(AppError::NotFound("webhook"))
+    })
+    .await
 }
 
 pub async fn deliveries(
@@ -149,6 +162,7 @@ pub async fn deliveries(
 
 pub async fn redeliver(
     conn: &mut AsyncPgConnection,
+    writes: crate::in_doubt::Writes<'_>,
     actor: Actor,
     event_id: &str,
 ) -> AppResult<Vec<DeliveryRow>> {
@@ -157,10 +171,13 @@ pub async fn redeliver(
         .trim()
         .parse()
         .map_err(|_| AppError::bad_input("eventId", "is not an event id"))?;
-    let again = subscriptions::redeliver(conn, owner(actor), event_id).await?;
-    if again.is_empty() {
-        // Never sent to a webhook of the caller's: as good as unknown.
-        return Err(AppError::NotFound("event"));
-    }
-    Ok(again)
+    crate::in_doubt::write(conn, writes, async |conn| {
+        let again = subscriptions::redeliver(conn, owner(actor), event_id).await?;
+        if again.is_empty() {
+            // Never sent to a webhook of the caller's: as good as unknown.
+            return Err(AppError::NotFound("event"));
+        }
+        Ok(again)
+    })
+    .await
 }

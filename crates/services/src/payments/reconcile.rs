@@ -9,19 +9,19 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{Payments, service, store};
-use crate::{db::Pool, error::AppResult, state::Services};
+use crate::{error::AppResult, in_doubt::Writes, state::Services};
 
 /// Top-ups per round: the rest wait for the next one.
 const BATCH: i64 = 100;
 
 /// One round: settles what can be settled among the top-ups untouched for `min_age`.
 /// Returns how many were looked at.
-pub async fn run_once(pool: &Pool, payments: &Payments, min_age: Duration) -> AppResult<usize> {
+pub async fn run_once(writes: Writes<'_>, payments: &Payments, min_age: Duration) -> AppResult<usize> {
     if payments.provider().is_err() {
         return Ok(0);
     }
     let rows = {
-        let mut conn = pool.get().await?;
+        let mut conn = writes.db.get().await?;
         store::unsettled(
             &mut conn,
             i64::try_from(min_age.as_secs()).unwrap_or(i64::MAX),
@@ -32,7 +32,7 @@ pub async fn run_once(pool: &Pool, payments: &Payments, min_age: Duration) -> Ap
     let n = rows.len();
     for row in rows {
         let id = row.id;
-        if let Err(e) = service::reconcile_one(pool, payments, row).await {
+        if let Err(e) = service::reconcile_one(writes, payments, row).await {
             tracing::warn!(top_up.id = id, error = %e, "reconciling a top-up failed");
         }
     }
@@ -58,7 +58,7 @@ pub fn spawn(state: Services, mut stop: watch::Receiver<bool>) {
             if *stop.borrow() {
                 return;
             }
-            if let Err(e) = run_once(&state.db, &state.payments, min_age).await {
+            if let Err(e) = run_once(state.writes(), &state.payments, min_age).await {
                 tracing::warn!(error = %e, "payment reconciliation round failed");
             }
         }

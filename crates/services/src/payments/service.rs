@@ -2,7 +2,7 @@
 //! (then its user's, `locks` order); calls to the provider happen outside transactions, so
 //! a slow provider holds no lock and no database session.
 
-use diesel_async::{AsyncConnection as _, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 
 use super::{
     Payments, TopUpStatus,
@@ -11,8 +11,8 @@ use super::{
 };
 use crate::{
     auth::Actor,
-    db::Pool,
     error::{AppError, AppResult, ErrorCode},
+    in_doubt::{self, Writes},
     locks,
     points::{
         self,
@@ -56,7 +56,7 @@ fn new_order_id() -> String {
 /// exceed `POINTS_MAX_BALANCE`, and on the sandbox above the daily cap. The sandbox
 /// confirms at once; a real provider's top-up stays PENDING until it is paid.
 pub async fn start(
-    pool: &Pool,
+    writes: Writes<'_>,
     payments: &Payments,
     user_id: i64,
     amount: i64,
@@ -65,55 +65,54 @@ pub async fn start(
     let provider = payments.provider()?;
     validate_amount(payments, amount)?;
     let key = points::service::validate_key(key, "idempotencyKey")?;
-    let mut conn = pool.get().await?;
+    let mut conn = writes.db.get().await?;
     for _ in 0..3 {
-        let attempt = conn
-            .transaction(async |conn| -> AppResult<TopUpRow> {
-                if let Some(done) = store::by_key(conn, user_id, &key).await? {
-                    return replay(done, amount);
+        let attempt = in_doubt::write(&mut conn, writes, async |conn| -> AppResult<TopUpRow> {
+            if let Some(done) = store::by_key(conn, user_id, &key).await? {
+                return replay(done, amount);
+            }
+            locks::users(conn, &[user_id]).await?;
+            points::service::ensure_room(conn, &payments.config, user_id, amount).await?;
+            let sandbox = provider.kind() == ProviderKind::Sandbox;
+            if sandbox {
+                let given = store::sandbox_sum_last_day(conn, user_id).await?;
+                let cap = payments.config.sandbox_daily_limit;
+                if given + amount > cap {
+                    return Err(AppError::rule(
+                        ErrorCode::LimitExceeded,
+                        format!(
+                            "the sandbox gives at most {cap} points per account per 24 hours; {} left",
+                            (cap - given).max(0)
+                        ),
+                    ));
                 }
-                locks::users(conn, &[user_id]).await?;
-                points::service::ensure_room(conn, &payments.config, user_id, amount).await?;
-                let sandbox = provider.kind() == ProviderKind::Sandbox;
-                if sandbox {
-                    let given = store::sandbox_sum_last_day(conn, user_id).await?;
-                    let cap = payments.config.sandbox_daily_limit;
-                    if given + amount > cap {
-                        return Err(AppError::rule(
-                            ErrorCode::LimitExceeded,
-                            format!(
-                                "the sandbox gives at most {cap} points per account per 24 hours; {} left",
-                                (cap - given).max(0)
-                            ),
-                        ));
-                    }
-                }
-                let order_id = new_order_id();
-                let row = store::insert(
-                    conn,
-                    &NewTopUp {
-                        user_id,
-                        order_id: &order_id,
-                        amount,
-                        provider: provider.kind().as_str(),
-                        status: TopUpStatus::Pending,
-                        idempotency_key: &key,
-                    },
-                )
-                .await?;
-                if !sandbox {
-                    return Ok(row);
-                }
-                // The sandbox's "payment": confirmed now, in the same transaction.
-                let payment = ProviderPayment {
-                    payment_key: format!("sandbox_{order_id}"),
-                    order_id,
-                    status: PaymentStatus::Done,
-                    total_amount: amount,
-                };
-                Ok(settle_locked(conn, row, &payment).await?.0)
-            })
-            .await;
+            }
+            let order_id = new_order_id();
+            let row = store::insert(
+                conn,
+                &NewTopUp {
+                    user_id,
+                    order_id: &order_id,
+                    amount,
+                    provider: provider.kind().as_str(),
+                    status: TopUpStatus::Pending,
+                    idempotency_key: &key,
+                },
+            )
+            .await?;
+            if !sandbox {
+                return Ok(row);
+            }
+            // The sandbox's "payment": confirmed now, in the same transaction.
+            let payment = ProviderPayment {
+                payment_key: format!("sandbox_{order_id}"),
+                order_id,
+                status: PaymentStatus::Done,
+                total_amount: amount,
+            };
+            Ok(settle_locked(conn, row, &payment).await?.0)
+        })
+        .await;
         match attempt {
             // Two first uses of one key: the loser reads the winner's top-up.
             Err(e) if is_unique_violation(&e) => continue,
@@ -144,7 +143,7 @@ fn is_unique_violation(e: &AppError) -> bool {
 /// `chargePoints` on a sandbox server: a sandbox top-up (capped, labelled), answered as its
 /// ledger entry. Elsewhere refused: money enters through `startTopUp`.
 pub async fn charge_sandbox(
-    pool: &Pool,
+    writes: Writes<'_>,
     payments: &Payments,
     user_id: i64,
     amount: i64,
@@ -155,8 +154,8 @@ pub async fn charge_sandbox(
             "chargePoints gives points only on a sandbox server; pay a top-up with startTopUp and confirmTopUp",
         ));
     }
-    let top_up = start(pool, payments, user_id, amount, key).await?;
-    let mut conn = pool.get().await?;
+    let top_up = start(writes, payments, user_id, amount, key).await?;
+    let mut conn = writes.db.get().await?;
     points::store::credit_of(&mut conn, top_up.id)
         .await?
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("sandbox top-up {} has no credit", top_up.id)))
@@ -168,7 +167,7 @@ pub async fn charge_sandbox(
 /// by its answer. No answer in time leaves it PENDING (answered as such, not as an error):
 /// a later confirm, the webhook or the reconciliation job settles it, once.
 pub async fn confirm(
-    pool: &Pool,
+    writes: Writes<'_>,
     payments: &Payments,
     user_id: i64,
     order_id: &str,
@@ -177,7 +176,7 @@ pub async fn confirm(
 ) -> AppResult<TopUpRow> {
     let provider = payments.provider()?;
     let payment_key = validate_payment_key(payment_key)?;
-    let mut conn = pool.get().await?;
+    let mut conn = writes.db.get().await?;
     let top_up = store::by_order(&mut conn, order_id)
         .await?
         .filter(|t| t.user_id == user_id)
@@ -232,25 +231,25 @@ pub async fn confirm(
         }
         other => other,
     };
-    let mut conn = pool.get().await?;
+    let mut conn = writes.db.get().await?;
     match answer {
-        Ok(payment) => Ok(settle(&mut conn, payments, top_up.id, &payment).await?),
+        Ok(payment) => Ok(settle(&mut conn, writes, payments, top_up.id, &payment).await?),
         Err(ProviderError::Unreachable(e)) => {
             tracing::warn!(top_up.id = top_up.id, error = %e, "payment provider did not answer a confirm; the top-up stays pending");
             Ok(store::by_id(&mut conn, top_up.id).await?.unwrap_or(top_up))
         }
         Err(ProviderError::NotFound) => {
-            Err(fail(&mut conn, top_up.id, "the provider knows no such payment").await?)
+            Err(fail(&mut conn, writes, top_up.id, "the provider knows no such payment").await?)
         }
         Err(ProviderError::Refused { code, message }) => {
-            Err(fail(&mut conn, top_up.id, &format!("{code}: {message}")).await?)
+            Err(fail(&mut conn, writes, top_up.id, &format!("{code}: {message}")).await?)
         }
     }
 }
 
 /// Marks a PENDING top-up FAILED (nothing was credited) and says why, as the error to answer.
-async fn fail(conn: &mut AsyncPgConnection, id: i64, why: &str) -> AppResult<AppError> {
-    conn.transaction(async |conn| -> AppResult<()> {
+async fn fail(conn: &mut AsyncPgConnection, writes: Writes<'_>, id: i64, why: &str) -> AppResult<AppError> {
+    in_doubt::write(conn, writes, async |conn| -> AppResult<()> {
         if let Some(t) = locks::top_up(conn, id).await?
             && t.status == TopUpStatus::Pending
         {
@@ -278,12 +277,12 @@ pub enum Settled {
 /// idempotent, so the browser, the webhook and the job may all bring the same news.
 pub async fn settle(
     conn: &mut AsyncPgConnection,
+    writes: Writes<'_>,
     payments: &Payments,
     top_up_id: i64,
     payment: &ProviderPayment,
 ) -> AppResult<TopUpRow> {
-    let row = conn
-        .transaction(async |conn| -> AppResult<TopUpRow> {
+    let row = in_doubt::write(conn, writes, async |conn| -> AppResult<TopUpRow> {
         let row = locks::top_up(conn, top_up_id).await?.ok_or(AppError::NotFound("top-up"))?;
         let (row, what) = settle_locked(conn, row, payment).await?;
         if what != Settled::Unchanged {
@@ -406,11 +405,15 @@ async fn settle_locked(
 /// whose points are all still in the balance (never spent): they leave the balance first,
 /// then the provider is asked; if it refuses, they come back. If it does not answer, the
 /// top-up stays REFUNDING and the reconciliation job asks again (same idempotency key).
-pub async fn refund(pool: &Pool, payments: &Payments, actor: Actor, top_up_id: i64) -> AppResult<TopUpRow> {
+pub async fn refund(
+    writes: Writes<'_>,
+    payments: &Payments,
+    actor: Actor,
+    top_up_id: i64,
+) -> AppResult<TopUpRow> {
     let provider = payments.provider()?;
-    let mut conn = pool.get().await?;
-    let row = conn
-        .transaction(async |conn| -> AppResult<TopUpRow> {
+    let mut conn = writes.db.get().await?;
+    let row = in_doubt::write(&mut conn, writes, async |conn| -> AppResult<TopUpRow> {
             let row = locks::top_up(conn, top_up_id)
                 .await?
                 .filter(|t| t.user_id == actor.id || actor.role == crate::auth::Role::Admin)
@@ -448,11 +451,15 @@ pub async fn refund(pool: &Pool, payments: &Payments, actor: Actor, top_up_id: i
         return Ok(row);
     }
     drop(conn);
-    finish_refund(pool, payments, row).await
+    finish_refund(writes, payments, row).await
 }
 
 /// Asks the provider to cancel a REFUNDING top-up's payment and records the answer.
-pub(super) async fn finish_refund(pool: &Pool, payments: &Payments, row: TopUpRow) -> AppResult<TopUpRow> {
+pub(super) async fn finish_refund(
+    writes: Writes<'_>,
+    payments: &Payments,
+    row: TopUpRow,
+) -> AppResult<TopUpRow> {
     let provider = payments.provider()?;
     let payment_key = row.payment_key.clone().unwrap_or_default();
     let answer = provider
@@ -462,10 +469,10 @@ pub(super) async fn finish_refund(pool: &Pool, payments: &Payments, row: TopUpRo
             &format!("refund-{}", row.order_id),
         )
         .await;
-    let mut conn = pool.get().await?;
+    let mut conn = writes.db.get().await?;
     match answer {
         Ok(p) if p.status == PaymentStatus::Canceled => {
-            conn.transaction(async |conn| -> AppResult<TopUpRow> {
+            in_doubt::write(&mut conn, writes, async |conn| -> AppResult<TopUpRow> {
                 let r = locks::top_up(conn, row.id)
                     .await?
                     .ok_or(AppError::NotFound("top-up"))?;
@@ -487,7 +494,7 @@ pub(super) async fn finish_refund(pool: &Pool, payments: &Payments, row: TopUpRo
         Err(e @ (ProviderError::Refused { .. } | ProviderError::NotFound)) => {
             // A definite no: the points go back into the balance, the top-up stays confirmed.
             let why = e.to_string();
-            conn.transaction(async |conn| -> AppResult<()> {
+            in_doubt::write(&mut conn, writes, async |conn| -> AppResult<()> {
                 let Some(r) = locks::top_up(conn, row.id).await? else {
                     return Ok(());
                 };
@@ -519,22 +526,26 @@ pub(super) async fn finish_refund(pool: &Pool, payments: &Payments, row: TopUpRo
 
 /// Looks a top-up's payment up at the provider and settles it by the answer: what the
 /// reconciliation job and the webhook do. `Ok(None)`: the provider had no answer.
-pub async fn reconcile_one(pool: &Pool, payments: &Payments, row: TopUpRow) -> AppResult<Option<TopUpRow>> {
+pub async fn reconcile_one(
+    writes: Writes<'_>,
+    payments: &Payments,
+    row: TopUpRow,
+) -> AppResult<Option<TopUpRow>> {
     let provider = payments.provider()?;
     if row.status == TopUpStatus::Refunding {
-        return finish_refund(pool, payments, row).await.map(Some);
+        return finish_refund(writes, payments, row).await.map(Some);
     }
     let answer = match &row.payment_key {
         Some(k) => provider.payment(k).await,
         None => provider.payment_of_order(&row.order_id).await,
     };
-    let mut conn = pool.get().await?;
+    let mut conn = writes.db.get().await?;
     match answer {
-        Ok(p) => Ok(Some(settle(&mut conn, payments, row.id, &p).await?)),
+        Ok(p) => Ok(Some(settle(&mut conn, writes, payments, row.id, &p).await?)),
         Err(ProviderError::NotFound) => {
             let age = chrono::Utc::now() - row.created_at;
             if age.to_std().unwrap_or_default() >= payments.config.pending_expiry {
-                let _ = fail(&mut conn, row.id, "never paid").await?;
+                let _ = fail(&mut conn, writes, row.id, "never paid").await?;
                 return Ok(store::by_id(&mut conn, row.id).await?);
             }
             store::touch(&mut conn, row.id).await?;

@@ -1,7 +1,7 @@
 //! Admin adjustments (audited, bounded), the balance bound every credit keeps, and the
 //! debt rule for holds. Top-ups are `crate::payments`.
 
-use diesel_async::{AsyncConnection as _, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 
 use super::store::{self, Entry, LedgerRow};
 use crate::{
@@ -28,6 +28,7 @@ pub fn validate_key(key: &str, field: &str) -> AppResult<String> {
 /// account past `POINTS_MAX_BALANCE` (counting its paid tickets and pending top-ups).
 pub async fn adjust(
     conn: &mut AsyncPgConnection,
+    writes: crate::in_doubt::Writes<'_>,
     bounds: &PaymentsConfig,
     actor: Actor,
     user_id: i64,
@@ -46,7 +47,7 @@ pub async fn adjust(
     if reason.is_empty() || reason.chars().count() > 500 {
         return Err(AppError::bad_input("reason", "must be 1 to 500 characters"));
     }
-    conn.transaction(async |conn| {
+    crate::in_doubt::write(conn, writes, async |conn| {
         if crate::auth::store::user_by_id(conn, user_id).await?.is_none() {
             return Err(AppError::NotFound("user"));
         }

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use async_graphql::InputObject;
 use diesel::sql_types::{Array, BigInt, Int4, Text};
-use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::{
     auth::Actor,
@@ -186,11 +186,12 @@ struct GradeId {
 /// of a schedule on sale before it has seats): the caller announces what that did.
 pub async fn generate(
     conn: &mut AsyncPgConnection,
+    writes: crate::in_doubt::Writes<'_>,
     actor: Actor,
     schedule_id: i64,
     plan: &Plan,
 ) -> AppResult<crate::waitlist::service::Served> {
-    conn.transaction(async |conn| {
+    crate::in_doubt::write(conn, writes, async |conn| {
         let schedule = crate::locks::schedule(conn, schedule_id)
             .await?
             .ok_or(AppError::NotFound("schedule"))?;

@@ -12,7 +12,7 @@ use diesel::{
     QueryableByName,
     sql_types::{Array, BigInt, Bool, Int4, Text, Timestamptz},
 };
-use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::{
     auth::Actor,
@@ -183,11 +183,12 @@ struct N {
 /// watching it. Every change is audited, with the ticket holders a move concerned.
 pub async fn update_schedule(
     conn: &mut AsyncPgConnection,
+    writes: crate::in_doubt::Writes<'_>,
     actor: Actor,
     id: i64,
     input: &ScheduleUpdateInput,
 ) -> AppResult<Edited> {
-    conn.transaction(async |conn| {
+    crate::in_doubt::write(conn, writes, async |conn| {
         let (old, concert) = managed_schedule(conn, actor, id).await?;
         let now = crate::booking::sale::db_now(conn).await?;
         if old.starts_at <= now {
@@ -297,12 +298,13 @@ fn check_prices(prices: &[GradePriceInput]) -> AppResult<()> {
 /// everyone who bought it). Blocked and free seats do not freeze a price.
 pub async fn update_grade_prices(
     conn: &mut AsyncPgConnection,
+    writes: crate::in_doubt::Writes<'_>,
     actor: Actor,
     schedule_id: i64,
     prices: &[GradePriceInput],
 ) -> AppResult<Edited> {
     check_prices(prices)?;
-    conn.transaction(async |conn| {
+    crate::in_doubt::write(conn, writes, async |conn| {
         let (old, concert) = managed_schedule(conn, actor, schedule_id).await?;
         let grades: Vec<GradeTaken> = diesel::sql_query(
             "SELECT g.id, g.name, g.price,

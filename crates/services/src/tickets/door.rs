@@ -21,7 +21,7 @@ use boxoffice_ticket_codes::{
     door,
 };
 use chrono::{DateTime, SubsecRound as _, Utc};
-use diesel_async::{AsyncConnection as _, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use sha2::{Digest as _, Sha256};
 
 use super::{
@@ -134,6 +134,7 @@ pub fn refuse_forged(tickets: &Tickets, scan: &Scan) -> AppResult<Option<Answer>
 /// One scan, online: decided now.
 pub async fn check_in(
     conn: &mut AsyncPgConnection,
+    writes: crate::in_doubt::Writes<'_>,
     tickets: &Tickets,
     scanner: &ScannerRow,
     scan: Scan,
@@ -150,7 +151,7 @@ pub async fn check_in(
         .await?
         .ok_or(AppError::NotFound("schedule"))?;
     let show = tickets.show(schedule_id, show_row.starts_at);
-    conn.transaction(async |conn| {
+    crate::in_doubt::write(conn, writes, async |conn| {
         let ticket = load_for(conn, &claims, schedule_id).await?;
         let record = ticket.as_ref().map(TicketRow::record).transpose()?;
         let decision = door::decide(&Ok(claims), record.as_ref(), &show, now);
@@ -272,6 +273,7 @@ async fn sent_again(
 /// Answers in the order of `scans`.
 pub async fn check_in_batch(
     conn: &mut AsyncPgConnection,
+    writes: crate::in_doubt::Writes<'_>,
     tickets: &Tickets,
     scanner: &ScannerRow,
     scans: Vec<Scan>,
@@ -297,7 +299,7 @@ pub async fn check_in_batch(
         .map(|s| tickets.verify(&s.code, s.scanned_at.unwrap_or(now).min(now)))
         .collect();
 
-    conn.transaction(async |conn| {
+    crate::in_doubt::write(conn, writes, async |conn| {
         let nonces: Vec<String> = scans.iter().map(|s| s.nonce.clone()).collect();
         let stored: HashMap<String, ScanRow> = store::scans(conn, schedule_id, &nonces)
             .await?

@@ -55,6 +55,7 @@ async fn ensure_manages_schedule(
 /// A new scanner and its token (the only time the token is seen).
 pub async fn create(
     conn: &mut AsyncPgConnection,
+    writes: crate::in_doubt::Writes<'_>,
     actor: Actor,
     schedule_id: i64,
     name: &str,
@@ -63,23 +64,34 @@ pub async fn create(
     if name.is_empty() || name.chars().count() > 100 {
         return Err(AppError::bad_input("name", "must be 1 to 100 characters"));
     }
-    ensure_manages_schedule(conn, actor, schedule_id).await?;
     let token = format!(
         "{TOKEN_PREFIX}{}",
         BASE64URL_NOPAD.encode(&rand::random::<[u8; 32]>())
     );
-    let row = store::insert_scanner(conn, schedule_id, name, &token_hash(&token), actor.id).await?;
-    Ok((row, token))
+    crate::in_doubt::write(conn, writes, async |conn| {
+        ensure_manages_schedule(conn, actor, schedule_id).await?;
+        let row = store::insert_scanner(conn, schedule_id, name, &token_hash(&token), actor.id).await?;
+        Ok((row, token))
+    })
+    .await
 }
 
-pub async fn revoke(conn: &mut AsyncPgConnection, actor: Actor, id: i64) -> AppResult<ScannerRow> {
-    let scanner = store::scanner(conn, id)
-        .await?
-        .ok_or(AppError::NotFound("scanner"))?;
-    ensure_manages_schedule(conn, actor, scanner.schedule_id).await?;
-    store::revoke_scanner(conn, id)
-        .await?
-        .ok_or(AppError::NotFound("scanner"))
+pub async fn revoke(
+    conn: &mut AsyncPgConnection,
+    writes: crate::in_doubt::Writes<'_>,
+    actor: Actor,
+    id: i64,
+) -> AppResult<ScannerRow> {
+    crate::in_doubt::write(conn, writes, async |conn| {
+        let scanner = store::scanner(conn, id)
+            .await?
+            .ok_or(AppError::NotFound("scanner"))?;
+        ensure_manages_schedule(conn, actor, scanner.schedule_id).await?;
+        store::revoke_scanner(conn, id)
+            .await?
+            .ok_or(AppError::NotFound("scanner"))
+    })
+    .await
 }
 
 /// The live scanner a token belongs to.

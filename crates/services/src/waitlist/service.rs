@@ -1,6 +1,6 @@
 //! Joining and leaving a line, and serving it when seats come back.
 
-use diesel_async::{AsyncConnection as _, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 
 use super::{
     Offer,
@@ -59,7 +59,7 @@ pub async fn join(
     let user_id = actor.id;
     crate::queue::ensure_may_book(state, schedule_id, actor).await?;
     let mut conn = state.db.get().await?;
-    conn.transaction(async |conn| {
+    crate::in_doubt::write(&mut conn, state.writes(), async |conn| {
         // The schedule lock (step 2): nothing frees or takes its seats, nor serves its line,
         // until this entry is in, so it cannot miss seats that come back meanwhile.
         let locked = visible_schedule(conn, schedule_id, actor).await?;
@@ -107,7 +107,7 @@ pub async fn join(
 /// were not in it. NOT_FOUND for a schedule they may not see.
 pub async fn leave(state: &Services, actor: Actor, schedule_id: i64) -> AppResult<Option<EntryRow>> {
     let mut conn = state.db.get().await?;
-    conn.transaction(async |conn| {
+    crate::in_doubt::write(&mut conn, state.writes(), async |conn| {
         // Step 2, as joining and serving: leaving never races an offer being made.
         visible_schedule(conn, schedule_id, actor).await?;
         Ok(store::leave(conn, schedule_id, actor.id).await?)

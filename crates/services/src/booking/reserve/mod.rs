@@ -33,17 +33,13 @@ use diesel::{
 };
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 
-use super::{
-    SeatChange,
-    in_doubt::{Witness, settle, within},
-    sale,
-    store::ReservationRow,
-};
+use super::{SeatChange, sale, store::ReservationRow};
 use crate::{
     auth::{Actor, Role},
     concerts::{ConcertStatus, service::visible_to, store::ScheduleRow},
     db::Prepared,
     error::{AppError, AppResult},
+    in_doubt::{Witness, settle, within},
     locks::{self, LockedSchedule},
     seats::{SeatStatus, best_available::SeatLayout},
 };
