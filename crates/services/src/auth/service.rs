@@ -60,19 +60,24 @@ pub async fn sign_up(
     password::validate(&password, &email, "input.password")?;
     let hash = password::hash(password).await?;
     let mut conn = state.db.get().await?;
-    let user = store::insert_user(
-        &mut conn,
-        &NewUser {
-            email: &email,
-            password_hash: &hash,
-            display_name: &display_name,
-            // Every account starts as a user; only an admin makes hosts and admins.
-            role: Role::User.as_str(),
-        },
-    )
-    .await?
-    .ok_or_else(|| AppError::Conflict("an account with this email already exists".into()))?;
-    start_session(state, &mut conn, user, Uuid::new_v4()).await
+    // The account and its first session in one write: an account is never left without the
+    // session its maker was told of, and a lost COMMIT answer is settled (`in_doubt`).
+    crate::in_doubt::write(&mut conn, state.writes(), async |conn| {
+        let user = store::insert_user(
+            conn,
+            &NewUser {
+                email: &email,
+                password_hash: &hash,
+                display_name: &display_name,
+                // Every account starts as a user; only an admin makes hosts and admins.
+                role: Role::User.as_str(),
+            },
+        )
+        .await?
+        .ok_or_else(|| AppError::Conflict("an account with this email already exists".into()))?;
+        start_session(state, conn, user, Uuid::new_v4()).await
+    })
+    .await
 }
 
 pub async fn log_in(
