@@ -9,8 +9,10 @@
 //! (asynchronous orders through a Redis stream), `shows` (hosts running a performance),
 //! `tickets` (signed tickets and the door), `exports` (CSV of a performance), `host_orders`
 //! (a host's view of orders), `events` (the outbox relay and webhooks, on
-//! `boxoffice_outbox`), `waitlist`, `notices`. `config` is every setting, read once at
-//! start; `state::Services` is what every service call can reach.
+//! `boxoffice_outbox`), `waitlist`, `notices`. `in_doubt` is how every write ends: its
+//! reply deadline, and a COMMIT whose answer was lost looked up before anyone is answered.
+//! `config` is every setting, read once at start; `state::Services` is what every service
+//! call can reach.
 //!
 //! This crate never names the server above it (resolvers, the HTTP edge, the composition
 //! root): the server builds a [`state::Services`] and hands it down. The shared pieces
