@@ -502,9 +502,8 @@ impl ConcertsMutation {
         let actor = actor(ctx).await?;
         let state = state(ctx)?;
         let mut conn = state.db.get().await?;
-        Ok(Concert(
-            service::create_concert(&mut conn, state.writes(), actor, &input).await?,
-        ))
+        let row = service::create_concert(&mut conn, state.writes(), actor, &input).await?;
+        Ok(Concert(row))
     }
 
     #[graphql(guard = "RoleGuard(Role::Host)")]
@@ -518,9 +517,8 @@ impl ConcertsMutation {
         let actor = actor(ctx).await?;
         let state = state(ctx)?;
         let mut conn = state.db.get().await?;
-        Ok(Concert(
-            service::update_concert(&mut conn, state.writes(), actor, id, &input).await?,
-        ))
+        let row = service::update_concert(&mut conn, state.writes(), actor, id, &input).await?;
+        Ok(Concert(row))
     }
 
     /// Makes a draft visible to everyone (needs a schedule with seats).
@@ -530,9 +528,8 @@ impl ConcertsMutation {
         let actor = actor(ctx).await?;
         let state = state(ctx)?;
         let mut conn = state.db.get().await?;
-        Ok(Concert(
-            service::publish_concert(&mut conn, state.writes(), actor, id).await?,
-        ))
+        let row = service::publish_concert(&mut conn, state.writes(), actor, id).await?;
+        Ok(Concert(row))
     }
 
     /// Cancels the concert and all its schedules: every hold is released and every paid
@@ -557,9 +554,8 @@ impl ConcertsMutation {
         let actor = actor(ctx).await?;
         let state = state(ctx)?;
         let mut conn = state.db.get().await?;
-        Ok(Schedule::new(
-            service::add_schedule(&mut conn, state.writes(), actor, concert_id, &input).await?,
-        ))
+        let row = service::add_schedule(&mut conn, state.writes(), actor, concert_id, &input).await?;
+        Ok(Schedule::new(row))
     }
 
     /// Cancels one performance: its holds are released and paid reservations refunded.

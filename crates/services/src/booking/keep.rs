@@ -228,16 +228,16 @@ pub struct Guest<'a> {
 /// Not before a sale's rules (it is the host's gift) nor after the show started. The flag:
 /// whether the guest's claim link was stored (the guest cannot log in yet).
 pub(super) async fn comp(
-    conn: &mut AsyncPgConnection,
-    writes: Writes<'_>,
+    state: &crate::state::Services,
     actor: Actor,
     schedule_id: i64,
     seat_ids: &[i64],
     guest: &Guest<'_>,
     note: Option<&str>,
-    signer: &boxoffice_ticket_codes::TicketSigner,
 ) -> AppResult<(ReservationRow, SeatChange, bool)> {
-    in_doubt::write(conn, writes, async |conn| {
+    let signer = state.tickets.signer();
+    let mut conn = state.db.get().await?;
+    in_doubt::write(&mut conn, state.writes(), async |conn| {
         let (schedule, _) = managed_schedule(conn, actor, schedule_id).await?;
         let now = super::sale::db_now(conn).await?;
         if schedule.starts_at <= now {

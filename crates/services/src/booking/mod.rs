@@ -364,18 +364,8 @@ pub async fn comp(
     guest: &Guest<'_>,
     note: Option<&str>,
 ) -> AppResult<(ReservationRow, bool)> {
-    let mut conn = state.db.get().await?;
-    let (reservation, change, claim_issued) = keep::comp(
-        &mut conn,
-        state.writes(),
-        actor,
-        schedule_id,
-        seat_ids,
-        guest,
-        note,
-        state.tickets.signer(),
-    )
-    .await?;
+    let (reservation, change, claim_issued) =
+        keep::comp(state, actor, schedule_id, seat_ids, guest, note).await?;
     announce(&state.live, change);
     Ok((reservation, claim_issued))
 }
