@@ -244,3 +244,68 @@ async fn an_adjustment_caught_by_a_database_partition_answers_within_its_reply_t
     assert_eq!(points(&app, &fan).await, 40, "granted once");
     app.assert_invariants().await;
 }
+
+/// Every write goes through `in_doubt::write` or settles by a witness of its own: a new
+/// `conn.transaction(...)` elsewhere would answer UNAVAILABLE for a COMMIT that may have
+/// taken effect (I9). The places that open a transaction themselves, and why; a new one
+/// fails here until it is converted or added with its reason.
+#[test]
+fn every_transaction_settles_its_commit_or_says_why_not() {
+    const OWN: &[(&str, usize, &str)] = &[
+        ("crates/services/src/in_doubt.rs", 1, "the mechanism itself"),
+        (
+            "crates/services/src/booking/reserve/mod.rs",
+            1,
+            "the hold batch: its transaction id and a reservation it wrote",
+        ),
+        (
+            "crates/services/src/booking/lifecycle.rs",
+            3,
+            "payment and release (paid_at, cancelled_at); the sweeper's expiry answers nobody and runs again",
+        ),
+        (
+            "crates/services/src/auth/service.rs",
+            1,
+            "create-admin, a command its operator runs again",
+        ),
+        (
+            "crates/outbox/src/relay.rs",
+            1,
+            "a delivery's outcome, answered to nobody; its claim runs out and it is sent again",
+        ),
+        (
+            "crates/outbox/src/relay/fan_out.rs",
+            1,
+            "the relay's fan-out, answered to nobody; events stay unrelayed and go out again",
+        ),
+    ];
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut found = std::collections::BTreeMap::new();
+    let mut dirs = vec![root.join("src"), root.join("crates")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                if !path.ends_with("tests") {
+                    dirs.push(path);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let n = text
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("//") && l.contains(".transaction("))
+                    .count();
+                if n > 0 {
+                    let name = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                    found.insert(name, n);
+                }
+            }
+        }
+    }
+    let expected: std::collections::BTreeMap<String, usize> =
+        OWN.iter().map(|(f, n, _)| ((*f).to_owned(), *n)).collect();
+    assert_eq!(
+        found, expected,
+        "a transaction outside in_doubt::write: convert it, or list it here with why its COMMIT needs no settling"
+    );
+}
