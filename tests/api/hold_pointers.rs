@@ -11,6 +11,21 @@ use serde_json::json;
 use crate::common::{TestApp, layout};
 
 const HOLD: &str = "mutation($i: ReserveSeatsInput!) { reserveSeats(input: $i) { id } }";
+
+/// A show of four seats and a fan's hold of its first `seats`: the show and the hold's id.
+async fn held(app: &TestApp, seats: usize) -> (crate::common::Show, String) {
+    let show = app.show(layout(1, 4), 4).await;
+    let fan = app.sign_up("fan@example.com").await;
+    let held = app
+        .ok(
+            Some(&fan.access),
+            HOLD,
+            json!({ "i": { "scheduleId": show.schedule_id, "seatIds": show.seats[..seats] } }),
+        )
+        .await;
+    let rid = held["reserveSeats"]["id"].as_str().unwrap().to_owned();
+    (show, rid)
+}
 const SEAT_ROW: &str = "I7: a reservation's seat row names a reservation or seat that does not exist";
 
 /// Runs `sql` (one UPDATE or INSERT of one row, with `RETURNING 1`) and checks it wrote it.
@@ -26,16 +41,7 @@ async fn write_one(app: &TestApp, sql: &str) {
 #[tokio::test]
 async fn a_hold_pointer_that_points_nowhere_is_a_violation() {
     let app = TestApp::spawn().await;
-    let show = app.show(layout(1, 4), 4).await;
-    let fan = app.sign_up("fan@example.com").await;
-    let held = app
-        .ok(
-            Some(&fan.access),
-            HOLD,
-            json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[0], show.seats[1]] } }),
-        )
-        .await;
-    let rid = held["reserveSeats"]["id"].as_str().unwrap().to_owned();
+    let (show, rid) = held(&app, 2).await;
     let (seat, free) = (&show.seats[0], &show.seats[2]);
     app.assert_invariants().await;
     let nowhere = app
@@ -95,16 +101,7 @@ async fn refused(app: &TestApp, sql: &str, why: &str) {
 #[tokio::test]
 async fn what_a_hold_names_cannot_be_deleted() {
     let app = TestApp::spawn().await;
-    let show = app.show(layout(1, 4), 4).await;
-    let fan = app.sign_up("fan@example.com").await;
-    let held = app
-        .ok(
-            Some(&fan.access),
-            HOLD,
-            json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[0]] } }),
-        )
-        .await;
-    let rid = held["reserveSeats"]["id"].as_str().unwrap().to_owned();
+    let (show, rid) = held(&app, 1).await;
     let (seat, free) = (&show.seats[0], &show.seats[3]);
 
     refused(
@@ -182,16 +179,7 @@ async fn an_account_with_a_reservation_cannot_be_deleted() {
 #[tokio::test]
 async fn a_delete_waiting_on_a_hold_in_flight_is_refused_once_it_commits() {
     let app = TestApp::spawn().await;
-    let show = app.show(layout(1, 4), 4).await;
-    let fan = app.sign_up("fan@example.com").await;
-    let held = app
-        .ok(
-            Some(&fan.access),
-            HOLD,
-            json!({ "i": { "scheduleId": show.schedule_id, "seatIds": [show.seats[0]] } }),
-        )
-        .await;
-    let rid = held["reserveSeats"]["id"].as_str().unwrap().to_owned();
+    let (show, rid) = held(&app, 1).await;
     let (free, schedule) = (&show.seats[3], &show.schedule_id);
 
     // The hold's writes, as its statement makes them, in a transaction left open.

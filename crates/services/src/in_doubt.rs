@@ -52,6 +52,8 @@ pub(crate) enum Witness {
 }
 
 impl Witness {
+    /// Whether the witness row is there: its id, and the column its transaction's `now()`
+    /// was written to.
     fn query(self) -> (&'static str, i64) {
         match self {
             Self::Held(id) => (
