@@ -250,3 +250,47 @@ async fn a_poisoned_group_runs_again_batch_by_batch() {
     assert_eq!(load(&stats.largest_group), 8);
     app.assert_invariants().await;
 }
+
+/// A committer keeps its connection from one transaction to the next while holds keep
+/// coming (the pool's check at each checkout is a round trip per batch). A kept connection
+/// whose session the server closed meanwhile, as a primary shutting down does, is not the
+/// next batch's failure: the batch runs again on a connection the pool checked, and holds.
+#[tokio::test]
+async fn a_kept_connection_closed_between_batches_costs_the_next_batch_nothing() {
+    let app = TestApp::spawn().await;
+    let show = app.show(layout(1, 10), 4).await;
+    let fans = app.bulk_users(6).await;
+    let stats = app.state.batcher.stats();
+    let hold = |i: usize| {
+        booking::hold_order(
+            &app.state,
+            schedule(&show),
+            HoldRequest::seats(fans[i].id, vec![seat(&show, i)], None),
+        )
+    };
+    // A connection is kept for a second after its commit: a try on a slow machine may miss
+    // that window, so up to three tries. Either committer may meet its closed connection
+    // first (they take batches in turn): every hold after the first must hold.
+    for i in [0, 2, 4] {
+        hold(i).await.expect("a hold after a kept connection was closed");
+        let closed = app
+            .count(
+                "SELECT count(*) AS n FROM pg_stat_activity, pg_terminate_backend(pid) \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+            .await;
+        assert!(closed >= 1, "the committer's connection was not found");
+        hold(i + 1)
+            .await
+            .expect("a hold after a kept connection was closed");
+        if load(&stats.kept_lost) > 0 {
+            break;
+        }
+    }
+    assert!(
+        load(&stats.kept_lost) > 0,
+        "no batch met a closed kept connection (kept and used: {})",
+        load(&stats.on_kept)
+    );
+    app.assert_invariants().await;
+}

@@ -11,7 +11,9 @@
 //! twenty small sales at once, each with a batch of three requests, no longer pay twenty
 //! transactions for sixty requests (issue 28: a transaction's fixed cost is most of a small
 //! batch's). A group that fails for a reason other than the database runs again batch by
-//! batch, so one schedule's failure stays its own.
+//! batch, so one schedule's failure stays its own. A committer keeps its connection from one
+//! transaction to the next while work keeps coming (`transaction`): the pool's check at each
+//! checkout was a round trip in every batch of a sale.
 //!
 //! Several instances: the batcher knows nothing of them. `leader` routes each request
 //! either here or to the instance leading the schedule's bookings, which runs it here, in
@@ -43,11 +45,15 @@ use super::{
     reserve::{self, Applied, Lock},
     store::ReservationRow,
 };
+
+mod transaction;
+
 use crate::{
     db::Pool,
     error::{AppError, AppResult},
     live::Live,
 };
+use transaction::{KEEP_FOR, Kept, apply};
 
 /// Requests in one transaction at most: bounds the time the schedule lock is held.
 pub const MAX_BATCH: usize = 128;
@@ -139,6 +145,10 @@ pub struct Stats {
     /// or in a batch waiting for a committer. Rising while sales run means the committers
     /// (or the database behind them) are the bottleneck.
     pub waiting: AtomicU64,
+    /// Transactions run on a committer's kept connection (see `Kept`), and those of them
+    /// that found it lost and ran again on a checked one.
+    pub on_kept: AtomicU64,
+    pub kept_lost: AtomicU64,
 }
 
 impl Stats {
@@ -352,7 +362,7 @@ async fn commit(batcher: &Arc<Batcher>, schedule_id: i64, jobs: Vec<Job>) {
     if let Err(mpsc::error::SendError(batch)) = batcher.groups().send(batch) {
         // Only once every committer is gone (their runtime shutting down): run it here.
         batcher.stats.leave(batch.jobs.len());
-        run(batcher, batch.schedule_id, batch.jobs).await;
+        run(batcher, batch.schedule_id, batch.jobs, &mut Kept::default()).await;
         return;
     }
     let _ = answered.await;
@@ -362,6 +372,7 @@ async fn commit(batcher: &Arc<Batcher>, schedule_id: i64, jobs: Vec<Job>) {
 /// first), as many as fit in one group, and applies them in one transaction.
 async fn commit_groups(batcher: Weak<Batcher>, rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Batch>>>) {
     let mut left: VecDeque<Batch> = VecDeque::new();
+    let mut kept = Kept::default();
     loop {
         let mut group = Group::default();
         let mut later = VecDeque::new();
@@ -371,30 +382,44 @@ async fn commit_groups(batcher: Weak<Batcher>, rx: Arc<tokio::sync::Mutex<mpsc::
         // A group begun with batches left over must not wait for the queue: another
         // committer may be holding it while it waits for work, and those batches would
         // wait with it for traffic that may never come.
-        let queue = if group.batches.is_empty() {
-            Some(rx.lock().await)
-        } else {
-            rx.try_lock().ok()
-        };
-        if let Some(mut rx) = queue {
-            if group.batches.is_empty() {
-                match rx.recv().await {
-                    Some(batch) => group.add_or_leave(batch, &mut later),
-                    None => return,
+        if group.batches.is_empty() {
+            let first = async {
+                let mut rx = rx.lock().await;
+                let first = rx.recv().await;
+                (first, rx)
+            };
+            tokio::pin!(first);
+            // Waiting for work: the kept connection goes back to the pool if none comes soon.
+            let (first, mut rx) = match tokio::time::timeout(KEEP_FOR, &mut first).await {
+                Ok(got) => got,
+                Err(_) => {
+                    kept = Kept::default();
+                    first.await
                 }
+            };
+            match first {
+                Some(batch) => group.add_or_leave(batch, &mut later),
+                None => return,
             }
-            while group.requests < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(batch) => group.add_or_leave(batch, &mut later),
-                    Err(_) => break,
-                }
-            }
+            fill(&mut group, &mut rx, &mut later);
+        } else if let Ok(mut rx) = rx.try_lock() {
+            fill(&mut group, &mut rx, &mut later);
         }
         left = later;
         let Some(batcher) = batcher.upgrade() else {
             return;
         };
-        run_group(&batcher, group.batches).await;
+        run_group(&batcher, group.batches, &mut kept).await;
+    }
+}
+
+/// Adds the batches waiting in the queue to `group`, as many as fit.
+fn fill(group: &mut Group, rx: &mut mpsc::UnboundedReceiver<Batch>, later: &mut VecDeque<Batch>) {
+    while group.requests < MAX_GROUP {
+        match rx.try_recv() {
+            Ok(batch) => group.add_or_leave(batch, later),
+            Err(_) => break,
+        }
     }
 }
 
@@ -428,7 +453,7 @@ impl Group {
 /// Applies a group's batches in one transaction and answers them; a group of one is a
 /// batch (`run`). If the transaction fails for a reason other than an unavailable
 /// database, each batch runs again on its own.
-async fn run_group(batcher: &Batcher, mut batches: Vec<Batch>) {
+async fn run_group(batcher: &Batcher, mut batches: Vec<Batch>, kept: &mut Kept) {
     batcher.stats.leave(batches.iter().map(|b| b.jobs.len()).sum());
     if batches.len() == 1
         && let Some(Batch {
@@ -437,7 +462,7 @@ async fn run_group(batcher: &Batcher, mut batches: Vec<Batch>) {
             done,
         }) = batches.pop()
     {
-        run(batcher, schedule_id, jobs).await;
+        run(batcher, schedule_id, jobs, kept).await;
         let _ = done.send(());
         return;
     }
@@ -459,7 +484,7 @@ async fn run_group(batcher: &Batcher, mut batches: Vec<Batch>) {
         .zip(&requests)
         .map(|(b, r)| (b.schedule_id, r.as_slice()))
         .collect();
-    match apply(batcher, &parts).await {
+    match apply(batcher, &parts, kept).await {
         Ok(outcome) => {
             for (batch, outcome) in batches.into_iter().zip(outcome.batches) {
                 answer(batcher, batch.jobs, outcome);
@@ -480,40 +505,11 @@ async fn run_group(batcher: &Batcher, mut batches: Vec<Batch>) {
             metrics::counter!("booking_group_failures_total").increment(1);
             tracing::warn!(group.batches = batches.len(), error.cause = ?e, "booking group failed; running its batches one by one");
             for batch in batches {
-                run_batch(batcher, batch.schedule_id, batch.jobs).await;
+                run_batch(batcher, batch.schedule_id, batch.jobs, kept).await;
                 let _ = batch.done.send(());
             }
         }
     }
-}
-
-/// One transaction for `parts` on a pooled connection, its outcome settled if its COMMIT
-/// went unanswered.
-async fn apply(batcher: &Batcher, parts: &[reserve::Part<'_>]) -> AppResult<reserve::GroupOutcome> {
-    let started = std::time::Instant::now();
-    let outcome = match batcher.db.get().await {
-        Ok(mut conn) => {
-            match reserve::reserve_group(
-                &mut conn,
-                parts,
-                Lock::Take,
-                Some(&batcher.layouts),
-                Some(batcher.reply_timeout),
-            )
-            .await
-            {
-                Ok(Applied::Committed(outcome)) => Ok(outcome),
-                Ok(Applied::InDoubt { outcome, cause }) => {
-                    drop(conn);
-                    outcome.settle(&batcher.db, cause).await
-                }
-                Err(e) => Err(e),
-            }
-        }
-        Err(e) => Err(AppError::from(e)),
-    };
-    metrics::histogram!("booking_batch_seconds").record(started.elapsed().as_secs_f64());
-    outcome
 }
 
 fn record_batch(stats: &Stats, size: usize) {
@@ -535,19 +531,19 @@ fn answer(batcher: &Batcher, jobs: Vec<Job>, outcome: reserve::BatchOutcome) {
 
 /// Runs a batch; if its transaction fails for a reason other than an unavailable
 /// database, runs it again in halves, down to single requests.
-async fn run(batcher: &Batcher, schedule_id: i64, jobs: Vec<Job>) {
+async fn run(batcher: &Batcher, schedule_id: i64, jobs: Vec<Job>, kept: &mut Kept) {
     record_batch(&batcher.stats, jobs.len());
-    run_batch(batcher, schedule_id, jobs).await;
+    run_batch(batcher, schedule_id, jobs, kept).await;
 }
 
 /// `run` without counting the batch again (a group's batch, run alone after its group failed).
-async fn run_batch(batcher: &Batcher, schedule_id: i64, jobs: Vec<Job>) {
+async fn run_batch(batcher: &Batcher, schedule_id: i64, jobs: Vec<Job>, kept: &mut Kept) {
     let stats = &batcher.stats;
     // Groups still to run, last first.
     let mut groups = vec![jobs];
     while let Some(jobs) = groups.pop() {
         let requests: Vec<HoldRequest> = jobs.iter().map(|j| j.request.clone()).collect();
-        let outcome = apply(batcher, &[(schedule_id, requests.as_slice())]).await;
+        let outcome = apply(batcher, &[(schedule_id, requests.as_slice())], kept).await;
         match outcome.and_then(|mut o| {
             o.batches
                 .pop()
