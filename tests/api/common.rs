@@ -687,6 +687,16 @@ impl TestApp {
         row.n
     }
 
+    /// Closes every other session of this test's database, as a primary shutting down does
+    /// (57P01): how many it closed.
+    pub async fn close_other_sessions(&self) -> i64 {
+        self.count(
+            "SELECT count(*) AS n FROM pg_stat_activity, pg_terminate_backend(pid) \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .await
+    }
+
     /// Sessions of this test's database waiting for a lock: how a test knows a batch it
     /// started is now blocked on a row it holds.
     pub async fn lock_waiters(&self) -> i64 {

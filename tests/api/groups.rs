@@ -273,12 +273,7 @@ async fn a_kept_connection_closed_between_batches_costs_the_next_batch_nothing()
     // first (they take batches in turn): every hold after the first must hold.
     for i in [0, 2, 4] {
         hold(i).await.expect("a hold after a kept connection was closed");
-        let closed = app
-            .count(
-                "SELECT count(*) AS n FROM pg_stat_activity, pg_terminate_backend(pid) \
-                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
-            )
-            .await;
+        let closed = app.close_other_sessions().await;
         assert!(closed >= 1, "the committer's connection was not found");
         hold(i + 1)
             .await

@@ -71,12 +71,7 @@ async fn a_reader_whose_connection_was_closed_answers_the_next_ask_on_another() 
     assert_eq!(roles.of(fan.id).await.unwrap(), Some(Role::User));
     // Every other session of the database closed, the reader's included, as a primary
     // shutting down does (57P01).
-    let closed = app
-        .count(
-            "SELECT count(*) AS n FROM pg_stat_activity, pg_terminate_backend(pid) \
-             WHERE datname = current_database() AND pid <> pg_backend_pid()",
-        )
-        .await;
+    let closed = app.close_other_sessions().await;
     assert!(closed >= 1, "the reader's connection was not found");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(roles.of(fan.id).await.unwrap(), Some(Role::User));
