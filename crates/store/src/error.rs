@@ -190,21 +190,18 @@ impl AppError {
     }
 }
 
-/// Database failures a retry may cure: the connection was lost or the server is going away,
-/// a lock or statement timeout fired (a peer holds a lock too long), a serialization failure
-/// or deadlock. Everything else is a bug or bad data: INTERNAL. PostgreSQL's messages are
-/// matched where diesel does not keep the SQLSTATE; they are stable with the default
-/// `lc_messages`. PgBouncer answers for the server it lost with messages of its own: as
-/// INTERNAL, a batch whose COMMIT met "server conn crashed?" in a failover was answered a
-/// failure although it had committed (I9), where UNAVAILABLE has it settled.
+/// Database failures a retry may cure: the connection was lost or the server is going away
+/// ([`lost_connection`]), a lock or statement timeout fired (a peer holds a lock too long), a
+/// serialization failure or deadlock. Everything else is a bug or bad data: INTERNAL.
+/// PostgreSQL's messages are matched where diesel does not keep the SQLSTATE; they are
+/// stable with the default `lc_messages`.
 fn is_transient(err: &diesel::result::Error) -> bool {
     use diesel::result::{DatabaseErrorKind as K, Error as E};
+    if lost_connection(err) {
+        return true;
+    }
     match err {
-        // ReadOnlyTransaction: the server was a standby or a demoted primary, nothing written.
-        E::DatabaseError(
-            K::UnableToSendCommand | K::SerializationFailure | K::ClosedConnection | K::ReadOnlyTransaction,
-            _,
-        ) => true,
+        E::DatabaseError(K::SerializationFailure, _) => true,
         E::DatabaseError(_, info) => {
             let m = info.message();
             [
@@ -212,14 +209,7 @@ fn is_transient(err: &diesel::result::Error) -> bool {
                 "statement timeout",
                 "idle-in-transaction timeout",
                 "deadlock detected",
-                "terminating connection",
-                "shutting down",
-                "server closed the connection",
-                // PgBouncer (1.18): its server connection died, it cannot (re)connect, or
-                // no server connection was free in time (nothing ran).
-                "server conn crashed",
-                "cannot connect to server",
-                "server login has been failing",
+                // PgBouncer: no server connection was free in time (nothing ran).
                 "query_wait_timeout",
             ]
             .iter()
@@ -228,6 +218,32 @@ fn is_transient(err: &diesel::result::Error) -> bool {
         E::BrokenTransactionManager => true,
         // A COMMIT whose connection dropped, then a ROLLBACK that could not be sent either.
         E::RollbackErrorOnCommit { commit_error, .. } => is_transient(commit_error),
+        _ => false,
+    }
+}
+
+/// Whether a statement failed because its connection did, not because of what it asked:
+/// the connection is closed or cannot send, its server is shutting down or no longer takes
+/// writes (a standby, a demoted primary: nothing written), or PgBouncer lost its server.
+/// What the pool's check at checkout would have found; a connection kept past that check
+/// (the hold batches' committers) runs its work again on a checked one. PgBouncer (1.18)
+/// answers for a server connection it lost or cannot make with messages of its own: as
+/// INTERNAL, a batch whose COMMIT met "server conn crashed?" in a failover was answered a
+/// failure although it had committed (I9), where UNAVAILABLE has it settled.
+pub fn lost_connection(err: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind as K, Error as E};
+    match err {
+        E::DatabaseError(K::UnableToSendCommand | K::ClosedConnection | K::ReadOnlyTransaction, _) => true,
+        E::DatabaseError(_, info) => [
+            "terminating connection",
+            "shutting down",
+            "server closed the connection",
+            "server conn crashed",
+            "cannot connect to server",
+            "server login has been failing",
+        ]
+        .iter()
+        .any(|p| info.message().contains(p)),
         _ => false,
     }
 }

@@ -67,23 +67,11 @@ pub(super) async fn apply(
     outcome
 }
 
-/// Whether a transaction failed because its connection did: closed, or to a server that no
-/// longer takes writes (what the pool's check would have found). Timeouts are not: running
-/// again would make the callers wait twice.
+/// Whether a transaction failed because its connection did (`error::lost_connection`), not
+/// a timeout: running again after one would make the callers wait twice.
 fn lost_connection(e: &AppError) -> bool {
-    use diesel::result::{DatabaseErrorKind as K, Error as E};
-    let AppError::Unavailable(cause) = e else {
-        return false;
-    };
-    match cause.downcast_ref::<E>() {
-        Some(E::DatabaseError(K::ClosedConnection | K::UnableToSendCommand | K::ReadOnlyTransaction, _)) => {
-            true
-        }
-        Some(E::DatabaseError(_, info)) => ["terminating connection", "server closed the connection"]
-            .iter()
-            .any(|m| info.message().contains(m)),
-        _ => false,
-    }
+    matches!(e, AppError::Unavailable(cause)
+        if cause.downcast_ref::<diesel::result::Error>().is_some_and(crate::error::lost_connection))
 }
 
 /// `transaction` on a connection the pool checked.
