@@ -35,6 +35,7 @@ mod live;
 mod orders;
 mod partition;
 mod payments;
+mod pipelined;
 mod points;
 mod pool;
 mod prepared;

@@ -14,6 +14,7 @@ use diesel_async::{
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+pub mod pipelined;
 mod prepared;
 pub use prepared::Prepared;
 

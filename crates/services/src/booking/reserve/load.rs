@@ -81,6 +81,7 @@ pub(super) async fn load(
     conn: &mut AsyncPgConnection,
     parts: &[Part<'_>],
     lock: Lock,
+    begin: Begin,
 ) -> AppResult<GroupLoad> {
     let requests = || parts.iter().flat_map(|p| p.1.iter());
     let mut schedule_ids: Vec<i64> = parts.iter().map(|p| p.0).collect();
@@ -114,7 +115,14 @@ pub(super) async fn load(
             Lock::Skip => locks::schedules_for_batch_unlocked(conn, &schedule_ids).await,
         }
     };
-    let (locked, key_locks, seats, users, keyed) = futures_util::join!(
+    let begun = async {
+        match begin {
+            Begin::Pipelined => pipelined::begin(conn).await,
+            Begin::Begun => Ok(()),
+        }
+    };
+    let (begun, locked, key_locks, seats, users, keyed) = futures_util::join!(
+        begun,
         lock_schedules,
         locks::hold_keys(conn, &client_keys),
         read_seats(conn, &seat_ids),
@@ -123,6 +131,7 @@ pub(super) async fn load(
     );
     // In pipeline order: after a failed statement the rest fail only because the
     // transaction is aborted, so the first error is the one that says why.
+    begun?;
     let locked = locked?;
     key_locks?;
     let (seats, users, keyed) = (seats?, users?, keyed?);
