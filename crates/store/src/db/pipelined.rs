@@ -3,10 +3,10 @@
 //! diesel-async's `transaction` sends BEGIN and waits for its answer before the body's first
 //! statement: a round trip that does nothing. On a machine whose cores serve a sale, every
 //! round trip waits for the database's process and then ours to be scheduled: the hold
-//! batch's BEGIN took 1-3 ms of its 10 (docs/performance.md, "BEGIN with the load"). Here
-//! the caller [`open`]s the transaction, sends [`begin`] first in its first pipeline
-//! (PostgreSQL runs a connection's statements in the order they were sent), and [`close`]s
-//! it with COMMIT or ROLLBACK as diesel-async would.
+//! batch's BEGIN took 1.6-3 ms of a 6-10 ms batch (docs/performance.md, "BEGIN with the
+//! load"). Here the caller [`open`]s the transaction, sends [`begin`] first in its first
+//! pipeline (PostgreSQL runs a connection's statements in the order they were sent), and
+//! [`close`]s it with COMMIT or ROLLBACK as diesel-async would.
 //!
 //! Only for a body whose first step is a pipeline (`futures_util::join!` of statements on
 //! `&AsyncPgConnection`, [`begin`] first): a body that forgot [`begin`] would run its
