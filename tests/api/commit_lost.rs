@@ -17,7 +17,7 @@ use std::sync::{
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::common::{PG, Session, Show, TestApp, TestDb, code, layout, test_config};
+use crate::common::{Session, Show, TestApp, code, contains_bytes, layout};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Cut {
@@ -176,7 +176,7 @@ impl Messages {
                 continue;
             }
             let marker = self.marker;
-            let locks = |text: &[u8]| contains(text, marker);
+            let locks = |text: &[u8]| contains_bytes(text, marker);
             match kind {
                 // Parse: statement name, then its text.
                 Some(b'P') => {
@@ -210,17 +210,9 @@ impl Messages {
     }
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 pub(crate) async fn app_behind(cut: Cut, marker: &'static [u8]) -> (TestApp, Trap) {
     let (addr, trap) = proxy(cut, marker).await;
-    let db = TestDb::new().await;
-    let url = db.url.replace(PG, &format!("postgres://postgres@{addr}"));
-    let config = test_config(&db, &[("DATABASE_URL", &url)]);
-    let state = boxoffice::state::AppState::connect(config).await.unwrap();
-    (TestApp::serve(db, state).await, trap)
+    (TestApp::spawn_behind(addr).await, trap)
 }
 
 const RESERVE: &str = "mutation($i: ReserveSeatsInput!) { reserveSeats(input: $i) { id status } }";

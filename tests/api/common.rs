@@ -309,6 +309,17 @@ impl TestApp {
         Self::serve(db, state).await
     }
 
+    /// A server on a fresh database that it reaches through `proxy` (a test's TCP proxy to
+    /// PostgreSQL on 127.0.0.1:5432), to watch or break what goes between them.
+    pub async fn spawn_behind(proxy: SocketAddr) -> Self {
+        let db = TestDb::new().await;
+        let url = db.url.replace(PG, &format!("postgres://postgres@{proxy}"));
+        let state = AppState::connect(test_config(&db, &[("DATABASE_URL", &url)]))
+            .await
+            .unwrap();
+        Self::serve(db, state).await
+    }
+
     pub async fn serve(db: TestDb, state: AppState) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -429,6 +440,11 @@ impl Session {
             refresh: p["refreshToken"].as_str()?.to_owned(),
         })
     }
+}
+
+/// Whether `needle` occurs in `haystack` (a proxy looking for a statement in the bytes).
+pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// The `extensions.code` of the first error.

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use diesel_async::RunQueryDsl as _;
 
-use crate::common::{PG, TestApp, TestDb, layout, test_config};
+use crate::common::{TestApp, TestDb, contains_bytes, layout};
 
 /// What the server sent PostgreSQL, one entry per flight, over every connection.
 #[derive(Clone, Default)]
@@ -78,10 +78,6 @@ async fn connection(inbound: tokio::net::TcpStream, flights: Flights) {
 
 const ANSWER_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 /// A simple-protocol `BEGIN` (Query message: 'Q', its length, the text and a NUL).
 const BEGIN: &[u8] = b"Q\0\0\0\x0aBEGIN\0";
 /// The schedule lock's statement: the first statement of a batch's load. On a connection's
@@ -92,11 +88,7 @@ const LOCK: &[u8] = b"FOR UPDATE OF s";
 async fn a_hold_batchs_begin_goes_out_with_its_load() {
     let flights = Flights::default();
     let addr = proxy(flights.clone()).await;
-    let db = TestDb::new().await;
-    let url = db.url.replace(PG, &format!("postgres://postgres@{addr}"));
-    let config = test_config(&db, &[("DATABASE_URL", &url)]);
-    let state = boxoffice::state::AppState::connect(config).await.unwrap();
-    let app = TestApp::serve(db, state).await;
+    let app = TestApp::spawn_behind(addr).await;
     let show = app.show(layout(1, 4), 4).await;
     let fan = app.sign_up("one-flight@example.com").await;
     let body = app
@@ -111,10 +103,10 @@ async fn a_hold_batchs_begin_goes_out_with_its_load() {
     let sent = flights.all();
     let load = sent
         .iter()
-        .position(|f| contains(f, LOCK))
+        .position(|f| contains_bytes(f, LOCK))
         .expect("the batch's lock statement went through the proxy");
     assert!(
-        contains(&sent[load], BEGIN),
+        contains_bytes(&sent[load], BEGIN),
         "the batch's BEGIN was not in its load's flight: it cost a round trip of its own \
          (flight before the load: {:?})",
         String::from_utf8_lossy(&sent[load.saturating_sub(1)])
