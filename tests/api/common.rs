@@ -221,6 +221,52 @@ impl TestDb {
     }
 }
 
+/// `boxoffice serve` as its own process on `db` (without Redis), once it answers
+/// `/healthz`; killed when the handle is dropped. For what a test server inside this test
+/// binary cannot show: what the process does from its first instruction.
+pub struct ServerProcess {
+    pub child: tokio::process::Child,
+    pub port: u16,
+}
+
+impl ServerProcess {
+    pub async fn spawn(db: &TestDb) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+            .arg("serve")
+            .env("DATABASE_URL", &db.url)
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("PORT", port.to_string())
+            .env_remove("REDIS_URL")
+            .env("RUST_LOG", "off")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let server = Self { child, port };
+        let http = reqwest::Client::new();
+        for _ in 0..200 {
+            if http
+                .get(server.url("/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return server;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the server process did not start");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if !self.owned {

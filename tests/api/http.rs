@@ -345,37 +345,9 @@ async fn metrics_labels_come_from_a_closed_set() {
 #[tokio::test]
 async fn metrics_count_from_the_start_not_from_the_first_scrape() {
     let db = crate::common::TestDb::new().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_boxoffice"))
-        .arg("serve")
-        .env("DATABASE_URL", &db.url)
-        .env("JWT_SECRET", crate::common::JWT_SECRET)
-        .env("PORT", port.to_string())
-        .env_remove("REDIS_URL")
-        .env("RUST_LOG", "off")
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let mut server = crate::common::ServerProcess::spawn(&db).await;
     let http = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..200 {
-        if http
-            .get(url("/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(up, "the server started");
+    let url = |path: &str| server.url(path);
     for _ in 0..5 {
         http.get(url("/healthz")).send().await.unwrap();
     }
@@ -387,7 +359,7 @@ async fn metrics_count_from_the_start_not_from_the_first_scrape() {
         .text()
         .await
         .unwrap();
-    let _ = child.kill().await;
+    let _ = server.child.kill().await;
     let healthz: u64 = metrics
         .lines()
         .filter(|l| l.starts_with("http_requests_total{") && l.contains("path=\"/healthz\""))
